@@ -1,0 +1,40 @@
+# The two commands of the README, and the sanitizer runs CI adds to them.
+#   make demo   installs what is missing, builds, and runs the main job
+#   make test   installs what is missing, builds, and runs every test
+JOBS ?= 2
+CMAKE_FLAGS ?=
+TSAN_RUN := setarch $(shell uname -m) -R
+
+.PHONY: deps build demo test test-asan test-tsan clean
+
+deps:
+	@bash cmake/install-deps.sh
+
+build: deps
+	cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build build -j $(JOBS)
+
+demo: build
+	build/examples/dhtkit-tour
+
+test: build
+	cd build && ctest -j $(JOBS) --output-on-failure --timeout 300
+
+# Tests only (no benchmarks or examples), built with the sanitizers.
+test-asan: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDHTKIT_SANITIZE=address,undefined \
+	  -DDHTKIT_BUILD_BENCHMARKS=OFF -DDHTKIT_BUILD_EXAMPLES=OFF
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest -j $(JOBS) --output-on-failure --timeout 600
+
+# TSan's runtime cannot start under a 32-bit mmap randomisation; setarch -R turns it off.
+test-tsan: deps
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDHTKIT_SANITIZE=thread \
+	  -DDHTKIT_BUILD_BENCHMARKS=OFF -DDHTKIT_BUILD_EXAMPLES=OFF
+	$(TSAN_RUN) cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(TSAN_RUN) \
+	  ctest -j $(JOBS) --output-on-failure --timeout 900
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dhtkit builds with, when any is missing. Safe to run again.
+set -euo pipefail
+
+packages=(cmake ninja-build g++ clang pkg-config make
+          libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev libxxhash-dev
+          libcuckoo-dev libtbb-dev libboost-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo=()
+[[ $(id -u) -eq 0 ]] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,18 @@
+# Flags for dhtkit's own targets (tests, benchmarks, examples); consumers of the headers get none.
+set(DHTKIT_WARNINGS -Wall -Wextra -Wpedantic -Werror)
+
+if(DHTKIT_SANITIZE)
+  add_compile_options(-fsanitize=${DHTKIT_SANITIZE} -fno-omit-frame-pointer -g)
+  add_link_options(-fsanitize=${DHTKIT_SANITIZE})
+  if(DHTKIT_SANITIZE MATCHES "undefined")
+    add_compile_options(-fno-sanitize-recover=undefined)
+  endif()
+  if(DHTKIT_SANITIZE MATCHES "thread" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    add_compile_options(-Wno-tsan)
+  endif()
+endif()
+
+function(dhtkit_target name)
+  target_compile_options(${name} PRIVATE ${DHTKIT_WARNINGS})
+  target_link_libraries(${name} PRIVATE ${ARGN})
+endfunction()

@@ -1,0 +1,166 @@
+#pragma once
+// Peer and cluster settings from a TOML file. Errors name the file, the key and what was
+// expected. Relative paths in the file are taken relative to the file's folder, so a cluster file
+// means the same thing from whatever directory a peer is started.
+//
+//   [pool]     threads = 4
+//   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128
+//   [replication] backups = 2
+//   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data"
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+namespace dhtkit {
+
+struct config_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct peer_config {
+    unsigned id = 0;
+    std::string host;
+    std::uint16_t port = 0;
+    std::filesystem::path shared_dir;
+    std::filesystem::path data_dir;
+};
+
+struct limits_config {
+    std::size_t max_key_bytes = 1024;
+    std::size_t max_value_bytes = 1 << 20;
+    std::size_t max_in_flight = 128;  // requests queued per connection
+};
+
+struct cluster_config {
+    std::filesystem::path source;  // the file it was read from, for messages
+    std::size_t pool_threads = 4;
+    limits_config limits;
+    unsigned backups = 2;
+    std::vector<peer_config> peers;  // in ring order
+
+    [[nodiscard]] const peer_config& peer(unsigned id) const {
+        for (const auto& p : peers)
+            if (p.id == id) return p;
+        throw config_error(fmt::format("{}: no peer with id {} (the file has {} peers)",
+                                       source.string(), id, peers.size()));
+    }
+};
+
+namespace detail {
+
+class config_reader {
+public:
+    config_reader(const toml::table& root, std::filesystem::path source)
+        : root_(root), source_(std::move(source)), base_(source_.parent_path()) {}
+
+    [[noreturn]] void fail(std::string_view key, std::string_view expected) const {
+        throw config_error(fmt::format("{}: key '{}': expected {}", source_.string(), key, expected));
+    }
+
+    template <class T>
+    T integer(toml::node_view<const toml::node> node, std::string_view key, T low, T high,
+              std::optional<T> fallback) const {
+        if (!node) {
+            if (fallback) return *fallback;
+            fail(key, fmt::format("an integer from {} to {} (it is missing)", low, high));
+        }
+        auto value = node.value<std::int64_t>();
+        if (!node.is_integer() || !value || *value < static_cast<std::int64_t>(low) ||
+            static_cast<std::uint64_t>(*value) > static_cast<std::uint64_t>(high))
+            fail(key, fmt::format("an integer from {} to {}", low, high));
+        return static_cast<T>(*value);
+    }
+
+    std::string text(toml::node_view<const toml::node> node, std::string_view key) const {
+        auto value = node.value<std::string>();
+        if (!node.is_string() || !value || value->empty()) fail(key, "a non-empty string");
+        return *value;
+    }
+
+    std::filesystem::path path(toml::node_view<const toml::node> node, std::string_view key) const {
+        std::filesystem::path p = text(node, key);
+        return p.is_absolute() ? p : (base_ / p).lexically_normal();
+    }
+
+    const toml::table& root() const noexcept { return root_; }
+
+private:
+    const toml::table& root_;
+    std::filesystem::path source_;
+    std::filesystem::path base_;
+};
+
+}  // namespace detail
+
+// Parses `text` as if read from `source` (which names the file in errors and anchors relative
+// paths).
+inline cluster_config parse_config(std::string_view text, const std::filesystem::path& source) {
+    toml::table root;
+    try {
+        root = toml::parse(text, source.string());
+    } catch (const toml::parse_error& e) {
+        throw config_error(fmt::format("{}:{}:{}: not valid TOML: {}", source.string(),
+                                       e.source().begin.line, e.source().begin.column,
+                                       e.description()));
+    }
+    detail::config_reader in(root, std::filesystem::absolute(source));
+    cluster_config c;
+    c.source = source;
+    toml::node_view<const toml::node> view{root};
+    constexpr auto size_max = std::numeric_limits<std::size_t>::max() / 2;
+
+    c.pool_threads = in.integer<std::size_t>(view["pool"]["threads"], "pool.threads", 1, 1024, 4);
+    c.limits.max_key_bytes = in.integer<std::size_t>(view["limits"]["max_key_bytes"],
+                                                     "limits.max_key_bytes", 1, 65535, 1024);
+    c.limits.max_value_bytes = in.integer<std::size_t>(view["limits"]["max_value_bytes"],
+                                                       "limits.max_value_bytes", 0, size_max, 1 << 20);
+    c.limits.max_in_flight = in.integer<std::size_t>(view["limits"]["max_in_flight"],
+                                                     "limits.max_in_flight", 1, 65536, 128);
+    c.backups = in.integer<unsigned>(view["replication"]["backups"], "replication.backups", 0, 16, 2);
+
+    const toml::array* peers = root["peers"].as_array();
+    if (!peers || peers->empty()) in.fail("peers", "an array of tables [[peers]] with at least one peer");
+    std::set<unsigned> ids;
+    for (std::size_t i = 0; i < peers->size(); ++i) {
+        const std::string at = fmt::format("peers[{}]", i);
+        if (!(*peers)[i].is_table()) in.fail(at, "a table with id, host, port, shared and data");
+        toml::node_view<const toml::node> p{(*peers)[i]};
+        peer_config pc;
+        pc.id = in.integer<unsigned>(p["id"], at + ".id", 0, 1u << 20, std::nullopt);
+        if (!ids.insert(pc.id).second) in.fail(at + ".id", fmt::format("a unique id ({} is used twice)", pc.id));
+        pc.host = in.text(p["host"], at + ".host");
+        pc.port = in.integer<std::uint16_t>(p["port"], at + ".port", 1, 65535, std::nullopt);
+        pc.shared_dir = in.path(p["shared"], at + ".shared");
+        pc.data_dir = in.path(p["data"], at + ".data");
+        c.peers.push_back(std::move(pc));
+    }
+    // More backups than other peers would only copy a key onto the same peers again.
+    if (c.backups >= c.peers.size() && c.backups > 0)
+        c.backups = static_cast<unsigned>(c.peers.size() - 1);
+    return c;
+}
+
+inline cluster_config load_config(const std::filesystem::path& file) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec))
+        throw config_error(fmt::format("{}: cannot read the config: not a regular file", file.string()));
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw config_error(fmt::format("{}: cannot open the config", file.string()));
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return parse_config(content, file);
+}
+
+}  // namespace dhtkit

@@ -1,0 +1,86 @@
+#include <catch2/catch.hpp>
+
+#include <dhtkit/app/config.hpp>
+
+#include <fstream>
+
+using namespace dhtkit;
+
+namespace {
+constexpr const char* good = R"(
+[pool]
+threads = 6
+[limits]
+max_key_bytes = 200
+[replication]
+backups = 1
+[[peers]]
+id = 0
+host = "127.0.0.1"
+port = 7400
+shared = "p0/shared"
+data = "/var/tmp/p0"
+[[peers]]
+id = 1
+host = "::1"
+port = 7401
+shared = "../p1/shared"
+data = "p1/data"
+)";
+}
+
+TEST_CASE("a cluster file is read, with relative paths taken from the file's folder") {
+    auto c = parse_config(good, "/etc/dhtkit/cluster.toml");
+    CHECK(c.pool_threads == 6);
+    CHECK(c.limits.max_key_bytes == 200);
+    CHECK(c.limits.max_value_bytes == 1 << 20);  // a default
+    CHECK(c.backups == 1);
+    REQUIRE(c.peers.size() == 2);
+    CHECK(c.peers[0].port == 7400);
+    CHECK(c.peers[0].shared_dir == "/etc/dhtkit/p0/shared");
+    CHECK(c.peers[0].data_dir == "/var/tmp/p0");
+    CHECK(c.peers[1].shared_dir == "/etc/p1/shared");
+    CHECK(c.peer(1).host == "::1");
+    CHECK_THROWS_WITH(c.peer(9), Catch::Contains("no peer with id 9"));
+}
+
+TEST_CASE("config errors name the file, the key and what was expected") {
+    auto fails = [](std::string text) {
+        try {
+            parse_config(text, "/x/c.toml");
+        } catch (const config_error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    std::string peer = "[[peers]]\nid=0\nhost=\"h\"\nport=1\nshared=\"s\"\ndata=\"d\"\n";
+    CHECK_THAT(fails(""), Catch::Contains("/x/c.toml") && Catch::Contains("'peers'"));
+    CHECK_THAT(fails("[pool]\nthreads = \"four\"\n" + peer),
+               Catch::Contains("'pool.threads'") && Catch::Contains("an integer from 1 to 1024"));
+    CHECK_THAT(fails("[pool]\nthreads = 0\n" + peer), Catch::Contains("'pool.threads'"));
+    CHECK_THAT(fails("[[peers]]\nid=0\nhost=\"h\"\nport=70000\nshared=\"s\"\ndata=\"d\"\n"),
+               Catch::Contains("'peers[0].port'") && Catch::Contains("1 to 65535"));
+    CHECK_THAT(fails("[[peers]]\nid=0\nport=1\nshared=\"s\"\ndata=\"d\"\n"),
+               Catch::Contains("'peers[0].host'") && Catch::Contains("non-empty string"));
+    CHECK_THAT(fails(peer + peer), Catch::Contains("'peers[1].id'") && Catch::Contains("unique"));
+    CHECK_THAT(fails("[[peers]]\nid=\n"), Catch::Contains("/x/c.toml:2") && Catch::Contains("not valid TOML"));
+}
+
+TEST_CASE("more backups than other peers are capped, and a missing file is a clear error") {
+    std::string one = "[replication]\nbackups=5\n[[peers]]\nid=3\nhost=\"h\"\nport=1\nshared=\"s\"\ndata=\"d\"\n";
+    CHECK(parse_config(one, "c.toml").backups == 0);
+    CHECK_THROWS_WITH(load_config("/nonexistent/dhtkit.toml"),
+                      Catch::Contains("/nonexistent/dhtkit.toml") && Catch::Contains("cannot read"));
+}
+
+TEST_CASE("load_config reads a file from disk") {
+    auto path = std::filesystem::temp_directory_path() / ("dhtkit-config-" + std::to_string(::getpid()) + ".toml");
+    {
+        std::ofstream out(path);
+        out << good;
+    }
+    auto c = load_config(path);
+    std::filesystem::remove(path);
+    CHECK(c.peers.size() == 2);
+    CHECK(c.peers[0].shared_dir == path.parent_path() / "p0/shared");
+}
