@@ -79,13 +79,16 @@ private:
 // stream of readers cannot starve a writer.
 class shared_spinlock {
 public:
+    // Each path starts with the read-modify-write it hopes will succeed: a load first would fetch
+    // the cache line shared, then again exclusive.
     void lock() noexcept {
         detail::backoff wait;
-        for (;;) {
-            std::uint32_t s = state_.load(std::memory_order_relaxed);
-            if ((s & writer) == 0 && state_.compare_exchange_weak(s, s | writer, std::memory_order_acquire))
-                break;
-            wait.pause();
+        std::uint32_t s = 0;
+        while (!state_.compare_exchange_weak(s, s | writer, std::memory_order_acquire)) {
+            if (s & writer) {
+                wait.pause();
+                s = state_.load(std::memory_order_relaxed) & ~writer;
+            }
         }
         while (state_.load(std::memory_order_acquire) != writer) wait.pause();
     }
@@ -93,12 +96,9 @@ public:
 
     void lock_shared() noexcept {
         detail::backoff wait;
-        for (;;) {
-            std::uint32_t s = state_.load(std::memory_order_relaxed);
-            if ((s & writer) == 0 &&
-                state_.compare_exchange_weak(s, s + reader, std::memory_order_acquire))
-                return;
-            wait.pause();
+        while (state_.fetch_add(reader, std::memory_order_acquire) & writer) {
+            state_.fetch_sub(reader, std::memory_order_relaxed);
+            while (state_.load(std::memory_order_relaxed) & writer) wait.pause();
         }
     }
     void unlock_shared() noexcept { state_.fetch_sub(reader, std::memory_order_release); }

@@ -7,12 +7,13 @@
 // One shard with std::mutex is exactly the seed's design; the default is 256 shards of
 // shared_spinlock, whose readers never exclude each other.
 //
-// Inside a shard, slots hold a pointer to the entry plus one control byte each, probed eight at a
-// time (Swiss-table style, in portable 64-bit words): a lookup reads the control bytes of a group,
-// and follows a pointer only where 7 bits of the hash already match. Entries never move on
-// rehash. The maximum load is 7/8.
+// Inside a shard, a bucket is one cache line: a word of control bytes and 7 pointers to entries
+// (Swiss-table style matching, in portable 64-bit arithmetic). A lookup reads the bucket, and
+// follows a pointer only where 7 bits of the hash already match. Entries never move on rehash.
+// The maximum load is 7/8.
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <concepts>
 #include <cstddef>
@@ -67,10 +68,11 @@ public:
     bool get(key_view key, V& out) const {
         const auto h = hash(key);
         const shard& s = shard_for(h);
+        s.prefetch(h);
         read_guard guard(s.lock);
         auto at = s.find(key, h);
         if (at == npos) return false;
-        s.slots[at]->copy_value_to(out);
+        s.at(at)->copy_value_to(out);
         return true;
     }
 
@@ -91,9 +93,10 @@ public:
     bool put(key_view key, value_view value) {
         const auto h = hash(key);
         shard& s = shard_for(h);
+        s.prefetch(h);
         std::lock_guard guard(s.lock);
         if (auto at = s.find(key, h); at != npos) {
-            s.slots[at] = entry::assign(s.slots[at], value);
+            s.at(at) = entry::assign(s.at(at), value);
             return false;
         }
         s.insert_new(entry::make(key, value), h, *this);
@@ -110,11 +113,11 @@ public:
         std::lock_guard guard(s.lock);
         auto at = s.find(key, h);
         std::optional<value_view> current;
-        if (at != npos) current.emplace(s.slots[at]->value());
+        if (at != npos) current.emplace(s.at(at)->value());
         auto next = std::forward<F>(f)(current);
         if (!next) return false;
         if (at != npos)
-            s.slots[at] = entry::assign(s.slots[at], *next);
+            s.at(at) = entry::assign(s.at(at), *next);
         else
             s.insert_new(entry::make(key, *next), h, *this);
         return true;
@@ -147,8 +150,7 @@ public:
     void for_each(F&& f) const {
         for (const auto& s : shards_) {
             read_guard guard(s.lock);
-            for (std::size_t i = 0; i < s.capacity; ++i)
-                if (is_full(s.ctrl[i])) f(s.slots[i]->key(), s.slots[i]->value());
+            s.for_each(f);
         }
     }
 
@@ -167,30 +169,40 @@ public:
 
 private:
     static constexpr std::size_t npos = ~std::size_t{0};
-    static constexpr std::uint8_t empty = 0x80;
-    static constexpr std::uint8_t deleted = 0xFE;
-    static constexpr std::size_t group = 8;
-    static constexpr std::uint64_t lsbs = 0x0101010101010101ull;
-    static constexpr std::uint64_t msbs = 0x8080808080808080ull;
+    static constexpr std::uint64_t empty = 0x80;
+    static constexpr std::uint64_t deleted = 0xFE;
+    static constexpr std::size_t ways = 7;  // slots per bucket: 8 bytes of control + 7 pointers = 64
+    static constexpr std::uint64_t lsbs = 0x0001010101010101ull;  // the 7 used control bytes
+    static constexpr std::uint64_t msbs = 0x0080808080808080ull;
 
-    static bool is_full(std::uint8_t c) noexcept { return (c & 0x80) == 0; }
+    // One cache line: a lookup reads the control word and the pointer it needs with one miss.
+    // Byte i of `ctrl` (counting from the least significant) describes slot i: 0..0x7f holds 7
+    // bits of the key's hash, 0x80 is empty, 0xFE a tombstone. The top byte is unused.
+    struct alignas(64) bucket {
+        std::uint64_t ctrl = lsbs * empty;
+        entry* slot[ways] = {};
+    };
 
-    // Bits set at the high bit of each byte of `word` that may equal `b` (a false positive is
-    // possible just above a true match; the key comparison settles it).
-    static std::uint64_t match_byte(std::uint64_t word, std::uint8_t b) noexcept {
+    static bool is_full(std::uint64_t c) noexcept { return (c & 0x80) == 0; }
+    static std::uint64_t byte_at(std::uint64_t word, std::size_t i) noexcept { return (word >> (8 * i)) & 0xff; }
+    static void set_byte(std::uint64_t& word, std::size_t i, std::uint64_t v) noexcept {
+        word = (word & ~(std::uint64_t{0xff} << (8 * i))) | (v << (8 * i));
+    }
+
+    // Bits at the high bit of each control byte that may equal `b` (a false positive is possible
+    // just above a true match; the key comparison settles it).
+    static std::uint64_t match_byte(std::uint64_t word, std::uint64_t b) noexcept {
         std::uint64_t x = word ^ (lsbs * b);
         return (x - lsbs) & ~x & msbs;
     }
-    static std::uint64_t match_empty(std::uint64_t word) noexcept {
-        return word & ~(word << 6) & msbs;
-    }
+    static std::uint64_t match_empty(std::uint64_t word) noexcept { return word & ~(word << 6) & msbs; }
     static std::uint64_t match_free(std::uint64_t word) noexcept { return word & msbs; }
     static std::size_t lowest(std::uint64_t bits) noexcept {
         return static_cast<std::size_t>(std::countr_zero(bits)) / 8;
     }
 
     // A final mix, so that a weak user hash (std::hash of an integer is the identity) still
-    // spreads over shards, groups and control bytes.
+    // spreads over shards, buckets and control bytes.
     std::uint64_t hash(key_view key) const noexcept {
         std::uint64_t h = hasher_(key);
         h ^= h >> 33;
@@ -203,61 +215,68 @@ private:
 
     struct alignas(64) shard {
         mutable Lock lock;
-        std::unique_ptr<std::uint8_t[]> ctrl_block;
-        std::unique_ptr<entry*[]> slot_block;
-        std::uint8_t* ctrl = nullptr;
-        entry** slots = nullptr;
-        std::size_t capacity = 0;  // a power of two, at least one group; 0 before the first insert
+        std::unique_ptr<bucket[]> buckets;
+        std::size_t bucket_count = 0;  // a power of two; 0 before the first insert
+        // Copies of the two fields above that may be read without the lock, only to prefetch a
+        // bucket while the lock is being taken; a stale value costs a wasted prefetch, nothing more.
+        std::atomic<const bucket*> hint_buckets{nullptr};
+        std::atomic<std::size_t> hint_mask{0};
+
+        void prefetch(std::uint64_t h) const noexcept {
+            if (const bucket* b = hint_buckets.load(std::memory_order_relaxed))
+                __builtin_prefetch(b + (static_cast<std::size_t>(h >> 7) & hint_mask.load(std::memory_order_relaxed)));
+        }
         std::size_t size = 0;
         std::size_t tombstones = 0;
 
-        static std::uint8_t tag(std::uint64_t h) noexcept { return static_cast<std::uint8_t>(h & 0x7f); }
-        std::size_t first_group(std::uint64_t h) const noexcept {
-            return static_cast<std::size_t>(h >> 7) & (capacity / group - 1);
-        }
-        std::uint64_t load_group(std::size_t g) const noexcept {
-            std::uint64_t word;
-            std::memcpy(&word, ctrl + g * group, group);
-            if constexpr (std::endian::native == std::endian::big) word = __builtin_bswap64(word);
-            return word;
+        // A position is bucket * 8 + slot.
+        entry*& at(std::size_t pos) noexcept { return buckets[pos / 8].slot[pos % 8]; }
+        entry* at(std::size_t pos) const noexcept { return buckets[pos / 8].slot[pos % 8]; }
+
+        static std::uint64_t tag(std::uint64_t h) noexcept { return h & 0x7f; }
+        std::size_t first_bucket(std::uint64_t h) const noexcept {
+            return static_cast<std::size_t>(h >> 7) & (bucket_count - 1);
         }
 
         std::size_t find(key_view key, std::uint64_t h) const {
-            if (capacity == 0) return npos;
-            const std::size_t mask = capacity / group - 1;
-            std::size_t g = first_group(h);
+            if (bucket_count == 0) return npos;
+            std::size_t b = first_bucket(h);
             for (std::size_t step = 1;; ++step) {
-                const std::uint64_t word = load_group(g);
+                const bucket& bk = buckets[b];
+                const std::uint64_t word = bk.ctrl;
                 for (auto m = match_byte(word, tag(h)); m != 0; m &= m - 1) {
-                    std::size_t at = g * group + lowest(m);
-                    if (is_full(ctrl[at]) && slots[at]->key() == key) return at;
+                    std::size_t i = lowest(m);
+                    if (byte_at(word, i) != tag(h)) continue;
+                    bk.slot[i]->prefetch();
+                    if (bk.slot[i]->key() == key) return b * 8 + i;
                 }
                 if (match_empty(word) != 0) return npos;
-                g = (g + step) & mask;  // triangular steps visit every group of a power-of-two table
+                b = (b + step) & (bucket_count - 1);  // triangular steps visit every bucket
             }
         }
 
         void place(entry* e, std::uint64_t h) noexcept {
-            const std::size_t mask = capacity / group - 1;
-            std::size_t g = first_group(h);
+            std::size_t b = first_bucket(h);
             for (std::size_t step = 1;; ++step) {
-                if (auto m = match_free(load_group(g)); m != 0) {
-                    std::size_t at = g * group + lowest(m);
-                    if (ctrl[at] == deleted) --tombstones;
-                    ctrl[at] = tag(h);
-                    slots[at] = e;
+                bucket& bk = buckets[b];
+                if (auto m = match_free(bk.ctrl); m != 0) {
+                    std::size_t i = lowest(m);
+                    if (byte_at(bk.ctrl, i) == deleted) --tombstones;
+                    set_byte(bk.ctrl, i, tag(h));
+                    bk.slot[i] = e;
                     ++size;
                     return;
                 }
-                g = (g + step) & mask;
+                b = (b + step) & (bucket_count - 1);
             }
         }
 
         void insert_new(entry* e, std::uint64_t h, const locked_table& owner) {
-            if ((size + tombstones + 1) * 8 > capacity * 7) {
+            // Keep at least one free slot in eight, so that probes for absent keys stay short.
+            if ((size + tombstones + 1) * 8 > bucket_count * ways * 7) {
                 try {
-                    rehash(size * 2 + 2 >= capacity ? std::max(capacity * 2, 2 * group) : capacity,
-                           owner);
+                    bool mostly_live = (size + 1) * 2 > bucket_count * ways;
+                    rehash(bucket_count == 0 ? 2 : mostly_live ? bucket_count * 2 : bucket_count, owner);
                 } catch (...) {
                     entry::destroy(e);
                     throw;
@@ -266,46 +285,49 @@ private:
             place(e, h);
         }
 
-        void rehash(std::size_t new_capacity, const locked_table& owner) {
-            auto new_ctrl = std::make_unique<std::uint8_t[]>(new_capacity);
-            auto new_slots = std::make_unique<entry*[]>(new_capacity);
-            std::memset(new_ctrl.get(), empty, new_capacity);
-            auto old_ctrl = std::move(ctrl_block);
-            auto old_slots = std::move(slot_block);
-            const std::size_t old_capacity = capacity;
-            ctrl_block = std::move(new_ctrl);
-            slot_block = std::move(new_slots);
-            ctrl = ctrl_block.get();
-            slots = slot_block.get();
-            capacity = new_capacity;
+        void rehash(std::size_t new_count, const locked_table& owner) {
+            auto old = std::exchange(buckets, std::make_unique<bucket[]>(new_count));
+            const std::size_t old_count = std::exchange(bucket_count, new_count);
+            hint_buckets.store(buckets.get(), std::memory_order_relaxed);
+            hint_mask.store(new_count - 1, std::memory_order_relaxed);
             size = 0;
             tombstones = 0;
-            for (std::size_t i = 0; i < old_capacity; ++i)
-                if (is_full(old_ctrl[i])) place(old_slots[i], owner.hash(old_slots[i]->key()));
+            for (std::size_t b = 0; b < old_count; ++b)
+                for (std::size_t i = 0; i < ways; ++i)
+                    if (is_full(byte_at(old[b].ctrl, i)))
+                        place(old[b].slot[i], owner.hash(old[b].slot[i]->key()));
         }
 
-        void erase_at(std::size_t at) noexcept {
-            entry::destroy(slots[at]);
-            slots[at] = nullptr;
-            // A group that still has an empty slot never made a probe move on past it, so the
+        void erase_at(std::size_t pos) noexcept {
+            bucket& bk = buckets[pos / 8];
+            entry::destroy(bk.slot[pos % 8]);
+            bk.slot[pos % 8] = nullptr;
+            // A bucket that still has an empty slot never made a probe move on past it, so the
             // slot can go back to empty; otherwise it must stay a tombstone.
-            if (match_empty(load_group(at / group)) != 0) {
-                ctrl[at] = empty;
+            if (match_empty(bk.ctrl) != 0) {
+                set_byte(bk.ctrl, pos % 8, empty);
             } else {
-                ctrl[at] = deleted;
+                set_byte(bk.ctrl, pos % 8, deleted);
                 ++tombstones;
             }
             --size;
         }
 
+        template <class F>
+        void for_each(F& f) const {
+            for (std::size_t b = 0; b < bucket_count; ++b)
+                for (std::size_t i = 0; i < ways; ++i)
+                    if (is_full(byte_at(buckets[b].ctrl, i)))
+                        f(buckets[b].slot[i]->key(), buckets[b].slot[i]->value());
+        }
+
         void clear() noexcept {
-            for (std::size_t i = 0; i < capacity; ++i)
-                if (is_full(ctrl[i])) entry::destroy(slots[i]);
-            ctrl_block.reset();
-            slot_block.reset();
-            ctrl = nullptr;
-            slots = nullptr;
-            capacity = size = tombstones = 0;
+            for (std::size_t b = 0; b < bucket_count; ++b)
+                for (std::size_t i = 0; i < ways; ++i)
+                    if (is_full(byte_at(buckets[b].ctrl, i))) entry::destroy(buckets[b].slot[i]);
+            hint_buckets.store(nullptr, std::memory_order_relaxed);
+            buckets.reset();
+            bucket_count = size = tombstones = 0;
         }
     };
 
