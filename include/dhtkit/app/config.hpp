@@ -51,9 +51,12 @@ struct cluster_config {
     unsigned backups = 2;
     std::vector<peer_config> peers;  // in ring order
 
-    [[nodiscard]] const peer_config& peer(unsigned id) const {
-        for (const auto& p : peers)
-            if (p.id == id) return p;
+    [[nodiscard]] const peer_config& peer(unsigned id) const { return peers[index_of(id)]; }
+
+    // The position of peer `id` in the ring.
+    [[nodiscard]] std::size_t index_of(unsigned id) const {
+        for (std::size_t i = 0; i < peers.size(); ++i)
+            if (peers[i].id == id) return i;
         throw config_error(fmt::format("{}: no peer with id {} (the file has {} peers)",
                                        source.string(), id, peers.size()));
     }

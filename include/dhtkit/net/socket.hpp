@@ -121,6 +121,11 @@ public:
     }
     void shutdown_write() noexcept { ::shutdown(fd(), SHUT_WR); }
 
+    // True once there is something to read (or the peer closed); false at the timeout.
+    [[nodiscard]] bool wait_readable(std::chrono::milliseconds timeout) const noexcept {
+        return detail::wait_ready(fd(), POLLIN, detail::deadline_after(timeout));
+    }
+
     // One send() call, never blocking: 0 bytes when the buffer is full.
     io_result send_some(std::span<const std::byte> data) noexcept {
         for (;;) {

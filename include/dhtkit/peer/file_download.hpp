@@ -1,0 +1,150 @@
+#pragma once
+// Downloads one file from one holder: ask for it (fetch), read its size and checksum, stream the
+// bytes into a temporary file beside the destination while hashing them, and rename it into place
+// only when every byte arrived and the checksum matches. A holder that vanishes mid-transfer
+// leaves no partial file behind.
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+#include <fmt/format.h>
+
+#include "dhtkit/app/config.hpp"
+#include "dhtkit/net/socket.hpp"
+#include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/protocol/messages.hpp"
+
+namespace dhtkit {
+
+// Called as bytes arrive: (received, total).
+using download_progress = std::function<void(std::uint64_t, std::uint64_t)>;
+
+struct download_result {
+    protocol::status code = protocol::status::ok;
+    std::string error;
+    std::uint64_t size = 0;
+    std::uint64_t checksum = 0;
+    std::uint32_t from_peer = 0;
+
+    [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
+};
+
+// A file that is removed unless commit() renames it into place.
+class temp_file {
+public:
+    explicit temp_file(const std::filesystem::path& beside) {
+        pattern_ = (beside.parent_path() / ("." + beside.filename().string() + ".part-XXXXXX")).string();
+        fd_.reset(::mkstemp(pattern_.data()));
+        if (!fd_) throw std::system_error(errno, std::generic_category(), "creating " + pattern_);
+    }
+    temp_file(const temp_file&) = delete;
+    temp_file& operator=(const temp_file&) = delete;
+    ~temp_file() {
+        if (!committed_) ::unlink(pattern_.c_str());
+    }
+    [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+    bool commit(const std::filesystem::path& to) {
+        fd_.reset();
+        committed_ = ::rename(pattern_.c_str(), to.c_str()) == 0;
+        return committed_;
+    }
+
+private:
+    std::string pattern_;
+    net::unique_fd fd_;
+    bool committed_ = false;
+};
+
+namespace detail {
+inline bool write_all(int fd, const char* data, std::size_t n) {
+    while (n > 0) {
+        ssize_t w = ::write(fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        data += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return true;
+}
+}  // namespace detail
+
+inline download_result download_file(const protocol::holder& from, std::string_view name,
+                                     const std::filesystem::path& dest, const limits_config&,
+                                     std::chrono::milliseconds connect_timeout,
+                                     std::chrono::milliseconds io_timeout,
+                                     const download_progress& progress = {}) {
+    using protocol::status;
+    const std::string who = fmt::format("peer {} ({}:{})", from.peer_id, from.host, from.port);
+    auto fail = [&](status code, std::string why) {
+        return download_result{code, fmt::format("obtain '{}' from {}: {}", name, who, why), 0, 0, from.peer_id};
+    };
+    net::tcp_stream stream;
+    try {
+        stream = net::tcp_stream::connect(net::endpoint::resolve(from.host, from.port), connect_timeout);
+    } catch (const std::exception& e) {
+        return fail(status::unavailable, e.what());
+    }
+    std::string request;
+    protocol::append_frame(request, {protocol::opcode::fetch, 0, status::ok, 1, 0, 0}, name, {});
+    if (!stream.send_all(std::as_bytes(std::span(request)), io_timeout))
+        return fail(status::unavailable, "the request could not be sent");
+
+    // The answer: a frame whose value is the size and checksum, then exactly `size` raw bytes.
+    std::array<std::byte, protocol::header_size> head;
+    if (!stream.receive_all(head, io_timeout)) return fail(status::unavailable, "no answer");
+    auto d = protocol::decode(head, {protocol::max_file_name_bytes, 1 << 16});
+    if (d.error != protocol::header_error::none) return fail(status::bad_request, "malformed answer");
+    std::string payload(d.h.payload_size(), '\0');
+    if (!stream.receive_all(std::as_writable_bytes(std::span(payload)), io_timeout))
+        return fail(status::unavailable, "the answer was cut short");
+    if (d.h.code != status::ok)
+        return fail(d.h.code, fmt::format("{}{}{}", to_string(d.h.code), payload.size() > d.h.key_length ? ": " : "",
+                                          payload.substr(d.h.key_length)));
+    auto meta = protocol::decode_file_meta(std::string_view(payload).substr(d.h.key_length));
+    if (!meta) return fail(status::bad_request, "malformed size and checksum");
+
+    std::optional<temp_file> part;
+    try {
+        part.emplace(dest);
+    } catch (const std::exception& e) {
+        return fail(status::internal_error, e.what());
+    }
+    XXH3_state_t state;
+    XXH3_64bits_reset(&state);
+    std::vector<char> block(1 << 20);
+    std::uint64_t received = 0;
+    while (received < meta->size) {
+        auto want = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), meta->size - received));
+        auto got = stream.receive_some(std::as_writable_bytes(std::span(block.data(), want)));
+        if (!got) return fail(status::unavailable, fmt::format("the holder went away after {} of {} bytes", received, meta->size));
+        if (got.bytes == 0) {
+            if (!stream.wait_readable(io_timeout))
+                return fail(status::unavailable, fmt::format("stalled after {} of {} bytes", received, meta->size));
+            continue;
+        }
+        XXH3_64bits_update(&state, block.data(), got.bytes);
+        if (!detail::write_all(part->fd(), block.data(), got.bytes))
+            return fail(status::internal_error, fmt::format("writing {}: {}", dest.string(), std::strerror(errno)));
+        received += got.bytes;
+        if (progress) progress(received, meta->size);
+    }
+    const std::uint64_t sum = XXH3_64bits_digest(&state);
+    if (sum != meta->checksum)
+        return fail(status::unavailable, fmt::format("checksum mismatch: got {:016x}, the holder said {:016x}", sum, meta->checksum));
+    if (!part->commit(dest))
+        return fail(status::internal_error, fmt::format("renaming into {}: {}", dest.string(), std::strerror(errno)));
+    return {status::ok, {}, meta->size, sum, from.peer_id};
+}
+
+}  // namespace dhtkit

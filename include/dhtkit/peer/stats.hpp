@@ -1,0 +1,56 @@
+#pragma once
+// A peer's counters. Relaxed atomics: each is exact on its own, a report is not one instant.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "dhtkit/protocol/frame.hpp"
+
+namespace dhtkit {
+
+class peer_stats {
+public:
+    void count(protocol::opcode op) noexcept {
+        auto i = static_cast<std::size_t>(op);
+        if (i < ops_.size()) ops_[i].fetch_add(1, std::memory_order_relaxed);
+    }
+    void count_error() noexcept { errors_.fetch_add(1, std::memory_order_relaxed); }
+    void opened() noexcept {
+        open_.fetch_add(1, std::memory_order_relaxed);
+        accepted_.fetch_add(1, std::memory_order_relaxed);
+    }
+    void closed() noexcept { open_.fetch_sub(1, std::memory_order_relaxed); }
+    void served_bytes(std::uint64_t n) noexcept { file_bytes_.fetch_add(n, std::memory_order_relaxed); }
+
+    // "name=value" lines, the payload of a stats reply.
+    [[nodiscard]] std::string report(std::size_t keys, std::size_t files) const {
+        using namespace protocol;
+        auto op = [&](opcode o) { return ops_[static_cast<std::size_t>(o)].load(std::memory_order_relaxed); };
+        auto uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+        return fmt::format(
+            "uptime_s={:.1f}\nkeys={}\nfiles={}\nconnections_open={}\nconnections_total={}\n"
+            "op_put={}\nop_get={}\nop_del={}\nop_register={}\nop_unregister={}\nop_search={}\n"
+            "op_fetch={}\nop_ping={}\nop_stats={}\nop_announce={}\nerrors={}\nfile_bytes_served={}\n",
+            uptime, keys, files, open_.load(std::memory_order_relaxed),
+            accepted_.load(std::memory_order_relaxed), op(opcode::put), op(opcode::get),
+            op(opcode::del), op(opcode::register_file), op(opcode::unregister_file),
+            op(opcode::search), op(opcode::fetch), op(opcode::ping), op(opcode::stats),
+            op(opcode::announce), errors_.load(std::memory_order_relaxed),
+            file_bytes_.load(std::memory_order_relaxed));
+    }
+
+private:
+    std::array<std::atomic<std::uint64_t>, protocol::max_opcode + 1> ops_{};
+    std::atomic<std::uint64_t> errors_{0};
+    std::atomic<std::int64_t> open_{0};
+    std::atomic<std::uint64_t> accepted_{0};
+    std::atomic<std::uint64_t> file_bytes_{0};
+    std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace dhtkit

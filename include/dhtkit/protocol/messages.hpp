@@ -1,0 +1,134 @@
+#pragma once
+// The payloads that are more than plain bytes: a file holder record, a list of them, and a
+// file's size and checksum. Little-endian, field by field, like the header. Decoders return
+// std::nullopt on any malformed input, never read past the end, and never throw.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dhtkit/protocol/frame.hpp"
+
+namespace dhtkit::protocol {
+
+// A peer that holds a copy of a file, as registered on the name's home peer.
+struct holder {
+    std::uint32_t peer_id = 0;
+    std::string host;
+    std::uint16_t port = 0;
+    std::uint64_t size = 0;
+    std::uint64_t checksum = 0;  // XXH3-64 of the content
+
+    friend bool operator==(const holder&, const holder&) = default;
+};
+
+// What a holder says before the bytes of a file.
+struct file_meta {
+    std::uint64_t size = 0;
+    std::uint64_t checksum = 0;
+};
+
+namespace detail {
+
+class writer {
+public:
+    explicit writer(std::string& out) : out_(out) {}
+    template <class T>
+    void integer(T v) {
+        for (std::size_t i = 0; i < sizeof(T); ++i)
+            out_.push_back(static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xff));
+    }
+    void bytes(std::string_view s) { out_.append(s); }
+
+private:
+    std::string& out_;
+};
+
+class reader {
+public:
+    explicit reader(std::string_view in) : in_(in) {}
+    template <class T>
+    bool integer(T& v) {
+        if (in_.size() < sizeof(T)) return false;
+        std::uint64_t x = 0;
+        for (std::size_t i = sizeof(T); i > 0; --i)
+            x = x << 8 | static_cast<unsigned char>(in_[i - 1]);
+        v = static_cast<T>(x);
+        in_.remove_prefix(sizeof(T));
+        return true;
+    }
+    bool bytes(std::size_t n, std::string& out) {
+        if (in_.size() < n) return false;
+        out.assign(in_.substr(0, n));
+        in_.remove_prefix(n);
+        return true;
+    }
+    [[nodiscard]] bool done() const noexcept { return in_.empty(); }
+
+private:
+    std::string_view in_;
+};
+
+}  // namespace detail
+
+inline void append(std::string& out, const holder& h) {
+    detail::writer w(out);
+    w.integer(h.peer_id);
+    w.integer(h.port);
+    w.integer(static_cast<std::uint16_t>(h.host.size()));
+    w.bytes(std::string_view(h.host).substr(0, 0xffff));
+    w.integer(h.size);
+    w.integer(h.checksum);
+}
+
+inline std::string encode_holders(const std::vector<holder>& hs) {
+    std::string out;
+    for (const auto& h : hs) append(out, h);
+    return out;
+}
+
+inline std::optional<std::vector<holder>> decode_holders(std::string_view in) {
+    detail::reader r(in);
+    std::vector<holder> out;
+    while (!r.done()) {
+        holder h;
+        std::uint16_t host_length = 0;
+        if (!r.integer(h.peer_id) || !r.integer(h.port) || !r.integer(host_length) ||
+            !r.bytes(host_length, h.host) || !r.integer(h.size) || !r.integer(h.checksum))
+            return std::nullopt;
+        out.push_back(std::move(h));
+    }
+    return out;
+}
+
+inline std::string encode(const file_meta& m) {
+    std::string out;
+    detail::writer w(out);
+    w.integer(m.size);
+    w.integer(m.checksum);
+    return out;
+}
+
+inline std::optional<file_meta> decode_file_meta(std::string_view in) {
+    detail::reader r(in);
+    file_meta m;
+    if (!r.integer(m.size) || !r.integer(m.checksum) || !r.done()) return std::nullopt;
+    return m;
+}
+
+inline std::string encode_u32(std::uint32_t v) {
+    std::string out;
+    detail::writer(out).integer(v);
+    return out;
+}
+
+inline std::optional<std::uint32_t> decode_u32(std::string_view in) {
+    detail::reader r(in);
+    std::uint32_t v = 0;
+    if (!r.integer(v) || !r.done()) return std::nullopt;
+    return v;
+}
+
+}  // namespace dhtkit::protocol
