@@ -20,10 +20,10 @@ demo: build
 test: build
 	cd build && ctest -j $(JOBS) --output-on-failure --timeout 300
 
-# Tests only (no benchmarks or examples), built with the sanitizers.
+# Tests and the programs they run (no benchmarks), built with the sanitizers.
 test-asan: deps
 	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDHTKIT_SANITIZE=address,undefined \
-	  -DDHTKIT_BUILD_BENCHMARKS=OFF -DDHTKIT_BUILD_EXAMPLES=OFF
+	  -DDHTKIT_BUILD_BENCHMARKS=OFF
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest -j $(JOBS) --output-on-failure --timeout 600
@@ -31,7 +31,7 @@ test-asan: deps
 # TSan's runtime cannot start under a 32-bit mmap randomisation; setarch -R turns it off.
 test-tsan: deps
 	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDHTKIT_SANITIZE=thread \
-	  -DDHTKIT_BUILD_BENCHMARKS=OFF -DDHTKIT_BUILD_EXAMPLES=OFF
+	  -DDHTKIT_BUILD_BENCHMARKS=OFF
 	$(TSAN_RUN) cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(TSAN_RUN) \
 	  ctest -j $(JOBS) --output-on-failure --timeout 900

@@ -1,4 +1,5 @@
 # Flags for dhtkit's own targets (tests, benchmarks, examples); consumers of the headers get none.
+set(CMAKE_CXX_EXTENSIONS OFF)
 set(DHTKIT_WARNINGS -Wall -Wextra -Wpedantic -Werror)
 
 if(DHTKIT_SANITIZE)

@@ -1,0 +1,180 @@
+#pragma once
+// A cluster of real dhtkit-peer processes on loopback, in a scratch folder, for the tests.
+// Ports are taken free from the kernel; a peer counts as up once it has said so on stderr; every
+// process started is stopped (SIGTERM, then SIGKILL) and reaped, and the folder removed.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <dhtkit/app/config.hpp>
+#include <dhtkit/net/socket.hpp>
+#include <dhtkit/net/unique_fd.hpp>
+#include <dhtkit/peer/client.hpp>
+
+namespace test {
+
+struct cluster_options {
+    int peers = 3;
+    int pool_threads = 2;
+    std::size_t max_key_bytes = 1024;
+    std::size_t max_value_bytes = 1 << 20;
+};
+
+class local_cluster {
+public:
+    explicit local_cluster(cluster_options opt = {}) : options_(opt) {
+        static int counter = 0;
+        dir_ = std::filesystem::temp_directory_path() /
+               fmt::format("dhtkit-cluster-{}-{}", ::getpid(), ++counter);
+        std::filesystem::remove_all(dir_);
+        std::filesystem::create_directories(dir_);
+        // Hold every port at once so no two peers get the same one.
+        std::vector<dhtkit::net::tcp_listener> held;
+        std::string text = fmt::format(
+            "[pool]\nthreads = {}\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = 0\n",
+            opt.pool_threads, opt.max_key_bytes, opt.max_value_bytes);
+        for (int i = 0; i < opt.peers; ++i) {
+            held.push_back(dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")));
+            text += fmt::format("[[peers]]\nid = {}\nhost = \"127.0.0.1\"\nport = {}\nshared = \"peer{}/shared\"\ndata = \"peer{}/data\"\n",
+                                i, held.back().local().port(), i, i);
+            std::filesystem::create_directories(dir_ / fmt::format("peer{}/shared", i));
+        }
+        config_file_ = dir_ / "cluster.toml";
+        std::ofstream(config_file_) << text;
+        config_ = dhtkit::load_config(config_file_);
+        processes_.resize(static_cast<std::size_t>(opt.peers));
+    }
+    local_cluster(const local_cluster&) = delete;
+    local_cluster& operator=(const local_cluster&) = delete;
+
+    ~local_cluster() {
+        for (std::size_t i = 0; i < processes_.size(); ++i) stop(static_cast<int>(i));
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+
+    void start_all() {
+        for (int i = 0; i < options_.peers; ++i) start(i);
+    }
+
+    // Starts peer `id` and returns once it serves (or throws, after 10 s).
+    void start(int id) {
+        auto& p = processes_.at(static_cast<std::size_t>(id));
+        if (p.pid > 0) throw std::logic_error("peer already running");
+        int err[2];
+        if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+        // Built before fork: the child may only make async-signal-safe calls.
+        const std::string ids = std::to_string(id);
+        const std::string cfg = config_file_.string();
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::dup2(err[1], 2);
+            ::execl(DHTKIT_PEER_BINARY, DHTKIT_PEER_BINARY, "--config", cfg.c_str(), "--id", ids.c_str(),
+                    "--no-client", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        ::close(err[1]);
+        p.pid = pid;
+        p.stderr_pipe.reset(err[0]);
+        p.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+        wait_serving(p, id);
+    }
+
+    // Sends `sig`; for SIGKILL also reaps the process.
+    void kill(int id, int sig = SIGKILL) {
+        auto& p = processes_.at(static_cast<std::size_t>(id));
+        if (p.pid <= 0) return;
+        ::kill(p.pid, sig);
+        if (sig == SIGKILL) reap(p, std::chrono::seconds(10));
+    }
+
+    // SIGTERM, then SIGKILL if it has not exited within 10 s. Returns the exit status.
+    int stop(int id) {
+        auto& p = processes_.at(static_cast<std::size_t>(id));
+        if (p.pid <= 0) return p.last_status;
+        ::kill(p.pid, SIGTERM);
+        if (!reap(p, std::chrono::seconds(10))) {
+            ::kill(p.pid, SIGKILL);
+            reap(p, std::chrono::seconds(10));
+        }
+        return p.last_status;
+    }
+
+    [[nodiscard]] const dhtkit::cluster_config& config() const noexcept { return config_; }
+    [[nodiscard]] const std::filesystem::path& config_file() const noexcept { return config_file_; }
+    [[nodiscard]] std::filesystem::path shared(int id) const { return dir_ / fmt::format("peer{}/shared", id); }
+    [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_; }
+    [[nodiscard]] std::uint16_t port(int id) const { return config_.peers.at(static_cast<std::size_t>(id)).port; }
+
+    dhtkit::client<> client(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) const {
+        dhtkit::client_options o;
+        o.request_timeout = timeout;
+        return dhtkit::client<>(config_, o);
+    }
+
+private:
+    struct process {
+        pid_t pid = -1;
+        dhtkit::net::unique_fd pidfd;
+        dhtkit::net::unique_fd stderr_pipe;
+        int last_status = -1;
+    };
+
+    // Reads the peer's stderr until its "serving on" line.
+    void wait_serving(process& p, int id) {
+        std::string seen;
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (seen.find("serving on") == std::string::npos) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            pollfd fd{p.stderr_pipe.get(), POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0)
+                throw std::runtime_error(fmt::format("peer {} did not come up: {}", id, seen));
+            char buf[512];
+            ssize_t n = ::read(p.stderr_pipe.get(), buf, sizeof buf);
+            if (n <= 0) throw std::runtime_error(fmt::format("peer {} exited at start: {}", id, seen));
+            seen.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+
+    bool reap(process& p, std::chrono::milliseconds limit) {
+        pollfd fd{p.pidfd.get(), POLLIN, 0};
+        if (p.pidfd && ::poll(&fd, 1, static_cast<int>(limit.count())) <= 0) return false;
+        int status = 0;
+        if (::waitpid(p.pid, &status, 0) != p.pid) return false;
+        p.last_status = status;
+        p.pid = -1;
+        p.pidfd.reset();
+        p.stderr_pipe.reset();
+        return true;
+    }
+
+    cluster_options options_;
+    std::filesystem::path dir_;
+    std::filesystem::path config_file_;
+    dhtkit::cluster_config config_;
+    std::vector<process> processes_;
+};
+
+// A raw connection for speaking frames (or garbage) directly.
+inline dhtkit::net::tcp_stream raw_connect(const local_cluster& c, int id) {
+    return dhtkit::net::tcp_stream::connect(dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", c.port(id))),
+                                            std::chrono::seconds(2));
+}
+
+}  // namespace test

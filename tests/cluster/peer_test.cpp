@@ -1,0 +1,310 @@
+// Real dhtkit-peer processes on loopback ports.
+
+#include <catch2/catch.hpp>
+
+#include "local_cluster.hpp"
+
+#include <dhtkit/protocol/codec.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <random>
+#include <thread>
+
+using namespace dhtkit;
+using namespace dhtkit::protocol;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string read_file(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_file(const std::filesystem::path& p, std::size_t size, unsigned seed) {
+    std::string data(size, '\0');
+    std::mt19937_64 rng(seed);
+    for (std::size_t i = 0; i + 8 <= size; i += 8) {
+        auto x = rng();
+        std::memcpy(data.data() + i, &x, 8);
+    }
+    std::ofstream(p, std::ios::binary) << data;
+}
+
+// Sends raw bytes, then reads frames until `count` arrived or the peer closed.
+struct raw_session {
+    net::tcp_stream s;
+    frame_reader reader{{1024, 1 << 22}};
+    bool closed = false;
+
+    void send(std::string_view bytes) { REQUIRE(s.send_all(std::as_bytes(std::span(bytes)), 2s).ok()); }
+
+    std::vector<std::pair<header, std::string>> read(std::size_t count) {
+        std::vector<std::pair<header, std::string>> got;
+        frame_view f;
+        while (got.size() < count) {
+            auto r = reader.next(f);
+            if (r == frame_reader::result::frame) {
+                got.emplace_back(f.h, std::string(f.value));
+                continue;
+            }
+            REQUIRE(r == frame_reader::result::need_more);
+            REQUIRE(s.wait_readable(5s));
+            auto in = s.receive_some(reader.prepare(65536));
+            if (!in.ok() || in.bytes == 0) {
+                closed = true;
+                break;
+            }
+            reader.commit(in.bytes);
+        }
+        return got;
+    }
+
+    // True once the peer has closed the connection (within 5 s).
+    bool sees_close() {
+        std::byte b;
+        return s.receive_all({&b, 1}, 5s).status == net::io_status::closed;
+    }
+};
+
+std::string frame(opcode op, std::uint64_t id, std::string_view key, std::string_view value = {}) {
+    std::string out;
+    append_frame(out, {op, 0, status::ok, id, 0, 0}, key, value);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("every operation works across a three-peer cluster") {
+    test::local_cluster cluster;
+    write_file(cluster.shared(1) / "at-start.bin", 100000, 1);
+    cluster.start_all();
+    auto c = cluster.client();
+
+    std::vector<int> homes(3);
+    for (int i = 0; i < 60; ++i) {
+        auto key = "key-" + std::to_string(i);
+        REQUIRE(c.put(key, "value-" + std::to_string(i)).ok());
+        homes[c.home_of(key)]++;
+    }
+    CHECK(homes[0] > 0);
+    CHECK(homes[1] > 0);
+    CHECK(homes[2] > 0);
+    for (int i = 0; i < 60; ++i) CHECK(c.get("key-" + std::to_string(i)).value == "value-" + std::to_string(i));
+    CHECK(c.del("key-7").ok());
+    CHECK(c.get("key-7").code == status::not_found);
+    CHECK(c.del("key-7").code == status::not_found);
+
+    for (std::size_t i = 0; i < 3; ++i) {
+        auto r = c.call(i, opcode::ping, {});
+        CHECK(r.ok());
+        CHECK(r.value == "peer " + std::to_string(i));
+    }
+    auto stats = c.call(c.home_of("key-1"), opcode::stats, {});
+    CHECK_THAT(stats.value, Catch::Contains("op_put=") && Catch::Contains("keys=") && Catch::Contains("uptime_s="));
+
+    // A file in a shared folder at start is registered by its peer; obtain verifies it.
+    std::pair<reply, std::vector<holder>> found;
+    for (int i = 0; i < 100; ++i) {  // the peer registers in the background, just after it starts
+        found = c.search("at-start.bin");
+        if (found.first.ok()) break;
+        std::this_thread::sleep_for(20ms);
+    }
+    REQUIRE(found.first.ok());
+    REQUIRE(found.second.size() == 1);
+    CHECK(found.second[0].peer_id == 1);
+    CHECK(found.second[0].size == 100000);
+    auto dest = cluster.dir() / "got.bin";
+    auto got = c.obtain("at-start.bin", dest);
+    REQUIRE(got.ok());
+    CHECK(read_file(dest) == read_file(cluster.shared(1) / "at-start.bin"));
+
+    // register / unregister carried out by a peer for its own folder.
+    write_file(cluster.shared(2) / "later.txt", 1234, 2);
+    CHECK(c.call(2, opcode::announce, "later.txt").ok());
+    CHECK(c.search("later.txt").second.size() == 1);
+    CHECK(c.call(2, opcode::announce, "missing.txt").code == status::not_found);
+    CHECK(c.call(2, opcode::withdraw, "later.txt").ok());
+    CHECK(c.search("later.txt").first.code == status::not_found);
+    CHECK(c.obtain("later.txt", cluster.dir() / "x").code == status::not_found);
+}
+
+TEST_CASE("many clients at once each see their own writes") {
+    test::local_cluster cluster;
+    cluster.start_all();
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 8; ++t)
+        clients.emplace_back([&, t] {
+            auto c = cluster.client();
+            for (int i = 0; i < 300; ++i) {
+                auto key = fmt::format("c{}-k{}", t, i);
+                if (!c.put(key, key + "!").ok()) ++wrong;
+                if (c.get(key).value != key + "!") ++wrong;
+            }
+        });
+    for (auto& t : clients) t.join();
+    CHECK(wrong.load() == 0);
+}
+
+TEST_CASE("pipelined requests on one connection are all answered, in order, with their ids") {
+    test::local_cluster cluster({.peers = 1});
+    cluster.start_all();
+    raw_session s{test::raw_connect(cluster, 0)};
+    std::string batch;
+    // fmt rather than "k" + std::to_string(i): g++ 12 at -O3 warns falsely (-Wrestrict) on the latter.
+    for (int i = 0; i < 500; ++i)
+        batch += frame(opcode::put, 1000 + static_cast<unsigned>(i), fmt::format("k{}", i), fmt::format("v{}", i));
+    for (int i = 0; i < 500; ++i) batch += frame(opcode::get, 2000 + static_cast<unsigned>(i), fmt::format("k{}", i));
+    s.send(batch);
+    auto replies = s.read(1000);
+    REQUIRE(replies.size() == 1000);
+    bool in_order = true;
+    for (int i = 0; i < 500; ++i) {
+        in_order &= replies[static_cast<std::size_t>(i)].first.request_id == 1000u + static_cast<unsigned>(i);
+        auto& g = replies[500 + static_cast<std::size_t>(i)];
+        in_order &= g.first.request_id == 2000u + static_cast<unsigned>(i) && g.second == fmt::format("v{}", i);
+    }
+    CHECK(in_order);
+}
+
+TEST_CASE("bad input gets an error for it, nothing is lost and other clients are unaffected") {
+    test::local_cluster cluster({.peers = 1, .pool_threads = 2, .max_key_bytes = 64, .max_value_bytes = 4096});
+    cluster.start_all();
+    auto c = cluster.client();
+    REQUIRE(c.put("kept", "safe").ok());
+
+    SECTION("garbage bytes: bad request, then the connection is closed") {
+        raw_session s{test::raw_connect(cluster, 0)};
+        s.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto r = s.read(1);
+        REQUIRE(r.size() == 1);
+        CHECK(r[0].first.code == status::bad_request);
+        CHECK_THAT(r[0].second, Catch::Contains("magic"));
+        CHECK(s.sees_close());
+    }
+    SECTION("an oversized length: too large, closed, and no waiting for the promised bytes") {
+        raw_session s{test::raw_connect(cluster, 0)};
+        std::array<std::byte, header_size> head;
+        encode({opcode::put, 0, status::ok, 9, 10, 1u << 30}, head);
+        s.send(std::string_view(reinterpret_cast<const char*>(head.data()), head.size()));
+        auto r = s.read(1);
+        REQUIRE(r.size() == 1);
+        CHECK(r[0].first.code == status::too_large);
+        CHECK(r[0].first.request_id == 9);
+        CHECK(s.sees_close());
+    }
+    SECTION("an unknown opcode: answered as such, and the connection stays usable") {
+        raw_session s{test::raw_connect(cluster, 0)};
+        std::string bytes = frame(opcode::ping, 5, "");
+        bytes[3] = static_cast<char>(200);
+        s.send(bytes + frame(opcode::get, 6, "kept"));
+        auto r = s.read(2);
+        REQUIRE(r.size() == 2);
+        CHECK(r[0].first.code == status::unknown_opcode);
+        CHECK(r[1].first.code == status::ok);
+        CHECK(r[1].second == "safe");
+    }
+    SECTION("a truncated frame from a client that then vanishes") {
+        {
+            raw_session s{test::raw_connect(cluster, 0)};
+            s.send(frame(opcode::put, 1, "kept", "overwritten?").substr(0, 30));
+        }
+        CHECK(c.get("kept").value == "safe");
+    }
+    SECTION("a half frame left hanging does not hold up anyone else") {
+        raw_session s{test::raw_connect(cluster, 0)};
+        s.send(frame(opcode::put, 1, "kept", "overwritten?").substr(0, 10));
+        for (int i = 0; i < 50; ++i) REQUIRE(c.get("kept").value == "safe");
+    }
+    CHECK(c.get("kept").value == "safe");
+    CHECK(c.put("after", "fine").ok());
+    auto stats = c.call(0, opcode::stats, {});
+    CHECK(stats.ok());
+}
+
+TEST_CASE("the client refuses keys and values over the limits before sending") {
+    test::local_cluster cluster({.peers = 1, .pool_threads = 1, .max_key_bytes = 8, .max_value_bytes = 16});
+    cluster.start_all();
+    auto c = cluster.client();
+    CHECK(c.put("123456789", "v").code == status::too_large);
+    CHECK(c.put("k", std::string(17, 'v')).code == status::too_large);
+    CHECK(c.put("k", std::string(16, 'v')).ok());
+}
+
+TEST_CASE("obtain refuses names outside the shared folder and leaves nothing at DEST") {
+    test::local_cluster cluster({.peers = 2});
+    std::ofstream(cluster.dir() / "secret.txt") << "not shared";
+    std::filesystem::create_symlink(cluster.dir() / "secret.txt", cluster.shared(0) / "link.txt");
+    cluster.start_all();
+    for (std::string name : {"../secret.txt", "/etc/passwd", "..", "link.txt", "sub/../../secret.txt"}) {
+        raw_session s{test::raw_connect(cluster, 0)};
+        s.send(frame(opcode::fetch, 1, name));
+        auto r = s.read(1);
+        REQUIRE(r.size() == 1);
+        CHECK((r[0].first.code == status::refused || r[0].first.code == status::not_found));
+        CHECK(r[0].second.find("not shared") == std::string::npos);
+    }
+    // Register through the registry by hand, pointing at the traversal name: the holder refuses.
+    auto c = cluster.client();
+    holder fake{0, "127.0.0.1", cluster.port(0), 10, 0};
+    REQUIRE(c.register_holder("../secret.txt", fake).ok());
+    auto dest = cluster.dir() / "out.txt";
+    auto got = c.obtain("../secret.txt", dest);
+    CHECK_FALSE(got.ok());
+    CHECK_FALSE(std::filesystem::exists(dest));
+}
+
+TEST_CASE("a holder killed mid-download: obtain finishes from another holder, or fails leaving no partial file") {
+    test::local_cluster cluster;
+    const std::size_t size = 96u << 20;
+    write_file(cluster.shared(1) / "big.bin", size, 3);
+    std::filesystem::copy_file(cluster.shared(1) / "big.bin", cluster.shared(2) / "big.bin");
+    cluster.start(0);
+    cluster.start(1);  // registers first, so it is the first holder listed
+    auto c = cluster.client();
+    auto holders = [&] { return c.search("big.bin").second.size(); };
+    for (int i = 0; i < 200 && holders() < 1; ++i) std::this_thread::sleep_for(10ms);
+    cluster.start(2);
+    for (int i = 0; i < 200 && holders() < 2; ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(holders() == 2);
+
+    auto dest = cluster.dir() / "big.copy";
+    bool killed = false;
+    auto result = c.obtain("big.bin", dest, [&](std::uint64_t done, std::uint64_t) {
+        if (!killed && done > 0) {
+            killed = true;
+            cluster.kill(1);
+        }
+    });
+    CHECK(killed);
+    REQUIRE(result.ok());
+    CHECK(result.from_peer == 2);
+    CHECK(std::filesystem::file_size(dest) == size);
+    CHECK(read_file(dest) == read_file(cluster.shared(2) / "big.bin"));
+
+    // With the last holder gone too, obtain fails cleanly: no file, no leftover part.
+    auto dest2 = cluster.dir() / "big.second";
+    bool killed2 = false;
+    auto second = c.obtain("big.bin", dest2, [&](std::uint64_t done, std::uint64_t) {
+        if (!killed2 && done > 0) {
+            killed2 = true;
+            cluster.kill(2);
+        }
+    });
+    CHECK_FALSE(second.ok());
+    CHECK_FALSE(std::filesystem::exists(dest2));
+    for (const auto& e : std::filesystem::directory_iterator(cluster.dir()))
+        CHECK(e.path().filename().string().find(".part-") == std::string::npos);
+}
+
+TEST_CASE("a peer stops cleanly on SIGTERM") {
+    test::local_cluster cluster({.peers = 1});
+    cluster.start_all();
+    auto c = cluster.client();
+    REQUIRE(c.put("k", "v").ok());
+    int status = cluster.stop(0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}

@@ -1,0 +1,49 @@
+#include <catch2/catch.hpp>
+
+#include <dhtkit/peer/shared_folder.hpp>
+
+#include <fstream>
+
+using namespace dhtkit;
+
+TEST_CASE("only plain names inside the shared folder can be opened") {
+    auto base = std::filesystem::temp_directory_path() / ("dhtkit-shared-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(base);
+    std::filesystem::create_directories(base / "shared" / "sub");
+    { std::ofstream(base / "shared" / "ok.txt") << "content"; }
+    { std::ofstream(base / "secret.txt") << "not yours"; }
+    std::filesystem::create_symlink(base / "secret.txt", base / "shared" / "link.txt");
+
+    shared_folder folder(base / "shared");
+    shared_folder::refusal why{};
+    auto ok = folder.open("ok.txt", &why);
+    REQUIRE(ok);
+    CHECK(ok->size == 7);
+    CHECK(ok->checksum == folder.open("ok.txt")->checksum);  // the cached value agrees
+
+    for (std::string bad : std::vector<std::string>{"../secret.txt", "sub/x", "..", ".", "", "a\\b", std::string(300, 'a')}) {
+        CHECK_FALSE(folder.open(bad, &why));
+        CHECK(why == shared_folder::refusal::bad_name);
+    }
+    CHECK_FALSE(folder.open("link.txt", &why));
+    CHECK(why == shared_folder::refusal::outside);
+    CHECK_FALSE(folder.open("sub", &why));
+    CHECK(why == shared_folder::refusal::unreadable);
+    CHECK_FALSE(folder.open("absent", &why));
+    CHECK(why == shared_folder::refusal::missing);
+
+    auto names = folder.list();
+    CHECK(std::find(names.begin(), names.end(), "ok.txt") != names.end());
+    std::filesystem::remove_all(base);
+}
+
+TEST_CASE("a changed file gets a new checksum") {
+    auto base = std::filesystem::temp_directory_path() / ("dhtkit-shared2-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(base);
+    shared_folder folder(base);
+    { std::ofstream(base / "f") << "one"; }
+    auto first = folder.open("f")->checksum;
+    { std::ofstream(base / "f") << "two, longer"; }
+    CHECK(folder.open("f")->checksum != first);
+    std::filesystem::remove_all(base);
+}

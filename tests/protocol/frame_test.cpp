@@ -1,0 +1,104 @@
+#include <catch2/catch.hpp>
+
+#include <dhtkit/protocol/codec.hpp>
+#include <dhtkit/protocol/messages.hpp>
+
+#include <random>
+
+using namespace dhtkit::protocol;
+
+TEST_CASE("a header encodes to fixed little-endian bytes and decodes back") {
+    header h{opcode::get, 0x5a, status::not_found, 0x0102030405060708ull, 3, 0x10203};
+    std::array<std::byte, header_size> bytes;
+    encode(h, bytes);
+    CHECK(bytes[0] == std::byte{0xD7});
+    CHECK(bytes[1] == std::byte{0x4B});
+    CHECK(bytes[3] == std::byte{3});
+    CHECK(bytes[8] == std::byte{0x08});   // request id, least significant byte first
+    CHECK(bytes[15] == std::byte{0x01});
+    CHECK(bytes[20] == std::byte{0x03});  // value length 0x10203
+    CHECK(bytes[22] == std::byte{0x01});
+    auto d = decode(bytes, {16, 1 << 20});
+    REQUIRE(d.error == header_error::none);
+    CHECK(d.h.op == opcode::get);
+    CHECK(d.h.flags == 0x5a);
+    CHECK(d.h.code == status::not_found);
+    CHECK(d.h.request_id == h.request_id);
+    CHECK(d.h.key_length == 3);
+    CHECK(d.h.value_length == 0x10203);
+}
+
+TEST_CASE("limits, magic, version and reserved bytes are checked before any payload is read") {
+    std::array<std::byte, header_size> bytes;
+    encode({opcode::put, 0, status::ok, 1, 100, 10}, bytes);
+    CHECK(decode(bytes, {99, 1000}).error == header_error::key_too_large);
+    CHECK(decode(bytes, {100, 9}).error == header_error::value_too_large);
+    CHECK(decode(bytes, {100, 10}).error == header_error::none);
+    auto bad = bytes;
+    bad[0] = std::byte{'G'};
+    CHECK(decode(bad, {}).error == header_error::bad_magic);
+    bad = bytes;
+    bad[2] = std::byte{9};
+    CHECK(decode(bad, {}).error == header_error::bad_version);
+    bad = bytes;
+    bad[7] = std::byte{1};
+    CHECK(decode(bad, {}).error == header_error::bad_reserved);
+}
+
+TEST_CASE("the frame reader reassembles frames split at every byte boundary") {
+    std::string stream;
+    for (int i = 0; i < 5; ++i)
+        append_frame(stream, {opcode::put, 0, status::ok, static_cast<std::uint64_t>(i), 0, 0},
+                     "key" + std::to_string(i), std::string(static_cast<std::size_t>(i) * 7, 'v'));
+    for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+        frame_reader r({64, 1024});
+        std::vector<std::uint64_t> ids;
+        frame_view f;
+        auto drain = [&] {
+            while (r.next(f) == frame_reader::result::frame) {
+                ids.push_back(f.h.request_id);
+                REQUIRE(f.key == "key" + std::to_string(f.h.request_id));
+                REQUIRE(f.value.size() == f.h.request_id * 7);
+            }
+        };
+        r.feed(std::string_view(stream).substr(0, cut));
+        drain();
+        r.feed(std::string_view(stream).substr(cut));
+        drain();
+        REQUIRE(ids == std::vector<std::uint64_t>{0, 1, 2, 3, 4});
+        REQUIRE(r.buffered() == 0);
+    }
+}
+
+TEST_CASE("random bytes never make the reader crash, stall on a whole frame, or buffer past its limit") {
+    std::mt19937 rng(7);
+    for (int round = 0; round < 2000; ++round) {
+        frame_reader r({32, 256});
+        std::string junk(rng() % 200, '\0');
+        for (auto& c : junk) c = static_cast<char>(rng());
+        if (round % 2) junk.replace(0, std::min<std::size_t>(2, junk.size()), "\xD7\x4B");
+        r.feed(junk);
+        frame_view f;
+        frame_reader::result res;
+        while ((res = r.next(f)) == frame_reader::result::frame) {
+            REQUIRE(f.key.size() <= 32);
+            REQUIRE(f.value.size() <= 256);
+        }
+        if (res == frame_reader::result::need_more) REQUIRE(r.buffered() < header_size + 32 + 256);
+    }
+}
+
+TEST_CASE("holder lists and file metadata round-trip, and malformed ones are refused") {
+    std::vector<holder> hs{{1, "127.0.0.1", 7401, 1234, 0xabcdefull}, {2, "::1", 9, 0, 1}};
+    auto bytes = encode_holders(hs);
+    CHECK(decode_holders(bytes) == hs);
+    CHECK(decode_holders("") == std::vector<holder>{});
+    const std::size_t first = 4 + 2 + 2 + 9 + 8 + 8;  // the first record alone is a valid list
+    for (std::size_t cut = 1; cut < bytes.size(); ++cut)
+        CHECK(decode_holders(bytes.substr(0, cut)).has_value() == (cut == first));
+    auto meta = encode(file_meta{42, 7});
+    CHECK(decode_file_meta(meta)->size == 42);
+    CHECK_FALSE(decode_file_meta(meta + "x"));
+    CHECK(decode_u32(encode_u32(77)) == 77u);
+    CHECK_FALSE(decode_u32("abc"));
+}
