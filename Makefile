@@ -15,7 +15,7 @@ build: deps
 	cmake --build build -j $(JOBS)
 
 demo: build
-	build/examples/dhtkit-tour
+	bash examples/demo.sh build/examples
 
 test: build
 	cd build && ctest -j $(JOBS) --output-on-failure --timeout 300

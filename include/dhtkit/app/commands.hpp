@@ -30,6 +30,7 @@ inline constexpr std::string_view command_help =
     "  put KEY VALUE        store VALUE (the rest of the line) under KEY on KEY's home peer\n"
     "  get KEY              print KEY's value\n"
     "  del KEY              delete KEY\n"
+    "  where KEY            which peer is KEY's home\n"
     "  register NAME        register file NAME from the peer's shared folder\n"
     "  unregister NAME      withdraw the peer's copy of NAME from the registry\n"
     "  search NAME          list the peers that hold NAME\n"
@@ -153,6 +154,11 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
         auto r = cmd == "get" ? ctx.cluster.get(arg) : ctx.cluster.del(arg);
         if (r.ok()) out << (cmd == "get" ? r.value : std::string("ok")) << '\n';
         return detail::report(r, err, fmt::format("key '{}'", arg));
+    }
+    if (cmd == "where") {
+        if (arg.empty() || !rest.empty()) return need("where KEY");
+        fmt::print(out, "peer {}\n", ctx.cluster.cluster().peers[ctx.cluster.home_of(arg)].id);
+        return command_status::done;
     }
     if (cmd == "register" || cmd == "unregister") {
         if (arg.empty() || !rest.empty()) return need(fmt::format("{} NAME", cmd));
