@@ -28,6 +28,31 @@ constexpr const char* usage =
     "terminal, line by line without one otherwise (one result per command; errors on stderr,\n"
     "starting with 'error:'). Type 'help' for the commands.\n";
 
+// The dispatch model is a compile-time policy; the config picks which instantiation runs.
+template <template <class, class> class Dispatch>
+int run(const dhtkit::cluster_config& cluster, unsigned id, bool serve_only, int signal_fd) {
+    dhtkit::peer<dhtkit::net::epoll_reactor, dhtkit::thread_pool, dhtkit::locked_table<std::string, std::string>,
+                 dhtkit::modulo_placement, dhtkit::no_replication, Dispatch>
+        peer(cluster, id);
+    peer.start();
+    std::fprintf(stderr, "dhtkit-peer %u: serving on %s, shared folder %s\n", id, peer.local().to_string().c_str(),
+                 peer.self().shared_dir.c_str());
+
+    dhtkit::command_context ctx{peer.cluster_client(), id,
+                                [&](std::string_view n) { return peer.announce(n); },
+                                [&](std::string_view n) { return peer.withdraw(n); },
+                                peer.self().shared_dir, ::isatty(1) != 0};
+    if (!serve_only && ::isatty(0)) std::fputs("type 'help' for the commands\n", stdout);
+    auto prompt = fmt::format("dhtkit[{}]> ", id);
+    dhtkit::run_console(signal_fd, !serve_only, prompt, [&](std::string_view line) {
+        auto status = dhtkit::run_command(line, ctx, std::cout, std::cerr);
+        std::cout.flush();
+        return status != dhtkit::command_status::quit;
+    });
+    peer.stop();
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -44,25 +69,8 @@ int main(int argc, char** argv) try {
     if (!config || !id) throw std::invalid_argument("--config and --id are required (see --help)");
 
     auto cluster = dhtkit::load_config(*config);
-    dhtkit::peer<> peer(cluster, *id);
-    peer.start();
-    std::fprintf(stderr, "dhtkit-peer %u: serving on %s, shared folder %s\n", *id, peer.local().to_string().c_str(),
-                 peer.self().shared_dir.c_str());
-
-    dhtkit::command_context ctx{peer.cluster_client(), *id,
-                                [&](std::string_view n) { return peer.announce(n); },
-                                [&](std::string_view n) { return peer.withdraw(n); },
-                                peer.self().shared_dir, ::isatty(1) != 0};
-    const bool interactive = !serve_only && ::isatty(0);
-    if (interactive) std::fputs("type 'help' for the commands\n", stdout);
-    auto prompt = fmt::format("dhtkit[{}]> ", *id);
-    dhtkit::run_console(signals.get(), !serve_only, prompt, [&](std::string_view line) {
-        auto status = dhtkit::run_command(line, ctx, std::cout, std::cerr);
-        std::cout.flush();
-        return status != dhtkit::command_status::quit;
-    });
-    peer.stop();
-    return 0;
+    if (cluster.dispatch == "pool") return run<dhtkit::pool_dispatch>(cluster, *id, serve_only, signals.get());
+    return run<dhtkit::loop_dispatch>(cluster, *id, serve_only, signals.get());
 } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;

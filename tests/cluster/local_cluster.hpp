@@ -31,6 +31,7 @@ struct cluster_options {
     int pool_threads = 2;
     std::size_t max_key_bytes = 1024;
     std::size_t max_value_bytes = 1 << 20;
+    std::string dispatch = "loop";
 };
 
 class local_cluster {
@@ -44,8 +45,8 @@ public:
         // Hold every port at once so no two peers get the same one.
         std::vector<dhtkit::net::tcp_listener> held;
         std::string text = fmt::format(
-            "[pool]\nthreads = {}\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = 0\n",
-            opt.pool_threads, opt.max_key_bytes, opt.max_value_bytes);
+            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = 0\n",
+            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes);
         for (int i = 0; i < opt.peers; ++i) {
             held.push_back(dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")));
             text += fmt::format("[[peers]]\nid = {}\nhost = \"127.0.0.1\"\nport = {}\nshared = \"peer{}/shared\"\ndata = \"peer{}/data\"\n",

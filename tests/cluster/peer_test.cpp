@@ -76,8 +76,8 @@ std::string frame(opcode op, std::uint64_t id, std::string_view key, std::string
 
 }  // namespace
 
-TEST_CASE("every operation works across a three-peer cluster") {
-    test::local_cluster cluster;
+TEST_CASE("every operation works across a three-peer cluster, under both dispatch models") {
+    test::local_cluster cluster({.dispatch = GENERATE(as<std::string>{}, "pool", "loop")});
     write_file(cluster.shared(1) / "at-start.bin", 100000, 1);
     cluster.start_all();
     auto c = cluster.client();
@@ -131,7 +131,7 @@ TEST_CASE("every operation works across a three-peer cluster") {
 }
 
 TEST_CASE("many clients at once each see their own writes") {
-    test::local_cluster cluster;
+    test::local_cluster cluster({.dispatch = GENERATE(as<std::string>{}, "pool", "loop")});
     cluster.start_all();
     std::atomic<int> wrong{0};
     std::vector<std::thread> clients;
@@ -149,7 +149,7 @@ TEST_CASE("many clients at once each see their own writes") {
 }
 
 TEST_CASE("pipelined requests on one connection are all answered, in order, with their ids") {
-    test::local_cluster cluster({.peers = 1});
+    test::local_cluster cluster({.peers = 1, .dispatch = GENERATE(as<std::string>{}, "pool", "loop")});
     cluster.start_all();
     raw_session s{test::raw_connect(cluster, 0)};
     std::string batch;
@@ -170,7 +170,8 @@ TEST_CASE("pipelined requests on one connection are all answered, in order, with
 }
 
 TEST_CASE("bad input gets an error for it, nothing is lost and other clients are unaffected") {
-    test::local_cluster cluster({.peers = 1, .pool_threads = 2, .max_key_bytes = 64, .max_value_bytes = 4096});
+    test::local_cluster cluster({.peers = 1, .pool_threads = 2, .max_key_bytes = 64, .max_value_bytes = 4096,
+                                 .dispatch = GENERATE(as<std::string>{}, "pool", "loop")});
     cluster.start_all();
     auto c = cluster.client();
     REQUIRE(c.put("kept", "safe").ok());

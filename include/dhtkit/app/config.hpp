@@ -3,7 +3,7 @@
 // expected. Relative paths in the file are taken relative to the file's folder, so a cluster file
 // means the same thing from whatever directory a peer is started.
 //
-//   [pool]     threads = 4
+//   [pool]     threads = 4, dispatch = "loop" (or "pool")
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128
 //   [replication] backups = 2
 //   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data"
@@ -47,6 +47,7 @@ struct limits_config {
 struct cluster_config {
     std::filesystem::path source;  // the file it was read from, for messages
     std::size_t pool_threads = 4;
+    std::string dispatch = "loop";  // "pool": the seed's hand-off per request; "loop": a loop per worker
     limits_config limits;
     unsigned backups = 2;
     std::vector<peer_config> peers;  // in ring order
@@ -126,6 +127,10 @@ inline cluster_config parse_config(std::string_view text, const std::filesystem:
     constexpr auto size_max = std::numeric_limits<std::size_t>::max() / 2;
 
     c.pool_threads = in.integer<std::size_t>(view["pool"]["threads"], "pool.threads", 1, 1024, 4);
+    if (auto d = view["pool"]["dispatch"]) {
+        c.dispatch = in.text(d, "pool.dispatch");
+        if (c.dispatch != "pool" && c.dispatch != "loop") in.fail("pool.dispatch", "\"pool\" or \"loop\"");
+    }
     c.limits.max_key_bytes = in.integer<std::size_t>(view["limits"]["max_key_bytes"],
                                                      "limits.max_key_bytes", 1, 65535, 1024);
     c.limits.max_value_bytes = in.integer<std::size_t>(view["limits"]["max_value_bytes"],

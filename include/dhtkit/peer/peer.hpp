@@ -2,10 +2,10 @@
 // dhtkit::peer composes the policies into one peer of the cluster: an index server (keys and the
 // file registry), a file server, and a client of the other peers. It does little else.
 //
-// Threading (the seed's model): one listener thread runs the reactor. It accepts connections and
-// watches each one-shot; a readable connection is handed to the executor, whose worker reads the
-// requests, runs them against the shared tables, replies on the same connection and re-arms it.
-// Connections stay open between requests and cost no thread while idle.
+// Threading: one listener thread runs the reactor and accepts connections; the dispatch policy
+// decides which worker serves a connection's requests (dispatch.hpp: the seed's thread pool, or a
+// loop per worker). A worker reads the requests, runs them against the shared tables and replies
+// on the same connection. Connections stay open between requests and cost no thread while idle.
 
 #include <sys/resource.h>
 
@@ -28,6 +28,7 @@
 #include "dhtkit/net/reactor.hpp"
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/peer/client.hpp"
+#include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/index_service.hpp"
 #include "dhtkit/peer/shared_folder.hpp"
 #include "dhtkit/peer/stats.hpp"
@@ -38,7 +39,9 @@ namespace dhtkit {
 
 template <net::reactor Reactor = net::epoll_reactor, executor Executor = thread_pool,
           table Table = locked_table<std::string, std::string>, placement Placement = modulo_placement,
-          replication_policy Replication = no_replication>
+          replication_policy Replication = no_replication,
+          template <class, class> class Dispatch = pool_dispatch>
+    requires dispatch_policy<Dispatch<Reactor, Executor>>
 class peer {
 public:
     peer(cluster_config cluster, unsigned id)
@@ -58,7 +61,8 @@ public:
     // in the background (their home peers may not be up yet).
     void start() {
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
-        pool_ = std::make_unique<Executor>(cluster_.pool_threads);
+        dispatch_ = std::make_unique<Dispatch<Reactor, Executor>>(
+            reactor_, cluster_.pool_threads, frame_limits(), [this](connection& c) { return serve(c); }, stats_);
         spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
         loop_ = std::thread([this] { reactor_.run(); });
@@ -76,9 +80,7 @@ public:
         announcer_.join();
         reactor_.stop();
         loop_.join();
-        pool_->stop();
-        std::lock_guard lock(connections_mutex_);
-        connections_.clear();
+        dispatch_->stop();
     }
 
     [[nodiscard]] const net::endpoint& local() const noexcept { return listener_.local(); }
@@ -112,14 +114,6 @@ public:
     }
 
 private:
-    struct connection {
-        explicit connection(net::tcp_stream s, protocol::limits lim) : stream(std::move(s)), reader(lim) {}
-        net::tcp_stream stream;
-        protocol::frame_reader reader;
-        std::string out;
-    };
-    using connection_ptr = std::shared_ptr<connection>;
-
     static constexpr std::size_t read_chunk = 64 * 1024;
     static constexpr std::chrono::milliseconds write_timeout{10000};
 
@@ -138,15 +132,7 @@ private:
                 if (error == EMFILE || error == ENFILE) shed_one_connection();
                 return;
             }
-            auto conn = std::make_shared<connection>(std::move(*s), frame_limits());
-            const int fd = conn->stream.fd();
-            {
-                std::lock_guard lock(connections_mutex_);
-                connections_[fd] = conn;
-            }
-            stats_.opened();
-            reactor_.add(fd, net::interest::read, net::trigger::oneshot,
-                         [this, conn](net::readiness) { dispatch(conn); });
+            dispatch_->adopt(std::move(*s));
         }
     }
 
@@ -158,20 +144,15 @@ private:
         spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     }
 
-    void dispatch(const connection_ptr& conn) {
-        if (!pool_->post([this, conn] { serve(conn); })) close(conn);
-    }
-
     // --- a worker -------------------------------------------------------------------------------
 
-    void serve(const connection_ptr& conn) {
-        bool open = receive(*conn);
+    next_step serve(connection& c) {
         bool more = false;
-        if (open) open = handle_frames(*conn, more);
-        if (open && !conn->out.empty()) open = flush(*conn);
-        if (!open) return close(conn);
-        if (more) return dispatch(conn);  // a full batch: let other connections in first
-        reactor_.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
+        bool open = receive(c);
+        if (open) open = handle_frames(c, more);
+        if (open && !c.out.empty()) open = flush(c);
+        if (!open) return next_step::close;
+        return more ? next_step::again : next_step::wait;
     }
 
     // Reads what has arrived. False when the client has gone.
@@ -286,12 +267,6 @@ private:
         return r.ok();
     }
 
-    void close(const connection_ptr& conn) {
-        reactor_.remove(conn->stream.fd());
-        std::lock_guard lock(connections_mutex_);
-        if (connections_.erase(conn->stream.fd()) > 0) stats_.closed();
-    }
-
     // A registry operation for NAME, applied here when this peer is its home, sent there otherwise.
     reply route(protocol::opcode op, std::string_view name, std::string_view value) {
         if (client_.home_of(name) != self_index_) return client_.call(client_.home_of(name), op, name, value);
@@ -338,7 +313,7 @@ private:
 
     Reactor reactor_;
     net::tcp_listener listener_;
-    std::unique_ptr<Executor> pool_;
+    std::unique_ptr<Dispatch<Reactor, Executor>> dispatch_;
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::thread announcer_;
@@ -347,9 +322,6 @@ private:
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
     bool stopping_ = false;  // guarded by stop_mutex_
-
-    std::mutex connections_mutex_;
-    std::unordered_map<int, connection_ptr> connections_;  // guarded by connections_mutex_
 
     std::mutex registered_mutex_;
     std::set<std::string, std::less<>> registered_;  // names this peer announced; guarded by registered_mutex_

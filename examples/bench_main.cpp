@@ -1,0 +1,256 @@
+// dhtkit-bench: a load generator for a running cluster. Each connection keeps --pipeline
+// requests in flight against one peer, with keys whose home is that peer; replies are matched by
+// request id and timed. Prints ops/s and latency percentiles, or JSON with --json.
+
+#include <dhtkit/app/config.hpp>
+#include <dhtkit/cluster/placement.hpp>
+#include <dhtkit/net/socket.hpp>
+#include <dhtkit/protocol/codec.hpp>
+
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "flags.hpp"
+
+using namespace dhtkit;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* usage =
+    "usage: dhtkit-bench --config FILE [--peer N] [--connections C] [--pipeline D] [--mix read90|read50|read100|write100]\n"
+    "                    [--seconds S] [--value-size B] [--keys K] [--threads T] [--json]\n"
+    "\n"
+    "Loads a running cluster: C connections (default 50) spread over the peers (or all to peer N),\n"
+    "each with D requests in flight (default 1), for S seconds (default 5), after putting K keys\n"
+    "(default 100000) of B-byte values (default 100). Reports ops/s and p50/p99/p99.9 latency.\n";
+
+struct options {
+    std::vector<std::size_t> targets;  // peer indexes
+    std::size_t connections = 50, pipeline = 1, keys = 100000, value_size = 100, threads = 2;
+    unsigned read_percent = 90;
+    double seconds = 5;
+    bool json = false;
+};
+
+struct connection {
+    net::tcp_stream stream;
+    protocol::frame_reader reader{{1024, 1 << 24}};
+    std::size_t peer = 0;
+    std::deque<std::pair<std::uint64_t, clock_type::time_point>> in_flight;
+    std::string out;
+};
+
+struct worker_result {
+    std::vector<std::uint32_t> latency_ns;
+    std::uint64_t errors = 0;
+};
+
+class load {
+public:
+    load(const cluster_config& c, const options& o) : cluster_(c), opt_(o), value_(o.value_size, 'v') {
+        modulo_placement place;
+        keys_by_peer_.resize(c.peers.size());
+        for (std::size_t i = 0; i < o.keys; ++i) {
+            auto key = fmt::format("key{:013}", i);
+            keys_by_peer_[place.home(key, c.peers.size())].push_back(std::move(key));
+        }
+    }
+
+    void preload() {
+        for (std::size_t p : opt_.targets) {
+            auto s = connect(p);
+            std::string batch;
+            protocol::frame_reader reader({1024, 1 << 20});
+            std::size_t sent = 0;
+            for (const auto& k : keys_by_peer_[p]) {
+                protocol::append_frame(batch, {protocol::opcode::put, 0, protocol::status::ok, ++sent, 0, 0}, k, value_);
+                if (batch.size() > (1 << 20) || &k == &keys_by_peer_[p].back()) {
+                    (void)s.send_all(std::as_bytes(std::span(batch)), std::chrono::seconds(30));
+                    batch.clear();
+                }
+            }
+            std::size_t got = 0;
+            protocol::frame_view f;
+            while (got < sent) {
+                while (reader.next(f) == protocol::frame_reader::result::frame) ++got;
+                if (got == sent) break;
+                auto in = s.receive_some(reader.prepare(1 << 16));
+                if (!in) throw std::runtime_error("preload: the peer closed the connection");
+                if (in.bytes == 0 && !s.wait_readable(std::chrono::seconds(30))) throw std::runtime_error("preload timed out");
+                reader.commit(in.bytes);
+            }
+        }
+    }
+
+    std::vector<worker_result> run() {
+        std::vector<worker_result> results(opt_.threads);
+        std::vector<std::thread> threads;
+        const auto end = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(opt_.seconds));
+        for (std::size_t t = 0; t < opt_.threads; ++t) {
+            std::size_t mine = opt_.connections / opt_.threads + (t < opt_.connections % opt_.threads ? 1 : 0);
+            threads.emplace_back([this, t, mine, end, &results] { drive(t, mine, end, results[t]); });
+        }
+        for (auto& th : threads) th.join();
+        return results;
+    }
+
+private:
+    net::tcp_stream connect(std::size_t peer) {
+        const auto& p = cluster_.peers[peer];
+        return net::tcp_stream::connect(net::endpoint::resolve(p.host, p.port), std::chrono::seconds(2));
+    }
+
+    void drive(std::size_t t, std::size_t count, clock_type::time_point end, worker_result& result) {
+        std::vector<std::unique_ptr<connection>> conns;
+        net::unique_fd ep(::epoll_create1(EPOLL_CLOEXEC));
+        std::mt19937_64 rng(t * 7919 + 1);
+        std::uint64_t next_id = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            auto c = std::make_unique<connection>();
+            c->peer = opt_.targets[(t + i * opt_.threads) % opt_.targets.size()];
+            c->stream = connect(c->peer);
+            c->stream.set_nonblocking(true);
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.ptr = c.get();
+            ::epoll_ctl(ep.get(), EPOLL_CTL_ADD, c->stream.fd(), &ev);
+            conns.push_back(std::move(c));
+        }
+        auto issue = [&](connection& c) {
+            const auto& keys = keys_by_peer_[c.peer];
+            const auto& key = keys[rng() % keys.size()];
+            bool read = rng() % 100 < opt_.read_percent;
+            protocol::append_frame(c.out, {read ? protocol::opcode::get : protocol::opcode::put, 0, protocol::status::ok, ++next_id, 0, 0},
+                                   key, read ? std::string_view{} : std::string_view(value_));
+            c.in_flight.emplace_back(next_id, clock_type::now());
+        };
+        auto flush = [&](connection& c) {
+            if (!c.out.empty() && !c.stream.send_all(std::as_bytes(std::span(c.out)), std::chrono::seconds(5))) ++result.errors;
+            c.out.clear();
+        };
+        for (auto& c : conns) {
+            for (std::size_t d = 0; d < opt_.pipeline; ++d) issue(*c);
+            flush(*c);
+        }
+        result.latency_ns.reserve(1 << 20);
+        std::array<epoll_event, 256> ready;
+        bool draining = false;
+        std::size_t outstanding = conns.size() * opt_.pipeline;
+        while (outstanding > 0) {
+            if (!draining && clock_type::now() >= end) draining = true;
+            int n = ::epoll_wait(ep.get(), ready.data(), static_cast<int>(ready.size()), 1000);
+            if (n == 0 && draining) break;
+            for (int i = 0; i < n; ++i) {
+                auto& c = *static_cast<connection*>(ready[static_cast<std::size_t>(i)].data.ptr);
+                auto in = c.stream.receive_some(c.reader.prepare(1 << 16));
+                if (!in) {
+                    ++result.errors;
+                    ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, c.stream.fd(), nullptr);
+                    outstanding -= c.in_flight.size();
+                    c.in_flight.clear();
+                    continue;
+                }
+                c.reader.commit(in.bytes);
+                protocol::frame_view f;
+                const auto now = clock_type::now();
+                while (c.reader.next(f) == protocol::frame_reader::result::frame) {
+                    if (c.in_flight.empty() || c.in_flight.front().first != f.h.request_id) {
+                        ++result.errors;
+                        continue;
+                    }
+                    if (f.h.code != protocol::status::ok) ++result.errors;
+                    if (!draining)
+                        result.latency_ns.push_back(static_cast<std::uint32_t>(
+                            std::min<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.in_flight.front().second).count(), UINT32_MAX)));
+                    c.in_flight.pop_front();
+                    if (draining) --outstanding;
+                    else issue(c);
+                }
+                flush(c);
+            }
+        }
+    }
+
+    const cluster_config& cluster_;
+    options opt_;
+    std::string value_;
+    std::vector<std::vector<std::string>> keys_by_peer_;
+};
+
+double percentile(const std::vector<std::uint32_t>& sorted, double p) {
+    if (sorted.empty()) return 0;
+    auto i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(sorted.size() - 1));
+    return sorted[i] / 1000.0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+    examples::flags f(argc, argv);
+    if (f.take_switch("--help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    auto config = f.take("--config");
+    if (!config) throw std::invalid_argument("--config is required (see --help)");
+    options o;
+    auto peer = f.take_number<unsigned>("--peer");
+    o.connections = f.take_number<std::size_t>("--connections").value_or(o.connections);
+    o.pipeline = std::max<std::size_t>(1, f.take_number<std::size_t>("--pipeline").value_or(o.pipeline));
+    o.seconds = f.take_number<double>("--seconds").value_or(o.seconds);
+    o.value_size = f.take_number<std::size_t>("--value-size").value_or(o.value_size);
+    o.keys = std::max<std::size_t>(1, f.take_number<std::size_t>("--keys").value_or(o.keys));
+    o.threads = std::max<std::size_t>(1, f.take_number<std::size_t>("--threads").value_or(o.threads));
+    o.json = f.take_switch("--json");
+    auto mix = f.take("--mix").value_or("read90");
+    if (mix == "read90") o.read_percent = 90;
+    else if (mix == "read50") o.read_percent = 50;
+    else if (mix == "read100") o.read_percent = 100;
+    else if (mix == "write100") o.read_percent = 0;
+    else throw std::invalid_argument("--mix expects read90, read50, read100 or write100");
+    f.rest(false);
+    o.threads = std::min(o.threads, std::max<std::size_t>(1, o.connections));
+
+    auto cluster = load_config(*config);
+    if (peer) o.targets.push_back(cluster.index_of(*peer));
+    else
+        for (std::size_t i = 0; i < cluster.peers.size(); ++i) o.targets.push_back(i);
+
+    load l(cluster, o);
+    l.preload();
+    auto results = l.run();
+    const double elapsed = o.seconds;  // replies are counted only until the deadline
+    std::vector<std::uint32_t> all;
+    std::uint64_t errors = 0;
+    for (auto& r : results) {
+        all.insert(all.end(), r.latency_ns.begin(), r.latency_ns.end());
+        errors += r.errors;
+    }
+    std::sort(all.begin(), all.end());
+    double ops = static_cast<double>(all.size()) / elapsed;
+    if (o.json) {
+        fmt::print("{{\"mix\":\"{}\",\"peers\":{},\"connections\":{},\"pipeline\":{},\"value_size\":{},\"seconds\":{},"
+                   "\"ops\":{},\"ops_per_s\":{:.0f},\"p50_us\":{:.1f},\"p99_us\":{:.1f},\"p999_us\":{:.1f},\"errors\":{}}}\n",
+                   mix, o.targets.size(), o.connections, o.pipeline, o.value_size, o.seconds, all.size(), ops,
+                   percentile(all, 50), percentile(all, 99), percentile(all, 99.9), errors);
+    } else {
+        fmt::print("{} against {} peer(s), {} connections x {} in flight, {}-byte values, {:.1f} s\n", mix,
+                   o.targets.size(), o.connections, o.pipeline, o.value_size, o.seconds);
+        fmt::print("  {:.0f} ops/s   p50 {:.1f} us   p99 {:.1f} us   p99.9 {:.1f} us   errors {}\n", ops,
+                   percentile(all, 50), percentile(all, 99), percentile(all, 99.9), errors);
+    }
+    return errors == 0 ? 0 : 1;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+}

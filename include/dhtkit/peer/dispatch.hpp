@@ -1,0 +1,188 @@
+#pragma once
+// The dispatch policy: which thread serves a connection when it has input. The peer's listener
+// thread accepts connections and hands each to the dispatcher (`adopt`); the dispatcher calls the
+// peer's serve function on some worker and acts on its answer.
+//
+//   pool_dispatch    the seed's model: the listener's reactor watches every connection one-shot
+//                    and hands each readable one to the thread pool, which re-arms it when done.
+//                    A thread hand-off per request.
+//   loop_dispatch    one reactor per worker (memcached, muduo): a connection is handed over once,
+//                    at accept, and its worker's loop serves it from then on. No hand-off per
+//                    request; a busy connection cannot move to an idle worker.
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "dhtkit/concurrency/thread_pool.hpp"
+#include "dhtkit/net/reactor.hpp"
+#include "dhtkit/net/socket.hpp"
+#include "dhtkit/peer/stats.hpp"
+#include "dhtkit/protocol/codec.hpp"
+
+namespace dhtkit {
+
+struct connection {
+    connection(net::tcp_stream s, protocol::limits lim) : stream(std::move(s)), reader(lim) {}
+    net::tcp_stream stream;
+    protocol::frame_reader reader;
+    std::string out;
+};
+using connection_ptr = std::shared_ptr<connection>;
+
+// What serving a connection's input leaves to do.
+enum class next_step {
+    wait,   // everything buffered was answered: wait for more input
+    again,  // a batch was answered and more is buffered: serve again after others had a turn
+    close,  // the client went away or broke the protocol
+};
+using serve_fn = std::function<next_step(connection&)>;
+
+template <class D>
+concept dispatch_policy = requires(D& d, net::tcp_stream s) {
+    d.adopt(std::move(s));
+    d.stop();
+};
+
+namespace detail {
+
+// The connections a dispatcher has adopted, so that stop() can close them all.
+class connection_set {
+public:
+    explicit connection_set(peer_stats& stats) : stats_(stats) {}
+    void add(const connection_ptr& c) {
+        std::lock_guard lock(mutex_);
+        open_[c->stream.fd()] = c;
+        stats_.opened();
+    }
+    void erase(const connection_ptr& c) {
+        std::lock_guard lock(mutex_);
+        if (open_.erase(c->stream.fd()) > 0) stats_.closed();
+    }
+    void clear() {
+        std::lock_guard lock(mutex_);
+        open_.clear();
+    }
+
+private:
+    peer_stats& stats_;
+    std::mutex mutex_;
+    std::unordered_map<int, connection_ptr> open_;  // guarded by mutex_
+};
+
+}  // namespace detail
+
+template <net::reactor Reactor, executor Executor>
+class pool_dispatch {
+public:
+    pool_dispatch(Reactor& listener_loop, std::size_t workers, protocol::limits lim, serve_fn serve, peer_stats& stats)
+        : loop_(listener_loop), pool_(workers), limits_(lim), serve_(std::move(serve)), open_(stats) {}
+
+    // On the listener thread.
+    void adopt(net::tcp_stream s) {
+        auto conn = std::make_shared<connection>(std::move(s), limits_);
+        open_.add(conn);
+        loop_.add(conn->stream.fd(), net::interest::read, net::trigger::oneshot, [this, conn](net::readiness) { hand_off(conn); });
+    }
+
+    // After the listener loop has stopped: finishes the requests in flight, then closes all.
+    void stop() {
+        pool_.stop();
+        open_.clear();
+    }
+
+private:
+    void hand_off(const connection_ptr& conn) {
+        if (!pool_.post([this, conn] { serve(conn); })) close(conn);
+    }
+
+    void serve(const connection_ptr& conn) {
+        switch (serve_(*conn)) {
+            case next_step::wait:
+                loop_.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
+                return;
+            case next_step::again:
+                return hand_off(conn);
+            case next_step::close:
+                return close(conn);
+        }
+    }
+
+    void close(const connection_ptr& conn) {
+        loop_.remove(conn->stream.fd());
+        open_.erase(conn);
+    }
+
+    Reactor& loop_;
+    Executor pool_;
+    protocol::limits limits_;
+    serve_fn serve_;
+    detail::connection_set open_;
+};
+
+template <net::reactor Reactor, executor>
+class loop_dispatch {
+public:
+    loop_dispatch(Reactor&, std::size_t workers, protocol::limits lim, serve_fn serve, peer_stats& stats)
+        : limits_(lim), serve_(std::move(serve)), open_(stats) {
+        for (std::size_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker>());
+        for (auto& w : workers_) w->thread = std::thread([&loop = w->loop] { loop.run(); });
+    }
+    ~loop_dispatch() { stop(); }
+
+    // On the listener thread: the connection goes to the next worker, for good.
+    void adopt(net::tcp_stream s) {
+        auto conn = std::make_shared<connection>(std::move(s), limits_);
+        open_.add(conn);
+        worker& w = *workers_[next_++ % workers_.size()];
+        w.loop.post([this, &w, conn] {
+            w.loop.add(conn->stream.fd(), net::interest::read, net::trigger::level,
+                       [this, &w, conn](net::readiness) { serve(w, conn); });
+        });
+    }
+
+    // Each loop finishes the round it is in (posted work included), then all connections close.
+    void stop() {
+        if (stopped_.exchange(true)) return;
+        for (auto& w : workers_) w->loop.stop();
+        for (auto& w : workers_) w->thread.join();
+        open_.clear();
+    }
+
+private:
+    struct worker {
+        Reactor loop;
+        std::thread thread;
+    };
+
+    void serve(worker& w, const connection_ptr& conn) {
+        switch (serve_(*conn)) {
+            case next_step::wait:
+                return;  // level-triggered: the loop calls again when more arrives
+            case next_step::again:
+                w.loop.post([this, &w, conn] {
+                    if (conn->stream.valid()) serve(w, conn);
+                });
+                return;
+            case next_step::close:
+                w.loop.remove(conn->stream.fd());
+                open_.erase(conn);
+                return;
+        }
+    }
+
+    protocol::limits limits_;
+    serve_fn serve_;
+    detail::connection_set open_;
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::size_t next_ = 0;  // only the listener thread adopts
+    std::atomic<bool> stopped_{false};
+};
+
+}  // namespace dhtkit
