@@ -1,0 +1,46 @@
+// libFuzzer target: arbitrary bytes through the frame reader and, for every whole frame, the
+// request handlers and payload decoders behind it. Any crash, sanitizer report, or a reader that
+// buffers past its limit is a finding.
+
+#include <dhtkit/peer/index_service.hpp>
+#include <dhtkit/protocol/codec.hpp>
+#include <dhtkit/protocol/messages.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+namespace {
+using table = dhtkit::locked_table<std::string, std::string>;
+table keys, files;
+dhtkit::index_service<table> service(keys, files);
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    using namespace dhtkit::protocol;
+    const dhtkit::protocol::limits lim{64, 4096};
+    frame_reader reader(lim);
+    std::string_view input(reinterpret_cast<const char*>(data), size);
+    // Two deliveries, split where the first byte says: frames cut at any point must reassemble.
+    std::size_t cut = size ? static_cast<std::size_t>(data[0]) % (size + 1) : 0;
+    std::string out;
+    for (std::string_view part : {input.substr(0, cut), input.substr(cut)}) {
+        reader.feed(part);
+        frame_view f;
+        for (;;) {
+            auto r = reader.next(f);
+            if (r == frame_reader::result::need_more) break;
+            if (r == frame_reader::result::error) return 0;
+            if (f.key.size() > lim.max_key_bytes || f.value.size() > lim.max_value_bytes) std::abort();
+            (void)decode_holders(f.value);
+            (void)decode_file_meta(f.value);
+            (void)decode_u32(f.value);
+            if (dhtkit::index_service<table>::handles(f.h.op)) service.handle(f, out);
+            out.clear();
+        }
+        if (reader.buffered() > header_size + lim.max_key_bytes + lim.max_value_bytes) std::abort();
+    }
+    if (keys.size() > 100000) keys.clear();
+    if (files.size() > 100000) files.clear();
+    return 0;
+}
