@@ -28,7 +28,7 @@ namespace {
 
 constexpr const char* usage =
     "usage: dhtkit-bench --config FILE [--peer N] [--connections C] [--pipeline D] [--mix read90|read50|read100|write100]\n"
-    "                    [--seconds S] [--value-size B] [--keys K] [--threads T] [--json]\n"
+    "                    [--seconds S] [--value-size B] [--keys K] [--threads T (default 1)] [--json]\n"
     "\n"
     "Loads a running cluster: C connections (default 50) spread over the peers (or all to peer N),\n"
     "each with D requests in flight (default 1), for S seconds (default 5), after putting K keys\n"
@@ -36,7 +36,7 @@ constexpr const char* usage =
 
 struct options {
     std::vector<std::size_t> targets;  // peer indexes
-    std::size_t connections = 50, pipeline = 1, keys = 100000, value_size = 100, threads = 2;
+    std::size_t connections = 50, pipeline = 1, keys = 100000, value_size = 100, threads = 1;
     unsigned read_percent = 90;
     double seconds = 5;
     bool json = false;

@@ -102,3 +102,19 @@ TEST_CASE("holder lists and file metadata round-trip, and malformed ones are ref
     CHECK(decode_u32(encode_u32(77)) == 77u);
     CHECK_FALSE(decode_u32("abc"));
 }
+
+TEST_CASE("a reader gives its memory back once everything buffered was consumed") {
+    frame_reader r({64, 1 << 20});
+    std::string big;
+    append_frame(big, {opcode::put, 0, status::ok, 1, 0, 0}, "k", std::string(100000, 'v'));
+    r.feed(big.substr(0, 50000));
+    r.release_if_empty();
+    CHECK(r.buffered() == 50000);  // a partial frame is kept
+    r.feed(big.substr(50000));
+    frame_view f;
+    REQUIRE(r.next(f) == frame_reader::result::frame);
+    CHECK(f.value.size() == 100000);
+    CHECK(r.reserved_bytes() >= 100000);
+    r.release_if_empty();
+    CHECK(r.reserved_bytes() <= 4096);
+}

@@ -9,6 +9,7 @@
 
 #include <sys/resource.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -152,15 +153,20 @@ private:
         if (open) open = handle_frames(c, more);
         if (open && !c.out.empty()) open = flush(c);
         if (!open) return next_step::close;
+        c.reader.release_if_empty();
+        if (c.out.capacity() > 64 * 1024) std::string().swap(c.out);
         return more ? next_step::again : next_step::wait;
     }
 
-    // Reads what has arrived. False when the client has gone.
+    // Reads what has arrived. False when the client has gone. Bytes land in a per-worker buffer
+    // and only what they hold is copied into the connection's reader, which keeps an idle
+    // connection's memory small.
     bool receive(connection& c) {
+        thread_local std::array<std::byte, read_chunk> scratch;
         for (;;) {
-            auto in = c.stream.receive_some(c.reader.prepare(read_chunk));
+            auto in = c.stream.receive_some(scratch);
             if (!in) return false;
-            c.reader.commit(in.bytes);
+            c.reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
             // A short read drained the socket; the level-triggered re-arm catches anything later.
             if (in.bytes < read_chunk) return true;
         }

@@ -63,10 +63,19 @@ public:
         return result::frame;
     }
 
+    // Gives the buffer's memory back when nothing is buffered, so that thousands of idle
+    // connections cost a few bytes each rather than their largest request.
+    void release_if_empty(std::size_t keep = 4096) {
+        if (start_ != end_) return;
+        start_ = end_ = 0;
+        if (buffer_.capacity() > keep) std::string().swap(buffer_);
+    }
+
     [[nodiscard]] header_error last_error() const noexcept { return error_; }
     // The header fields of the rejected frame that could be read (its request id, for the reply).
     [[nodiscard]] const header& error_header() const noexcept { return error_header_; }
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - start_; }
+    [[nodiscard]] std::size_t reserved_bytes() const noexcept { return buffer_.capacity(); }
     [[nodiscard]] const limits& frame_limits() const noexcept { return limits_; }
 
 private:
