@@ -15,13 +15,12 @@
 #include <string_view>
 #include <vector>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 #include <fmt/format.h>
 
 #include "dhtkit/app/config.hpp"
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/store/stable_hash.hpp"  // brings in xxHash, inline
 #include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
 

@@ -242,7 +242,7 @@ private:
         bool known;
         {
             std::lock_guard lock(registered_mutex_);
-            known = registered_.count(std::string(f.key)) > 0;
+            known = registered_.contains(f.key);
         }
         shared_folder::refusal why = shared_folder::refusal::missing;
         auto file = known ? shared_.open(f.key, &why) : std::nullopt;

@@ -15,10 +15,9 @@
 #include <unordered_map>
 #include <vector>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/store/stable_hash.hpp"  // brings in xxHash, inline
 
 namespace dhtkit {
 
