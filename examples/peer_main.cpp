@@ -32,7 +32,7 @@ constexpr const char* usage =
 template <template <class, class> class Dispatch>
 int run(const dhtkit::cluster_config& cluster, unsigned id, bool serve_only, int signal_fd) {
     dhtkit::peer<dhtkit::net::epoll_reactor, dhtkit::thread_pool, dhtkit::locked_table<std::string, std::string>,
-                 dhtkit::modulo_placement, dhtkit::no_replication, Dispatch>
+                 dhtkit::modulo_placement, dhtkit::static_backup, Dispatch>
         peer(cluster, id);
     peer.start();
     std::fprintf(stderr, "dhtkit-peer %u: serving on %s, shared folder %s\n", id, peer.local().to_string().c_str(),

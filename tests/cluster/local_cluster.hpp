@@ -32,6 +32,7 @@ struct cluster_options {
     std::size_t max_key_bytes = 1024;
     std::size_t max_value_bytes = 1 << 20;
     std::string dispatch = "loop";
+    int backups = 2;
 };
 
 class local_cluster {
@@ -45,8 +46,8 @@ public:
         // Hold every port at once so no two peers get the same one.
         std::vector<dhtkit::net::tcp_listener> held;
         std::string text = fmt::format(
-            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = 0\n",
-            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes);
+            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = {}\n",
+            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.backups);
         for (int i = 0; i < opt.peers; ++i) {
             held.push_back(dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")));
             text += fmt::format("[[peers]]\nid = {}\nhost = \"127.0.0.1\"\nport = {}\nshared = \"peer{}/shared\"\ndata = \"peer{}/data\"\n",

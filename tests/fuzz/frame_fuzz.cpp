@@ -13,7 +13,7 @@
 namespace {
 using table = dhtkit::locked_table<std::string, std::string>;
 table keys, files;
-dhtkit::index_service<table> service(keys, files);
+dhtkit::index_service<table> service(keys, files, 0, 1 << 20);
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -36,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)decode_file_meta(f.value);
             (void)decode_u32(f.value);
             if (dhtkit::index_service<table>::handles(f.h.op)) service.handle(f, out);
+            else if (f.h.op == dhtkit::protocol::opcode::replicate) service.apply(f.key, f.value);
             out.clear();
         }
         if (reader.buffered() > header_size + lim.max_key_bytes + lim.max_value_bytes) std::abort();

@@ -9,11 +9,11 @@ namespace {
 
 struct harness {
     locked_table<std::string, std::string> keys, files;
-    index_service<locked_table<std::string, std::string>> service{keys, files};
+    index_service<locked_table<std::string, std::string>> service{keys, files, 3, 64};
 
     frame_view ask(opcode op, std::string_view key, std::string_view value = {}) {
         out.clear();
-        service.handle({{op, 0, status::ok, ++id, 0, 0}, key, value}, out);
+        wrote = service.handle({{op, 0, status::ok, ++id, 0, 0}, key, value}, out, &record);
         frame_reader r({1024, 1 << 20});
         r.feed(out);
         frame_view f;
@@ -24,7 +24,8 @@ struct harness {
         f.value = answer;
         return f;
     }
-    std::string out, answer;
+    std::string out, answer, record;
+    bool wrote = false;
     std::uint64_t id = 0;
 };
 
@@ -69,4 +70,98 @@ TEST_CASE("malformed registry requests are refused without touching the registry
     CHECK(h.ask(opcode::unregister_file, "f", "xx").h.code == status::bad_request);
     CHECK(h.files.size() == 0);
     CHECK(h.ask(opcode::ping, "").h.code == status::unknown_opcode);
+}
+
+TEST_CASE("a value over the limit is refused and the key keeps its old value") {
+    harness h;
+    CHECK(h.ask(opcode::put, "k", "small").h.code == status::ok);
+    CHECK(h.ask(opcode::put, "k", std::string(65, 'x')).h.code == status::too_large);
+    CHECK_FALSE(h.wrote);
+    CHECK(h.ask(opcode::get, "k").value == "small");
+}
+
+TEST_CASE("a write hands back a record that makes another replica equal") {
+    harness primary, backup;
+    REQUIRE(primary.ask(opcode::put, "k", "v1").h.code == status::ok);
+    REQUIRE(primary.wrote);
+    REQUIRE(record_table(primary.record) == table_id::keys);
+    CHECK(backup.service.apply("k", primary.record));
+    CHECK(backup.ask(opcode::get, "k").value == "v1");
+
+    std::string a;
+    append(a, holder{1, "127.0.0.1", 7401, 10, 111});
+    REQUIRE(primary.ask(opcode::register_file, "f", a).h.code == status::ok);
+    REQUIRE(record_table(primary.record) == table_id::files);
+    CHECK(backup.service.apply("f", primary.record));
+    CHECK(decode_holders(backup.ask(opcode::search, "f").value)->size() == 1);
+}
+
+TEST_CASE("replicas keep the newest version whatever order the records arrive in") {
+    harness primary, backup;
+    primary.ask(opcode::put, "k", "old");
+    auto older = primary.record;
+    primary.ask(opcode::put, "k", "new");
+    auto newer = primary.record;
+    CHECK(read_versioned(std::string_view(newer).substr(1))->version >
+          read_versioned(std::string_view(older).substr(1))->version);
+    CHECK(backup.service.apply("k", newer));
+    CHECK(backup.service.apply("k", older));  // accepted, and ignored
+    CHECK(backup.ask(opcode::get, "k").value == "new");
+}
+
+TEST_CASE("a delete leaves a tombstone that an older copy cannot undo") {
+    harness primary, backup;
+    primary.ask(opcode::put, "k", "v");
+    auto put = primary.record;
+    CHECK(primary.ask(opcode::del, "k").h.code == status::ok);
+    REQUIRE(primary.wrote);
+    auto tombstone = primary.record;
+    CHECK(backup.service.apply("k", tombstone));
+    CHECK(backup.service.apply("k", put));
+    CHECK(backup.ask(opcode::get, "k").h.code == status::not_found);
+    // Deleting what is not here still writes a tombstone, for replicas that missed the put.
+    CHECK(backup.ask(opcode::del, "other").h.code == status::not_found);
+    CHECK(backup.wrote);
+}
+
+TEST_CASE("a write made over a newer copy from a peer with a fast clock still wins") {
+    harness fast, slow;
+    std::string far_future(1, static_cast<char>(table_id::keys));
+    append_versioned(far_future, (std::uint64_t{1} << 62), false, "from the future");
+    CHECK(slow.service.apply("k", far_future));
+    CHECK(slow.ask(opcode::put, "k", "now").h.code == status::ok);
+    CHECK(fast.service.apply("k", far_future));
+    CHECK(fast.service.apply("k", slow.record));
+    CHECK(fast.ask(opcode::get, "k").value == "now");
+}
+
+TEST_CASE("records are listed for catch-up and can be read back one key at a time") {
+    harness h;
+    h.ask(opcode::put, "a", "1");
+    h.ask(opcode::put, "b", "2");
+    h.ask(opcode::del, "b");
+    std::string a;
+    append(a, holder{1, "127.0.0.1", 7401, 10, 111});
+    h.ask(opcode::register_file, "f", a);
+    harness copy;
+    std::size_t n = 0;
+    h.service.for_each_record([&](std::string_view key, std::string_view record) {
+        ++n;
+        CHECK(copy.service.apply(key, record));
+    });
+    CHECK(n == 3);
+    CHECK(copy.ask(opcode::get, "a").value == "1");
+    CHECK(copy.ask(opcode::get, "b").h.code == status::not_found);
+    CHECK(copy.ask(opcode::search, "f").h.code == status::ok);
+    CHECK(h.service.record_of(table_id::keys, "a") == copy.service.record_of(table_id::keys, "a"));
+    CHECK_FALSE(h.service.record_of(table_id::files, "a"));
+}
+
+TEST_CASE("malformed records are refused") {
+    harness h;
+    CHECK_FALSE(h.service.apply("k", ""));
+    CHECK_FALSE(h.service.apply("k", std::string("\x07", 1) + std::string(9, '\0')));
+    CHECK_FALSE(h.service.apply("k", std::string(5, '\0')));
+    CHECK_FALSE(h.service.apply("", std::string(10, '\0')));
+    CHECK(h.keys.size() == 0);
 }

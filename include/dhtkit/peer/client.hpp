@@ -18,6 +18,7 @@
 
 #include "dhtkit/app/config.hpp"
 #include "dhtkit/cluster/placement.hpp"
+#include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/peer/file_download.hpp"
 #include "dhtkit/protocol/codec.hpp"
@@ -25,15 +26,21 @@
 
 namespace dhtkit {
 
+// Short timeouts by default: a peer that does not answer is passed over for the next replica of
+// the key, so how long a failover takes is about how long these are. A dead peer on a LAN is
+// usually noticed faster still (refused or reset).
 struct client_options {
-    std::chrono::milliseconds connect_timeout{500};
-    std::chrono::milliseconds request_timeout{5000};
+    std::chrono::milliseconds connect_timeout{250};
+    std::chrono::milliseconds request_timeout{800};
+    std::chrono::milliseconds transfer_timeout{5000};  // a file download's longest stall
+    std::chrono::milliseconds down_for{500};           // an unreachable peer is skipped this long
 };
 
 struct reply {
     protocol::status code = protocol::status::ok;
     std::string value;
     std::string error;  // set when the request did not get an answer at all, or the answer is an error
+    bool answered = true;  // false when the peer could not be reached or did not reply in time
 
     [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };
@@ -44,16 +51,18 @@ public:
     peer_link(const peer_config& peer, const limits_config& lim, client_options opt)
         : peer_(peer), options_(opt), reader_({lim.max_key_bytes, lim.max_value_bytes + (1u << 16)}) {}
 
-    reply call(protocol::opcode op, std::string_view key, std::string_view value) {
+    // `even_if_down`: try a peer that failed recently all the same (it is the last one to ask).
+    reply call(protocol::opcode op, std::string_view key, std::string_view value, bool even_if_down = true) {
         std::lock_guard lock(mutex_);
+        if (!even_if_down && std::chrono::steady_clock::now() < down_until_) return unreachable();
         // One retry on a fresh connection: a peer that restarted closed the old one.
         for (int attempt = 0;; ++attempt) {
             bool fresh = !stream_.valid();
-            if (fresh && !connect()) return unreachable();
+            if (fresh && !connect()) return mark_down();
             auto r = round_trip(op, key, value);
             if (r) return *r;
             stream_.close();
-            if (fresh || attempt > 0) return unreachable();
+            if (fresh || attempt > 0) return mark_down();
         }
     }
 
@@ -73,7 +82,11 @@ private:
     }
 
     reply unreachable() const {
-        return {protocol::status::unavailable, {}, fmt::format("{} is unreachable: {}", name(), last_error_)};
+        return {protocol::status::unavailable, {}, fmt::format("{} is unreachable: {}", name(), last_error_), false};
+    }
+    reply mark_down() {
+        down_until_ = std::chrono::steady_clock::now() + options_.down_for;
+        return unreachable();
     }
 
     // std::nullopt when the connection failed (the caller may retry).
@@ -129,12 +142,16 @@ private:
     std::string out_;                 // guarded by mutex_
     std::uint64_t next_id_ = 0;       // guarded by mutex_
     std::string last_error_;          // guarded by mutex_
+    std::chrono::steady_clock::time_point down_until_{};  // guarded by mutex_
 };
 
-template <placement Placement = modulo_placement>
+// Requests for a key go to its home peer; when the home cannot be reached (refused, reset, timed
+// out) to its replicas in turn, which serve reads and take writes for it meanwhile.
+template <placement Placement = modulo_placement, replication_policy Replication = static_backup>
 class client {
 public:
-    explicit client(cluster_config cluster, client_options opt = {}) : cluster_(std::move(cluster)), options_(opt) {
+    explicit client(cluster_config cluster, client_options opt = {})
+        : cluster_(std::move(cluster)), options_(opt), replication_(cluster_.backups) {
         for (const auto& p : cluster_.peers)
             links_.push_back(std::make_unique<peer_link>(p, cluster_.limits, opt));
     }
@@ -147,31 +164,45 @@ public:
         return links_.at(peer_index)->call(op, key, value);
     }
 
+    // The peers that hold `key`, in the order requests for it try them.
+    [[nodiscard]] std::vector<std::size_t> holders(std::string_view key) const {
+        return holders_of(replication_, home_of(key), links_.size());
+    }
+
+    // Sends a request about `key` to the first of its holders that answers.
+    reply call_key(protocol::opcode op, std::string_view key, std::string_view value = {}) {
+        auto order = holders(key);
+        reply r;
+        for (std::size_t i = 0; i < order.size(); ++i) {
+            r = links_[order[i]]->call(op, key, value, i + 1 == order.size());
+            if (r.answered) return r;
+        }
+        return r;
+    }
+
     reply put(std::string_view key, std::string_view value) {
         if (auto bad = check_key(key, value)) return *bad;
-        return call(home_of(key), protocol::opcode::put, key, value);
+        return call_key(protocol::opcode::put, key, value);
     }
     reply get(std::string_view key) {
         if (auto bad = check_key(key, {})) return *bad;
-        return call(home_of(key), protocol::opcode::get, key);
+        return call_key(protocol::opcode::get, key);
     }
     reply del(std::string_view key) {
         if (auto bad = check_key(key, {})) return *bad;
-        return call(home_of(key), protocol::opcode::del, key);
+        return call_key(protocol::opcode::del, key);
     }
-
     reply register_holder(std::string_view name, const protocol::holder& h) {
         std::string value;
         protocol::append(value, h);
-        return call(home_of(name), protocol::opcode::register_file, name, value);
+        return call_key(protocol::opcode::register_file, name, value);
     }
     reply unregister_holder(std::string_view name, std::uint32_t peer_id) {
-        return call(home_of(name), protocol::opcode::unregister_file, name, protocol::encode_u32(peer_id));
+        return call_key(protocol::opcode::unregister_file, name, protocol::encode_u32(peer_id));
     }
-
     // The holders of NAME (empty with not_found when nobody registered it).
     std::pair<reply, std::vector<protocol::holder>> search(std::string_view name) {
-        auto r = call(home_of(name), protocol::opcode::search, name);
+        auto r = call_key(protocol::opcode::search, name);
         if (!r.ok()) return {r, {}};
         auto holders = protocol::decode_holders(r.value);
         if (!holders) return {{protocol::status::bad_request, {}, "search: malformed holder list in the reply"}, {}};
@@ -187,7 +218,7 @@ public:
                                                  : found.error};
         download_result last{protocol::status::unavailable, "no holder could be reached"};
         for (const auto& h : holders) {
-            last = download_file(h, name, dest, cluster_.limits, options_.connect_timeout, options_.request_timeout, progress);
+            last = download_file(h, name, dest, cluster_.limits, options_.connect_timeout, options_.transfer_timeout, progress);
             if (last.ok()) return last;
         }
         return last;
@@ -209,6 +240,7 @@ private:
     cluster_config cluster_;
     client_options options_;
     Placement placement_{};
+    Replication replication_;
     std::vector<std::unique_ptr<peer_link>> links_;
 };
 

@@ -28,19 +28,29 @@
 
 namespace dhtkit {
 
-struct connection {
+struct connection;
+using connection_ptr = std::shared_ptr<connection>;
+
+struct connection : std::enable_shared_from_this<connection> {
     connection(net::tcp_stream s, protocol::limits lim) : stream(std::move(s)), reader(lim) {}
     net::tcp_stream stream;
     protocol::frame_reader reader;
     std::string out;
+    // Replies held back until something finishes elsewhere (the copies of a write reaching the
+    // backups). While it is above zero the connection is parked: nothing is read or sent.
+    std::atomic<std::size_t> awaiting{0};
+    bool broken = false;  // the protocol broke while parked: close once resumed
+    // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
+    std::function<void(const connection_ptr&)> resume;
+    bool parked = false;  // the dispatcher's own note, touched only by the thread serving it
 };
-using connection_ptr = std::shared_ptr<connection>;
 
 // What serving a connection's input leaves to do.
 enum class next_step {
     wait,   // everything buffered was answered: wait for more input
     again,  // a batch was answered and more is buffered: serve again after others had a turn
     close,  // the client went away or broke the protocol
+    park,   // replies wait for work elsewhere; `resume` is called when it is done
 };
 using serve_fn = std::function<next_step(connection&)>;
 
@@ -87,6 +97,7 @@ public:
     // On the listener thread.
     void adopt(net::tcp_stream s) {
         auto conn = std::make_shared<connection>(std::move(s), limits_);
+        conn->resume = [this](const connection_ptr& c) { hand_off(c); };
         open_.add(conn);
         loop_.add(conn->stream.fd(), net::interest::read, net::trigger::oneshot, [this, conn](net::readiness) { hand_off(conn); });
     }
@@ -111,6 +122,8 @@ private:
                 return hand_off(conn);
             case next_step::close:
                 return close(conn);
+            case next_step::park:
+                return;  // one-shot and not re-armed: nothing wakes it but resume
         }
     }
 
@@ -141,6 +154,14 @@ public:
         auto conn = std::make_shared<connection>(std::move(s), limits_);
         open_.add(conn);
         worker& w = *workers_[next_++ % workers_.size()];
+        conn->resume = [this, &w](const connection_ptr& c) {
+            w.loop.post([this, &w, c] {
+                if (!c->parked) return;
+                c->parked = false;
+                w.loop.modify(c->stream.fd(), net::interest::read, net::trigger::level);
+                serve(w, c);
+            });
+        };
         w.loop.post([this, &w, conn] {
             w.loop.add(conn->stream.fd(), net::interest::read, net::trigger::level,
                        [this, &w, conn](net::readiness) { serve(w, conn); });
@@ -173,6 +194,12 @@ private:
             case next_step::close:
                 w.loop.remove(conn->stream.fd());
                 open_.erase(conn);
+                return;
+            case next_step::park:
+                // One-shot while parked: input or a hang-up calls serve at most once, which parks
+                // again, instead of a level trigger calling it in a loop.
+                if (!conn->parked) w.loop.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
+                conn->parked = true;
                 return;
         }
     }

@@ -6,12 +6,17 @@
 // decides which worker serves a connection's requests (dispatch.hpp: the seed's thread pool, or a
 // loop per worker). A worker reads the requests, runs them against the shared tables and replies
 // on the same connection. Connections stay open between requests and cost no thread while idle.
-
+//
+// Replication (docs/replication.md): a write is applied here, then its record goes to the key's
+// other holders through the replicator; the connection is parked, its replies held back, until
+// every reachable holder has applied it. No worker ever waits on the network for that. At start,
+// before it listens, the peer catches up from the others on the ranges it holds.
 #include <sys/resource.h>
 
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -23,8 +28,10 @@
 #include <fmt/format.h>
 
 #include "dhtkit/app/config.hpp"
+#include "dhtkit/cluster/catch_up.hpp"
 #include "dhtkit/cluster/placement.hpp"
 #include "dhtkit/cluster/replication.hpp"
+#include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
 #include "dhtkit/net/reactor.hpp"
 #include "dhtkit/net/socket.hpp"
@@ -40,7 +47,7 @@ namespace dhtkit {
 
 template <net::reactor Reactor = net::epoll_reactor, executor Executor = thread_pool,
           table Table = locked_table<std::string, std::string>, placement Placement = modulo_placement,
-          replication_policy Replication = no_replication,
+          replication_policy Replication = static_backup,
           template <class, class> class Dispatch = pool_dispatch>
     requires dispatch_policy<Dispatch<Reactor, Executor>>
 class peer {
@@ -50,7 +57,8 @@ public:
           self_(cluster_.peer(id)),
           self_index_(cluster_.index_of(id)),
           shared_(self_.shared_dir),
-          index_(keys_, files_),
+          replication_(cluster_.backups),
+          index_(keys_, files_, self_index_, cluster_.limits.max_value_bytes),
           client_(cluster_) {
         std::filesystem::create_directories(self_.data_dir);
     }
@@ -58,9 +66,13 @@ public:
     peer& operator=(const peer&) = delete;
     ~peer() { stop(); }
 
-    // Binds the peer's address and starts serving; then registers the files of the shared folder
-    // in the background (their home peers may not be up yet).
+    // Catches up on the key ranges this peer holds from the peers that are up, binds the peer's
+    // address and starts serving; then registers the files of the shared folder in the
+    // background (their home peers may not be up yet).
     void start() {
+        catch_up_from_replicas();
+        replicator_ = std::make_unique<replicator>(
+            cluster_, self_index_, [this](protocol::table_id t, std::string_view key) { return index_.record_of(t, key); });
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
         dispatch_ = std::make_unique<Dispatch<Reactor, Executor>>(
             reactor_, cluster_.pool_threads, frame_limits(), [this](connection& c) { return serve(c); }, stats_);
@@ -68,6 +80,7 @@ public:
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
         loop_ = std::thread([this] { reactor_.run(); });
         announcer_ = std::thread([this] { announce_shared_files(); });
+        copier_ = std::thread([this] { copy_files(); });
         started_ = true;
     }
 
@@ -79,18 +92,33 @@ public:
         }
         stop_cv_.notify_all();
         announcer_.join();
+        copier_.join();
         reactor_.stop();
         loop_.join();
+        // Copies under way finish (or time out) while the workers still run, so that the writes
+        // they hold back are answered before the connections close.
+        replicator_->stop();
         dispatch_->stop();
     }
 
     [[nodiscard]] const net::endpoint& local() const noexcept { return listener_.local(); }
     [[nodiscard]] const peer_config& self() const noexcept { return self_; }
-    [[nodiscard]] client<Placement>& cluster_client() noexcept { return client_; }
-    [[nodiscard]] std::string stats_report() const { return stats_.report(keys_.size(), files_.size()); }
+    [[nodiscard]] client<Placement, Replication>& cluster_client() noexcept { return client_; }
+    [[nodiscard]] std::string stats_report() const {
+        const auto& c = replicator_->counters();
+        auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+        return stats_.report(keys_.size(), files_.size()) +
+               fmt::format("backups={}\ncopies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
+                           "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\n",
+                           replication_.replicas(self_index_, cluster_.peers.size()).size(), load(c.sent),
+                           load(c.acked), load(c.missed), replicator_->hints(), load(c.replayed), caught_up_.records,
+                           caught_up_.peers_answered);
+    }
 
-    // Registers NAME from this peer's shared folder on NAME's home peer.
-    reply announce(std::string_view name) {
+    // Registers NAME from this peer's shared folder on NAME's home peer (and its replicas), then
+    // asks this peer's backups to copy the file, so that it can still be obtained when this peer
+    // is gone. `copy_to_backups` is false for a copy that a backup itself announces.
+    reply announce(std::string_view name, bool copy_to_backups = true) {
         shared_folder::refusal why{};
         auto file = shared_.open(name, &why);
         if (!file)
@@ -103,7 +131,11 @@ public:
         }
         std::string value;
         protocol::append(value, h);
-        return route(protocol::opcode::register_file, name, value);
+        auto r = route(protocol::opcode::register_file, name, value);
+        if (r.ok() && copy_to_backups)
+            for (auto b : replication_.replicas(self_index_, cluster_.peers.size()))
+                client_.call(b, protocol::opcode::replicate_file, name, value);
+        return r;
     }
 
     reply withdraw(std::string_view name) {
@@ -118,10 +150,9 @@ private:
     static constexpr std::size_t read_chunk = 64 * 1024;
     static constexpr std::chrono::milliseconds write_timeout{10000};
 
-    protocol::limits frame_limits() const noexcept {
-        // A registration carries a holder record, which must fit whatever the value limit is.
-        return {cluster_.limits.max_key_bytes, std::max<std::size_t>(cluster_.limits.max_value_bytes, 4096)};
-    }
+    // A registration carries a holder record and a replicated record a version header, which must
+    // fit whatever the value limit is; put checks the value limit itself.
+    protocol::limits frame_limits() const noexcept { return record_limits(cluster_.limits); }
 
     // --- the listener thread ------------------------------------------------------------------
 
@@ -148,9 +179,18 @@ private:
     // --- a worker -------------------------------------------------------------------------------
 
     next_step serve(connection& c) {
+        if (c.awaiting.load(std::memory_order_acquire) != 0) return next_step::park;  // woken while parked
+        if (c.broken) return next_step::close;
+        if (!c.out.empty() && !flush(c)) return next_step::close;  // replies that waited for their copies
         bool more = false;
+        // The guard: copies that finish while this batch is still being read cannot resume it.
+        c.awaiting.store(1, std::memory_order_relaxed);
         bool open = receive(c);
         if (open) open = handle_frames(c, more);
+        if (c.awaiting.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+            c.broken = !open;
+            return next_step::park;
+        }
         if (open && !c.out.empty()) open = flush(c);
         if (!open) return next_step::close;
         c.reader.release_if_empty();
@@ -208,7 +248,8 @@ private:
         stats_.count(f.h.op);
         protocol::header reply{f.h.op, 0, status::ok, f.h.request_id, 0, 0};
         if (index_service<Table>::handles(f.h.op)) {
-            index_.handle(f, c.out);
+            thread_local std::string record;
+            if (index_.handle(f, c.out, &record)) copy_to_holders(f.key, record, c);
             return true;
         }
         switch (f.h.op) {
@@ -220,6 +261,19 @@ private:
                 return true;
             case opcode::fetch:
                 return serve_file(f, c);
+            case opcode::replicate:
+                if (!index_.apply(f.key, f.value)) {
+                    stats_.count_error();
+                    reply.code = status::bad_request;
+                }
+                protocol::append_frame(c.out, reply, {}, {});
+                return true;
+            case opcode::sync:
+                return serve_sync(f, c);
+            case opcode::replicate_file:
+                reply.code = queue_copy(f) ? status::ok : status::bad_request;
+                protocol::append_frame(c.out, reply, {}, {});
+                return true;
             case opcode::announce:
             case opcode::withdraw: {
                 auto r = f.h.op == opcode::announce ? announce(f.key) : withdraw(f.key);
@@ -273,12 +327,140 @@ private:
         return r.ok();
     }
 
-    // A registry operation for NAME, applied here when this peer is its home, sent there otherwise.
+    // --- replication ----------------------------------------------------------------------------
+
+    // Sends a write's record to the key's other holders; the connection stays parked until each
+    // has applied it or been found unreachable.
+    void copy_to_holders(std::string_view key, const std::string& record, connection& c) {
+        auto table = protocol::record_table(record);
+        connection_ptr conn;
+        for (auto target : client_.holders(key)) {
+            if (target == self_index_) continue;
+            if (!conn) conn = c.shared_from_this();
+            c.awaiting.fetch_add(1, std::memory_order_relaxed);
+            replicator_->send(target, *table, key, record, [conn](bool) {
+                if (conn->awaiting.fetch_sub(1, std::memory_order_acq_rel) == 1) conn->resume(conn);
+            });
+        }
+    }
+
+    // The same for a write made off the network (a registration of this peer's own): waits.
+    void copy_and_wait(std::string_view key, const std::string& record) {
+        struct waiter {
+            std::mutex mutex;
+            std::condition_variable done;
+            std::size_t left = 0;  // guarded by mutex
+        };
+        auto w = std::make_shared<waiter>();
+        auto targets = client_.holders(key);
+        std::erase(targets, self_index_);
+        w->left = targets.size();
+        for (auto target : targets)
+            replicator_->send(target, *protocol::record_table(record), key, record, [w](bool) {
+                std::lock_guard lock(w->mutex);
+                if (--w->left == 0) w->done.notify_all();
+            });
+        std::unique_lock lock(w->mutex);
+        w->done.wait(lock, [&] { return w->left == 0; });  // bounded: the replicator answers every copy
+    }
+
+    // The records of the homes listed, streamed one frame each, then an end frame.
+    bool serve_sync(const protocol::frame_view& f, connection& c) {
+        protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
+        auto homes = protocol::decode_u32_list(f.value);
+        if (!homes) {
+            reply.code = protocol::status::bad_request;
+            protocol::append_frame(c.out, reply, {}, "a sync request lists ring positions, 4 bytes each");
+            return true;
+        }
+        std::vector<bool> wanted(cluster_.peers.size());
+        for (auto h : *homes)
+            if (h < wanted.size()) wanted[h] = true;
+        reply.flags = protocol::flag_more;
+        index_.for_each_record([&](std::string_view key, std::string_view record) {
+            if (wanted[client_.home_of(key)]) protocol::append_frame(c.out, reply, key, record);
+        });
+        reply.flags = 0;
+        protocol::append_frame(c.out, reply, {}, {});
+        return true;
+    }
+
+    void catch_up_from_replicas() {
+        const auto n = cluster_.peers.size();
+        if (replication_.replicas(self_index_, n).empty()) return;
+        std::vector<std::uint32_t> homes;
+        std::set<std::size_t> from;
+        for (auto h : homes_held_by(replication_, self_index_, n)) {
+            homes.push_back(static_cast<std::uint32_t>(h));
+            for (auto p : holders_of(replication_, h, n))
+                if (p != self_index_) from.insert(p);
+        }
+        caught_up_ = catch_up(cluster_, {from.begin(), from.end()}, homes,
+                              [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
+                              std::chrono::milliseconds(250), std::chrono::seconds(5));
+    }
+
+    // --- file copies for the backups ----------------------------------------------------------
+
+    struct copy_job {
+        std::string name;
+        protocol::holder from;
+    };
+
+    bool queue_copy(const protocol::frame_view& f) {
+        auto from = protocol::decode_holders(f.value);
+        if (!from || from->size() != 1 || !is_plain_file_name(f.key)) return false;
+        {
+            std::lock_guard lock(stop_mutex_);
+            if (copies_.size() < 4096) copies_.push_back({std::string(f.key), from->front()});
+        }
+        stop_cv_.notify_all();
+        return true;
+    }
+
+    void copy_files() {
+        for (;;) {
+            copy_job job;
+            {
+                std::unique_lock lock(stop_mutex_);
+                stop_cv_.wait(lock, [&] { return stopping_ || !copies_.empty(); });
+                if (stopping_) return;
+                job = std::move(copies_.front());
+                copies_.pop_front();
+            }
+            copy_one(job);
+        }
+    }
+
+    // Fetches a file another peer holds into this peer's shared folder (verified), then registers
+    // this peer as a holder too. A different file of the same name here is kept, not overwritten.
+    void copy_one(const copy_job& job) {
+        if (job.from.peer_id == self_.id) return;
+        if (auto have = shared_.open(job.name)) {
+            if (have->checksum != job.from.checksum) {
+                std::fprintf(stderr, "dhtkit-peer %u: not copying '%s' from peer %u: a different file of that name is here\n",
+                             self_.id, job.name.c_str(), job.from.peer_id);
+                return;
+            }
+        } else {
+            auto r = download_file(job.from, job.name, self_.shared_dir / job.name, cluster_.limits,
+                                   std::chrono::milliseconds(250), std::chrono::seconds(5));
+            if (!r.ok()) {
+                std::fprintf(stderr, "dhtkit-peer %u: copying '%s' from peer %u failed: %s\n", self_.id,
+                             job.name.c_str(), job.from.peer_id, r.error.c_str());
+                return;
+            }
+        }
+        announce(job.name, false);
+    }
+
+    // A registry operation for NAME, applied here (and copied to its other holders) when this
+    // peer is its home, sent to the first holder that answers otherwise.
     reply route(protocol::opcode op, std::string_view name, std::string_view value) {
-        if (client_.home_of(name) != self_index_) return client_.call(client_.home_of(name), op, name, value);
+        if (client_.holders(name).front() != self_index_) return client_.call_key(op, name, value);
         protocol::frame_view f{{op, 0, protocol::status::ok, 0, 0, 0}, name, value};
-        std::string out;
-        index_.handle(f, out);
+        std::string out, record;
+        if (index_.handle(f, out, &record)) copy_and_wait(name, record);
         protocol::frame_reader reader(frame_limits());
         reader.feed(out);
         protocol::frame_view answer;
@@ -311,23 +493,27 @@ private:
     peer_config self_;
     std::size_t self_index_;
     shared_folder shared_;
+    Replication replication_;
     Table keys_;
     Table files_;
     index_service<Table> index_;
-    client<Placement> client_;
+    client<Placement, Replication> client_;
     peer_stats stats_;
-
+    std::unique_ptr<replicator> replicator_;
+    catch_up_result caught_up_;
     Reactor reactor_;
     net::tcp_listener listener_;
     std::unique_ptr<Dispatch<Reactor, Executor>> dispatch_;
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::thread announcer_;
+    std::thread copier_;
     std::atomic<bool> started_{false};
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
     bool stopping_ = false;  // guarded by stop_mutex_
+    std::deque<copy_job> copies_;  // guarded by stop_mutex_
 
     std::mutex registered_mutex_;
     std::set<std::string, std::less<>> registered_;  // names this peer announced; guarded by registered_mutex_

@@ -41,9 +41,15 @@ enum class opcode : std::uint8_t {
     stats = 9,            // the serving peer's counters, as "name=value" lines
     announce = 10,        // to peer N: register file NAME from your own shared folder
     withdraw = 11,        // to peer N: unregister your copy of file NAME
+    replicate = 12,       // replica to replica: apply this versioned record of KEY if it is newer
+    sync = 13,            // to a replica: stream every record whose home is in the list (catch-up)
+    replicate_file = 14,  // to a backup: copy file NAME from the holder in the value, then hold it
 };
 
-inline constexpr std::uint8_t max_opcode = 11;
+inline constexpr std::uint8_t max_opcode = 14;
+
+// Header flag of a sync reply: more records follow under the same request id.
+inline constexpr std::uint8_t flag_more = 1;
 
 enum class status : std::uint8_t {
     ok = 0,

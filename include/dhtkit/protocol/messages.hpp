@@ -118,6 +118,34 @@ inline std::optional<file_meta> decode_file_meta(std::string_view in) {
     return m;
 }
 
+// Which of a peer's tables a replication record is for: the first byte of the record; the rest is
+// a versioned entry (store/versioned.hpp).
+enum class table_id : std::uint8_t { keys = 0, files = 1 };
+
+inline std::optional<table_id> record_table(std::string_view record) noexcept {
+    if (record.empty()) return std::nullopt;
+    auto t = static_cast<unsigned char>(record[0]);
+    if (t > 1) return std::nullopt;
+    return static_cast<table_id>(t);
+}
+
+// A sync request: the home peers (ring positions) whose records the caller wants.
+inline std::string encode_u32_list(const std::vector<std::uint32_t>& list) {
+    std::string out;
+    detail::writer w(out);
+    for (auto v : list) w.integer(v);
+    return out;
+}
+
+inline std::optional<std::vector<std::uint32_t>> decode_u32_list(std::string_view in) {
+    if (in.size() % 4 != 0) return std::nullopt;
+    detail::reader r(in);
+    std::vector<std::uint32_t> out;
+    std::uint32_t v = 0;
+    while (r.integer(v)) out.push_back(v);
+    return out;
+}
+
 inline std::string encode_u32(std::uint32_t v) {
     std::string out;
     detail::writer(out).integer(v);
