@@ -119,6 +119,12 @@ public:
     // asks this peer's backups to copy the file, so that it can still be obtained when this peer
     // is gone. `copy_to_backups` is false for a copy that a backup itself announces.
     reply announce(std::string_view name, bool copy_to_backups = true) {
+        bool backups_told = false;
+        return announce(name, copy_to_backups, backups_told);
+    }
+
+    reply announce(std::string_view name, bool copy_to_backups, bool& backups_told) {
+        backups_told = false;
         shared_folder::refusal why{};
         auto file = shared_.open(name, &why);
         if (!file)
@@ -132,9 +138,10 @@ public:
         std::string value;
         protocol::append(value, h);
         auto r = route(protocol::opcode::register_file, name, value);
-        if (r.ok() && copy_to_backups)
-            for (auto b : replication_.replicas(self_index_, cluster_.peers.size()))
-                client_.call(b, protocol::opcode::replicate_file, name, value);
+        if (!r.ok() || !copy_to_backups) return r;
+        backups_told = true;
+        for (auto b : replication_.replicas(self_index_, cluster_.peers.size()))
+            if (!client_.call(b, protocol::opcode::replicate_file, name, value).answered) backups_told = false;
         return r;
     }
 
@@ -469,7 +476,8 @@ private:
                 answer.h.code == protocol::status::ok ? "" : std::string(to_string(answer.h.code))};
     }
 
-    // Registers every file of the shared folder, retrying those whose home peer is not up yet.
+    // Registers every file of the shared folder and asks the backups to copy it, retrying while
+    // the name's holders or this peer's backups are not up yet.
     void announce_shared_files() {
         std::vector<std::string> pending;
         try {
@@ -480,8 +488,10 @@ private:
         auto wait = std::chrono::milliseconds(100);
         for (;;) {
             std::erase_if(pending, [&](const std::string& name) {
-                auto r = announce(name);
-                return r.ok() || r.code == protocol::status::not_found || r.code == protocol::status::refused;
+                bool backups_told = false;
+                auto r = announce(name, true, backups_told);
+                return (r.ok() && backups_told) || r.code == protocol::status::not_found ||
+                       r.code == protocol::status::refused;
             });
             std::unique_lock lock(stop_mutex_);
             if (pending.empty() || stop_cv_.wait_for(lock, wait, [&] { return stopping_; })) return;
