@@ -147,7 +147,7 @@ TEST_CASE("pipelined writes on one connection are each acknowledged after their 
         for (auto p : c.holders(fmt::format("p{}", i))) CHECK(held_by(c, p, fmt::format("p{}", i)) == "v");
 }
 
-TEST_CASE("kill -9 of a key's home peer mid-load loses no acknowledged write; it restarts and catches up") {
+TEST_CASE("kill -9 of a key's home peer mid-load loses no acknowledged write, and it restarts and catches up") {
     const int peers = GENERATE(3, 5);
     test::local_cluster cluster({.peers = peers});
     cluster.start_all();

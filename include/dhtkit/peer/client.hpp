@@ -59,10 +59,13 @@ public:
         for (int attempt = 0;; ++attempt) {
             bool fresh = !stream_.valid();
             if (fresh && !connect()) return mark_down();
+            timed_out_ = false;
             auto r = round_trip(op, key, value);
             if (r) return *r;
             stream_.close();
-            if (fresh || attempt > 0) return mark_down();
+            // A peer that did not answer in time is not asked again at once: that would double
+            // the wait before a failover. A connection that broke is (the peer may have restarted).
+            if (fresh || attempt > 0 || timed_out_) return mark_down();
         }
     }
 
@@ -96,6 +99,7 @@ private:
         protocol::append_frame(out_, {op, 0, protocol::status::ok, id, 0, 0}, key, value);
         auto sent = stream_.send_all(std::as_bytes(std::span(out_)), options_.request_timeout);
         if (!sent) {
+            timed_out_ = sent.status == net::io_status::timed_out;
             last_error_ = fmt::format("sending: {}", describe(sent));
             return std::nullopt;
         }
@@ -119,6 +123,7 @@ private:
                 return std::nullopt;
             }
             if (in.bytes == 0 && !stream_.wait_readable(options_.request_timeout)) {
+                timed_out_ = true;
                 last_error_ = "waiting for the reply: timed out";
                 return std::nullopt;
             }
@@ -143,6 +148,7 @@ private:
     std::uint64_t next_id_ = 0;       // guarded by mutex_
     std::string last_error_;          // guarded by mutex_
     std::chrono::steady_clock::time_point down_until_{};  // guarded by mutex_
+    bool timed_out_ = false;                              // guarded by mutex_
 };
 
 // Requests for a key go to its home peer; when the home cannot be reached (refused, reset, timed
