@@ -27,6 +27,7 @@ double time_to_read(int rounds_left, int sig, std::vector<double>& out) {
         if (!c.get(key).ok()) throw std::runtime_error("get failed before the kill");
     auto t0 = steady_clock::now();
     cluster.kill(victim, sig);
+    if (sig == SIGSTOP && !cluster.wait_stopped(victim)) throw std::runtime_error("the peer did not stop");
     for (int i = 0; i < 100000; ++i) {
         if (c.get(key).ok()) {
             out.push_back(duration<double, std::milli>(steady_clock::now() - t0).count());

@@ -118,6 +118,19 @@ public:
         return p.last_status;
     }
 
+    // True once every thread of peer `id` is stopped (after SIGSTOP), checked for up to 5 s.
+    bool wait_stopped(int id) const {
+        auto stat = fmt::format("/proc/{}/stat", processes_.at(static_cast<std::size_t>(id)).pid);
+        for (int i = 0; i < 500; ++i) {
+            std::ifstream in(stat);
+            std::string pid, comm, state;
+            in >> pid >> comm >> state;
+            if (state == "T") return true;
+            ::usleep(10000);
+        }
+        return false;
+    }
+
     [[nodiscard]] const dhtkit::cluster_config& config() const noexcept { return config_; }
     [[nodiscard]] const std::filesystem::path& config_file() const noexcept { return config_file_; }
     [[nodiscard]] std::filesystem::path shared(int id) const { return dir_ / fmt::format("peer{}/shared", id); }

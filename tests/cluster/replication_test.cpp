@@ -225,6 +225,7 @@ TEST_CASE("a backup that stalls misses writes, then gets them once it answers ag
     auto holders = c.holders("stall");
     const auto backup = static_cast<int>(holders[1]);
     cluster.kill(backup, SIGSTOP);
+    REQUIRE(cluster.wait_stopped(backup));
     // The first write waits out the ack timeout; then the backup is marked down and skipped.
     REQUIRE(c.put("stall", "1").ok());
     REQUIRE(c.put("stall", "2").ok());

@@ -4,7 +4,8 @@
 // the writes made meanwhile; this is how it gets them back instead of serving stale values.
 //
 // The request is one `sync` frame listing the homes (ring positions) wanted; the answer is a
-// stream of frames, one record each, flagged `more`, ended by a frame without the flag.
+// stream of frames, one record each, flagged `more`, ended by a frame without the flag. The asker
+// is listening already, so that copies of writes made after the snapshot reach it directly.
 
 #include <chrono>
 #include <cstdint>
@@ -33,6 +34,7 @@ struct catch_up_result {
 }
 
 // Asks each peer in `from` for the records of `homes`, calling apply(key, record) for each.
+// `homes` starts with the asker's own ring position.
 template <class Apply>
 catch_up_result catch_up(const cluster_config& cluster, const std::vector<std::size_t>& from,
                          const std::vector<std::uint32_t>& homes, Apply&& apply,

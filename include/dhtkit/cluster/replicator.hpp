@@ -98,6 +98,16 @@ public:
         thread_.join();
     }
 
+    // The replica says it is up again: stop skipping it, and re-send what it missed now.
+    void peer_is_up() {
+        {
+            std::lock_guard lock(mutex_);
+            down_ = false;
+            retry_wait_ = options_.retry_after;
+        }
+        wake();
+    }
+
     [[nodiscard]] std::size_t hints() const {
         std::lock_guard lock(mutex_);
         return hints_.size();
@@ -177,7 +187,7 @@ private:
 
     bool want_retry() {
         std::lock_guard lock(mutex_);
-        return down_ && !hints_.empty() && !stopping_ && clock::now() >= retry_at_;
+        return !hints_.empty() && !stopping_ && (!down_ || clock::now() >= retry_at_);
     }
 
     bool connect() {
@@ -398,6 +408,10 @@ public:
     // this returns, perhaps on the link's thread.
     void send(std::size_t target, protocol::table_id t, std::string_view key, std::string_view record, ack_fn done) {
         links_.at(target)->send(t, key, record, std::move(done));
+    }
+
+    void peer_is_up(std::size_t peer) {
+        if (peer < links_.size() && links_[peer]) links_[peer]->peer_is_up();
     }
 
     void stop() {

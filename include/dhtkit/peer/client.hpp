@@ -175,13 +175,14 @@ public:
         return holders_of(replication_, home_of(key), links_.size());
     }
 
-    // Sends a request about `key` to the first of its holders that answers.
+    // Sends a request about `key` to the first of its holders that answers and can serve it (a
+    // peer catching up after a restart answers `unavailable`).
     reply call_key(protocol::opcode op, std::string_view key, std::string_view value = {}) {
         auto order = holders(key);
         reply r;
         for (std::size_t i = 0; i < order.size(); ++i) {
             r = links_[order[i]]->call(op, key, value, i + 1 == order.size());
-            if (r.answered) return r;
+            if (r.answered && r.code != protocol::status::unavailable) return r;
         }
         return r;
     }

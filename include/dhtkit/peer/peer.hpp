@@ -66,11 +66,15 @@ public:
     peer& operator=(const peer&) = delete;
     ~peer() { stop(); }
 
-    // Catches up on the key ranges this peer holds from the peers that are up, binds the peer's
-    // address and starts serving; then registers the files of the shared folder in the
-    // background (their home peers may not be up yet).
+    // Binds the peer's address and serves; catches up on the key ranges it holds from the peers
+    // that are up, answering client requests with `unavailable` (clients go to the next holder)
+    // until it has; then registers the files of the shared folder in the background (their
+    // home peers may not be up yet).
+    //
+    // Why listen first: copies of new writes must reach this peer from the moment its catch-up
+    // snapshot is taken, or a write made in between would be missing here. A peer asked for a
+    // sync first marks this peer up (so its writes come straight here), then takes the snapshot.
     void start() {
-        catch_up_from_replicas();
         replicator_ = std::make_unique<replicator>(
             cluster_, self_index_, [this](protocol::table_id t, std::string_view key) { return index_.record_of(t, key); });
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
@@ -79,9 +83,11 @@ public:
         spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
         loop_ = std::thread([this] { reactor_.run(); });
+        started_ = true;
+        catch_up_from_replicas();
+        ready_.store(true, std::memory_order_release);
         announcer_ = std::thread([this] { announce_shared_files(); });
         copier_ = std::thread([this] { copy_files(); });
-        started_ = true;
     }
 
     void stop() {
@@ -91,8 +97,8 @@ public:
             stopping_ = true;
         }
         stop_cv_.notify_all();
-        announcer_.join();
-        copier_.join();
+        if (announcer_.joinable()) announcer_.join();
+        if (copier_.joinable()) copier_.join();
         reactor_.stop();
         loop_.join();
         // Copies under way finish (or time out) while the workers still run, so that the writes
@@ -255,6 +261,11 @@ private:
         stats_.count(f.h.op);
         protocol::header reply{f.h.op, 0, status::ok, f.h.request_id, 0, 0};
         if (index_service<Table>::handles(f.h.op)) {
+            if (!ready_.load(std::memory_order_acquire)) {
+                reply.code = status::unavailable;
+                protocol::append_frame(c.out, reply, {}, "catching up after a restart: ask the next holder");
+                return true;
+            }
             thread_local std::string record;
             if (index_.handle(f, c.out, &record)) copy_to_holders(f.key, record, c);
             return true;
@@ -375,11 +386,15 @@ private:
     bool serve_sync(const protocol::frame_view& f, connection& c) {
         protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
         auto homes = protocol::decode_u32_list(f.value);
-        if (!homes) {
+        if (!homes || homes->empty() || homes->front() >= cluster_.peers.size()) {
             reply.code = protocol::status::bad_request;
-            protocol::append_frame(c.out, reply, {}, "a sync request lists ring positions, 4 bytes each");
+            protocol::append_frame(c.out, reply, {}, "a sync request is the asker's ring position, then the homes wanted");
             return true;
         }
+        // The asker is up again: copies go to it directly from now on, and what it missed
+        // before now is in the snapshot below.
+        if (homes->front() != self_index_) replicator_->peer_is_up(homes->front());
+        homes->erase(homes->begin());
         std::vector<bool> wanted(cluster_.peers.size());
         for (auto h : *homes)
             if (h < wanted.size()) wanted[h] = true;
@@ -395,7 +410,7 @@ private:
     void catch_up_from_replicas() {
         const auto n = cluster_.peers.size();
         if (replication_.replicas(self_index_, n).empty()) return;
-        std::vector<std::uint32_t> homes;
+        std::vector<std::uint32_t> homes{static_cast<std::uint32_t>(self_index_)};  // the asker first
         std::set<std::size_t> from;
         for (auto h : homes_held_by(replication_, self_index_, n)) {
             homes.push_back(static_cast<std::uint32_t>(h));
@@ -519,6 +534,7 @@ private:
     std::thread announcer_;
     std::thread copier_;
     std::atomic<bool> started_{false};
+    std::atomic<bool> ready_{false};  // caught up: serves client requests
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
