@@ -52,9 +52,27 @@ show obtain big.bin "$work/downloaded.bin"
 sha256sum "$work/downloaded.bin" | cut -c1-64
 cmp "$work/run/peer1/shared/big.bin" "$work/downloaded.bin" && echo "identical to the original"
 
+step "replication: every key and file is also kept by the 2 peers after its home"
+for _ in $(seq 100); do [ "$(cli search big.bin | wc -l)" -ge 3 ] && break; sleep 0.1; done
+show search big.bin
+home=$(cli where apple | cut -d' ' -f2)
+show where apple
+echo "kill -9 of peer $home, apple's home"
+kill -KILL "${pids[$home]}"; wait "${pids[$home]}" 2>/dev/null || true
+show get apple
+show put apple "written while peer $home is down"
+rm -f "$work/downloaded.bin"
+show obtain big.bin "$work/downloaded.bin"
+
+step "peer $home restarts, catches up from its backups before it serves"
+"$bin/dhtkit-peer" --config "$work/cluster.toml" --id "$home" --no-client 2> "$work/peer$home.log" &
+pids[$home]=$!
+for _ in $(seq 100); do grep -q "serving on" "$work/peer$home.log" 2>/dev/null && break; sleep 0.05; done
+show get apple
+show stats "$home" | grep -E "caught_up|^keys"
+
 step "stats of peer 1"
 show stats 1
-
 step "stopping the peers"
 for i in "${!pids[@]}"; do
   kill -TERM "${pids[$i]}"

@@ -157,7 +157,12 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
     }
     if (cmd == "where") {
         if (arg.empty() || !rest.empty()) return need("where KEY");
-        fmt::print(out, "peer {}\n", ctx.cluster.cluster().peers[ctx.cluster.home_of(arg)].id);
+        // The home first, then the backups in the order a client falls over to them.
+        auto holders = ctx.cluster.holders(arg);
+        fmt::print(out, "peer {}", ctx.cluster.cluster().peers[holders[0]].id);
+        for (std::size_t i = 1; i < holders.size(); ++i)
+            fmt::print(out, "{}peer {}", i == 1 ? " (backups: " : ", ", ctx.cluster.cluster().peers[holders[i]].id);
+        fmt::print(out, "{}\n", holders.size() > 1 ? ")" : "");
         return command_status::done;
     }
     if (cmd == "register" || cmd == "unregister") {
