@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ clang pkg-config make
           libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev libxxhash-dev
-          libcuckoo-dev libtbb-dev libboost-dev)
+          libcuckoo-dev libtbb-dev libboost-dev libspdlog-dev)
 
 missing=()
 for p in "${packages[@]}"; do

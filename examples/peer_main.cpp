@@ -1,62 +1,120 @@
-// dhtkit-peer: runs one peer of the cluster described by a config file.
+// dhtkit-peer: runs one peer of the cluster described by a config file, as two processes (a
+// supervisor that restarts the worker when it dies, and the worker), in the foreground or as a
+// daemon.
 
 #include <dhtkit/app/commands.hpp>
 #include <dhtkit/app/config.hpp>
 #include <dhtkit/app/console.hpp>
+#include <dhtkit/app/daemon.hpp>
+#include <dhtkit/app/supervisor.hpp>
 #include <dhtkit/peer/peer.hpp>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <iostream>
+
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "flags.hpp"
 
 namespace {
 
 constexpr const char* usage =
-    "usage: dhtkit-peer --config FILE --id N [--no-client]\n"
+    "usage: dhtkit-peer --config FILE --id N [--no-client] [--no-supervisor]\n"
+    "                   [--daemon] [--pid-file PATH] [--log-file PATH] [--stop]\n"
     "\n"
     "Runs peer N of the cluster in FILE: an index server for the keys and file names that hash to\n"
     "it, a file server for its shared folder, and a client of the whole cluster.\n"
     "\n"
-    "  --config FILE   the cluster's TOML file (peers, folders, pool size, limits)\n"
-    "  --id N          which peer of the file this process is\n"
-    "  --no-client     serve only, with no command reading, until SIGTERM or SIGINT\n"
-    "  --help          this text\n"
+    "  --config FILE    the cluster's TOML file (peers, folders, pool size, limits)\n"
+    "  --id N           which peer of the file this process is\n"
+    "  --no-client      serve only, with no command reading, until SIGTERM or SIGINT\n"
+    "  --no-supervisor  run the worker alone, with no monitor process restarting it\n"
+    "  --daemon         detach (implies --no-client); returns 0 once the peer accepts connections,\n"
+    "                   1 with the reason otherwise. Logs go to --log-file.\n"
+    "  --pid-file PATH  the daemon's pid file (default: dhtkit-peer-N.pid in the peer's data folder)\n"
+    "  --log-file PATH  the daemon's log, rotated at 5 MiB, 3 kept (default: dhtkit-peer-N.log there)\n"
+    "  --stop           stop the daemon of this pid file (SIGTERM) and wait for it to exit\n"
+    "  --help           this text\n"
     "\n"
     "Without --no-client the peer reads commands from stdin: with a prompt when stdin is a\n"
     "terminal, line by line without one otherwise (one result per command; errors on stderr,\n"
     "starting with 'error:'). Type 'help' for the commands.\n";
 
+// The worker's exit status when it cannot start (bad config, address in use): not restarted.
+constexpr int cannot_start = 3;
+
+struct run_context {
+    const dhtkit::cluster_config& cluster;
+    unsigned id;
+    bool serve_only;
+    int signal_fd;
+    dhtkit::readiness& ready;
+    std::shared_ptr<spdlog::logger> log;
+    pid_t main_pid;  // the supervisor's, or the lone worker's: what --stop signals
+};
+
 // The dispatch model is a compile-time policy; the config picks which instantiation runs.
 template <template <class, class> class Dispatch>
-int run(const dhtkit::cluster_config& cluster, unsigned id, bool serve_only, int signal_fd) {
-    dhtkit::peer<dhtkit::net::epoll_reactor, dhtkit::thread_pool, dhtkit::locked_table<std::string, std::string>,
-                 dhtkit::modulo_placement, dhtkit::static_backup, Dispatch>
-        peer(cluster, id);
-    peer.start();
-    std::fprintf(stderr, "dhtkit-peer %u: serving on %s, shared folder %s\n", id, peer.local().to_string().c_str(),
-                 peer.self().shared_dir.c_str());
+int run(const run_context& ctx_in) {
+    using peer_type = dhtkit::peer<dhtkit::net::epoll_reactor, dhtkit::thread_pool,
+                                   dhtkit::locked_table<std::string, std::string>, dhtkit::modulo_placement,
+                                   dhtkit::static_backup, Dispatch>;
+    std::optional<peer_type> peer;
+    try {
+        peer.emplace(ctx_in.cluster, ctx_in.id);
+        peer->on_log([log = ctx_in.log](const std::string& line) { log->warn(line); });
+        auto restarts = dhtkit::restarts_from_environment();
+        peer->stats().set_restarts(restarts.restarts, restarts.last_restart);
+        peer->start();
+    } catch (const std::exception& e) {
+        ctx_in.log->error("cannot start: {}", e.what());
+        ctx_in.ready.tell(fmt::format("error: dhtkit-peer {}: {}", ctx_in.id, e.what()));
+        return cannot_start;
+    }
+    ctx_in.log->info("serving on {}, shared folder {}", peer->local().to_string(), peer->self().shared_dir.string());
+    ctx_in.ready.tell(fmt::format("ok dhtkit-peer {}: serving on {} (pid {})", ctx_in.id, peer->local().to_string(),
+                                  ctx_in.main_pid));
 
-    dhtkit::command_context ctx{peer.cluster_client(), id,
-                                [&](std::string_view n) { return peer.announce(n); },
-                                [&](std::string_view n) { return peer.withdraw(n); },
-                                peer.self().shared_dir, ::isatty(1) != 0};
-    if (!serve_only && ::isatty(0)) std::fputs("type 'help' for the commands\n", stdout);
-    auto prompt = fmt::format("dhtkit[{}]> ", id);
-    dhtkit::run_console(signal_fd, !serve_only, prompt, [&](std::string_view line) {
+    dhtkit::command_context ctx{peer->cluster_client(), ctx_in.id,
+                                [&](std::string_view n) { return peer->announce(n); },
+                                [&](std::string_view n) { return peer->withdraw(n); },
+                                peer->self().shared_dir, ::isatty(1) != 0};
+    if (!ctx_in.serve_only && ::isatty(0)) std::fputs("type 'help' for the commands\n", stdout);
+    auto prompt = fmt::format("dhtkit[{}]> ", ctx_in.id);
+    dhtkit::run_console(ctx_in.signal_fd, !ctx_in.serve_only, prompt, [&](std::string_view line) {
         auto status = dhtkit::run_command(line, ctx, std::cout, std::cerr);
         std::cout.flush();
         return status != dhtkit::command_status::quit;
     });
-    peer.stop();
+    ctx_in.log->info("stopping: answering what is in flight, then closing the connections");
+    peer->stop();
+    ctx_in.log->info("stopped");
     return 0;
+}
+
+std::shared_ptr<spdlog::logger> make_logger(unsigned id, const std::optional<std::filesystem::path>& file) {
+    std::shared_ptr<spdlog::logger> log;
+    if (file) {
+        log = spdlog::rotating_logger_mt(fmt::format("peer{}", id), file->string(), 5u << 20, 3);
+        log->set_pattern("%Y-%m-%dT%H:%M:%S.%e [pid %P] %l: %v");
+        log->flush_on(spdlog::level::info);
+    } else {
+        // The foreground keeps the plain "dhtkit-peer N: ..." lines on stderr.
+        log = spdlog::stderr_logger_mt(fmt::format("peer{}", id));
+        log->set_pattern(fmt::format("dhtkit-peer {}: %v", id));
+    }
+    return log;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) try {
     auto signals = dhtkit::block_stop_signals();
+    ::signal(SIGPIPE, SIG_IGN);
     examples::flags f(argc, argv);
     if (f.take_switch("--help")) {
         std::fputs(usage, stdout);
@@ -65,12 +123,62 @@ int main(int argc, char** argv) try {
     auto config = f.take("--config");
     auto id = f.take_number<unsigned>("--id");
     bool serve_only = f.take_switch("--no-client");
+    bool alone = f.take_switch("--no-supervisor");
+    bool daemon = f.take_switch("--daemon");
+    bool stop = f.take_switch("--stop");
+    auto pid_flag = f.take("--pid-file");
+    auto log_flag = f.take("--log-file");
     f.rest(false);
     if (!config || !id) throw std::invalid_argument("--config and --id are required (see --help)");
 
     auto cluster = dhtkit::load_config(*config);
-    if (cluster.dispatch == "pool") return run<dhtkit::pool_dispatch>(cluster, *id, serve_only, signals.get());
-    return run<dhtkit::loop_dispatch>(cluster, *id, serve_only, signals.get());
+    const auto& self = cluster.peer(*id);
+    // Every path is absolute before a daemon detaches, whatever its working directory.
+    auto pid_path = std::filesystem::absolute(pid_flag ? std::filesystem::path(*pid_flag)
+                                                        : self.data_dir / fmt::format("dhtkit-peer-{}.pid", *id));
+    if (stop) {
+        std::puts(dhtkit::stop_daemon(pid_path, std::chrono::seconds(30)).c_str());
+        return 0;
+    }
+
+    std::filesystem::create_directories(self.data_dir);
+    std::optional<dhtkit::pid_file> pid;
+    if (daemon || pid_flag) pid.emplace(pid_path);
+    std::optional<std::filesystem::path> log_path;
+    dhtkit::readiness ready;
+    if (daemon) {
+        log_path = std::filesystem::absolute(log_flag ? std::filesystem::path(*log_flag)
+                                                      : self.data_dir / fmt::format("dhtkit-peer-{}.log", *id));
+        serve_only = true;
+        ready = dhtkit::detach(std::chrono::seconds(60), [](const std::string& line) {
+            std::fprintf(stderr, "%s\n", line.c_str());
+        });
+    }
+    if (pid) pid->write_self();
+    auto log = make_logger(*id, log_path);
+
+    run_context ctx{cluster, *id, serve_only, signals.get(), ready, log, ::getpid()};
+    auto worker = [&] {
+        return cluster.dispatch == "pool" ? run<dhtkit::pool_dispatch>(ctx) : run<dhtkit::loop_dispatch>(ctx);
+    };
+    if (alone) return worker();
+
+    dhtkit::supervisor_options opt;
+    opt.max_restarts = cluster.max_restarts;
+    opt.window = std::chrono::seconds(cluster.restart_window_s);
+    opt.fatal_status = cannot_start;
+    std::string last;
+    dhtkit::supervisor monitor(opt, [&](const std::string& line) {
+        last = line;
+        log->warn("supervisor: {}", line);
+    });
+    log->info("supervisor pid {}: starting the worker", ::getpid());
+    int rc = monitor.run(worker, signals.get());
+    if (rc != 0) ready.tell(fmt::format("error: dhtkit-peer {}: {}", *id, last));
+    return rc;
+} catch (const dhtkit::daemon_error& e) {  // nothing to stop, or already running
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;

@@ -54,14 +54,14 @@ TEST_CASE("a worker that crashes is restarted, and a clean exit ends the supervi
         // SIGKILL, as kill -9 would: unlike abort() or a segfault, neither Catch's handlers nor a
         // sanitizer's (inherited through fork) can turn it into something else.
         if (n == 1) ::kill(::getpid(), SIGKILL);
-        if (n == 2) return 3;  // a non-zero exit counts as a failure too
+        if (n == 2) return 4;  // a non-zero exit counts as a failure too
         return std::getenv("DHTKIT_RESTARTS") == std::string("2") ? 0 : 9;
     }, -1);
     CHECK(rc == 0);
     CHECK(runs.read() == 3);
     REQUIRE(log.size() == 3);
     CHECK_THAT(log[0], Catch::Contains("killed by signal 9") && Catch::Contains("restarting"));
-    CHECK_THAT(log[1], Catch::Contains("exited with status 3"));
+    CHECK_THAT(log[1], Catch::Contains("exited with status 4"));
     CHECK_THAT(log[2], Catch::Contains("exited with status 0"));
 }
 
@@ -79,6 +79,20 @@ TEST_CASE("a crash loop ends with the supervisor giving up, and saying why") {
     REQUIRE_FALSE(log.empty());
     CHECK_THAT(log.back(), Catch::Contains("giving up") && Catch::Contains("restarted 3 times") &&
                                Catch::Contains("signal 9"));
+}
+
+TEST_CASE("a worker that cannot start is not restarted") {
+    run_counter runs;
+    std::vector<std::string> log;
+    supervisor s(fast(), [&](const std::string& line) { log.push_back(line); });
+    int rc = s.run([&] {
+        runs.bump();
+        return fast().fatal_status;
+    }, -1);
+    CHECK(rc == 1);
+    CHECK(runs.read() == 1);
+    REQUIRE(log.size() == 1);
+    CHECK_THAT(log[0], Catch::Contains("giving up") && Catch::Contains("cannot start"));
 }
 
 TEST_CASE("SIGTERM to the supervisor reaches the worker, and nothing is restarted") {

@@ -33,6 +33,8 @@ struct cluster_options {
     std::size_t max_value_bytes = 1 << 20;
     std::string dispatch = "loop";
     int backups = 2;
+    bool supervised = false;  // run each peer as supervisor + worker (the pid is the supervisor's)
+    int max_restarts = 5;
 };
 
 class local_cluster {
@@ -46,8 +48,8 @@ public:
         // Hold every port at once so no two peers get the same one.
         std::vector<dhtkit::net::tcp_listener> held;
         std::string text = fmt::format(
-            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = {}\n",
-            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.backups);
+            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = {}\n[supervisor]\nmax_restarts = {}\n",
+            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.backups, opt.max_restarts);
         for (int i = 0; i < opt.peers; ++i) {
             held.push_back(dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")));
             text += fmt::format("[[peers]]\nid = {}\nhost = \"127.0.0.1\"\nport = {}\nshared = \"peer{}/shared\"\ndata = \"peer{}/data\"\n",
@@ -81,6 +83,7 @@ public:
         // Built before fork: the child may only make async-signal-safe calls.
         const std::string ids = std::to_string(id);
         const std::string cfg = config_file_.string();
+        const char* mode = options_.supervised ? nullptr : "--no-supervisor";  // nullptr ends the list
         pid_t pid = ::fork();
         if (pid == 0) {
             int null = ::open("/dev/null", O_RDWR);
@@ -88,7 +91,7 @@ public:
             ::dup2(null, 1);
             ::dup2(err[1], 2);
             ::execl(DHTKIT_PEER_BINARY, DHTKIT_PEER_BINARY, "--config", cfg.c_str(), "--id", ids.c_str(),
-                    "--no-client", static_cast<char*>(nullptr));
+                    "--no-client", mode, static_cast<char*>(nullptr));
             ::_exit(127);
         }
         ::close(err[1]);

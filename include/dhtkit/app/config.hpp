@@ -6,6 +6,7 @@
 //   [pool]     threads = 4, dispatch = "loop" (or "pool")
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128
 //   [replication] backups = 2
+//   [supervisor]  max_restarts = 5, window_s = 60
 //   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data"
 
 #include <cstddef>
@@ -50,6 +51,8 @@ struct cluster_config {
     std::string dispatch = "loop";  // "pool": the seed's hand-off per request; "loop": a loop per worker
     limits_config limits;
     unsigned backups = 2;
+    unsigned max_restarts = 5;   // worker restarts allowed within restart_window_s before the supervisor gives up
+    unsigned restart_window_s = 60;
     std::vector<peer_config> peers;  // in ring order
 
     [[nodiscard]] const peer_config& peer(unsigned id) const { return peers[index_of(id)]; }
@@ -138,6 +141,8 @@ inline cluster_config parse_config(std::string_view text, const std::filesystem:
     c.limits.max_in_flight = in.integer<std::size_t>(view["limits"]["max_in_flight"],
                                                      "limits.max_in_flight", 1, 65536, 128);
     c.backups = in.integer<unsigned>(view["replication"]["backups"], "replication.backups", 0, 16, 2);
+    c.max_restarts = in.integer<unsigned>(view["supervisor"]["max_restarts"], "supervisor.max_restarts", 0, 1000, 5);
+    c.restart_window_s = in.integer<unsigned>(view["supervisor"]["window_s"], "supervisor.window_s", 1, 86400, 60);
 
     const toml::array* peers = root["peers"].as_array();
     if (!peers || peers->empty()) in.fail("peers", "an array of tables [[peers]] with at least one peer");

@@ -6,7 +6,8 @@
 // then returns once the worker has exited, with no restart.
 //
 // The worker learns how often it was restarted, and when, from DHTKIT_RESTARTS and
-// DHTKIT_LAST_RESTART (seconds since the epoch) in its environment.
+// DHTKIT_LAST_RESTART (seconds since the epoch) in its environment. A worker that exits with
+// `fatal_status` is not restarted: it could not start at all, and would not the next time.
 
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <deque>
 #include <functional>
@@ -33,6 +35,7 @@ struct supervisor_options {
     std::chrono::milliseconds max_backoff{5000};
     unsigned max_restarts = 5;                // within `window`; one more and the supervisor gives up
     std::chrono::milliseconds window{60000};
+    int fatal_status = 3;  // a worker exit status that means restarting cannot help (a bad config)
 };
 
 // How a process ended, in words.
@@ -40,6 +43,19 @@ inline std::string describe_exit(int status) {
     if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
     if (WIFSIGNALED(status)) return fmt::format("killed by signal {} ({})", WTERMSIG(status), ::strsignal(WTERMSIG(status)));
     return fmt::format("ended with wait status {}", status);
+}
+
+// What a worker learns from its supervisor through the environment.
+struct restart_info {
+    std::uint64_t restarts = 0;
+    std::int64_t last_restart = 0;  // seconds since the epoch; 0 for never
+};
+
+inline restart_info restarts_from_environment() {
+    restart_info r;
+    if (const char* n = std::getenv("DHTKIT_RESTARTS")) r.restarts = std::strtoull(n, nullptr, 10);
+    if (const char* t = std::getenv("DHTKIT_LAST_RESTART")) r.last_restart = std::strtoll(t, nullptr, 10);
+    return r;
 }
 
 class supervisor {
@@ -67,6 +83,10 @@ public:
             if (forwarded || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
                 say(fmt::format("worker {} {}", pid, describe_exit(status)));
                 return forwarded && !(WIFEXITED(status) && WEXITSTATUS(status) == 0) ? 1 : 0;
+            }
+            if (WIFEXITED(status) && WEXITSTATUS(status) == options_.fatal_status) {
+                say(fmt::format("giving up: the worker {}, which means it cannot start", describe_exit(status)));
+                return 1;
             }
             const auto now = clock::now();
             while (!restarts_.empty() && now - restarts_.front() > options_.window) restarts_.pop_front();

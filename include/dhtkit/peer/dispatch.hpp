@@ -10,7 +10,11 @@
 //                    at accept, and its worker's loop serves it from then on. No hand-off per
 //                    request; a busy connection cannot move to an idle worker.
 
+#include <poll.h>
+
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -27,6 +31,9 @@
 #include "dhtkit/protocol/codec.hpp"
 
 namespace dhtkit {
+
+// How long a closing peer waits for its clients to close their side of the connections.
+inline constexpr std::chrono::milliseconds linger{500};
 
 struct connection;
 using connection_ptr = std::shared_ptr<connection>;
@@ -80,6 +87,45 @@ public:
         open_.clear();
     }
 
+    // The graceful end, once no worker serves any more: each connection gets its buffered
+    // requests answered, then a FIN; the client has up to `linger` to close its side (its unread
+    // bytes would turn our close into a reset), then everything is closed.
+    void finish_all(const serve_fn& serve, std::chrono::milliseconds linger) {
+        std::unordered_map<int, connection_ptr> all;
+        {
+            std::lock_guard lock(mutex_);
+            all.swap(open_);
+        }
+        std::vector<pollfd> waiting;
+        for (auto& [fd, c] : all) {
+            if (c->awaiting.load(std::memory_order_acquire) == 0 && !c->broken)
+                for (int round = 0; round < 64 && serve(*c) == next_step::again; ++round) {
+                }
+            c->stream.shutdown_write();
+            waiting.push_back({fd, POLLIN, 0});
+        }
+        auto until = std::chrono::steady_clock::now() + linger;
+        while (!waiting.empty()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            if (left.count() <= 0 || ::poll(waiting.data(), waiting.size(), static_cast<int>(left.count())) <= 0) break;
+            std::erase_if(waiting, [&](pollfd& p) {
+                if (!p.revents) return false;
+                std::array<std::byte, 4096> sink;
+                auto& s = all.at(p.fd)->stream;
+                for (;;) {
+                    auto in = s.receive_some(sink);
+                    if (!in) return true;             // the client closed: done with it
+                    if (in.bytes == 0) return false;  // drained for now
+                }
+            });
+        }
+        // Closed here, not when the last reference goes: a stopped loop still holds its handlers.
+        for (auto& [fd, c] : all) {
+            c->stream.close();
+            stats_.closed();
+        }
+    }
+
 private:
     peer_stats& stats_;
     std::mutex mutex_;
@@ -105,7 +151,7 @@ public:
     // After the listener loop has stopped: finishes the requests in flight, then closes all.
     void stop() {
         pool_.stop();
-        open_.clear();
+        open_.finish_all(serve_, linger);
     }
 
 private:
@@ -173,7 +219,7 @@ public:
         if (stopped_.exchange(true)) return;
         for (auto& w : workers_) w->loop.stop();
         for (auto& w : workers_) w->thread.join();
-        open_.clear();
+        open_.finish_all(serve_, linger);
     }
 
 private:

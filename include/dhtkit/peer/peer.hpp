@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -110,6 +111,9 @@ public:
     [[nodiscard]] const net::endpoint& local() const noexcept { return listener_.local(); }
     [[nodiscard]] const peer_config& self() const noexcept { return self_; }
     [[nodiscard]] client<Placement, Replication>& cluster_client() noexcept { return client_; }
+    [[nodiscard]] peer_stats& stats() noexcept { return stats_; }
+    // Where the peer's own messages go (a failed file copy, say); stderr by default.
+    void on_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
     [[nodiscard]] std::string stats_report() const {
         const auto& c = replicator_->counters();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
@@ -460,16 +464,15 @@ private:
         if (job.from.peer_id == self_.id) return;
         if (auto have = shared_.open(job.name)) {
             if (have->checksum != job.from.checksum) {
-                std::fprintf(stderr, "dhtkit-peer %u: not copying '%s' from peer %u: a different file of that name is here\n",
-                             self_.id, job.name.c_str(), job.from.peer_id);
+                log_(fmt::format("not copying '{}' from peer {}: a different file of that name is here", job.name,
+                                 job.from.peer_id));
                 return;
             }
         } else {
             auto r = download_file(job.from, job.name, self_.shared_dir / job.name, cluster_.limits,
                                    std::chrono::milliseconds(250), std::chrono::seconds(5));
             if (!r.ok()) {
-                std::fprintf(stderr, "dhtkit-peer %u: copying '%s' from peer %u failed: %s\n", self_.id,
-                             job.name.c_str(), job.from.peer_id, r.error.c_str());
+                log_(fmt::format("copying '{}' from peer {} failed: {}", job.name, job.from.peer_id, r.error));
                 return;
             }
         }
@@ -540,6 +543,10 @@ private:
     std::condition_variable stop_cv_;
     bool stopping_ = false;  // guarded by stop_mutex_
     std::deque<copy_job> copies_;  // guarded by stop_mutex_
+
+    std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {
+        std::fprintf(stderr, "dhtkit-peer %u: %s\n", id, line.c_str());
+    };
 
     std::mutex registered_mutex_;
     std::set<std::string, std::less<>> registered_;  // names this peer announced; guarded by registered_mutex_
