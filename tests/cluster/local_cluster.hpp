@@ -121,6 +121,28 @@ public:
         return p.last_status;
     }
 
+    // Waits up to `limit` for peer `id` to exit by itself; returns what it wrote to stderr after
+    // it came up, and its wait status in `status` (-1 if it did not exit).
+    std::string wait_exit(int id, std::chrono::milliseconds limit, int& status) {
+        auto& p = processes_.at(static_cast<std::size_t>(id));
+        std::string said;
+        auto until = std::chrono::steady_clock::now() + limit;
+        for (;;) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            pollfd fd{p.stderr_pipe.get(), POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0) break;
+            char buf[512];
+            ssize_t n = ::read(p.stderr_pipe.get(), buf, sizeof buf);
+            if (n <= 0) break;  // every process holding the pipe has exited
+            said.append(buf, static_cast<std::size_t>(n));
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        status = reap(p, std::max(left, std::chrono::milliseconds(0))) ? p.last_status : -1;
+        return said;
+    }
+
+    [[nodiscard]] pid_t pid(int id) const { return processes_.at(static_cast<std::size_t>(id)).pid; }
+
     // True once every thread of peer `id` is stopped (after SIGSTOP), checked for up to 5 s.
     bool wait_stopped(int id) const {
         auto stat = fmt::format("/proc/{}/stat", processes_.at(static_cast<std::size_t>(id)).pid);

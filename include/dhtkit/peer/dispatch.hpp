@@ -48,6 +48,8 @@ struct connection : std::enable_shared_from_this<connection> {
     std::atomic<std::size_t> awaiting{0};
     bool broken = false;  // the protocol broke while parked: close once resumed
     // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
+    // Whoever brings `awaiting` to zero also calls awaiting.notify_all(), for a dispatcher that
+    // is stopping and waits on it instead.
     std::function<void(const connection_ptr&)> resume;
     bool parked = false;  // the dispatcher's own note, touched only by the thread serving it
 };
@@ -98,9 +100,14 @@ public:
         }
         std::vector<pollfd> waiting;
         for (auto& [fd, c] : all) {
-            if (c->awaiting.load(std::memory_order_acquire) == 0 && !c->broken)
-                for (int round = 0; round < 64 && serve(*c) == next_step::again; ++round) {
-                }
+            for (int round = 0; round < 64; ++round) {
+                wait_unparked(*c);  // bounded: whatever a connection waits for always finishes
+                if (c->broken) break;
+                auto step = serve(*c);
+                if (step != next_step::again && step != next_step::park) break;
+            }
+            wait_unparked(*c);
+            if (!c->out.empty()) (void)c->stream.send_all(std::as_bytes(std::span(c->out)), linger);
             c->stream.shutdown_write();
             waiting.push_back({fd, POLLIN, 0});
         }
@@ -127,6 +134,11 @@ public:
     }
 
 private:
+    static void wait_unparked(connection& c) {
+        for (auto n = c.awaiting.load(std::memory_order_acquire); n != 0; n = c.awaiting.load(std::memory_order_acquire))
+            c.awaiting.wait(n, std::memory_order_acquire);
+    }
+
     peer_stats& stats_;
     std::mutex mutex_;
     std::unordered_map<int, connection_ptr> open_;  // guarded by mutex_

@@ -102,10 +102,10 @@ public:
         if (copier_.joinable()) copier_.join();
         reactor_.stop();
         loop_.join();
-        // Copies under way finish (or time out) while the workers still run, so that the writes
-        // they hold back are answered before the connections close.
-        replicator_->stop();
+        // The workers answer what the clients sent before the stop, and their writes are copied
+        // to the backups before they are acknowledged: the replicator stops last.
         dispatch_->stop();
+        replicator_->stop();
     }
 
     [[nodiscard]] const net::endpoint& local() const noexcept { return listener_.local(); }
@@ -361,7 +361,10 @@ private:
             if (!conn) conn = c.shared_from_this();
             c.awaiting.fetch_add(1, std::memory_order_relaxed);
             replicator_->send(target, *table, key, record, [conn](bool) {
-                if (conn->awaiting.fetch_sub(1, std::memory_order_acq_rel) == 1) conn->resume(conn);
+                if (conn->awaiting.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+                    conn->awaiting.notify_all();
+                    conn->resume(conn);
+                }
             });
         }
     }
