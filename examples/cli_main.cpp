@@ -21,7 +21,8 @@ constexpr const char* usage =
     "  --config FILE   the cluster's TOML file\n"
     "  --peer N        send the command to peer N itself: its ping and stats, and register /\n"
     "                  unregister of a file in N's own shared folder\n"
-    "  --timeout MS    how long to wait for a peer's answer (default 5000)\n"
+    "  --timeout MS    how long to wait for a peer's answer before trying the next holder\n"
+    "                  of the key (default 800)\n"
     "  --help          this text and the commands\n";
 
 }  // namespace

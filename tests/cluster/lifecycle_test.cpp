@@ -106,9 +106,11 @@ TEST_CASE("kill -9 of a worker: the supervisor starts a new one, which catches u
     REQUIRE(::kill(worker, SIGKILL) == 0);
     // Meanwhile the others serve its keys, and take writes for them.
     for (int i = 0; i < 200; i += 2) REQUIRE(c.put(fmt::format("key-{}", i), fmt::format("w{}", i)).ok());
+    // Up (a new pid answers stats), then caught up (it answers reads instead of `unavailable`).
     REQUIRE(eventually([&] {
         auto pid = stat_text(c, victim, "pid");
-        return !pid.empty() && std::stoi(pid) != worker;
+        return !pid.empty() && std::stoi(pid) != worker &&
+               c.call(victim, opcode::get, "key-0").code != status::unavailable;
     }));
     CHECK(stat_text(c, victim, "restarts") == "1");
     CHECK(stat_text(c, victim, "last_restart") != "never");
