@@ -123,7 +123,7 @@ TEST_CASE("kill -9 of a worker: the supervisor starts a new one, which catches u
     }
 }
 
-TEST_CASE("a crash loop ends with the supervisor giving up, and saying why") {
+TEST_CASE("a real peer's crash loop ends with its supervisor giving up and saying why") {
     test::local_cluster cluster({.peers = 1, .supervised = true, .max_restarts = 2});
     cluster.start(0);
     auto c = cluster.client(800ms);

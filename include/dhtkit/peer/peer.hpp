@@ -121,8 +121,9 @@ public:
                fmt::format("backups={}\ncopies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
                            "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\n",
                            replication_.replicas(self_index_, cluster_.peers.size()).size(), load(c.sent),
-                           load(c.acked), load(c.missed), replicator_->hints(), load(c.replayed), caught_up_.records,
-                           caught_up_.peers_answered);
+                           load(c.acked), load(c.missed), replicator_->hints(), load(c.replayed),
+                           caught_up_records_.load(std::memory_order_relaxed),
+                           caught_up_from_.load(std::memory_order_relaxed));
     }
 
     // Registers NAME from this peer's shared folder on NAME's home peer (and its replicas), then
@@ -424,9 +425,12 @@ private:
             for (auto p : holders_of(replication_, h, n))
                 if (p != self_index_) from.insert(p);
         }
-        caught_up_ = catch_up(cluster_, {from.begin(), from.end()}, homes,
-                              [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
-                              std::chrono::milliseconds(250), std::chrono::seconds(5));
+        auto result = catch_up(cluster_, {from.begin(), from.end()}, homes,
+                               [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
+                               std::chrono::milliseconds(250), std::chrono::seconds(5));
+        // Atomics: stats are served while the catch-up runs.
+        caught_up_records_.store(result.records, std::memory_order_relaxed);
+        caught_up_from_.store(result.peers_answered, std::memory_order_relaxed);
     }
 
     // --- file copies for the backups ----------------------------------------------------------
@@ -531,7 +535,8 @@ private:
     client<Placement, Replication> client_;
     peer_stats stats_;
     std::unique_ptr<replicator> replicator_;
-    catch_up_result caught_up_;
+    std::atomic<std::size_t> caught_up_records_{0};
+    std::atomic<std::size_t> caught_up_from_{0};
     Reactor reactor_;
     net::tcp_listener listener_;
     std::unique_ptr<Dispatch<Reactor, Executor>> dispatch_;
