@@ -257,3 +257,40 @@ TEST_CASE("a file stays obtainable after its original holder dies") {
     CHECK(got.from_peer != 1);
     CHECK(std::filesystem::file_size(dest) == 300000);
 }
+
+TEST_CASE("malformed replication requests get an error and change nothing") {
+    test::local_cluster cluster;
+    cluster.start_all();
+    auto c = cluster.client(800ms);
+    REQUIRE(c.put("kept", "yes").ok());
+    auto s = test::raw_connect(cluster, 0);
+    std::string batch;
+    append_frame(batch, {opcode::replicate, 0, status::ok, 1, 0, 0}, "kept", "garbage");
+    append_frame(batch, {opcode::sync, 0, status::ok, 2, 0, 0}, {}, "abc");
+    append_frame(batch, {opcode::sync, 0, status::ok, 3, 0, 0}, {}, encode_u32_list({99}));
+    std::string from;
+    append(from, holder{1, "127.0.0.1", cluster.port(1), 10, 1});
+    append_frame(batch, {opcode::replicate_file, 0, status::ok, 4, 0, 0}, "../escape", from);
+    append_frame(batch, {opcode::replicate_file, 0, status::ok, 5, 0, 0}, "fine.txt", "not a holder");
+    append_frame(batch, {opcode::ping, 0, status::ok, 6, 0, 0}, {}, {});
+    REQUIRE(s.send_all(std::as_bytes(std::span(batch)), 5s).ok());
+    frame_reader reader({1024, 1 << 20});
+    std::vector<header> got;
+    while (got.size() < 6) {
+        frame_view f;
+        auto r = reader.next(f);
+        if (r == frame_reader::result::frame) {
+            got.push_back(f.h);
+            continue;
+        }
+        REQUIRE(r == frame_reader::result::need_more);
+        REQUIRE(s.wait_readable(5s));
+        auto in = s.receive_some(reader.prepare(65536));
+        REQUIRE((in.ok() && in.bytes > 0));
+        reader.commit(in.bytes);
+    }
+    for (std::size_t i = 0; i < 5; ++i) CHECK(got[i].code == status::bad_request);
+    CHECK(got[5].code == status::ok);  // the connection is still in step
+    for (auto p : c.holders("kept")) CHECK(held_by(c, p, "kept") == "yes");
+    CHECK_FALSE(std::filesystem::exists(cluster.dir() / "peer0" / "escape"));
+}
