@@ -118,8 +118,9 @@ public:
         const auto& c = replicator_->counters();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         return stats_.report(keys_.size(), files_.size()) +
-               fmt::format("backups={}\ncopies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
+               fmt::format("state={}\nbackups={}\ncopies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
                            "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\n",
+                           ready_.load(std::memory_order_acquire) ? "serving" : "catching_up",
                            replication_.replicas(self_index_, cluster_.peers.size()).size(), load(c.sent),
                            load(c.acked), load(c.missed), replicator_->hints(), load(c.replayed),
                            caught_up_records_.load(std::memory_order_relaxed),
