@@ -16,7 +16,6 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -38,6 +37,7 @@
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/peer/client.hpp"
 #include "dhtkit/peer/dispatch.hpp"
+#include "dhtkit/peer/file_copier.hpp"
 #include "dhtkit/peer/index_service.hpp"
 #include "dhtkit/peer/shared_folder.hpp"
 #include "dhtkit/peer/stats.hpp"
@@ -76,6 +76,8 @@ public:
     // snapshot is taken, or a write made in between would be missing here. A peer asked for a
     // sync first marks this peer up (so its writes come straight here), then takes the snapshot.
     void start() {
+        copier_ = std::make_unique<file_copier>(shared_, self_, cluster_.limits,
+                                                [this](std::string_view name) { announce(name, false); }, log_);
         replicator_ = std::make_unique<replicator>(
             cluster_, self_index_, [this](protocol::table_id t, std::string_view key) { return index_.record_of(t, key); });
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
@@ -88,7 +90,6 @@ public:
         catch_up_from_replicas();
         ready_.store(true, std::memory_order_release);
         announcer_ = std::thread([this] { announce_shared_files(); });
-        copier_ = std::thread([this] { copy_files(); });
     }
 
     void stop() {
@@ -99,7 +100,7 @@ public:
         }
         stop_cv_.notify_all();
         if (announcer_.joinable()) announcer_.join();
-        if (copier_.joinable()) copier_.join();
+        copier_->stop();
         reactor_.stop();
         loop_.join();
         // The workers answer what the clients sent before the stop, and their writes are copied
@@ -295,7 +296,7 @@ private:
             case opcode::sync:
                 return serve_sync(f, c);
             case opcode::replicate_file:
-                reply.code = queue_copy(f) ? status::ok : status::bad_request;
+                reply.code = copier_->queue(f) ? status::ok : status::bad_request;
                 protocol::append_frame(c.out, reply, {}, {});
                 return true;
             case opcode::announce:
@@ -434,59 +435,6 @@ private:
         caught_up_from_.store(result.peers_answered, std::memory_order_relaxed);
     }
 
-    // --- file copies for the backups ----------------------------------------------------------
-
-    struct copy_job {
-        std::string name;
-        protocol::holder from;
-    };
-
-    bool queue_copy(const protocol::frame_view& f) {
-        auto from = protocol::decode_holders(f.value);
-        if (!from || from->size() != 1 || !is_plain_file_name(f.key)) return false;
-        {
-            std::lock_guard lock(stop_mutex_);
-            if (copies_.size() < 4096) copies_.push_back({std::string(f.key), from->front()});
-        }
-        stop_cv_.notify_all();
-        return true;
-    }
-
-    void copy_files() {
-        for (;;) {
-            copy_job job;
-            {
-                std::unique_lock lock(stop_mutex_);
-                stop_cv_.wait(lock, [&] { return stopping_ || !copies_.empty(); });
-                if (stopping_) return;
-                job = std::move(copies_.front());
-                copies_.pop_front();
-            }
-            copy_one(job);
-        }
-    }
-
-    // Fetches a file another peer holds into this peer's shared folder (verified), then registers
-    // this peer as a holder too. A different file of the same name here is kept, not overwritten.
-    void copy_one(const copy_job& job) {
-        if (job.from.peer_id == self_.id) return;
-        if (auto have = shared_.open(job.name)) {
-            if (have->checksum != job.from.checksum) {
-                log_(fmt::format("not copying '{}' from peer {}: a different file of that name is here", job.name,
-                                 job.from.peer_id));
-                return;
-            }
-        } else {
-            auto r = download_file(job.from, job.name, self_.shared_dir / job.name, cluster_.limits,
-                                   std::chrono::milliseconds(250), std::chrono::seconds(5));
-            if (!r.ok()) {
-                log_(fmt::format("copying '{}' from peer {} failed: {}", job.name, job.from.peer_id, r.error));
-                return;
-            }
-        }
-        announce(job.name, false);
-    }
-
     // A registry operation for NAME, applied here (and copied to its other holders) when this
     // peer is its home, sent to the first holder that answers otherwise.
     reply route(protocol::opcode op, std::string_view name, std::string_view value) {
@@ -536,6 +484,7 @@ private:
     client<Placement, Replication> client_;
     peer_stats stats_;
     std::unique_ptr<replicator> replicator_;
+    std::unique_ptr<file_copier> copier_;
     std::atomic<std::size_t> caught_up_records_{0};
     std::atomic<std::size_t> caught_up_from_{0};
     Reactor reactor_;
@@ -544,15 +493,12 @@ private:
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::thread announcer_;
-    std::thread copier_;
     std::atomic<bool> started_{false};
     std::atomic<bool> ready_{false};  // caught up: serves client requests
 
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
     bool stopping_ = false;  // guarded by stop_mutex_
-    std::deque<copy_job> copies_;  // guarded by stop_mutex_
-
     std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {
         std::fprintf(stderr, "dhtkit-peer %u: %s\n", id, line.c_str());
     };

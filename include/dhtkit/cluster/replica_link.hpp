@@ -1,0 +1,395 @@
+#pragma once
+// One replica link: the connection and thread that carry copies of writes from this peer to one
+// other peer (cluster/replicator.hpp keeps one per peer).
+//
+// Writers never block: send() appends a replicate frame to the link's outbox and returns; the
+// link's thread sends all that piled up since its last send in one write and matches the
+// acknowledgements, which come back in order, as they arrive. A replica that cannot be reached
+// (refused, reset, no ack within ack_timeout) is marked down for a while; the keys it missed are
+// remembered (hinted handoff) and re-sent, as their current records, once it answers again. A
+// copy that was not delivered is reported as such at once, so a write is never held up by a dead
+// replica for longer than it takes to notice.
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "dhtkit/app/config.hpp"
+#include "dhtkit/net/socket.hpp"
+#include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/protocol/messages.hpp"
+
+namespace dhtkit {
+
+struct replicator_options {
+    std::chrono::milliseconds connect_timeout{250};
+    std::chrono::milliseconds ack_timeout{500};
+    std::chrono::milliseconds retry_after{200};  // first wait before trying a down replica again
+    std::chrono::milliseconds max_retry_after{2000};
+    std::size_t max_hints = 1'000'000;  // keys remembered per down replica; beyond, its catch-up covers them
+};
+
+// Told once per copy: true when the replica applied it (or already had something newer).
+using ack_fn = std::function<void(bool)>;
+// The current record of a key here (table byte + key), to re-send what a replica missed.
+using record_source = std::function<std::optional<std::string>(protocol::table_id, std::string_view)>;
+
+struct replication_counters {
+    std::atomic<std::uint64_t> sent{0}, acked{0}, missed{0}, replayed{0}, hints_dropped{0};
+};
+
+class replica_link {
+public:
+    replica_link(peer_config to, limits_config lim, record_source source, replicator_options opt,
+                 replication_counters& counters)
+        : to_(std::move(to)), limits_(lim), source_(std::move(source)), options_(opt), counters_(counters),
+          wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), retry_wait_(opt.retry_after) {
+        thread_ = std::thread([this] { run(); });
+    }
+    replica_link(const replica_link&) = delete;
+    replica_link& operator=(const replica_link&) = delete;
+    ~replica_link() { stop(); }
+
+    void send(protocol::table_id t, std::string_view key, std::string_view record, ack_fn done) {
+        std::string hint = hint_key(t, key);
+        {
+            std::lock_guard lock(mutex_);
+            if (!stopping_ && !(down_ && clock::now() < retry_at_)) {
+                bool was_idle = outbox_.empty();
+                std::uint64_t id = ++next_id_;
+                protocol::append_frame(outbox_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0}, key,
+                                       record);
+                queued_.push_back({id, std::move(done), std::move(hint), {}});
+                counters_.sent.fetch_add(1, std::memory_order_relaxed);
+                if (was_idle) wake();
+                return;
+            }
+            add_hint(std::move(hint));
+        }
+        counters_.missed.fetch_add(1, std::memory_order_relaxed);
+        if (done) done(false);
+    }
+
+    // Waits (up to the ack timeout) for the copies under way, then fails what is left.
+    void stop() {
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) return;
+            stopping_ = true;
+        }
+        wake();
+        thread_.join();
+    }
+
+    // The replica says it is up again: stop skipping it, and re-send what it missed now.
+    void peer_is_up() {
+        {
+            std::lock_guard lock(mutex_);
+            down_ = false;
+            retry_wait_ = options_.retry_after;
+        }
+        wake();
+    }
+
+    [[nodiscard]] std::size_t hints() const {
+        std::lock_guard lock(mutex_);
+        return hints_.size();
+    }
+    [[nodiscard]] bool down() const {
+        std::lock_guard lock(mutex_);
+        return down_;
+    }
+
+private:
+    using clock = std::chrono::steady_clock;
+
+    struct copy {
+        std::uint64_t id;
+        ack_fn done;
+        std::string hint;  // table byte + key
+        clock::time_point deadline;
+    };
+
+    static std::string hint_key(protocol::table_id t, std::string_view key) {
+        std::string h(1, static_cast<char>(t));
+        h += key;
+        return h;
+    }
+
+    void add_hint(std::string h) {  // mutex_ held
+        if (hints_.size() < options_.max_hints) hints_.insert(std::move(h));
+        else counters_.hints_dropped.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    void wake() noexcept {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto r = ::write(wake_.get(), &one, sizeof one);
+    }
+
+    // --- the link's thread --------------------------------------------------------------------
+
+    void run() {
+        for (;;) {
+            bool stopping = take_queued();
+            if (stopping && in_flight_.empty()) break;
+            if (!stream_.valid() && !in_flight_.empty() && !connect()) fail_all();
+            if (stream_.valid()) replay_hints();
+            if (stopping && stop_deadline_ == clock::time_point{}) stop_deadline_ = clock::now() + options_.ack_timeout;
+            if (stopping && clock::now() >= stop_deadline_) break;
+            wait_and_transfer();
+            if (!in_flight_.empty() && clock::now() >= in_flight_.front().deadline) fail_connection(false);
+            if (!stream_.valid() && want_retry()) {
+                if (connect()) replay_hints();
+            }
+        }
+        drop_connection();
+        for (auto& c : in_flight_) finish(c, false);
+        in_flight_.clear();
+    }
+
+    // Moves what writers queued into this thread's hands. True once stop() was called.
+    bool take_queued() {
+        std::lock_guard lock(mutex_);
+        if (!outbox_.empty()) {
+            if (stream_.valid()) {
+                unsent_.append(outbox_);
+            } else {
+                // Frames written for a connection that failed: resent from the keys once connected.
+                resend_ = true;
+            }
+            outbox_.clear();
+        }
+        auto deadline = clock::now() + options_.ack_timeout;
+        for (auto& c : queued_) {
+            c.deadline = deadline;
+            in_flight_.push_back(std::move(c));
+        }
+        queued_.clear();
+        return stopping_;
+    }
+
+    bool want_retry() {
+        std::lock_guard lock(mutex_);
+        return !hints_.empty() && !stopping_ && (!down_ || clock::now() >= retry_at_);
+    }
+
+    bool connect() {
+        try {
+            stream_ = net::tcp_stream::connect(net::endpoint::resolve(to_.host, to_.port), options_.connect_timeout);
+        } catch (const std::exception&) {
+            std::lock_guard lock(mutex_);
+            mark_down();
+            return false;
+        }
+        reader_ = protocol::frame_reader({limits_.max_key_bytes, 1 << 16});
+        {
+            std::lock_guard lock(mutex_);
+            down_ = false;
+            retry_wait_ = options_.retry_after;
+        }
+        if (resend_) resend_in_flight();
+        return true;
+    }
+
+    void mark_down() {  // mutex_ held
+        down_ = true;
+        retry_at_ = clock::now() + retry_wait_;
+        retry_wait_ = std::min(retry_wait_ * 2, options_.max_retry_after);
+    }
+
+    // After a reconnect: the copies in flight are sent again, as the keys' current records.
+    void resend_in_flight() {
+        resend_ = false;
+        unsent_.clear();
+        sent_ = 0;
+        auto deadline = clock::now() + options_.ack_timeout;
+        std::deque<copy> again;
+        for (auto& c : in_flight_) {
+            auto t = static_cast<protocol::table_id>(c.hint[0]);
+            auto key = std::string_view(c.hint).substr(1);
+            auto rec = source_(t, key);
+            if (!rec) {
+                finish(c, false);
+                continue;
+            }
+            std::uint64_t id;
+            {
+                std::lock_guard lock(mutex_);
+                id = ++next_id_;
+            }
+            protocol::append_frame(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0}, key, *rec);
+            c.id = id;
+            c.deadline = deadline;
+            again.push_back(std::move(c));
+        }
+        in_flight_ = std::move(again);
+    }
+
+    // Re-sends, a batch at a time, the current records of keys this replica missed.
+    void replay_hints() {
+        if (in_flight_.size() > 1024) return;
+        std::vector<std::string> batch;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto it = hints_.begin(); it != hints_.end() && batch.size() < 512;) {
+                batch.push_back(std::move(hints_.extract(it++).value()));
+            }
+        }
+        auto deadline = clock::now() + options_.ack_timeout;
+        for (auto& h : batch) {
+            auto rec = source_(static_cast<protocol::table_id>(h[0]), std::string_view(h).substr(1));
+            if (!rec) continue;
+            std::uint64_t id;
+            {
+                std::lock_guard lock(mutex_);
+                id = ++next_id_;
+            }
+            protocol::append_frame(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0},
+                                   std::string_view(h).substr(1), *rec);
+            counters_.replayed.fetch_add(1, std::memory_order_relaxed);
+            in_flight_.push_back({id, {}, std::move(h), deadline});
+        }
+    }
+
+    bool send_unsent() {
+        auto r = stream_.send_some(std::as_bytes(std::span(unsent_)).subspan(sent_));
+        if (!r) return false;
+        sent_ += r.bytes;
+        if (sent_ == unsent_.size()) {
+            unsent_.clear();
+            sent_ = 0;
+        }
+        return true;
+    }
+
+    void wait_and_transfer() {
+        // Most rounds the socket has room: send before waiting rather than after.
+        if (stream_.valid() && sent_ < unsent_.size() && !send_unsent()) return fail_connection(true);
+        pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {-1, 0, 0}};
+        if (stream_.valid()) fds[1] = {stream_.fd(), static_cast<short>(POLLIN | (sent_ < unsent_.size() ? POLLOUT : 0)), 0};
+        int timeout = -1;
+        auto now = clock::now();
+        auto until = [&](clock::time_point t) {
+            auto ms = std::chrono::ceil<std::chrono::milliseconds>(t - now).count();
+            int v = static_cast<int>(std::max<long long>(ms, 0));
+            timeout = timeout < 0 ? v : std::min(timeout, v);
+        };
+        if (!in_flight_.empty()) until(in_flight_.front().deadline);
+        if (stop_deadline_ != clock::time_point{}) until(stop_deadline_);
+        {
+            std::lock_guard lock(mutex_);
+            if (down_ && !hints_.empty()) until(retry_at_);
+        }
+        if (::poll(fds, 2, timeout) <= 0) return;
+        if (fds[0].revents & POLLIN) {
+            std::uint64_t n;
+            [[maybe_unused]] auto r = ::read(wake_.get(), &n, sizeof n);
+        }
+        if (!stream_.valid()) return;
+        if ((fds[1].revents & POLLOUT) && !send_unsent()) return fail_connection(true);
+        if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) receive_acks();
+    }
+
+    void receive_acks() {
+        for (;;) {
+            auto in = stream_.receive_some(reader_.prepare(64 * 1024));
+            if (!in) return fail_connection(true);
+            reader_.commit(in.bytes);
+            protocol::frame_view f;
+            protocol::frame_reader::result r;
+            while ((r = reader_.next(f)) == protocol::frame_reader::result::frame) {
+                // A replica answers a connection's requests in the order they were sent.
+                if (in_flight_.empty() || in_flight_.front().id != f.h.request_id) return fail_connection(false);
+                finish(in_flight_.front(), f.h.code == protocol::status::ok);
+                in_flight_.pop_front();
+            }
+            if (r == protocol::frame_reader::result::error) return fail_connection(false);
+            if (in.bytes < 64 * 1024) return;
+        }
+    }
+
+    void finish(copy& c, bool applied) {
+        (applied ? counters_.acked : counters_.missed).fetch_add(1, std::memory_order_relaxed);
+        if (c.done) c.done(applied);
+        c.done = nullptr;
+    }
+
+    // The connection broke or stalled. A connection that broke (the replica restarted, say) is
+    // reopened at once and what was in flight is sent again; if that fails too, or it stalled,
+    // the replica is down: its copies are reported missed and their keys hinted.
+    void fail_connection(bool try_again) {
+        drop_connection();
+        if (in_flight_.empty()) return;  // an idle connection closed: reopened on the next copy
+        if (try_again && !in_flight_.empty()) {
+            resend_ = true;
+            if (connect()) return;
+        }
+        fail_all();
+    }
+
+    void fail_all() {
+        drop_connection();
+        resend_ = false;
+        std::lock_guard lock(mutex_);
+        if (!down_) mark_down();
+        for (auto& c : in_flight_) {
+            add_hint(std::move(c.hint));
+            if (c.done) {
+                counters_.missed.fetch_add(1, std::memory_order_relaxed);
+                c.done(false);
+            }
+        }
+        in_flight_.clear();
+    }
+
+    void drop_connection() {
+        stream_ = net::tcp_stream{};
+        unsent_.clear();
+        sent_ = 0;
+    }
+
+    peer_config to_;
+    limits_config limits_;
+    record_source source_;
+    replicator_options options_;
+    replication_counters& counters_;
+    net::unique_fd wake_;
+
+    mutable std::mutex mutex_;
+    std::string outbox_;                     // guarded by mutex_
+    std::deque<copy> queued_;                // guarded by mutex_
+    std::unordered_set<std::string> hints_;  // guarded by mutex_
+    std::uint64_t next_id_ = 0;              // guarded by mutex_
+    bool down_ = false;                      // guarded by mutex_
+    bool stopping_ = false;                  // guarded by mutex_
+    clock::time_point retry_at_{};           // guarded by mutex_
+    std::chrono::milliseconds retry_wait_;   // guarded by mutex_
+
+    // The link thread's own.
+    net::tcp_stream stream_;
+    protocol::frame_reader reader_;
+    std::string unsent_;
+    std::size_t sent_ = 0;
+    std::deque<copy> in_flight_;
+    bool resend_ = false;
+    clock::time_point stop_deadline_{};
+
+    std::thread thread_;
+};
+
+}  // namespace dhtkit
