@@ -13,7 +13,18 @@ if(DHTKIT_SANITIZE)
   endif()
 endif()
 
+# Our own programs take XXH3's runtime-dispatched code (AVX2/AVX-512) from Debian's libxxhash for
+# file checksums (store/checksum.hpp); the headers alone use the inline SSE2 code.
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(libxxhash QUIET IMPORTED_TARGET libxxhash)
+endif()
+
 function(dhtkit_target name)
   target_compile_options(${name} PRIVATE ${DHTKIT_WARNINGS})
   target_link_libraries(${name} PRIVATE ${ARGN})
+  if(TARGET PkgConfig::libxxhash)
+    target_link_libraries(${name} PRIVATE PkgConfig::libxxhash)
+    target_compile_definitions(${name} PRIVATE DHTKIT_XXH3_DISPATCH)
+  endif()
 endfunction()

@@ -20,7 +20,7 @@
 #include "dhtkit/app/config.hpp"
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/net/unique_fd.hpp"
-#include "dhtkit/store/stable_hash.hpp"  // brings in xxHash, inline
+#include "dhtkit/store/checksum.hpp"
 #include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
 
@@ -119,8 +119,7 @@ inline download_result download_file(const protocol::holder& from, std::string_v
     } catch (const std::exception& e) {
         return fail(status::internal_error, e.what());
     }
-    XXH3_state_t state;
-    XXH3_64bits_reset(&state);
+    checksum_stream hash;
     std::vector<char> block(1 << 20);
     std::uint64_t received = 0;
     while (received < meta->size) {
@@ -132,13 +131,13 @@ inline download_result download_file(const protocol::holder& from, std::string_v
                 return fail(status::unavailable, fmt::format("stalled after {} of {} bytes", received, meta->size));
             continue;
         }
-        XXH3_64bits_update(&state, block.data(), got.bytes);
+        hash.update(block.data(), got.bytes);
         if (!detail::write_all(part->fd(), block.data(), got.bytes))
             return fail(status::internal_error, fmt::format("writing {}: {}", dest.string(), std::strerror(errno)));
         received += got.bytes;
         if (progress) progress(received, meta->size);
     }
-    const std::uint64_t sum = XXH3_64bits_digest(&state);
+    const std::uint64_t sum = hash.digest();
     if (sum != meta->checksum)
         return fail(status::unavailable, fmt::format("checksum mismatch: got {:016x}, the holder said {:016x}", sum, meta->checksum));
     if (!part->commit(dest))

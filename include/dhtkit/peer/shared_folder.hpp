@@ -17,7 +17,7 @@
 
 
 #include "dhtkit/net/unique_fd.hpp"
-#include "dhtkit/store/stable_hash.hpp"  // brings in xxHash, inline
+#include "dhtkit/store/checksum.hpp"
 
 namespace dhtkit {
 
@@ -33,8 +33,7 @@ inline constexpr std::size_t max_file_name = 255;
 
 // XXH3-64 of a whole file, read in large blocks.
 [[nodiscard]] inline std::optional<std::uint64_t> file_checksum(int fd) {
-    XXH3_state_t state;
-    XXH3_64bits_reset(&state);
+    checksum_stream hash;
     std::vector<char> block(1 << 20);
     off_t at = 0;
     for (;;) {
@@ -44,10 +43,10 @@ inline constexpr std::size_t max_file_name = 255;
             return std::nullopt;
         }
         if (n == 0) break;
-        XXH3_64bits_update(&state, block.data(), static_cast<std::size_t>(n));
+        hash.update(block.data(), static_cast<std::size_t>(n));
         at += n;
     }
-    return XXH3_64bits_digest(&state);
+    return hash.digest();
 }
 
 class shared_folder {
