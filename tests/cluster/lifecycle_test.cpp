@@ -204,7 +204,7 @@ TEST_CASE("a daemon that cannot start says why, and its parent returns non-zero"
 }
 
 TEST_CASE("SIGTERM during a load answers what it took, loses no acknowledged write, and closes cleanly") {
-    test::local_cluster cluster;
+    test::local_cluster cluster({.dispatch = GENERATE(as<std::string>{}, "pool", "loop")});
     cluster.start_all();
     auto c = cluster.client(800ms);
     const int victim = 0;

@@ -167,9 +167,9 @@ public:
     }
 
 private:
-    void hand_off(const connection_ptr& conn) {
-        if (!pool_.post([this, conn] { serve(conn); })) close(conn);
-    }
+    // A pool that refuses work is stopping: the connection is left to stop(), which answers what
+    // it sent and closes it gracefully, instead of closing it here under the client's feet.
+    void hand_off(const connection_ptr& conn) { (void)pool_.post([this, conn] { serve(conn); }); }
 
     void serve(const connection_ptr& conn) {
         switch (serve_(*conn)) {
