@@ -294,3 +294,17 @@ TEST_CASE("malformed replication requests get an error and change nothing") {
     for (auto p : c.holders("kept")) CHECK(held_by(c, p, "kept") == "yes");
     CHECK_FALSE(std::filesystem::exists(cluster.dir() / "peer0" / "escape"));
 }
+
+TEST_CASE("a restarted peer catches up on more records than one flush of a sync carries") {
+    test::local_cluster cluster;
+    cluster.start_all();
+    auto c = cluster.client(800ms);
+    const std::string value(600, 'v');
+    constexpr int keys = 3000;  // 3000 records of ~600 bytes: the sync answer is streamed in pieces
+    for (int i = 0; i < keys; ++i) REQUIRE(c.put(fmt::format("bulk-{}", i), value + std::to_string(i)).ok());
+    cluster.kill(1);
+    cluster.start(1);
+    CHECK(peer_stat(c, 1, "caught_up_records") >= keys);  // every key is on all three peers
+    for (int i = 0; i < keys; i += 97)
+        CHECK(held_by(c, 1, fmt::format("bulk-{}", i)) == value + std::to_string(i));
+}

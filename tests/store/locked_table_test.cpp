@@ -2,6 +2,8 @@
 
 #include <dhtkit/store/locked_table.hpp>
 
+#include <fmt/format.h>
+
 #include <mutex>
 #include <random>
 #include <shared_mutex>
@@ -193,4 +195,20 @@ TEMPLATE_TEST_CASE("many threads hammering the table leave exactly the state of 
     CHECK(all_match);
     CHECK(table.size() == expected);
     CHECK(table.snapshot().size() == expected);
+}
+
+TEST_CASE("for_each can hand over between shards, with no lock held") {
+    locked_table<std::string, std::string> t;
+    for (int i = 0; i < 5000; ++i) t.put(fmt::format("k{}", i), "v");
+    std::size_t seen = 0, betweens = 0, seen_at_last_between = 0;
+    t.for_each([&](std::string_view, std::string_view) { ++seen; },
+               [&] {
+                   ++betweens;
+                   seen_at_last_between = seen;
+                   // No lock is held here: writing into the table must not deadlock.
+                   t.put("written-between", "x");
+               });
+    CHECK(betweens == 256);
+    CHECK(seen_at_last_between == seen);
+    CHECK(seen >= 5000);
 }

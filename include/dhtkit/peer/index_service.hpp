@@ -123,17 +123,21 @@ public:
     }
 
     // Calls f(key, record) for every entry of both tables (tombstones included), for a replica
-    // catching up. Holds one shard's lock at a time.
-    template <class F>
-    void for_each_record(F&& f) const {
+    // catching up. Holds one shard's lock at a time, and calls between() after each with none held.
+    template <class F, class G>
+    void for_each_record(F&& f, G&& between) const {
         std::string rec;
         for (auto t : {protocol::table_id::keys, protocol::table_id::files}) {
             (t == protocol::table_id::keys ? keys_ : files_).for_each([&](std::string_view k, std::string_view v) {
                 rec.assign(1, static_cast<char>(t));
                 rec += v;
                 f(k, std::string_view(rec));
-            });
+            }, between);
         }
+    }
+    template <class F>
+    void for_each_record(F&& f) const {
+        for_each_record(std::forward<F>(f), [] {});
     }
 
     // Live entries (tombstones not counted would need a scan; these include them).

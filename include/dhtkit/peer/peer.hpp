@@ -168,6 +168,7 @@ public:
 
 private:
     static constexpr std::size_t read_chunk = 64 * 1024;
+    static constexpr std::size_t sync_flush_bytes = 1 << 20;
     static constexpr std::chrono::milliseconds write_timeout{10000};
 
     // A registration carries a holder record and a replicated record a version header, which must
@@ -409,12 +410,20 @@ private:
         for (auto h : *homes)
             if (h < wanted.size()) wanted[h] = true;
         reply.flags = protocol::flag_more;
-        index_.for_each_record([&](std::string_view key, std::string_view record) {
-            if (wanted[client_.home_of(key)]) protocol::append_frame(c.out, reply, key, record);
-        });
+        // Streamed a shard at a time, so a large store never sits whole in memory; not while an
+        // earlier write of this batch waits for its copies (its reply must not go out yet).
+        bool open = true;
+        const bool may_flush = c.awaiting.load(std::memory_order_acquire) == 1;
+        index_.for_each_record(
+            [&](std::string_view key, std::string_view record) {
+                if (open && wanted[client_.home_of(key)]) protocol::append_frame(c.out, reply, key, record);
+            },
+            [&] {
+                if (open && may_flush && c.out.size() >= sync_flush_bytes) open = flush(c);
+            });
         reply.flags = 0;
         protocol::append_frame(c.out, reply, {}, {});
-        return true;
+        return open;
     }
 
     void catch_up_from_replicas() {

@@ -148,9 +148,19 @@ public:
     // `f` must not call back into the table.
     template <class F>
     void for_each(F&& f) const {
+        for_each(std::forward<F>(f), [] {});
+    }
+
+    // The same, calling `between()` after each shard with no lock held: where a caller streams
+    // what it saw so far (to a socket, say) without holding up writers.
+    template <class F, class G>
+    void for_each(F&& f, G&& between) const {
         for (const auto& s : shards_) {
-            read_guard guard(s.lock);
-            s.for_each(f);
+            {
+                read_guard guard(s.lock);
+                s.for_each(f);
+            }
+            between();
         }
     }
 
