@@ -140,10 +140,6 @@ public:
         for_each_record(std::forward<F>(f), [] {});
     }
 
-    // Live entries (tombstones not counted would need a scan; these include them).
-    [[nodiscard]] std::size_t key_entries() const { return keys_.size(); }
-    [[nodiscard]] std::size_t file_entries() const { return files_.size(); }
-
 private:
     // The live entry of `key`; std::nullopt for none or a tombstone. The view points into a
     // per-thread copy, valid until this thread's next call.

@@ -442,6 +442,9 @@ private:
         // Atomics: stats are served while the catch-up runs.
         caught_up_records_.store(result.records, std::memory_order_relaxed);
         caught_up_from_.store(result.peers_answered, std::memory_order_relaxed);
+        std::string missing;
+        for (const auto& why : result.unreachable) missing += fmt::format("; not from {}", why);
+        log_(fmt::format("caught up: {} records from {} peers{}", result.records, result.peers_answered, missing));
     }
 
     // A registry operation for NAME, applied here (and copied to its other holders) when this
