@@ -145,6 +145,10 @@ TEST_CASE("after remove a handler is not called again, even when the descriptor 
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
     unique_fd a(fds[0]), b(fds[1]);
     std::atomic<int> old_calls{0};
+    // Declared before the loop, so that they outlive its thread: a handler call may still be
+    // finishing when the test's last line runs.
+    latch_flag fresh;
+    unique_fd c, d;
     loop_thread loop;
     loop.reactor.add(a.get(), interest::read, trigger::level, [&](readiness) { ++old_calls; });
     loop.reactor.remove(a.get());
@@ -153,8 +157,8 @@ TEST_CASE("after remove a handler is not called again, even when the descriptor 
     a.reset();
     b.reset();
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
-    unique_fd c(fds[0]), d(fds[1]);
-    latch_flag fresh;
+    c.reset(fds[0]);
+    d.reset(fds[1]);
     loop.reactor.add(c.get(), interest::read, trigger::level, [&](readiness) {
         char y;
         while (::read(c.get(), &y, 1) == 1) {}
