@@ -48,10 +48,9 @@ double time_to_restart(std::vector<double>& out) {
     auto c = cluster.client(milliseconds(800));
     if (!c.put("restart-key", "v").ok()) throw std::runtime_error("put failed");
     auto victim = c.holders("restart-key")[0];
-    auto stats = c.call(victim, dhtkit::protocol::opcode::stats, {}).value;
-    auto at = stats.find("\npid=");
-    if (at == std::string::npos) throw std::runtime_error("no pid in the stats");
-    pid_t worker = std::stoi(stats.substr(at + 5));
+    auto pid = test::stat_value(c, victim, "pid");
+    if (pid.empty()) throw std::runtime_error("no pid in the stats");
+    pid_t worker = std::stoi(pid);
     auto t0 = steady_clock::now();
     ::kill(worker, SIGKILL);
     for (int i = 0; i < 20000; ++i) {

@@ -18,23 +18,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-template <class F>
-bool eventually(F&& done, std::chrono::milliseconds limit = 10s) {
-    auto until = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
-
-std::string stat_text(client<>& c, std::size_t peer, std::string_view name) {
-    auto r = c.call(peer, opcode::stats, {});
-    auto at = r.value.find(fmt::format("\n{}=", name));
-    if (!r.ok() || at == std::string::npos) return {};
-    auto start = at + name.size() + 2;
-    return r.value.substr(start, r.value.find('\n', start) - start);
-}
+using test::eventually;
+using test::stat_value;
 
 // Running, as opposed to gone or a zombie waiting for whoever adopted it to reap it.
 bool running(pid_t pid) {
@@ -98,9 +83,9 @@ TEST_CASE("kill -9 of a worker: the supervisor starts a new one, which catches u
     auto c = cluster.client(800ms);
     for (int i = 0; i < 200; ++i) REQUIRE(c.put(fmt::format("key-{}", i), fmt::format("v{}", i)).ok());
     const int victim = 1;
-    CHECK(stat_text(c, victim, "restarts") == "0");
-    CHECK(stat_text(c, victim, "last_restart") == "never");
-    const auto worker = std::stoi(stat_text(c, victim, "pid"));
+    CHECK(stat_value(c, victim, "restarts") == "0");
+    CHECK(stat_value(c, victim, "last_restart") == "never");
+    const auto worker = std::stoi(stat_value(c, victim, "pid"));
     REQUIRE(worker != cluster.pid(victim));  // the worker is not the supervisor
 
     REQUIRE(::kill(worker, SIGKILL) == 0);
@@ -108,12 +93,12 @@ TEST_CASE("kill -9 of a worker: the supervisor starts a new one, which catches u
     for (int i = 0; i < 200; i += 2) REQUIRE(c.put(fmt::format("key-{}", i), fmt::format("w{}", i)).ok());
     // Up (a new pid answers stats), then caught up (it answers reads instead of `unavailable`).
     REQUIRE(eventually([&] {
-        auto pid = stat_text(c, victim, "pid");
+        auto pid = stat_value(c, victim, "pid");
         return !pid.empty() && std::stoi(pid) != worker &&
                c.call(victim, opcode::get, "key-0").code != status::unavailable;
     }));
-    CHECK(stat_text(c, victim, "restarts") == "1");
-    CHECK(stat_text(c, victim, "last_restart") != "never");
+    CHECK(stat_value(c, victim, "restarts") == "1");
+    CHECK(stat_value(c, victim, "last_restart") != "never");
     for (int i = 0; i < 200; ++i) {
         auto key = fmt::format("key-{}", i);
         auto holders = c.holders(key);
@@ -127,13 +112,13 @@ TEST_CASE("a real peer's crash loop ends with its supervisor giving up and sayin
     test::local_cluster cluster({.peers = 1, .supervised = true, .max_restarts = 2});
     cluster.start(0);
     auto c = cluster.client(800ms);
-    std::string last = stat_text(c, 0, "pid");
+    std::string last = stat_value(c, 0, "pid");
     for (int kill = 0; kill < 3; ++kill) {
         REQUIRE_FALSE(last.empty());
         REQUIRE(::kill(std::stoi(last), SIGKILL) == 0);
         if (kill == 2) break;
         REQUIRE(eventually([&] {
-            auto pid = stat_text(c, 0, "pid");
+            auto pid = stat_value(c, 0, "pid");
             if (pid.empty() || pid == last) return false;
             last = pid;
             return true;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -210,6 +211,29 @@ private:
     dhtkit::cluster_config config_;
     std::vector<process> processes_;
 };
+
+// Polls `done` every 10 ms for up to `limit`; true once it held. For conditions of other processes,
+// which offer nothing to wait on.
+template <class F>
+bool eventually(F&& done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        ::usleep(10000);
+    }
+    return true;
+}
+
+// One "name=value" line of peer `peer`'s stats, the value only; empty when absent or unanswered.
+inline std::string stat_value(dhtkit::client<>& c, std::size_t peer, std::string_view name) {
+    auto r = c.call(peer, dhtkit::protocol::opcode::stats, {});
+    if (!r.ok()) return {};
+    std::string text = "\n" + r.value;
+    auto at = text.find(fmt::format("\n{}=", name));
+    if (at == std::string::npos) return {};
+    auto start = at + name.size() + 2;
+    return text.substr(start, text.find('\n', start) - start);
+}
 
 // A raw connection for speaking frames (or garbage) directly.
 inline dhtkit::net::tcp_stream raw_connect(const local_cluster& c, int id) {

@@ -5,7 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "local_cluster.hpp"
-
+#include "raw_session.hpp"
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -19,16 +19,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Polls `done` every 10 ms for up to `limit`; true once it held.
-template <class F>
-bool eventually(F&& done, std::chrono::milliseconds limit = 10s) {
-    auto until = std::chrono::steady_clock::now() + limit;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > until) return false;
-        std::this_thread::sleep_for(10ms);
-    }
-    return true;
-}
+using test::eventually;
 
 // A value a peer holds itself, asked of that peer alone (no failover).
 std::optional<std::string> held_by(client<>& c, std::size_t peer, std::string_view key) {
@@ -38,10 +29,8 @@ std::optional<std::string> held_by(client<>& c, std::size_t peer, std::string_vi
 }
 
 std::uint64_t peer_stat(client<>& c, std::size_t peer, std::string_view name) {
-    auto r = c.call(peer, opcode::stats, {});
-    auto at = r.value.find(std::string(name) + "=");
-    if (!r.ok() || at == std::string::npos) return ~std::uint64_t{0};
-    return std::stoull(r.value.substr(at + name.size() + 1));
+    auto v = test::stat_value(c, peer, name);
+    return v.empty() ? ~std::uint64_t{0} : std::stoull(v);
 }
 
 // Writes keys k0..k(n-1) round and round with increasing values, remembering per key the last
@@ -121,27 +110,16 @@ TEST_CASE("pipelined writes on one connection are each acknowledged after their 
     cluster.start_all();
     auto c = cluster.client();
     auto home = c.holders("x")[0];
-    auto s = test::raw_connect(cluster, static_cast<int>(home));
+    test::raw_session s{test::raw_connect(cluster, static_cast<int>(home))};
     std::string batch;
-    for (std::uint64_t i = 1; i <= 500; ++i)
-        append_frame(batch, {opcode::put, 0, status::ok, i, 0, 0}, fmt::format("p{}", i), "v");
-    REQUIRE(s.send_all(std::as_bytes(std::span(batch)), 5s).ok());
-    frame_reader reader({1024, 1 << 20});
-    std::uint64_t next = 1;
-    while (next <= 500) {
-        frame_view f;
-        auto r = reader.next(f);
-        if (r == frame_reader::result::frame) {
-            REQUIRE(f.h.request_id == next);  // in order
-            REQUIRE(f.h.code == status::ok);
-            ++next;
-            continue;
-        }
-        REQUIRE(r == frame_reader::result::need_more);
-        REQUIRE(s.wait_readable(5s));
-        auto in = s.receive_some(reader.prepare(65536));
-        REQUIRE((in.ok() && in.bytes > 0));
-        reader.commit(in.bytes);
+    for (std::uint64_t i = 1; i <= 500; ++i) batch += test::frame(opcode::put, i, fmt::format("p{}", i), "v");
+    s.send(batch);
+    auto got = s.read(500);
+    REQUIRE_FALSE(s.closed);
+    REQUIRE(got.size() == 500);
+    for (std::uint64_t i = 1; i <= 500; ++i) {
+        REQUIRE(got[i - 1].first.request_id == i);  // in order
+        REQUIRE(got[i - 1].first.code == status::ok);
     }
     for (std::uint64_t i = 1; i <= 500; i += 37)
         for (auto p : c.holders(fmt::format("p{}", i))) CHECK(held_by(c, p, fmt::format("p{}", i)) == "v");
@@ -263,34 +241,18 @@ TEST_CASE("malformed replication requests get an error and change nothing") {
     cluster.start_all();
     auto c = cluster.client(800ms);
     REQUIRE(c.put("kept", "yes").ok());
-    auto s = test::raw_connect(cluster, 0);
-    std::string batch;
-    append_frame(batch, {opcode::replicate, 0, status::ok, 1, 0, 0}, "kept", "garbage");
-    append_frame(batch, {opcode::sync, 0, status::ok, 2, 0, 0}, {}, "abc");
-    append_frame(batch, {opcode::sync, 0, status::ok, 3, 0, 0}, {}, encode_u32_list({99}));
+    test::raw_session s{test::raw_connect(cluster, 0)};
     std::string from;
     append(from, holder{1, "127.0.0.1", cluster.port(1), 10, 1});
-    append_frame(batch, {opcode::replicate_file, 0, status::ok, 4, 0, 0}, "../escape", from);
-    append_frame(batch, {opcode::replicate_file, 0, status::ok, 5, 0, 0}, "fine.txt", "not a holder");
-    append_frame(batch, {opcode::ping, 0, status::ok, 6, 0, 0}, {}, {});
-    REQUIRE(s.send_all(std::as_bytes(std::span(batch)), 5s).ok());
-    frame_reader reader({1024, 1 << 20});
-    std::vector<header> got;
-    while (got.size() < 6) {
-        frame_view f;
-        auto r = reader.next(f);
-        if (r == frame_reader::result::frame) {
-            got.push_back(f.h);
-            continue;
-        }
-        REQUIRE(r == frame_reader::result::need_more);
-        REQUIRE(s.wait_readable(5s));
-        auto in = s.receive_some(reader.prepare(65536));
-        REQUIRE((in.ok() && in.bytes > 0));
-        reader.commit(in.bytes);
-    }
-    for (std::size_t i = 0; i < 5; ++i) CHECK(got[i].code == status::bad_request);
-    CHECK(got[5].code == status::ok);  // the connection is still in step
+    s.send(test::frame(opcode::replicate, 1, "kept", "garbage") + test::frame(opcode::sync, 2, {}, "abc") +
+           test::frame(opcode::sync, 3, {}, encode_u32_list({99})) +
+           test::frame(opcode::replicate_file, 4, "../escape", from) +
+           test::frame(opcode::replicate_file, 5, "fine.txt", "not a holder") + test::frame(opcode::ping, 6, {}));
+    auto got = s.read(6);
+    REQUIRE_FALSE(s.closed);
+    REQUIRE(got.size() == 6);
+    for (std::size_t i = 0; i < 5; ++i) CHECK(got[i].first.code == status::bad_request);
+    CHECK(got[5].first.code == status::ok);  // the connection is still in step
     for (auto p : c.holders("kept")) CHECK(held_by(c, p, "kept") == "yes");
     CHECK_FALSE(std::filesystem::exists(cluster.dir() / "peer0" / "escape"));
 }
