@@ -220,24 +220,28 @@ private:
         auto deadline = clock::now() + options_.ack_timeout;
         std::deque<copy> again;
         for (auto& c : in_flight_) {
-            auto t = static_cast<protocol::table_id>(c.hint[0]);
-            auto key = std::string_view(c.hint).substr(1);
-            auto rec = source_(t, key);
-            if (!rec) {
+            if (!queue_current(c, deadline)) {
                 finish(c, false);
                 continue;
             }
-            std::uint64_t id;
-            {
-                std::lock_guard lock(mutex_);
-                id = ++next_id_;
-            }
-            protocol::append_frame(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0}, key, *rec);
-            c.id = id;
-            c.deadline = deadline;
             again.push_back(std::move(c));
         }
         in_flight_ = std::move(again);
+    }
+
+    // Appends a replicate frame with the current record of c's key to the unsent bytes, under a
+    // new id. False when the key has no record here any more.
+    bool queue_current(copy& c, clock::time_point deadline) {
+        auto key = std::string_view(c.hint).substr(1);
+        auto rec = source_(static_cast<protocol::table_id>(c.hint[0]), key);
+        if (!rec) return false;
+        {
+            std::lock_guard lock(mutex_);
+            c.id = ++next_id_;
+        }
+        protocol::append_frame(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, c.id, 0, 0}, key, *rec);
+        c.deadline = deadline;
+        return true;
     }
 
     // Re-sends, a batch at a time, the current records of keys this replica missed.
@@ -252,17 +256,10 @@ private:
         }
         auto deadline = clock::now() + options_.ack_timeout;
         for (auto& h : batch) {
-            auto rec = source_(static_cast<protocol::table_id>(h[0]), std::string_view(h).substr(1));
-            if (!rec) continue;
-            std::uint64_t id;
-            {
-                std::lock_guard lock(mutex_);
-                id = ++next_id_;
-            }
-            protocol::append_frame(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0},
-                                   std::string_view(h).substr(1), *rec);
+            copy c{0, {}, std::move(h), {}};
+            if (!queue_current(c, deadline)) continue;
             counters_.replayed.fetch_add(1, std::memory_order_relaxed);
-            in_flight_.push_back({id, {}, std::move(h), deadline});
+            in_flight_.push_back(std::move(c));
         }
     }
 

@@ -100,15 +100,16 @@ public:
     // entry here is accepted and ignored.
     bool apply(std::string_view key, std::string_view record) {
         auto table = protocol::record_table(record);
-        if (!table || key.empty() || !read_versioned(record.substr(1))) return false;
-        auto incoming = record.substr(1);
-        auto incoming_version = read_versioned(incoming)->version;
+        if (!table || key.empty()) return false;
+        auto entry = record.substr(1);
+        auto incoming = read_versioned(entry);
+        if (!incoming) return false;
         (*table == protocol::table_id::keys ? keys_ : files_).update(key, [&](auto now) -> std::optional<std::string> {
             if (now) {
                 auto mine = read_versioned(*now);
-                if (mine && mine->version >= incoming_version) return std::nullopt;
+                if (mine && mine->version >= incoming->version) return std::nullopt;
             }
-            return std::string(incoming);
+            return std::string(entry);
         });
         return true;
     }

@@ -9,8 +9,9 @@
 //
 // Replication (docs/replication.md): a write is applied here, then its record goes to the key's
 // other holders through the replicator; the connection is parked, its replies held back, until
-// every reachable holder has applied it. No worker ever waits on the network for that. At start,
-// before it listens, the peer catches up from the others on the ranges it holds.
+// every reachable holder has applied it. No worker ever waits on the network for that. At start
+// the peer listens, catches up from the others on the ranges it holds, and only then serves
+// client requests.
 #include <sys/resource.h>
 
 #include <array>
@@ -358,19 +359,26 @@ private:
     // Sends a write's record to the key's other holders; the connection stays parked until each
     // has applied it or been found unreachable.
     void copy_to_holders(std::string_view key, const std::string& record, connection& c) {
+        auto targets = other_holders(key);
+        if (targets.empty()) return;
         auto table = protocol::record_table(record);
-        connection_ptr conn;
-        for (auto target : client_.holders(key)) {
-            if (target == self_index_) continue;
-            if (!conn) conn = c.shared_from_this();
-            c.awaiting.fetch_add(1, std::memory_order_relaxed);
+        auto conn = c.shared_from_this();
+        // Counted before any is sent: a copy may be answered before send() returns.
+        c.awaiting.fetch_add(targets.size(), std::memory_order_relaxed);
+        for (auto target : targets)
             replicator_->send(target, *table, key, record, [conn](bool) {
                 if (conn->awaiting.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                     conn->awaiting.notify_all();
                     conn->resume(conn);
                 }
             });
-        }
+    }
+
+    // The peers besides this one that hold `key`.
+    [[nodiscard]] std::vector<std::size_t> other_holders(std::string_view key) const {
+        auto targets = client_.holders(key);
+        std::erase(targets, self_index_);
+        return targets;
     }
 
     // The same for a write made off the network (a registration of this peer's own): waits.
@@ -381,8 +389,7 @@ private:
             std::size_t left = 0;  // guarded by mutex
         };
         auto w = std::make_shared<waiter>();
-        auto targets = client_.holders(key);
-        std::erase(targets, self_index_);
+        auto targets = other_holders(key);
         w->left = targets.size();
         for (auto target : targets)
             replicator_->send(target, *protocol::record_table(record), key, record, [w](bool) {
