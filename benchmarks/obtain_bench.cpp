@@ -99,7 +99,7 @@ int main(int argc, char** argv) try {
                                 dir / "cluster.toml");
     peer<> p(cluster, 0);
     p.start();
-    client<> c(cluster);
+    client c(cluster);
     for (int i = 0; i < 200 && !c.search("big.bin").first.ok(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 
     std::vector<double> plain, ours;

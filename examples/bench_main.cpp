@@ -3,7 +3,7 @@
 // request id and timed. Prints ops/s and latency percentiles, or JSON with --json.
 
 #include <dhtkit/app/config.hpp>
-#include <dhtkit/cluster/placement.hpp>
+#include <dhtkit/peer/client.hpp>
 #include <dhtkit/net/socket.hpp>
 #include <dhtkit/protocol/codec.hpp>
 
@@ -57,12 +57,15 @@ struct worker_result {
 
 class load {
 public:
-    load(const cluster_config& c, const options& o) : cluster_(c), opt_(o), value_(o.value_size, 'v') {
-        modulo_placement place;
+    load(const cluster_settings& c, const options& o) : cluster_(c), opt_(o), value_(o.value_size, 'v') {
+        // Each connection asks only the home of its keys, as a slot-aware client would.
+        const auto map = static_cluster_map(c, static_backup(c.backups));
         keys_by_peer_.resize(c.peers.size());
         for (std::size_t i = 0; i < o.keys; ++i) {
             auto key = fmt::format("key{:013}", i);
-            keys_by_peer_[place.home(key, c.peers.size())].push_back(std::move(key));
+            auto home = map.holders_of_key(key).front();
+            for (std::size_t p = 0; p < c.peers.size(); ++p)
+                if (c.peers[p].id == home) keys_by_peer_[p].push_back(std::move(key));
         }
     }
 
@@ -181,7 +184,7 @@ private:
         }
     }
 
-    const cluster_config& cluster_;
+    const cluster_settings& cluster_;
     options opt_;
     std::string value_;
     std::vector<std::vector<std::string>> keys_by_peer_;
@@ -204,7 +207,7 @@ int main(int argc, char** argv) try {
     auto config = f.take("--config");
     if (!config) throw std::invalid_argument("--config is required (see --help)");
     options o;
-    auto peer = f.take_number<unsigned>("--peer");
+    auto peer = f.take_number<std::uint64_t>("--peer");
     o.connections = f.take_number<std::size_t>("--connections").value_or(o.connections);
     o.pipeline = std::max<std::size_t>(1, f.take_number<std::size_t>("--pipeline").value_or(o.pipeline));
     o.seconds = f.take_number<double>("--seconds").value_or(o.seconds);
@@ -222,9 +225,9 @@ int main(int argc, char** argv) try {
     o.threads = std::min(o.threads, std::max<std::size_t>(1, o.connections));
 
     auto cluster = load_config(*config);
-    if (peer) o.targets.push_back(cluster.index_of(*peer));
-    else
-        for (std::size_t i = 0; i < cluster.peers.size(); ++i) o.targets.push_back(i);
+    for (std::size_t i = 0; i < cluster.peers.size(); ++i)
+        if (!peer || cluster.peers[i].id == *peer) o.targets.push_back(i);
+    if (o.targets.empty()) (void)cluster.peer(*peer);  // throws: no such peer
 
     load l(cluster, o);
     l.preload();

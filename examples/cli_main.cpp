@@ -36,16 +36,16 @@ int main(int argc, char** argv) try {
         return 0;
     }
     auto config = f.take("--config");
-    auto peer = f.take_number<unsigned>("--peer");
+    auto peer = f.take_number<std::uint64_t>("--peer");
     auto timeout = f.take_number<long>("--timeout");
     auto words = f.rest(true);
     if (!config) throw std::invalid_argument("--config is required (see --help)");
 
     auto cluster = dhtkit::load_config(*config);
-    if (peer) (void)cluster.index_of(*peer);
+    if (peer) (void)cluster.peer(*peer);
     dhtkit::client_options options;
     if (timeout) options.request_timeout = std::chrono::milliseconds(*timeout);
-    dhtkit::client<> client(cluster, options);
+    dhtkit::client client(cluster, options);
     dhtkit::command_context ctx{client, peer, {}, {}, ".", ::isatty(1) != 0};
 
     if (!words.empty()) {

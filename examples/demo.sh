@@ -36,14 +36,14 @@ for id in 0 1 2; do
 done
 show peers
 
-step "keys live on their home peer: the stable hash of the key modulo 3"
-for key in apple banana cherry; do
+step "keys live on the home of their slot: CRC16 of the key mod 16384, as Redis Cluster computes it"
+for key in apple fig kiwi; do
   show put "$key" "a value for $key"
   printf '  home of %s: ' "$key"; cli where "$key"
 done
-show get banana
-show del banana
-set +e; show get banana; echo "  (exit status $?: not found)"; set -e
+show get fig
+show del fig
+set +e; show get fig; echo "  (exit status $?: not found)"; set -e
 
 step "files: register, search, obtain (checked against the holder's checksum)"
 show --peer 1 register big.bin
@@ -52,10 +52,10 @@ show obtain big.bin "$work/downloaded.bin"
 sha256sum "$work/downloaded.bin" | cut -c1-64
 cmp "$work/run/peer1/shared/big.bin" "$work/downloaded.bin" && echo "identical to the original"
 
-step "replication: every key and file is also kept by the 2 peers after its home"
+step "replication: every slot's keys and files are also kept by the 2 peers after its home"
 for _ in $(seq 100); do [ "$(cli search big.bin | wc -l)" -ge 3 ] && break; sleep 0.1; done
 show search big.bin
-home=$(cli where apple | cut -d' ' -f2)
+home=$(cli where apple | cut -d" " -f4)
 show where apple
 worker=$(cli stats "$home" | sed -n 's/^pid=//p')
 echo "each peer is two processes: supervisor ${pids[$home]} and worker $worker; kill -9 of the worker of peer $home, apple's home"

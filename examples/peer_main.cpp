@@ -48,8 +48,8 @@ constexpr const char* usage =
 constexpr int cannot_start = 3;
 
 struct run_context {
-    const dhtkit::cluster_config& cluster;
-    unsigned id;
+    const dhtkit::cluster_settings& cluster;
+    std::uint64_t id;
     bool serve_only;
     int signal_fd;
     dhtkit::readiness& ready;
@@ -61,8 +61,7 @@ struct run_context {
 template <template <class, class> class Dispatch>
 int run(const run_context& ctx_in) {
     using peer_type = dhtkit::peer<dhtkit::net::epoll_reactor, dhtkit::thread_pool,
-                                   dhtkit::locked_table<std::string, std::string>, dhtkit::modulo_placement,
-                                   dhtkit::static_backup, Dispatch>;
+                                   dhtkit::locked_table<std::string, std::string>, dhtkit::static_backup, Dispatch>;
     std::optional<peer_type> peer;
     try {
         peer.emplace(ctx_in.cluster, ctx_in.id);
@@ -96,7 +95,7 @@ int run(const run_context& ctx_in) {
     return 0;
 }
 
-std::shared_ptr<spdlog::logger> make_logger(unsigned id, const std::optional<std::filesystem::path>& file) {
+std::shared_ptr<spdlog::logger> make_logger(std::uint64_t id, const std::optional<std::filesystem::path>& file) {
     std::shared_ptr<spdlog::logger> log;
     if (file) {
         log = spdlog::rotating_logger_mt(fmt::format("peer{}", id), file->string(), 5u << 20, 3);
@@ -121,7 +120,7 @@ int main(int argc, char** argv) try {
         return 0;
     }
     auto config = f.take("--config");
-    auto id = f.take_number<unsigned>("--id");
+    auto id = f.take_number<std::uint64_t>("--id");
     bool serve_only = f.take_switch("--no-client");
     bool alone = f.take_switch("--no-supervisor");
     bool daemon = f.take_switch("--daemon");
@@ -159,7 +158,7 @@ int main(int argc, char** argv) try {
 
     run_context ctx{cluster, *id, serve_only, signals.get(), ready, log, ::getpid()};
     auto worker = [&] {
-        return cluster.dispatch == "pool" ? run<dhtkit::pool_dispatch>(ctx) : run<dhtkit::loop_dispatch>(ctx);
+        return cluster.dispatch == dhtkit::dispatch_model::pool ? run<dhtkit::pool_dispatch>(ctx) : run<dhtkit::loop_dispatch>(ctx);
     };
     if (alone) return worker();
 

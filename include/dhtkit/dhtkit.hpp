@@ -1,7 +1,14 @@
 #pragma once
-// The public surface of dhtkit's core. app/config.hpp is left out: it needs toml++
-// (link dhtkit::app and include it directly).
+// The public surface of dhtkit's core (the dhtkit::dhtkit target: headers, fmt, xxhash.h): net,
+// concurrency, store, protocol, cluster and peer. app/ is left out: the application layer
+// (config files need toml++, link dhtkit::app; the supervisor, daemon and console are for programs).
 
+#include "dhtkit/cluster/catch_up.hpp"
+#include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/replica_link.hpp"
+#include "dhtkit/cluster/replication.hpp"
+#include "dhtkit/cluster/replicator.hpp"
+#include "dhtkit/cluster/slots.hpp"
 #include "dhtkit/concurrency/locks.hpp"
 #include "dhtkit/concurrency/task.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
@@ -9,6 +16,21 @@
 #include "dhtkit/net/reactor.hpp"
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/peer/client.hpp"
+#include "dhtkit/peer/dispatch.hpp"
+#include "dhtkit/peer/file_copier.hpp"
+#include "dhtkit/peer/file_download.hpp"
+#include "dhtkit/peer/index_service.hpp"
+#include "dhtkit/peer/peer.hpp"
+#include "dhtkit/peer/settings.hpp"
+#include "dhtkit/peer/shared_folder.hpp"
+#include "dhtkit/peer/stats.hpp"
+#include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/protocol/frame.hpp"
+#include "dhtkit/protocol/messages.hpp"
+#include "dhtkit/protocol/rpc.hpp"
+#include "dhtkit/store/checksum.hpp"
 #include "dhtkit/store/locked_table.hpp"
 #include "dhtkit/store/stable_hash.hpp"
 #include "dhtkit/store/table_entry.hpp"
+#include "dhtkit/store/versioned.hpp"

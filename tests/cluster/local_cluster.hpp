@@ -157,16 +157,16 @@ public:
         return false;
     }
 
-    [[nodiscard]] const dhtkit::cluster_config& config() const noexcept { return config_; }
+    [[nodiscard]] const dhtkit::cluster_settings& config() const noexcept { return config_; }
     [[nodiscard]] const std::filesystem::path& config_file() const noexcept { return config_file_; }
     [[nodiscard]] std::filesystem::path shared(int id) const { return dir_ / fmt::format("peer{}/shared", id); }
     [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_; }
     [[nodiscard]] std::uint16_t port(int id) const { return config_.peers.at(static_cast<std::size_t>(id)).port; }
 
-    dhtkit::client<> client(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) const {
+    dhtkit::client client(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) const {
         dhtkit::client_options o;
         o.request_timeout = timeout;
-        return dhtkit::client<>(config_, o);
+        return dhtkit::client(config_, o);
     }
 
 private:
@@ -208,7 +208,7 @@ private:
     cluster_options options_;
     std::filesystem::path dir_;
     std::filesystem::path config_file_;
-    dhtkit::cluster_config config_;
+    dhtkit::cluster_settings config_;
     std::vector<process> processes_;
 };
 
@@ -225,7 +225,7 @@ bool eventually(F&& done, std::chrono::milliseconds limit = std::chrono::seconds
 }
 
 // One "name=value" line of peer `peer`'s stats, the value only; empty when absent or unanswered.
-inline std::string stat_value(dhtkit::client<>& c, std::size_t peer, std::string_view name) {
+inline std::string stat_value(dhtkit::client& c, std::size_t peer, std::string_view name) {
     auto r = c.call(peer, dhtkit::protocol::opcode::stats, {});
     if (!r.ok()) return {};
     std::string text = "\n" + r.value;

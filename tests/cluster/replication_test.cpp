@@ -22,13 +22,13 @@ namespace {
 using test::eventually;
 
 // A value a peer holds itself, asked of that peer alone (no failover).
-std::optional<std::string> held_by(client<>& c, std::size_t peer, std::string_view key) {
+std::optional<std::string> held_by(client& c, std::size_t peer, std::string_view key) {
     auto r = c.call(peer, opcode::get, key);
     if (!r.ok()) return std::nullopt;
     return r.value;
 }
 
-std::uint64_t peer_stat(client<>& c, std::size_t peer, std::string_view name) {
+std::uint64_t peer_stat(client& c, std::size_t peer, std::string_view name) {
     auto v = test::stat_value(c, peer, name);
     return v.empty() ? ~std::uint64_t{0} : std::stoull(v);
 }
@@ -51,7 +51,7 @@ public:
     [[nodiscard]] std::uint64_t failed() const { return failed_.load(); }
 
     // Every key reads as its last acknowledged value or a later tried one.
-    void check(client<>& reader) const {
+    void check(client& reader) const {
         for (int k = 0; k < keys_; ++k) {
             auto key = fmt::format("k{}", k);
             auto [acked, tried] = state_.at(static_cast<std::size_t>(k));
@@ -81,7 +81,7 @@ private:
             }
     }
 
-    client<> client_;
+    client client_;
     int keys_;
     std::vector<std::pair<std::uint64_t, std::uint64_t>> state_;  // the writer thread's until stop()
     std::atomic<bool> stopping_{false};
@@ -245,7 +245,7 @@ TEST_CASE("malformed replication requests get an error and change nothing") {
     std::string from;
     append(from, holder{1, "127.0.0.1", cluster.port(1), 10, 1});
     s.send(test::frame(opcode::replicate, 1, "kept", "garbage") + test::frame(opcode::sync, 2, {}, "abc") +
-           test::frame(opcode::sync, 3, {}, encode_u32_list({99})) +
+           test::frame(opcode::sync, 3, {}, encode_u64(99)) +
            test::frame(opcode::replicate_file, 4, "../escape", from) +
            test::frame(opcode::replicate_file, 5, "fine.txt", "not a holder") + test::frame(opcode::ping, 6, {}));
     auto got = s.read(6);

@@ -34,7 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (f.key.size() > lim.max_key_bytes || f.value.size() > lim.max_value_bytes) std::abort();
             (void)decode_holders(f.value);
             (void)decode_file_meta(f.value);
-            (void)decode_u32(f.value);
+            (void)decode_u64(f.value);
+            (void)decode_sync_request(f.value);
             if (dhtkit::index_service<table>::handles(f.h.op)) service.handle(f, out);
             else if (f.h.op == dhtkit::protocol::opcode::replicate) service.apply(f.key, f.value);
             out.clear();

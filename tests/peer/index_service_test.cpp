@@ -57,9 +57,9 @@ TEST_CASE("the registry keeps one record per holder, and search lists them") {
     REQUIRE(found->size() == 2);
     CHECK((*found)[0].peer_id == 2);
     CHECK((*found)[1].size == 12);
-    CHECK(h.ask(opcode::unregister_file, "f", encode_u32(2)).h.code == status::ok);
-    CHECK(h.ask(opcode::unregister_file, "f", encode_u32(2)).h.code == status::not_found);
-    CHECK(h.ask(opcode::unregister_file, "f", encode_u32(1)).h.code == status::ok);
+    CHECK(h.ask(opcode::unregister_file, "f", encode_u64(2)).h.code == status::ok);
+    CHECK(h.ask(opcode::unregister_file, "f", encode_u64(2)).h.code == status::not_found);
+    CHECK(h.ask(opcode::unregister_file, "f", encode_u64(1)).h.code == status::ok);
     CHECK(h.ask(opcode::search, "f").h.code == status::not_found);
 }
 
@@ -127,7 +127,7 @@ TEST_CASE("a delete leaves a tombstone that an older copy cannot undo") {
 TEST_CASE("a write made over a newer copy from a peer with a fast clock still wins") {
     harness fast, slow;
     std::string far_future(1, static_cast<char>(table_id::keys));
-    append_versioned(far_future, (std::uint64_t{1} << 62), false, "from the future");
+    append_versioned(far_future, dhtkit::version{std::uint64_t{1} << 62, 9, 0}, false, "from the future");
     CHECK(slow.service.apply("k", far_future));
     CHECK(slow.ask(opcode::put, "k", "now").h.code == status::ok);
     CHECK(fast.service.apply("k", far_future));
@@ -160,8 +160,8 @@ TEST_CASE("records are listed for catch-up and can be read back one key at a tim
 TEST_CASE("malformed records are refused") {
     harness h;
     CHECK_FALSE(h.service.apply("k", ""));
-    CHECK_FALSE(h.service.apply("k", std::string("\x07", 1) + std::string(9, '\0')));
+    CHECK_FALSE(h.service.apply("k", std::string("\x07", 1) + std::string(versioned_header_size, '\0')));
     CHECK_FALSE(h.service.apply("k", std::string(5, '\0')));
-    CHECK_FALSE(h.service.apply("", std::string(10, '\0')));
+    CHECK_FALSE(h.service.apply("", std::string(versioned_header_size + 1, '\0')));
     CHECK(h.keys.size() == 0);
 }

@@ -93,14 +93,38 @@ TEST_CASE("holder lists and file metadata round-trip, and malformed ones are ref
     auto bytes = encode_holders(hs);
     CHECK(decode_holders(bytes) == hs);
     CHECK(decode_holders("") == std::vector<holder>{});
-    const std::size_t first = 4 + 2 + 2 + 9 + 8 + 8;  // the first record alone is a valid list
+    const std::size_t first = 8 + 2 + 2 + 9 + 8 + 8;  // the first record alone is a valid list
     for (std::size_t cut = 1; cut < bytes.size(); ++cut)
         CHECK(decode_holders(bytes.substr(0, cut)).has_value() == (cut == first));
     auto meta = encode(file_meta{42, 7});
     CHECK(decode_file_meta(meta)->size == 42);
     CHECK_FALSE(decode_file_meta(meta + "x"));
-    CHECK(decode_u32(encode_u32(77)) == 77u);
-    CHECK_FALSE(decode_u32("abc"));
+    CHECK(decode_u64(encode_u64(77)) == 77u);
+    CHECK_FALSE(decode_u64("abc"));
+}
+
+TEST_CASE("a sync request names the asker and slot ranges, and malformed ones are refused") {
+    sync_request ask{42, {{0, 5460}, {10923, 16383}}};
+    auto bytes = encode(ask);
+    auto back = decode_sync_request(bytes);
+    REQUIRE(back);
+    CHECK(back->asker == 42);
+    CHECK(back->ranges == ask.ranges);
+    CHECK_FALSE(decode_sync_request(bytes.substr(0, 7)));   // no asker
+    CHECK_FALSE(decode_sync_request(bytes.substr(0, 10)));  // half a range
+    CHECK_FALSE(decode_sync_request(encode(sync_request{1, {{9, 3}}})));  // first after last
+}
+
+TEST_CASE("a frame of another protocol version is refused with a reason that names ours") {
+    std::string bytes;
+    append_frame(bytes, {opcode::get, 0, status::ok, 1, 0, 0}, "k", {});
+    bytes[2] = 1;  // version 1, the protocol before slots
+    frame_reader r({64, 1024});
+    r.feed(bytes);
+    frame_view f;
+    REQUIRE(r.next(f) == frame_reader::result::error);
+    CHECK(r.last_error() == header_error::bad_version);
+    CHECK_THAT(std::string(to_string(r.last_error())), Catch::Contains("version 2"));
 }
 
 TEST_CASE("a reader gives its memory back once everything buffered was consumed") {

@@ -30,7 +30,7 @@ inline constexpr std::string_view command_help =
     "  put KEY VALUE        store VALUE (the rest of the line) under KEY on KEY's home peer\n"
     "  get KEY              print KEY's value\n"
     "  del KEY              delete KEY\n"
-    "  where KEY            which peer is KEY's home\n"
+    "  where KEY            KEY's slot, and the peers that hold it (home first)\n"
     "  register NAME        register file NAME from the peer's shared folder\n"
     "  unregister NAME      withdraw the peer's copy of NAME from the registry\n"
     "  search NAME          list the peers that hold NAME\n"
@@ -43,10 +43,10 @@ inline constexpr std::string_view command_help =
 
 // Who carries out register/unregister and answers ping/stats by default.
 struct command_context {
-    client<>& cluster;
+    client& cluster;
     // The peer whose shared folder `register` means; std::nullopt when there is none (dhtkit-cli
     // without --peer).
-    std::optional<unsigned> acting_peer;
+    std::optional<node_id> acting_peer;
     // Runs register/unregister in this process (the peer's prompt); when empty, the acting peer
     // is asked over the network.
     std::function<reply(std::string_view)> announce_here;
@@ -108,18 +108,14 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
         fmt::print(err, "error: usage: {}\n", usage);
         return command_status::error;
     };
-    auto peer_arg = [&](std::string_view text) -> std::optional<std::size_t> {
-        unsigned id = 0;
+    auto peer_arg = [&](std::string_view text) -> std::optional<node_id> {
+        node_id id = 0;
         auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
-        if (ec != std::errc{} || p != text.data() + text.size()) return std::nullopt;
-        try {
-            return ctx.cluster.cluster().index_of(id);
-        } catch (const config_error&) {
-            return std::nullopt;
-        }
+        if (ec != std::errc{} || p != text.data() + text.size() || !ctx.cluster.map().find(id)) return std::nullopt;
+        return id;
     };
     auto each_peer = [&](std::string_view which, auto&& f) {
-        std::vector<std::size_t> targets;
+        std::vector<node_id> targets;
         if (!which.empty()) {
             auto i = peer_arg(which);
             if (!i) {
@@ -128,9 +124,9 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
             }
             targets.push_back(*i);
         } else if (ctx.acting_peer) {
-            targets.push_back(ctx.cluster.cluster().index_of(*ctx.acting_peer));
+            targets.push_back(*ctx.acting_peer);
         } else {
-            for (std::size_t i = 0; i < ctx.cluster.peer_count(); ++i) targets.push_back(i);
+            for (const auto& n : ctx.cluster.map().nodes()) targets.push_back(n.id);
         }
         auto status = command_status::done;
         for (auto i : targets)
@@ -157,11 +153,12 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
     }
     if (cmd == "where") {
         if (arg.empty() || !rest.empty()) return need("where KEY");
-        // The home first, then the backups in the order a client falls over to them.
+        // The slot, then its home and the backups in the order a client falls over to them.
         auto holders = ctx.cluster.holders(arg);
-        fmt::print(out, "peer {}", ctx.cluster.cluster().peers[holders[0]].id);
-        for (std::size_t i = 1; i < holders.size(); ++i)
-            fmt::print(out, "{}peer {}", i == 1 ? " (backups: " : ", ", ctx.cluster.cluster().peers[holders[i]].id);
+        fmt::print(out, "slot {}: ", key_slot(arg));
+        if (holders.empty()) fmt::print(out, "no holder in the map (epoch {})", ctx.cluster.map().epoch());
+        for (std::size_t i = 0; i < holders.size(); ++i)
+            fmt::print(out, "{}peer {}", i == 0 ? "" : i == 1 ? " (backups: " : ", ", holders[i]);
         fmt::print(out, "{}\n", holders.size() > 1 ? ")" : "");
         return command_status::done;
     }
@@ -172,8 +169,7 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
         if (reg && ctx.announce_here) r = ctx.announce_here(arg);
         else if (!reg && ctx.withdraw_here) r = ctx.withdraw_here(arg);
         else if (ctx.acting_peer)
-            r = ctx.cluster.call(ctx.cluster.cluster().index_of(*ctx.acting_peer),
-                                 reg ? protocol::opcode::announce : protocol::opcode::withdraw, arg);
+            r = ctx.cluster.call(*ctx.acting_peer, reg ? protocol::opcode::announce : protocol::opcode::withdraw, arg);
         else {
             fmt::print(err, "error: {} needs --peer N: the peer whose shared folder holds the file\n", cmd);
             return command_status::error;
@@ -202,21 +198,19 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
         return detail::report({result.code, {}, result.error}, err, fmt::format("file '{}'", arg));
     }
     if (cmd == "peers") {
-        for (std::size_t i = 0; i < ctx.cluster.peer_count(); ++i) {
-            const auto& p = ctx.cluster.cluster().peers[i];
-            auto r = ctx.cluster.call(i, protocol::opcode::ping, {});
-            fmt::print(out, "peer {} {}:{} {}\n", p.id, p.host, p.port, r.ok() ? "up" : "down");
+        for (const auto& n : ctx.cluster.map().nodes()) {
+            auto r = ctx.cluster.call(n.id, protocol::opcode::ping, {});
+            fmt::print(out, "peer {} {}:{} {}\n", n.id, n.host, n.port, r.ok() ? "up" : "down");
         }
         return command_status::done;
     }
     if (cmd == "ping" || cmd == "stats") {
         if (!rest.empty()) return need(fmt::format("{} [ID]", cmd));
-        return each_peer(arg, [&](std::size_t i) {
-            const auto& p = ctx.cluster.cluster().peers[i];
-            auto r = ctx.cluster.call(i, cmd == "ping" ? protocol::opcode::ping : protocol::opcode::stats, {});
-            if (!r.ok()) return detail::report(r, err, fmt::format("peer {}", p.id));
-            if (cmd == "ping") fmt::print(out, "peer {} is up\n", p.id);
-            else fmt::print(out, "peer {}:\n{}", p.id, r.value);
+        return each_peer(arg, [&](node_id id) {
+            auto r = ctx.cluster.call(id, cmd == "ping" ? protocol::opcode::ping : protocol::opcode::stats, {});
+            if (!r.ok()) return detail::report(r, err, fmt::format("peer {}", id));
+            if (cmd == "ping") fmt::print(out, "peer {} is up\n", id);
+            else fmt::print(out, "peer {}:\n{}", id, r.value);
             return command_status::done;
         });
     }

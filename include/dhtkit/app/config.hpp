@@ -1,5 +1,5 @@
 #pragma once
-// Peer and cluster settings from a TOML file. Errors name the file, the key and what was
+// Peer and cluster settings (peer/settings.hpp) from a TOML file. Errors name the file, the key and what was
 // expected. Relative paths in the file are taken relative to the file's folder, so a cluster file
 // means the same thing from whatever directory a peer is started.
 //
@@ -25,45 +25,12 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "dhtkit/peer/settings.hpp"
+
 namespace dhtkit {
 
-struct config_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-struct peer_config {
-    unsigned id = 0;
-    std::string host;
-    std::uint16_t port = 0;
-    std::filesystem::path shared_dir;
-    std::filesystem::path data_dir;
-};
-
-struct limits_config {
-    std::size_t max_key_bytes = 1024;
-    std::size_t max_value_bytes = 1 << 20;
-    std::size_t max_in_flight = 128;  // requests queued per connection
-};
-
-struct cluster_config {
-    std::filesystem::path source;  // the file it was read from, for messages
-    std::size_t pool_threads = 4;
-    std::string dispatch = "loop";  // "pool": the seed's hand-off per request; "loop": a loop per worker
-    limits_config limits;
-    unsigned backups = 2;
-    unsigned max_restarts = 5;   // worker restarts allowed within restart_window_s before the supervisor gives up
-    unsigned restart_window_s = 60;
-    std::vector<peer_config> peers;  // in ring order
-
-    [[nodiscard]] const peer_config& peer(unsigned id) const { return peers[index_of(id)]; }
-
-    // The position of peer `id` in the ring.
-    [[nodiscard]] std::size_t index_of(unsigned id) const {
-        for (std::size_t i = 0; i < peers.size(); ++i)
-            if (peers[i].id == id) return i;
-        throw config_error(fmt::format("{}: no peer with id {} (the file has {} peers)",
-                                       source.string(), id, peers.size()));
-    }
+struct config_error : settings_error {
+    using settings_error::settings_error;
 };
 
 namespace detail {
@@ -114,7 +81,7 @@ private:
 
 // Parses `text` as if read from `source` (which names the file in errors and anchors relative
 // paths).
-inline cluster_config parse_config(std::string_view text, const std::filesystem::path& source) {
+inline cluster_settings parse_config(std::string_view text, const std::filesystem::path& source) {
     toml::table root;
     try {
         root = toml::parse(text, source.string());
@@ -124,15 +91,16 @@ inline cluster_config parse_config(std::string_view text, const std::filesystem:
                                        e.description()));
     }
     detail::config_reader in(root, std::filesystem::absolute(source));
-    cluster_config c;
+    cluster_settings c;
     c.source = source;
     toml::node_view<const toml::node> view{root};
     constexpr auto size_max = std::numeric_limits<std::size_t>::max() / 2;
 
     c.pool_threads = in.integer<std::size_t>(view["pool"]["threads"], "pool.threads", 1, 1024, 4);
     if (auto d = view["pool"]["dispatch"]) {
-        c.dispatch = in.text(d, "pool.dispatch");
-        if (c.dispatch != "pool" && c.dispatch != "loop") in.fail("pool.dispatch", "\"pool\" or \"loop\"");
+        auto model = in.text(d, "pool.dispatch");
+        if (model != "pool" && model != "loop") in.fail("pool.dispatch", "\"pool\" or \"loop\"");
+        c.dispatch = model == "pool" ? dispatch_model::pool : dispatch_model::loop;
     }
     c.limits.max_key_bytes = in.integer<std::size_t>(view["limits"]["max_key_bytes"],
                                                      "limits.max_key_bytes", 1, 65535, 1024);
@@ -146,13 +114,13 @@ inline cluster_config parse_config(std::string_view text, const std::filesystem:
 
     const toml::array* peers = root["peers"].as_array();
     if (!peers || peers->empty()) in.fail("peers", "an array of tables [[peers]] with at least one peer");
-    std::set<unsigned> ids;
+    std::set<std::uint64_t> ids;
     for (std::size_t i = 0; i < peers->size(); ++i) {
         const std::string at = fmt::format("peers[{}]", i);
         if (!(*peers)[i].is_table()) in.fail(at, "a table with id, host, port, shared and data");
         toml::node_view<const toml::node> p{(*peers)[i]};
-        peer_config pc;
-        pc.id = in.integer<unsigned>(p["id"], at + ".id", 0, 1u << 20, std::nullopt);
+        peer_settings pc;
+        pc.id = in.integer<std::uint64_t>(p["id"], at + ".id", 0, std::uint64_t{1} << 62, std::nullopt);
         if (!ids.insert(pc.id).second) in.fail(at + ".id", fmt::format("a unique id ({} is used twice)", pc.id));
         pc.host = in.text(p["host"], at + ".host");
         pc.port = in.integer<std::uint16_t>(p["port"], at + ".port", 1, 65535, std::nullopt);
@@ -166,7 +134,7 @@ inline cluster_config parse_config(std::string_view text, const std::filesystem:
     return c;
 }
 
-inline cluster_config load_config(const std::filesystem::path& file) {
+inline cluster_settings load_config(const std::filesystem::path& file) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(file, ec))
         throw config_error(fmt::format("{}: cannot read the config: not a regular file", file.string()));

@@ -1,11 +1,11 @@
 #pragma once
-// Catch-up: a peer that (re)starts asks the others for every record of the key ranges it holds
-// copies of, and applies them (newer versions win) before it serves. A peer that was down misses
-// the writes made meanwhile; this is how it gets them back instead of serving stale values.
+// Catch-up: a node that (re)starts asks the other holders of its slots for every record of those
+// slots, and applies them (newer versions win) before it serves. A node that was down misses the
+// writes made meanwhile; this is how it gets them back instead of serving stale values.
 //
-// The request is one `sync` frame listing the homes (ring positions) wanted; the answer is a
-// stream of frames, one record each, flagged `more`, ended by a frame without the flag. The asker
-// is listening already, so that copies of writes made after the snapshot reach it directly.
+// The request is one `sync` frame: the asker's node id, then the slot ranges wanted. The answer
+// is a stream of frames, one record each, flagged `more`, ended by a frame without the flag. The
+// asker is listening already, so that copies of writes made after the snapshot reach it directly.
 
 #include <chrono>
 #include <cstdint>
@@ -15,10 +15,9 @@
 
 #include <fmt/format.h>
 
-#include "dhtkit/app/config.hpp"
-#include "dhtkit/net/socket.hpp"
-#include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/protocol/messages.hpp"
+#include "dhtkit/protocol/rpc.hpp"
 
 namespace dhtkit {
 
@@ -28,68 +27,50 @@ struct catch_up_result {
     std::vector<std::string> unreachable;  // "peer N: why"
 };
 
-// The limits of a frame carrying a record: a value plus its version header, or a holder list.
-[[nodiscard]] inline protocol::limits record_limits(const limits_config& lim) noexcept {
-    return {lim.max_key_bytes, std::max<std::size_t>(lim.max_value_bytes, 4096) + 64};
-}
-
-// Asks each peer in `from` for the records of `homes`, calling apply(key, record) for each.
-// `homes` starts with the asker's own ring position.
+// Asks each node of `from` for the records of `ranges`, calling apply(key, record) for each.
 template <class Apply>
-catch_up_result catch_up(const cluster_config& cluster, const std::vector<std::size_t>& from,
-                         const std::vector<std::uint32_t>& homes, Apply&& apply,
-                         std::chrono::milliseconds connect_timeout, std::chrono::milliseconds io_timeout) {
+catch_up_result catch_up(node_id asker, const std::vector<node>& from, const std::vector<slot_range>& ranges,
+                         protocol::limits lim, Apply&& apply, std::chrono::milliseconds connect_timeout,
+                         std::chrono::milliseconds io_timeout) {
     catch_up_result result;
-    std::string request;
-    protocol::append_frame(request, {protocol::opcode::sync, 0, protocol::status::ok, 1, 0, 0}, {},
-                           protocol::encode_u32_list(homes));
-    for (auto index : from) {
-        const auto& p = cluster.peers.at(index);
-        auto fail = [&](std::string_view why) { result.unreachable.push_back(fmt::format("peer {}: {}", p.id, why)); };
-        net::tcp_stream s;
+    protocol::sync_request ask{asker, {}};
+    for (auto r : ranges) ask.ranges.emplace_back(r.first, r.last);
+    const std::string request = protocol::encode(ask);
+    for (const auto& n : from) {
+        auto fail = [&](std::string_view why) { result.unreachable.push_back(fmt::format("peer {}: {}", n.id, why)); };
+        protocol::rpc_stream rpc;
         try {
-            s = net::tcp_stream::connect(net::endpoint::resolve(p.host, p.port), connect_timeout);
+            rpc = protocol::rpc_stream::connect(n.host, n.port, lim, connect_timeout);
         } catch (const std::exception& e) {
             fail(e.what());
             continue;
         }
-        if (!s.send_all(std::as_bytes(std::span(request)), io_timeout)) {
+        if (rpc.send({protocol::opcode::sync, 0, protocol::status::ok, 1, 0, 0}, {}, request, io_timeout) !=
+            protocol::rpc_status::ok) {
             fail("sending the request failed");
             continue;
         }
-        protocol::frame_reader reader(record_limits(cluster.limits));
-        bool done = false, broken = false;
+        bool done = false;
         std::size_t got = 0;
-        while (!done && !broken) {
+        for (;;) {
             protocol::frame_view f;
-            auto r = reader.next(f);
-            if (r == protocol::frame_reader::result::frame) {
-                if (f.h.code != protocol::status::ok) {
-                    broken = true;
-                    fail(fmt::format("refused: {} {}", to_string(f.h.code), f.value));
-                } else if (f.h.flags & protocol::flag_more) {
-                    apply(f.key, f.value);
-                    ++got;
-                } else {
-                    done = true;
-                }
-                continue;
+            auto r = rpc.receive(f, io_timeout);
+            if (r != protocol::rpc_status::ok) {
+                fail(fmt::format("{} before the last record", to_string(r)));
+                break;
             }
-            if (r == protocol::frame_reader::result::error) {
-                broken = true;
-                fail(fmt::format("bad frame: {}", to_string(reader.last_error())));
-                continue;
+            if (f.h.code != protocol::status::ok) {
+                fail(fmt::format("refused: {} {}", to_string(f.h.code), f.value));
+                break;
             }
-            auto in = s.receive_some(reader.prepare(64 * 1024));
-            if (in && in.bytes == 0 && !s.wait_readable(io_timeout)) in.status = net::io_status::timed_out;
-            if (!in) {
-                broken = true;
-                fail("the connection ended before the last record");
-                continue;
+            if (!(f.h.flags & protocol::flag_more)) {
+                done = true;
+                break;
             }
-            reader.commit(in.bytes);
+            apply(f.key, f.value);
+            ++got;
         }
-        // Records applied from a peer that broke off are still good: each is a whole versioned entry.
+        // Records applied from a node that broke off are still good: each is a whole versioned entry.
         result.records += got;
         if (done) ++result.peers_answered;
     }

@@ -1,6 +1,6 @@
 #pragma once
-// One replica link: the connection and thread that carry copies of writes from this peer to one
-// other peer (cluster/replicator.hpp keeps one per peer).
+// One replica link: the connection and thread that carry copies of writes from this node to one
+// other node (cluster/replicator.hpp keeps one per node of the map that it copies to).
 //
 // Writers never block: send() appends a replicate frame to the link's outbox and returns; the
 // link's thread sends all that piled up since its last send in one write and matches the
@@ -28,11 +28,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "dhtkit/app/config.hpp"
-#include "dhtkit/net/socket.hpp"
+#include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/net/unique_fd.hpp"
-#include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
+#include "dhtkit/protocol/rpc.hpp"
 
 namespace dhtkit {
 
@@ -55,7 +54,7 @@ struct replication_counters {
 
 class replica_link {
 public:
-    replica_link(peer_config to, limits_config lim, record_source source, replicator_options opt,
+    replica_link(node to, protocol::limits lim, record_source source, replicator_options opt,
                  replication_counters& counters)
         : to_(std::move(to)), limits_(lim), source_(std::move(source)), options_(opt), counters_(counters),
           wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), retry_wait_(opt.retry_after) {
@@ -106,6 +105,7 @@ public:
         wake();
     }
 
+    [[nodiscard]] const node& target() const noexcept { return to_; }
     [[nodiscard]] std::size_t hints() const {
         std::lock_guard lock(mutex_);
         return hints_.size();
@@ -147,13 +147,13 @@ private:
         for (;;) {
             bool stopping = take_queued();
             if (stopping && in_flight_.empty()) break;
-            if (!stream_.valid() && !in_flight_.empty() && !connect()) fail_all();
-            if (stream_.valid()) replay_hints();
+            if (!rpc_.valid() && !in_flight_.empty() && !connect()) fail_all();
+            if (rpc_.valid()) replay_hints();
             if (stopping && stop_deadline_ == clock::time_point{}) stop_deadline_ = clock::now() + options_.ack_timeout;
             if (stopping && clock::now() >= stop_deadline_) break;
             wait_and_transfer();
             if (!in_flight_.empty() && clock::now() >= in_flight_.front().deadline) fail_connection(false);
-            if (!stream_.valid() && want_retry()) {
+            if (!rpc_.valid() && want_retry()) {
                 if (connect()) replay_hints();
             }
         }
@@ -166,7 +166,7 @@ private:
     bool take_queued() {
         std::lock_guard lock(mutex_);
         if (!outbox_.empty()) {
-            if (stream_.valid()) {
+            if (rpc_.valid()) {
                 unsent_.append(outbox_);
             } else {
                 // Frames written for a connection that failed: resent from the keys once connected.
@@ -190,13 +190,12 @@ private:
 
     bool connect() {
         try {
-            stream_ = net::tcp_stream::connect(net::endpoint::resolve(to_.host, to_.port), options_.connect_timeout);
+            rpc_ = protocol::rpc_stream::connect(to_.host, to_.port, limits_, options_.connect_timeout);
         } catch (const std::exception&) {
             std::lock_guard lock(mutex_);
             mark_down();
             return false;
         }
-        reader_ = protocol::frame_reader({limits_.max_key_bytes, 1 << 16});
         {
             std::lock_guard lock(mutex_);
             down_ = false;
@@ -264,7 +263,7 @@ private:
     }
 
     bool send_unsent() {
-        auto r = stream_.send_some(std::as_bytes(std::span(unsent_)).subspan(sent_));
+        auto r = rpc_.stream().send_some(std::as_bytes(std::span(unsent_)).subspan(sent_));
         if (!r) return false;
         sent_ += r.bytes;
         if (sent_ == unsent_.size()) {
@@ -276,9 +275,9 @@ private:
 
     void wait_and_transfer() {
         // Most rounds the socket has room: send before waiting rather than after.
-        if (stream_.valid() && sent_ < unsent_.size() && !send_unsent()) return fail_connection(true);
+        if (rpc_.valid() && sent_ < unsent_.size() && !send_unsent()) return fail_connection(true);
         pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {-1, 0, 0}};
-        if (stream_.valid()) fds[1] = {stream_.fd(), static_cast<short>(POLLIN | (sent_ < unsent_.size() ? POLLOUT : 0)), 0};
+        if (rpc_.valid()) fds[1] = {rpc_.stream().fd(), static_cast<short>(POLLIN | (sent_ < unsent_.size() ? POLLOUT : 0)), 0};
         int timeout = -1;
         auto now = clock::now();
         auto until = [&](clock::time_point t) {
@@ -297,19 +296,18 @@ private:
             std::uint64_t n;
             [[maybe_unused]] auto r = ::read(wake_.get(), &n, sizeof n);
         }
-        if (!stream_.valid()) return;
+        if (!rpc_.valid()) return;
         if ((fds[1].revents & POLLOUT) && !send_unsent()) return fail_connection(true);
         if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) receive_acks();
     }
 
     void receive_acks() {
         for (;;) {
-            auto in = stream_.receive_some(reader_.prepare(64 * 1024));
+            auto in = rpc_.receive_some();
             if (!in) return fail_connection(true);
-            reader_.commit(in.bytes);
             protocol::frame_view f;
             protocol::frame_reader::result r;
-            while ((r = reader_.next(f)) == protocol::frame_reader::result::frame) {
+            while ((r = rpc_.next(f)) == protocol::frame_reader::result::frame) {
                 // A replica answers a connection's requests in the order they were sent.
                 if (in_flight_.empty() || in_flight_.front().id != f.h.request_id) return fail_connection(false);
                 finish(in_flight_.front(), f.h.code == protocol::status::ok);
@@ -355,13 +353,13 @@ private:
     }
 
     void drop_connection() {
-        stream_ = net::tcp_stream{};
+        rpc_.close();
         unsent_.clear();
         sent_ = 0;
     }
 
-    peer_config to_;
-    limits_config limits_;
+    node to_;
+    protocol::limits limits_;
     record_source source_;
     replicator_options options_;
     replication_counters& counters_;
@@ -378,8 +376,7 @@ private:
     std::chrono::milliseconds retry_wait_;   // guarded by mutex_
 
     // The link thread's own.
-    net::tcp_stream stream_;
-    protocol::frame_reader reader_;
+    protocol::rpc_stream rpc_;
     std::string unsent_;
     std::size_t sent_ = 0;
     std::deque<copy> in_flight_;

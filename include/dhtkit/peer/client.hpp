@@ -1,6 +1,7 @@
 #pragma once
-// The client side of the cluster: long-lived connections to every peer (opened on first use,
-// reopened after a failure), requests routed to a key's home peer, and file downloads.
+// The client side of the cluster: long-lived connections to the nodes of the cluster map (opened
+// on first use, reopened after a failure), requests routed to the holders of a key's slot, and
+// file downloads.
 //
 // Every call is synchronous and thread-safe; calls to different peers run in parallel, calls to
 // one peer take turns on its connection.
@@ -12,17 +13,17 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "dhtkit/app/config.hpp"
-#include "dhtkit/cluster/placement.hpp"
+#include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/replication.hpp"
-#include "dhtkit/net/socket.hpp"
 #include "dhtkit/peer/file_download.hpp"
-#include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
+#include "dhtkit/protocol/rpc.hpp"
 
 namespace dhtkit {
 
@@ -45,38 +46,35 @@ struct reply {
     [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };
 
-// One connection to one peer, used by one caller at a time.
+// One connection to one node, used by one caller at a time.
 class peer_link {
 public:
-    peer_link(const peer_config& peer, const limits_config& lim, client_options opt)
-        : peer_(peer), options_(opt), reader_({lim.max_key_bytes, lim.max_value_bytes + (1u << 16)}) {}
+    peer_link(node to, protocol::limits lim, client_options opt) : to_(std::move(to)), limits_(lim), options_(opt) {}
 
-    // `even_if_down`: try a peer that failed recently all the same (it is the last one to ask).
+    // `even_if_down`: try a node that failed recently all the same (it is the last one to ask).
     reply call(protocol::opcode op, std::string_view key, std::string_view value, bool even_if_down = true) {
         std::lock_guard lock(mutex_);
         if (!even_if_down && std::chrono::steady_clock::now() < down_until_) return unreachable();
-        // One retry on a fresh connection: a peer that restarted closed the old one.
+        // One retry on a fresh connection: a node that restarted closed the old one.
         for (int attempt = 0;; ++attempt) {
-            bool fresh = !stream_.valid();
+            bool fresh = !rpc_.valid();
             if (fresh && !connect()) return mark_down();
-            timed_out_ = false;
             auto r = round_trip(op, key, value);
             if (r) return *r;
-            stream_.close();
-            // A peer that did not answer in time is not asked again at once: that would double
-            // the wait before a failover. A connection that broke is (the peer may have restarted).
-            if (fresh || attempt > 0 || timed_out_) return mark_down();
+            rpc_.close();
+            // A node that did not answer in time is not asked again at once: that would double
+            // the wait before a failover. A connection that broke is (the node may have restarted).
+            if (fresh || attempt > 0 || last_status_ == protocol::rpc_status::timed_out) return mark_down();
         }
     }
 
-    [[nodiscard]] const peer_config& peer() const noexcept { return peer_; }
-    [[nodiscard]] std::string name() const { return fmt::format("peer {} ({}:{})", peer_.id, peer_.host, peer_.port); }
+    [[nodiscard]] const node& target() const noexcept { return to_; }
+    [[nodiscard]] std::string name() const { return fmt::format("peer {} ({}:{})", to_.id, to_.host, to_.port); }
 
 private:
     bool connect() {
         try {
-            stream_ = net::tcp_stream::connect(net::endpoint::resolve(peer_.host, peer_.port), options_.connect_timeout);
-            reader_ = protocol::frame_reader(reader_.frame_limits());
+            rpc_ = protocol::rpc_stream::connect(to_.host, to_.port, limits_, options_.connect_timeout);
             return true;
         } catch (const std::exception& e) {
             last_error_ = e.what();
@@ -92,96 +90,83 @@ private:
         return unreachable();
     }
 
-    // std::nullopt when the connection failed (the caller may retry).
+    // std::nullopt when the exchange failed (the caller may retry).
     std::optional<reply> round_trip(protocol::opcode op, std::string_view key, std::string_view value) {
         const std::uint64_t id = ++next_id_;
-        out_.clear();
-        protocol::append_frame(out_, {op, 0, protocol::status::ok, id, 0, 0}, key, value);
-        auto sent = stream_.send_all(std::as_bytes(std::span(out_)), options_.request_timeout);
-        if (!sent) {
-            timed_out_ = sent.status == net::io_status::timed_out;
-            last_error_ = fmt::format("sending: {}", describe(sent));
+        last_status_ = rpc_.send({op, 0, protocol::status::ok, id, 0, 0}, key, value, options_.request_timeout);
+        if (last_status_ != protocol::rpc_status::ok) {
+            last_error_ = fmt::format("sending: {}", to_string(last_status_));
             return std::nullopt;
         }
         protocol::frame_view f;
         for (;;) {
-            auto got = reader_.next(f);
-            if (got == protocol::frame_reader::result::frame) {
-                if (f.h.request_id != id) continue;  // a late answer to an abandoned request
-                reply r{f.h.code, std::string(f.value), {}};
-                if (!r.ok()) r.error = fmt::format("{}: {}{}{}", name(), to_string(r.code),
-                                                   r.value.empty() ? "" : ": ", r.value);
-                return r;
-            }
-            if (got == protocol::frame_reader::result::error) {
-                last_error_ = fmt::format("bad reply: {}", to_string(reader_.last_error()));
+            last_status_ = rpc_.receive(f, options_.request_timeout);
+            if (last_status_ != protocol::rpc_status::ok) {
+                last_error_ = fmt::format("waiting for the reply: {}", to_string(last_status_));
                 return std::nullopt;
             }
-            auto in = stream_.receive_some(reader_.prepare(64 * 1024));
-            if (!in) {
-                last_error_ = fmt::format("waiting for the reply: {}", describe(in));
-                return std::nullopt;
-            }
-            if (in.bytes == 0 && !stream_.wait_readable(options_.request_timeout)) {
-                timed_out_ = true;
-                last_error_ = "waiting for the reply: timed out";
-                return std::nullopt;
-            }
-            reader_.commit(in.bytes);
+            if (f.h.request_id != id) continue;  // a late answer to an abandoned request
+            reply r{f.h.code, std::string(f.value), {}};
+            if (!r.ok()) r.error = fmt::format("{}: {}{}{}", name(), to_string(r.code), r.value.empty() ? "" : ": ", r.value);
+            return r;
         }
     }
 
-    static std::string describe(const net::io_result& r) {
-        switch (r.status) {
-            case net::io_status::closed: return "the peer closed the connection";
-            case net::io_status::timed_out: return "timed out";
-            default: return std::system_category().message(r.error);
-        }
-    }
-
-    peer_config peer_;
+    node to_;
+    protocol::limits limits_;
     client_options options_;
     std::mutex mutex_;
-    net::tcp_stream stream_;          // guarded by mutex_
-    protocol::frame_reader reader_;   // guarded by mutex_
-    std::string out_;                 // guarded by mutex_
-    std::uint64_t next_id_ = 0;       // guarded by mutex_
-    std::string last_error_;          // guarded by mutex_
+    protocol::rpc_stream rpc_;                             // guarded by mutex_
+    std::uint64_t next_id_ = 0;                            // guarded by mutex_
+    std::string last_error_;                               // guarded by mutex_
+    protocol::rpc_status last_status_ = protocol::rpc_status::ok;  // guarded by mutex_
     std::chrono::steady_clock::time_point down_until_{};  // guarded by mutex_
-    bool timed_out_ = false;                              // guarded by mutex_
 };
+
+// The static map of a cluster's settings: its peers in file order, placed by `policy`, epoch 1.
+template <replication_policy R>
+[[nodiscard]] cluster_map static_cluster_map(const cluster_settings& cluster, const R& policy) {
+    std::vector<node> nodes;
+    for (const auto& p : cluster.peers) nodes.push_back({p.id, p.host, p.port, node_state::member});
+    return make_cluster_map(policy, 1, std::move(nodes));
+}
 
 // Requests for a key go to its home peer; when the home cannot be reached (refused, reset, timed
 // out) to its replicas in turn, which serve reads and take writes for it meanwhile.
-template <placement Placement = modulo_placement, replication_policy Replication = static_backup>
 class client {
 public:
-    explicit client(cluster_config cluster, client_options opt = {})
-        : cluster_(std::move(cluster)), options_(opt), replication_(cluster_.backups) {
-        for (const auto& p : cluster_.peers)
-            links_.push_back(std::make_unique<peer_link>(p, cluster_.limits, opt));
+    // Follows `view`, which the caller may share (a peer's own client reads the peer's map).
+    client(std::shared_ptr<const cluster_view> view, limits_settings lim, client_options opt = {})
+        : view_(std::move(view)), limits_(lim), options_(opt) {}
+    // A client of the static cluster in `cluster` (its peers in file order, static backup).
+    explicit client(const cluster_settings& cluster, client_options opt = {})
+        : client(std::make_shared<cluster_view>(static_cluster_map(cluster, static_backup(cluster.backups))),
+                 cluster.limits, opt) {}
+
+    [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
+    [[nodiscard]] node_id home_of(std::string_view key) const { return map().holders_of_key(key).front(); }
+
+    // The nodes that hold `key`, in the order requests for it try them.
+    [[nodiscard]] std::vector<node_id> holders(std::string_view key) const {
+        auto h = map().holders_of_key(key);
+        return {h.begin(), h.end()};
     }
 
-    [[nodiscard]] const cluster_config& cluster() const noexcept { return cluster_; }
-    [[nodiscard]] std::size_t peer_count() const noexcept { return links_.size(); }
-    [[nodiscard]] std::size_t home_of(std::string_view key) const { return placement_.home(key, links_.size()); }
-
-    reply call(std::size_t peer_index, protocol::opcode op, std::string_view key, std::string_view value = {}) {
-        return links_.at(peer_index)->call(op, key, value);
-    }
-
-    // The peers that hold `key`, in the order requests for it try them.
-    [[nodiscard]] std::vector<std::size_t> holders(std::string_view key) const {
-        return holders_of(replication_, home_of(key), links_.size());
+    // One request to node `id`; unavailable when the map has no such node.
+    reply call(node_id id, protocol::opcode op, std::string_view key, std::string_view value = {},
+               bool even_if_down = true) {
+        auto* l = link(id);
+        if (!l) return {protocol::status::unavailable, {}, fmt::format("peer {} is not in the cluster map", id), false};
+        return l->call(op, key, value, even_if_down);
     }
 
     // Sends a request about `key` to the first of its holders that answers and can serve it (a
     // peer catching up after a restart answers `unavailable`).
     reply call_key(protocol::opcode op, std::string_view key, std::string_view value = {}) {
         auto order = holders(key);
-        reply r;
+        reply r{protocol::status::unavailable, {}, fmt::format("no node holds slot {}", key_slot(key)), false};
         for (std::size_t i = 0; i < order.size(); ++i) {
-            r = links_[order[i]]->call(op, key, value, i + 1 == order.size());
+            r = call(order[i], op, key, value, i + 1 == order.size());
             if (r.answered && r.code != protocol::status::unavailable) return r;
         }
         return r;
@@ -204,8 +189,8 @@ public:
         protocol::append(value, h);
         return call_key(protocol::opcode::register_file, name, value);
     }
-    reply unregister_holder(std::string_view name, std::uint32_t peer_id) {
-        return call_key(protocol::opcode::unregister_file, name, protocol::encode_u32(peer_id));
+    reply unregister_holder(std::string_view name, node_id peer) {
+        return call_key(protocol::opcode::unregister_file, name, protocol::encode_u64(peer));
     }
     // The holders of NAME (empty with not_found when nobody registered it).
     std::pair<reply, std::vector<protocol::holder>> search(std::string_view name) {
@@ -225,30 +210,44 @@ public:
                                                  : found.error};
         download_result last{protocol::status::unavailable, "no holder could be reached"};
         for (const auto& h : holders) {
-            last = download_file(h, name, dest, cluster_.limits, options_.connect_timeout, options_.transfer_timeout, progress);
+            last = download_file(h, name, dest, options_.connect_timeout, options_.transfer_timeout, progress);
             if (last.ok()) return last;
         }
         return last;
     }
 
 private:
+    // The link to node `id` of the current map, made on first use; nullptr when it is not in the map.
+    peer_link* link(node_id id) {
+        std::lock_guard lock(links_mutex_);
+        auto it = links_.find(id);
+        const node* n = map().find(id);
+        if (it != links_.end() && n && it->second->target() == *n) return it->second.get();
+        if (!n) return nullptr;
+        auto& slot = links_[id];
+        slot = std::make_unique<peer_link>(*n, protocol::frame_limits(limits_.max_key_bytes, limits_.max_value_bytes),
+                                           options_);
+        return slot.get();
+    }
+
     std::optional<reply> check_key(std::string_view key, std::string_view value) const {
         using protocol::status;
         if (key.empty()) return reply{status::bad_request, {}, "the key is empty"};
-        if (key.size() > cluster_.limits.max_key_bytes)
+        if (key.size() > limits_.max_key_bytes)
             return reply{status::too_large, {}, fmt::format("the key is {} bytes; the cluster's limit is {}",
-                                                            key.size(), cluster_.limits.max_key_bytes)};
-        if (value.size() > cluster_.limits.max_value_bytes)
+                                                            key.size(), limits_.max_key_bytes)};
+        if (value.size() > limits_.max_value_bytes)
             return reply{status::too_large, {}, fmt::format("the value is {} bytes; the cluster's limit is {}",
-                                                            value.size(), cluster_.limits.max_value_bytes)};
+                                                            value.size(), limits_.max_value_bytes)};
         return std::nullopt;
     }
 
-    cluster_config cluster_;
+    std::shared_ptr<const cluster_view> view_;
+    limits_settings limits_;
     client_options options_;
-    Placement placement_{};
-    Replication replication_;
-    std::vector<std::unique_ptr<peer_link>> links_;
+    std::mutex links_mutex_;
+    // Links are kept while the client lives: a caller may be inside one when the map changes.
+    std::unordered_map<node_id, std::unique_ptr<peer_link>> links_;  // guarded by links_mutex_
 };
 
 }  // namespace dhtkit

@@ -1,5 +1,5 @@
 #pragma once
-// The file copies a backup keeps for the peers before it on the ring: when a peer registers a
+// The file copies a backup keeps for the nodes whose backup it is: when a peer registers a
 // file, it asks its backups to copy it (a `replicate_file` request naming the holder). A backup
 // queues the request and a thread of its own fetches the file into the shared folder, verified,
 // then registers this peer as another holder, so the file can still be obtained when the
@@ -16,7 +16,6 @@
 
 #include <fmt/format.h>
 
-#include "dhtkit/app/config.hpp"
 #include "dhtkit/peer/file_download.hpp"
 #include "dhtkit/peer/shared_folder.hpp"
 #include "dhtkit/protocol/codec.hpp"
@@ -30,8 +29,8 @@ public:
     using log_fn = std::function<void(const std::string&)>;
 
     // `announce` registers a copy that landed; `log` hears of copies that failed.
-    file_copier(shared_folder& shared, peer_config self, limits_config lim, announce_fn announce, log_fn log)
-        : shared_(shared), self_(std::move(self)), limits_(lim), announce_(std::move(announce)), log_(std::move(log)) {
+    file_copier(shared_folder& shared, std::uint64_t self, announce_fn announce, log_fn log)
+        : shared_(shared), self_(self), announce_(std::move(announce)), log_(std::move(log)) {
         thread_ = std::thread([this] { run(); });
     }
     file_copier(const file_copier&) = delete;
@@ -85,7 +84,7 @@ private:
     }
 
     void copy(const job& j) {
-        if (j.from.peer_id == self_.id) return;
+        if (j.from.peer_id == self_) return;
         if (auto have = shared_.open(j.name)) {
             if (have->checksum != j.from.checksum) {
                 log_(fmt::format("not copying '{}' from peer {}: a different file of that name is here", j.name,
@@ -93,7 +92,7 @@ private:
                 return;
             }
         } else {
-            auto r = download_file(j.from, j.name, self_.shared_dir / j.name, limits_, std::chrono::milliseconds(250),
+            auto r = download_file(j.from, j.name, shared_.root() / j.name, std::chrono::milliseconds(250),
                                    std::chrono::seconds(5));
             if (!r.ok()) {
                 log_(fmt::format("copying '{}' from peer {} failed: {}", j.name, j.from.peer_id, r.error));
@@ -104,8 +103,7 @@ private:
     }
 
     shared_folder& shared_;
-    peer_config self_;
-    limits_config limits_;
+    std::uint64_t self_;
     announce_fn announce_;
     log_fn log_;
 

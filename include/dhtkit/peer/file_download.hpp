@@ -17,12 +17,10 @@
 
 #include <fmt/format.h>
 
-#include "dhtkit/app/config.hpp"
-#include "dhtkit/net/socket.hpp"
 #include "dhtkit/net/unique_fd.hpp"
-#include "dhtkit/store/checksum.hpp"
-#include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
+#include "dhtkit/protocol/rpc.hpp"
+#include "dhtkit/store/checksum.hpp"
 
 namespace dhtkit {
 
@@ -34,7 +32,7 @@ struct download_result {
     std::string error;
     std::uint64_t size = 0;
     std::uint64_t checksum = 0;
-    std::uint32_t from_peer = 0;
+    std::uint64_t from_peer = 0;
 
     [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };
@@ -79,38 +77,31 @@ inline bool write_all(int fd, const char* data, std::size_t n) {
 }  // namespace detail
 
 inline download_result download_file(const protocol::holder& from, std::string_view name,
-                                     const std::filesystem::path& dest, const limits_config&,
-                                     std::chrono::milliseconds connect_timeout,
-                                     std::chrono::milliseconds io_timeout,
-                                     const download_progress& progress = {}) {
+                                     const std::filesystem::path& dest, std::chrono::milliseconds connect_timeout,
+                                     std::chrono::milliseconds io_timeout, const download_progress& progress = {}) {
     using protocol::status;
     const std::string who = fmt::format("peer {} ({}:{})", from.peer_id, from.host, from.port);
     auto fail = [&](status code, std::string why) {
         return download_result{code, fmt::format("obtain '{}' from {}: {}", name, who, why), 0, 0, from.peer_id};
     };
-    net::tcp_stream stream;
+    protocol::rpc_stream rpc;
     try {
-        stream = net::tcp_stream::connect(net::endpoint::resolve(from.host, from.port), connect_timeout);
+        rpc = protocol::rpc_stream::connect(from.host, from.port, protocol::frame_limits(protocol::max_file_name_bytes, 0),
+                                            connect_timeout);
     } catch (const std::exception& e) {
         return fail(status::unavailable, e.what());
     }
-    std::string request;
-    protocol::append_frame(request, {protocol::opcode::fetch, 0, status::ok, 1, 0, 0}, name, {});
-    if (!stream.send_all(std::as_bytes(std::span(request)), io_timeout))
+    if (rpc.send({protocol::opcode::fetch, 0, status::ok, 1, 0, 0}, name, {}, io_timeout) != protocol::rpc_status::ok)
         return fail(status::unavailable, "the request could not be sent");
 
     // The answer: a frame whose value is the size and checksum, then exactly `size` raw bytes.
-    std::array<std::byte, protocol::header_size> head;
-    if (!stream.receive_all(head, io_timeout)) return fail(status::unavailable, "no answer");
-    auto d = protocol::decode(head, {protocol::max_file_name_bytes, 1 << 16});
-    if (d.error != protocol::header_error::none) return fail(status::bad_request, "malformed answer");
-    std::string payload(d.h.payload_size(), '\0');
-    if (!stream.receive_all(std::as_writable_bytes(std::span(payload)), io_timeout))
-        return fail(status::unavailable, "the answer was cut short");
-    if (d.h.code != status::ok)
-        return fail(d.h.code, fmt::format("{}{}{}", to_string(d.h.code), payload.size() > d.h.key_length ? ": " : "",
-                                          payload.substr(d.h.key_length)));
-    auto meta = protocol::decode_file_meta(std::string_view(payload).substr(d.h.key_length));
+    protocol::frame_view answer;
+    if (auto got = rpc.receive(answer, io_timeout); got != protocol::rpc_status::ok)
+        return fail(got == protocol::rpc_status::bad_frame ? status::bad_request : status::unavailable,
+                    fmt::format("no answer: {}", to_string(got)));
+    if (answer.h.code != status::ok)
+        return fail(answer.h.code, fmt::format("{}{}{}", to_string(answer.h.code), answer.value.empty() ? "" : ": ", answer.value));
+    auto meta = protocol::decode_file_meta(answer.value);
     if (!meta) return fail(status::bad_request, "malformed size and checksum");
 
     std::optional<temp_file> part;
@@ -124,13 +115,10 @@ inline download_result download_file(const protocol::holder& from, std::string_v
     std::uint64_t received = 0;
     while (received < meta->size) {
         auto want = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), meta->size - received));
-        auto got = stream.receive_some(std::as_writable_bytes(std::span(block.data(), want)));
+        auto got = rpc.receive_raw(std::as_writable_bytes(std::span(block.data(), want)), io_timeout);
+        if (got.status == net::io_status::timed_out)
+            return fail(status::unavailable, fmt::format("stalled after {} of {} bytes", received, meta->size));
         if (!got) return fail(status::unavailable, fmt::format("the holder went away after {} of {} bytes", received, meta->size));
-        if (got.bytes == 0) {
-            if (!stream.wait_readable(io_timeout))
-                return fail(status::unavailable, fmt::format("stalled after {} of {} bytes", received, meta->size));
-            continue;
-        }
         hash.update(block.data(), got.bytes);
         if (!detail::write_all(part->fd(), block.data(), got.bytes))
             return fail(status::internal_error, fmt::format("writing {}: {}", dest.string(), std::strerror(errno)));

@@ -26,7 +26,7 @@ namespace dhtkit {
 template <table Table>
 class index_service {
 public:
-    index_service(Table& keys, Table& files, std::size_t writer,
+    index_service(Table& keys, Table& files, std::uint64_t writer,
                   std::size_t max_value_bytes = std::numeric_limits<std::size_t>::max())
         : keys_(keys), files_(files), clock_(writer), max_value_bytes_(max_value_bytes) {}
 
@@ -154,7 +154,7 @@ private:
     bool write(Table& t, protocol::table_id id, std::string_view key, bool tombstone, std::string_view payload,
                std::string& rec) {
         t.update(key, [&](auto now) -> std::optional<std::string> {
-            std::uint64_t replacing = 0;
+            version replacing{};
             if (now)
                 if (auto v = read_versioned(*now)) replacing = v->version;
             rec.assign(1, static_cast<char>(id));
@@ -171,7 +171,7 @@ private:
         bool changed = false;
         files_.update(name, [&](auto now) -> std::optional<std::string> {
             std::vector<protocol::holder> list;
-            std::uint64_t replacing = 0;
+            version replacing{};
             if (now) {
                 if (auto v = read_versioned(*now)) {
                     replacing = v->version;
@@ -205,7 +205,7 @@ private:
     }
 
     bool unregister_holder(const protocol::frame_view& f, protocol::header& reply, std::string& rec) {
-        auto peer = protocol::decode_u32(f.value);
+        auto peer = protocol::decode_u64(f.value);
         if (!peer) {
             reply.code = protocol::status::bad_request;
             return false;

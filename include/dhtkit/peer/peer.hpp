@@ -28,9 +28,8 @@
 
 #include <fmt/format.h>
 
-#include "dhtkit/app/config.hpp"
 #include "dhtkit/cluster/catch_up.hpp"
-#include "dhtkit/cluster/placement.hpp"
+#include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
@@ -41,6 +40,7 @@
 #include "dhtkit/peer/file_copier.hpp"
 #include "dhtkit/peer/index_service.hpp"
 #include "dhtkit/peer/shared_folder.hpp"
+#include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
 #include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/store/locked_table.hpp"
@@ -48,20 +48,19 @@
 namespace dhtkit {
 
 template <net::reactor Reactor = net::epoll_reactor, executor Executor = thread_pool,
-          table Table = locked_table<std::string, std::string>, placement Placement = modulo_placement,
-          replication_policy Replication = static_backup,
+          table Table = locked_table<std::string, std::string>, replication_policy Replication = static_backup,
           template <class, class> class Dispatch = pool_dispatch>
     requires dispatch_policy<Dispatch<Reactor, Executor>>
 class peer {
 public:
-    peer(cluster_config cluster, unsigned id)
+    peer(cluster_settings cluster, node_id id)
         : cluster_(std::move(cluster)),
           self_(cluster_.peer(id)),
-          self_index_(cluster_.index_of(id)),
           shared_(self_.shared_dir),
           replication_(cluster_.backups),
-          index_(keys_, files_, self_index_, cluster_.limits.max_value_bytes),
-          client_(cluster_) {
+          view_(std::make_shared<cluster_view>(static_cluster_map(cluster_, replication_))),
+          index_(keys_, files_, self_.id, cluster_.limits.max_value_bytes),
+          client_(view_, cluster_.limits) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;
@@ -77,10 +76,10 @@ public:
     // snapshot is taken, or a write made in between would be missing here. A peer asked for a
     // sync first marks this peer up (so its writes come straight here), then takes the snapshot.
     void start() {
-        copier_ = std::make_unique<file_copier>(shared_, self_, cluster_.limits,
+        copier_ = std::make_unique<file_copier>(shared_, self_.id,
                                                 [this](std::string_view name) { announce(name, false); }, log_);
         replicator_ = std::make_unique<replicator>(
-            cluster_, self_index_, [this](protocol::table_id t, std::string_view key) { return index_.record_of(t, key); });
+            frame_limits(), [this](protocol::table_id t, std::string_view key) { return index_.record_of(t, key); });
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
         dispatch_ = std::make_unique<Dispatch<Reactor, Executor>>(
             reactor_, cluster_.pool_threads, frame_limits(), [this](connection& c) { return serve(c); }, stats_);
@@ -111,19 +110,28 @@ public:
     }
 
     [[nodiscard]] const net::endpoint& local() const noexcept { return listener_.local(); }
-    [[nodiscard]] const peer_config& self() const noexcept { return self_; }
-    [[nodiscard]] client<Placement, Replication>& cluster_client() noexcept { return client_; }
+    [[nodiscard]] const peer_settings& self() const noexcept { return self_; }
+    [[nodiscard]] client& cluster_client() noexcept { return client_; }
+    [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
     [[nodiscard]] peer_stats& stats() noexcept { return stats_; }
     // Where the peer's own messages go (a failed file copy, say); stderr by default.
     void on_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
     [[nodiscard]] std::string stats_report() const {
         const auto& c = replicator_->counters();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+        const auto& m = map();
+        std::size_t home = 0, held = 0;
+        for (std::size_t s = 0; s < slot_count; ++s) {
+            auto h = m.holders(static_cast<slot_t>(s));
+            if (!h.empty() && h.front() == self_.id) ++home;
+            if (std::find(h.begin(), h.end(), self_.id) != h.end()) ++held;
+        }
         return stats_.report(keys_.size(), files_.size()) +
-               fmt::format("state={}\nbackups={}\ncopies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
+               fmt::format("state={}\nnode_id={}\nepoch={}\nnodes={}\nslots_home={}\nslots_held={}\nbackups={}\n"
+                           "copies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
                            "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\n",
-                           ready_.load(std::memory_order_acquire) ? "serving" : "catching_up",
-                           replication_.replicas(self_index_, cluster_.peers.size()).size(), load(c.sent),
+                           ready_.load(std::memory_order_acquire) ? "serving" : "catching_up", self_.id, m.epoch(),
+                           m.nodes().size(), home, held, my_backups().size(), load(c.sent),
                            load(c.acked), load(c.missed), replicator_->hints(), load(c.replayed),
                            caught_up_records_.load(std::memory_order_relaxed),
                            caught_up_from_.load(std::memory_order_relaxed));
@@ -154,7 +162,7 @@ public:
         auto r = route(protocol::opcode::register_file, name, value);
         if (!r.ok() || !copy_to_backups) return r;
         backups_told = true;
-        for (auto b : replication_.replicas(self_index_, cluster_.peers.size()))
+        for (auto b : my_backups())
             if (!client_.call(b, protocol::opcode::replicate_file, name, value).answered) backups_told = false;
         return r;
     }
@@ -164,7 +172,7 @@ public:
             std::lock_guard lock(registered_mutex_);
             registered_.erase(std::string(name));
         }
-        return route(protocol::opcode::unregister_file, name, protocol::encode_u32(self_.id));
+        return route(protocol::opcode::unregister_file, name, protocol::encode_u64(self_.id));
     }
 
 private:
@@ -174,7 +182,20 @@ private:
 
     // A registration carries a holder record and a replicated record a version header, which must
     // fit whatever the value limit is; put checks the value limit itself.
-    protocol::limits frame_limits() const noexcept { return record_limits(cluster_.limits); }
+    protocol::limits frame_limits() const noexcept {
+        return protocol::frame_limits(cluster_.limits.max_key_bytes, cluster_.limits.max_value_bytes);
+    }
+
+    // This node's backups, for copies of the files it registers: the other holders of the slots
+    // it is home of (the seed's "R peers after it" under static_backup).
+    [[nodiscard]] std::vector<node_id> my_backups() const {
+        const auto& m = map();
+        for (std::size_t s = 0; s < slot_count; ++s) {
+            auto h = m.holders(static_cast<slot_t>(s));
+            if (!h.empty() && h.front() == self_.id) return {h.begin() + 1, h.end()};
+        }
+        return {};
+    }
 
     // --- the listener thread ------------------------------------------------------------------
 
@@ -365,8 +386,8 @@ private:
         auto conn = c.shared_from_this();
         // Counted before any is sent: a copy may be answered before send() returns.
         c.awaiting.fetch_add(targets.size(), std::memory_order_relaxed);
-        for (auto target : targets)
-            replicator_->send(target, *table, key, record, [conn](bool) {
+        for (const node* target : targets)
+            replicator_->send(*target, *table, key, record, [conn](bool) {
                 if (conn->awaiting.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                     conn->awaiting.notify_all();
                     conn->resume(conn);
@@ -374,11 +395,14 @@ private:
             });
     }
 
-    // The peers besides this one that hold `key`.
-    [[nodiscard]] std::vector<std::size_t> other_holders(std::string_view key) const {
-        auto targets = client_.holders(key);
-        std::erase(targets, self_index_);
-        return targets;
+    // The nodes besides this one that hold `key`, from the current map (which outlives them all).
+    [[nodiscard]] std::vector<const node*> other_holders(std::string_view key) const {
+        const auto& m = map();
+        std::vector<const node*> out;
+        for (auto id : m.holders_of_key(key))
+            if (id != self_.id)
+                if (const node* n = m.find(id)) out.push_back(n);
+        return out;
     }
 
     // The same for a write made off the network (a registration of this peer's own): waits.
@@ -391,8 +415,8 @@ private:
         auto w = std::make_shared<waiter>();
         auto targets = other_holders(key);
         w->left = targets.size();
-        for (auto target : targets)
-            replicator_->send(target, *protocol::record_table(record), key, record, [w](bool) {
+        for (const node* target : targets)
+            replicator_->send(*target, *protocol::record_table(record), key, record, [w](bool) {
                 std::lock_guard lock(w->mutex);
                 if (--w->left == 0) w->done.notify_all();
             });
@@ -400,22 +424,21 @@ private:
         w->done.wait(lock, [&] { return w->left == 0; });  // bounded: the replicator answers every copy
     }
 
-    // The records of the homes listed, streamed one frame each, then an end frame.
+    // The records of the slot ranges asked for, streamed one frame each, then an end frame.
     bool serve_sync(const protocol::frame_view& f, connection& c) {
         protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
-        auto homes = protocol::decode_u32_list(f.value);
-        if (!homes || homes->empty() || homes->front() >= cluster_.peers.size()) {
+        auto ask = protocol::decode_sync_request(f.value);
+        if (!ask || ask->ranges.empty()) {
             reply.code = protocol::status::bad_request;
-            protocol::append_frame(c.out, reply, {}, "a sync request is the asker's ring position, then the homes wanted");
+            protocol::append_frame(c.out, reply, {}, "a sync request is the asker's node id, then slot ranges");
             return true;
         }
         // The asker is up again: copies go to it directly from now on, and what it missed
         // before now is in the snapshot below.
-        if (homes->front() != self_index_) replicator_->peer_is_up(homes->front());
-        homes->erase(homes->begin());
-        std::vector<bool> wanted(cluster_.peers.size());
-        for (auto h : *homes)
-            if (h < wanted.size()) wanted[h] = true;
+        if (ask->asker != self_.id) replicator_->peer_is_up(ask->asker);
+        std::vector<bool> wanted(slot_count);
+        for (auto [first, last] : ask->ranges)
+            for (std::size_t s = first; s <= last && s < slot_count; ++s) wanted[s] = true;
         reply.flags = protocol::flag_more;
         // Streamed a shard at a time, so a large store never sits whole in memory; not while an
         // earlier write of this batch waits for its copies (its reply must not go out yet).
@@ -423,7 +446,7 @@ private:
         const bool may_flush = c.awaiting.load(std::memory_order_acquire) == 1;
         index_.for_each_record(
             [&](std::string_view key, std::string_view record) {
-                if (open && wanted[client_.home_of(key)]) protocol::append_frame(c.out, reply, key, record);
+                if (open && wanted[key_slot(key)]) protocol::append_frame(c.out, reply, key, record);
             },
             [&] {
                 if (open && may_flush && c.out.size() >= sync_flush_bytes) open = flush(c);
@@ -434,16 +457,17 @@ private:
     }
 
     void catch_up_from_replicas() {
-        const auto n = cluster_.peers.size();
-        if (replication_.replicas(self_index_, n).empty()) return;
-        std::vector<std::uint32_t> homes{static_cast<std::uint32_t>(self_index_)};  // the asker first
-        std::set<std::size_t> from;
-        for (auto h : homes_held_by(replication_, self_index_, n)) {
-            homes.push_back(static_cast<std::uint32_t>(h));
-            for (auto p : holders_of(replication_, h, n))
-                if (p != self_index_) from.insert(p);
-        }
-        auto result = catch_up(cluster_, {from.begin(), from.end()}, homes,
+        const auto& m = map();
+        auto ranges = m.slots().ranges_held_by(self_.id);
+        std::vector<node> from;  // every other holder of a slot held here
+        m.slots().for_each_range([&](slot_range, std::span<const node_id> holders) {
+            if (std::find(holders.begin(), holders.end(), self_.id) == holders.end()) return;
+            for (auto id : holders)
+                if (id != self_.id && std::none_of(from.begin(), from.end(), [&](const node& n) { return n.id == id; }))
+                    if (const node* n = m.find(id)) from.push_back(*n);
+        });
+        if (from.empty()) return;
+        auto result = catch_up(self_.id, from, ranges, frame_limits(),
                                [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
                                std::chrono::milliseconds(250), std::chrono::seconds(5));
         // Atomics: stats are served while the catch-up runs.
@@ -457,7 +481,7 @@ private:
     // A registry operation for NAME, applied here (and copied to its other holders) when this
     // peer is its home, sent to the first holder that answers otherwise.
     reply route(protocol::opcode op, std::string_view name, std::string_view value) {
-        if (client_.holders(name).front() != self_index_) return client_.call_key(op, name, value);
+        if (client_.home_of(name) != self_.id) return client_.call_key(op, name, value);
         protocol::frame_view f{{op, 0, protocol::status::ok, 0, 0, 0}, name, value};
         std::string out, record;
         if (index_.handle(f, out, &record)) copy_and_wait(name, record);
@@ -492,15 +516,15 @@ private:
         }
     }
 
-    cluster_config cluster_;
-    peer_config self_;
-    std::size_t self_index_;
+    cluster_settings cluster_;
+    peer_settings self_;
     shared_folder shared_;
     Replication replication_;
+    std::shared_ptr<cluster_view> view_;
     Table keys_;
     Table files_;
     index_service<Table> index_;
-    client<Placement, Replication> client_;
+    client client_;
     peer_stats stats_;
     std::unique_ptr<replicator> replicator_;
     std::unique_ptr<file_copier> copier_;
@@ -519,7 +543,7 @@ private:
     std::condition_variable stop_cv_;
     bool stopping_ = false;  // guarded by stop_mutex_
     std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {
-        std::fprintf(stderr, "dhtkit-peer %u: %s\n", id, line.c_str());
+        std::fprintf(stderr, "dhtkit-peer %llu: %s\n", static_cast<unsigned long long>(id), line.c_str());
     };
 
     std::mutex registered_mutex_;

@@ -4,6 +4,7 @@
 // grows past one header plus the largest payload the limits allow, so a client cannot make a
 // peer allocate more by sending a large length.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <span>
@@ -69,6 +70,15 @@ public:
         if (start_ != end_) return;
         start_ = end_ = 0;
         if (buffer_.capacity() > keep) std::string().swap(buffer_);
+    }
+
+    // Moves up to into.size() buffered bytes that follow the last frame handed out (raw bytes sent
+    // after a frame, such as a file's content) into `into`; returns how many.
+    std::size_t take_raw(std::span<std::byte> into) noexcept {
+        std::size_t n = std::min(into.size(), end_ - start_);
+        std::memcpy(into.data(), buffer_.data() + start_, n);
+        start_ += n;
+        return n;
     }
 
     [[nodiscard]] header_error last_error() const noexcept { return error_; }

@@ -5,7 +5,7 @@
 //
 //   offset size field
 //        0    2 magic       0xD7 0x4B ("dhtkit")
-//        2    1 version     1
+//        2    1 version     2
 //        3    1 opcode
 //        4    1 flags
 //        5    1 status      0 in requests
@@ -26,7 +26,12 @@ namespace dhtkit::protocol {
 
 inline constexpr std::size_t header_size = 24;
 inline constexpr std::uint16_t magic = 0x4BD7;
-inline constexpr std::uint8_t version = 1;
+inline constexpr std::uint8_t version = 2;
+
+// The one frame-limit rule, for every reader of frames: a key up to the key limit, a value up to
+// the value limit plus room for what travels beside a value (a record's version header, a holder
+// list, an error text). A put's value is held to the value limit itself by the index service.
+inline constexpr std::size_t frame_allowance = 64 * 1024;
 inline constexpr std::size_t max_file_name_bytes = 255;
 
 enum class opcode : std::uint8_t {
@@ -42,7 +47,7 @@ enum class opcode : std::uint8_t {
     announce = 10,        // to peer N: register file NAME from your own shared folder
     withdraw = 11,        // to peer N: unregister your copy of file NAME
     replicate = 12,       // replica to replica: apply this versioned record of KEY if it is newer
-    sync = 13,            // to a replica: stream every record whose home is in the list (catch-up)
+    sync = 13,            // to a holder: stream every record of the slot ranges asked for (catch-up)
     replicate_file = 14,  // to a backup: copy file NAME from the holder in the value, then hold it
 };
 
@@ -137,6 +142,10 @@ struct limits {
     std::size_t max_value_bytes = 1 << 20;
 };
 
+[[nodiscard]] constexpr limits frame_limits(std::size_t max_key_bytes, std::size_t max_value_bytes) noexcept {
+    return {max_key_bytes, max_value_bytes + frame_allowance};
+}
+
 struct decoded_header {
     header h;
     header_error error = header_error::none;
@@ -165,7 +174,7 @@ inline decoded_header decode(std::span<const std::byte, header_size> in, const l
     switch (e) {
         case header_error::none: return "none";
         case header_error::bad_magic: return "bad magic: not a dhtkit frame";
-        case header_error::bad_version: return "unsupported protocol version";
+        case header_error::bad_version: return "unsupported protocol version (this peer speaks version 2)";
         case header_error::bad_reserved: return "reserved header bytes are not zero";
         case header_error::key_too_large: return "key longer than the peer's limit";
         case header_error::value_too_large: return "value longer than the peer's limit";

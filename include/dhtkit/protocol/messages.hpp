@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dhtkit/protocol/frame.hpp"
@@ -15,7 +16,7 @@ namespace dhtkit::protocol {
 
 // A peer that holds a copy of a file, as registered on the name's home peer.
 struct holder {
-    std::uint32_t peer_id = 0;
+    std::uint64_t peer_id = 0;  // the holder's node id
     std::string host;
     std::uint16_t port = 0;
     std::uint64_t size = 0;
@@ -129,32 +130,45 @@ inline std::optional<table_id> record_table(std::string_view record) noexcept {
     return static_cast<table_id>(t);
 }
 
-// A sync request: the home peers (ring positions) whose records the caller wants.
-inline std::string encode_u32_list(const std::vector<std::uint32_t>& list) {
+// A sync request: the asking node's id, then the slot ranges whose records it wants.
+struct sync_request {
+    std::uint64_t asker = 0;
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> ranges;  // inclusive [first, last]
+};
+
+inline std::string encode(const sync_request& r) {
     std::string out;
     detail::writer w(out);
-    for (auto v : list) w.integer(v);
+    w.integer(r.asker);
+    for (auto [first, last] : r.ranges) {
+        w.integer(first);
+        w.integer(last);
+    }
     return out;
 }
 
-inline std::optional<std::vector<std::uint32_t>> decode_u32_list(std::string_view in) {
-    if (in.size() % 4 != 0) return std::nullopt;
+inline std::optional<sync_request> decode_sync_request(std::string_view in) {
+    if (in.size() < 8 || (in.size() - 8) % 4 != 0) return std::nullopt;
     detail::reader r(in);
-    std::vector<std::uint32_t> out;
-    std::uint32_t v = 0;
-    while (r.integer(v)) out.push_back(v);
+    sync_request out;
+    r.integer(out.asker);
+    std::uint16_t first = 0, last = 0;
+    while (r.integer(first) && r.integer(last)) {
+        if (first > last) return std::nullopt;
+        out.ranges.emplace_back(first, last);
+    }
     return out;
 }
 
-inline std::string encode_u32(std::uint32_t v) {
+inline std::string encode_u64(std::uint64_t v) {
     std::string out;
     detail::writer(out).integer(v);
     return out;
 }
 
-inline std::optional<std::uint32_t> decode_u32(std::string_view in) {
+inline std::optional<std::uint64_t> decode_u64(std::string_view in) {
     detail::reader r(in);
-    std::uint32_t v = 0;
+    std::uint64_t v = 0;
     if (!r.integer(v) || !r.done()) return std::nullopt;
     return v;
 }

@@ -32,16 +32,34 @@
 
 namespace dhtkit {
 
-// What the peer needs from its table.
+namespace detail {
+// Stand-ins for the callables the peer passes, so that the concept can name those calls.
+template <class T>
+struct leave_as_is {
+    std::optional<typename T::mapped_type> operator()(std::optional<typename T::value_view>) const { return std::nullopt; }
+};
+template <class T>
+struct visit_entry {
+    void operator()(typename T::key_view, typename T::value_view) const {}
+};
+}  // namespace detail
+
+// What the peer needs from its table: lookups, a conditional update (the version check of a
+// replicated write happens under the entry's lock), and a walk one shard at a time (catch-up
+// streams a shard, then lets the connection drain, without holding any lock meanwhile).
 template <class T>
 concept table = requires(T& t, const T& ct, typename T::key_view k, typename T::value_view v,
-                         typename T::mapped_type& out) {
+                         typename T::mapped_type& out, std::size_t shard) {
     { ct.get(k, out) } -> std::same_as<bool>;
     { ct.try_get(k) } -> std::same_as<std::optional<typename T::mapped_type>>;
     { t.put(k, v) } -> std::same_as<bool>;
+    { t.update(k, detail::leave_as_is<T>{}) } -> std::same_as<bool>;
     { t.erase(k) } -> std::same_as<bool>;
     { ct.contains(k) } -> std::same_as<bool>;
     { ct.size() } -> std::same_as<std::size_t>;
+    { T::shard_count } -> std::convertible_to<std::size_t>;
+    ct.for_each_in(shard, detail::visit_entry<T>{});
+    ct.for_each(detail::visit_entry<T>{});
 };
 
 template <class K, class V, class Hash = table_hash<K>, lock_policy Lock = shared_spinlock,
@@ -149,6 +167,14 @@ public:
     template <class F>
     void for_each(F&& f) const {
         for_each(std::forward<F>(f), [] {});
+    }
+
+    // The entries of shard `index` (below shard_count) under its read lock.
+    template <class F>
+    void for_each_in(std::size_t index, F&& f) const {
+        const auto& s = shards_[index];
+        read_guard guard(s.lock);
+        s.for_each(f);
     }
 
     // The same, calling `between()` after each shard with no lock held: where a caller streams

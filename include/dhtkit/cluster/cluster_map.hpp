@@ -1,0 +1,142 @@
+#pragma once
+// The cluster map: who is in the cluster and which nodes hold each of the 16384 slots, at one
+// epoch. Membership is data: client routing, where a write's copies go, catch-up, the replicator's
+// links, `stats` and `where` all read the current map, and nothing else knows how many nodes there
+// are or in which order. A replication policy (cluster/replication.hpp) computes the slot table
+// from the nodes; a change of membership makes a new map with a higher epoch.
+//
+// A map is immutable once made. cluster_view publishes a new one with one atomic store; readers
+// on hot paths take the current one with one atomic load and no lock. A published map is never
+// freed while its view lives (a reader may still hold it): maps change only when membership does,
+// and a map is the node list plus a 32 KiB slot index, so keeping every epoch costs little.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dhtkit/cluster/slots.hpp"
+
+namespace dhtkit {
+
+using node_id = std::uint64_t;
+
+// A node's standing in the cluster (not whether this process can reach it right now).
+enum class node_state : std::uint8_t { member, joining, leaving, failed };
+
+struct node {
+    node_id id = 0;
+    std::string host;
+    std::uint16_t port = 0;
+    node_state state = node_state::member;
+    friend bool operator==(const node&, const node&) = default;
+};
+
+// Slot -> replica set (home first, then the backups in the order clients fall over to them).
+// Distinct sets are stored once; a slot holds the index of its set.
+class slot_table {
+public:
+    slot_table() : set_of_(slot_count, 0), sets_(1) {}
+
+    // Gives every slot of [r.first, r.last] the replica set `holders`.
+    void assign(slot_range r, std::vector<node_id> holders) {
+        if (r.first > r.last || r.last >= slot_count) throw std::out_of_range("slot_table::assign: not a slot range");
+        auto it = std::find(sets_.begin(), sets_.end(), holders);
+        auto index = static_cast<std::uint32_t>(it - sets_.begin());
+        if (it == sets_.end()) sets_.push_back(std::move(holders));
+        std::fill(set_of_.begin() + r.first, set_of_.begin() + r.last + 1, index);
+    }
+
+    [[nodiscard]] std::span<const node_id> holders(slot_t s) const noexcept { return sets_[set_of_[s]]; }
+
+    // The maximal runs of slots whose replica set includes `n`.
+    [[nodiscard]] std::vector<slot_range> ranges_held_by(node_id n) const {
+        std::vector<slot_range> out;
+        for (std::size_t s = 0; s < slot_count; ++s) {
+            const auto& set = sets_[set_of_[s]];
+            if (std::find(set.begin(), set.end(), n) == set.end()) continue;
+            if (!out.empty() && out.back().last + 1u == s) out.back().last = static_cast<slot_t>(s);
+            else out.push_back({static_cast<slot_t>(s), static_cast<slot_t>(s)});
+        }
+        return out;
+    }
+
+    // The maximal runs of slots with one replica set each, in slot order (CLUSTER SLOTS, `where`).
+    template <class F>
+    void for_each_range(F&& f) const {
+        std::size_t start = 0;
+        for (std::size_t s = 1; s <= slot_count; ++s) {
+            if (s < slot_count && set_of_[s] == set_of_[start]) continue;
+            f(slot_range{static_cast<slot_t>(start), static_cast<slot_t>(s - 1)}, std::span<const node_id>(sets_[set_of_[start]]));
+            start = s;
+        }
+    }
+
+private:
+    std::vector<std::uint32_t> set_of_;         // slot -> index into sets_
+    std::vector<std::vector<node_id>> sets_;    // sets_[0] is the empty set: unassigned slots
+};
+
+class cluster_map {
+public:
+    cluster_map(std::uint64_t epoch, std::vector<node> nodes, slot_table slots)
+        : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)) {}
+
+    [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
+    [[nodiscard]] const std::vector<node>& nodes() const noexcept { return nodes_; }
+    [[nodiscard]] const slot_table& slots() const noexcept { return slots_; }
+
+    [[nodiscard]] const node* find(node_id id) const noexcept {
+        for (const auto& n : nodes_)
+            if (n.id == id) return &n;
+        return nullptr;
+    }
+    [[nodiscard]] std::span<const node_id> holders(slot_t s) const noexcept { return slots_.holders(s); }
+    [[nodiscard]] std::span<const node_id> holders_of_key(std::string_view key) const noexcept {
+        return slots_.holders(key_slot(key));
+    }
+    [[nodiscard]] bool holds(node_id n, slot_t s) const noexcept {
+        auto h = holders(s);
+        return std::find(h.begin(), h.end(), n) != h.end();
+    }
+
+private:
+    std::uint64_t epoch_;
+    std::vector<node> nodes_;
+    slot_table slots_;
+};
+
+// The current map, swapped atomically. Any thread may read; publish() may be called from any thread.
+class cluster_view {
+public:
+    explicit cluster_view(cluster_map first) { publish(std::move(first)); }
+    cluster_view(const cluster_view&) = delete;
+    cluster_view& operator=(const cluster_view&) = delete;
+
+    // Valid as long as the view: see the note at the top.
+    [[nodiscard]] const cluster_map& current() const noexcept { return *current_.load(std::memory_order_acquire); }
+
+    // Makes `next` the current map. Its epoch must be above the current one's.
+    void publish(cluster_map next) {
+        std::lock_guard lock(publish_mutex_);
+        auto* now = current_.load(std::memory_order_relaxed);
+        if (now && next.epoch() <= now->epoch())
+            throw std::invalid_argument("cluster_view::publish: epoch " + std::to_string(next.epoch()) +
+                                        " is not above the current " + std::to_string(now->epoch()));
+        kept_.push_back(std::make_unique<const cluster_map>(std::move(next)));
+        current_.store(kept_.back().get(), std::memory_order_release);
+    }
+
+private:
+    std::mutex publish_mutex_;
+    std::deque<std::unique_ptr<const cluster_map>> kept_;  // guarded by publish_mutex_
+    std::atomic<const cluster_map*> current_{nullptr};
+};
+
+}  // namespace dhtkit

@@ -1,0 +1,59 @@
+#pragma once
+// A peer's and its cluster's settings, as plain data. Nothing here reads a file: app/config.hpp
+// fills these from TOML, and a program that composes a peer in code fills them itself.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace dhtkit {
+
+// A settings value that cannot be used: names what and where.
+struct settings_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct peer_settings {
+    std::uint64_t id = 0;  // the node id: stable, whatever the peer's place in the list
+    std::string host;
+    std::uint16_t port = 0;
+    std::filesystem::path shared_dir;
+    std::filesystem::path data_dir;
+};
+
+struct limits_settings {
+    std::size_t max_key_bytes = 1024;
+    std::size_t max_value_bytes = 1 << 20;
+    std::size_t max_in_flight = 128;  // requests answered per connection before others get a turn
+};
+
+enum class dispatch_model { loop, pool };
+
+struct cluster_settings {
+    std::filesystem::path source;  // the file it was read from, for messages; empty when made in code
+    std::size_t pool_threads = 4;
+    dispatch_model dispatch = dispatch_model::loop;
+    limits_settings limits;
+    unsigned backups = 2;        // R: the copies of every slot besides its home
+    unsigned max_restarts = 5;   // worker restarts allowed within restart_window_s before the supervisor gives up
+    unsigned restart_window_s = 60;
+    std::vector<peer_settings> peers;  // the configured nodes, in file order
+
+    [[nodiscard]] const peer_settings& peer(std::uint64_t id) const {
+        for (const auto& p : peers)
+            if (p.id == id) return p;
+        throw settings_error((source.empty() ? std::string("the cluster settings") : source.string()) +
+                             ": no peer with id " + std::to_string(id) + " (there are " +
+                             std::to_string(peers.size()) + " peers)");
+    }
+    [[nodiscard]] bool has_peer(std::uint64_t id) const noexcept {
+        for (const auto& p : peers)
+            if (p.id == id) return true;
+        return false;
+    }
+};
+
+}  // namespace dhtkit
