@@ -57,11 +57,9 @@ struct run_context {
     pid_t main_pid;  // the supervisor's, or the lone worker's: what --stop signals
 };
 
-// The dispatch model is a compile-time policy; the config picks which instantiation runs.
-template <template <class, class> class Dispatch>
 int run(const run_context& ctx_in) {
     using peer_type = dhtkit::peer<dhtkit::net::epoll_reactor, dhtkit::thread_pool,
-                                   dhtkit::locked_table<std::string, std::string>, dhtkit::static_backup, Dispatch>;
+                                   dhtkit::locked_table<std::string, std::string>, dhtkit::static_backup>;
     std::optional<peer_type> peer;
     try {
         peer.emplace(ctx_in.cluster, ctx_in.id);
@@ -157,9 +155,7 @@ int main(int argc, char** argv) try {
     auto log = make_logger(*id, log_path);
 
     run_context ctx{cluster, *id, serve_only, signals.get(), ready, log, ::getpid()};
-    auto worker = [&] {
-        return cluster.dispatch == dhtkit::dispatch_model::pool ? run<dhtkit::pool_dispatch>(ctx) : run<dhtkit::loop_dispatch>(ctx);
-    };
+    auto worker = [&] { return run(ctx); };
     if (alone) return worker();
 
     dhtkit::supervisor_options opt;

@@ -170,18 +170,22 @@ public:
     // `count` bytes of `file_fd` from `offset`, copied by the kernel.
     io_result send_file(int file_fd, off_t offset, std::size_t count,
                         std::chrono::milliseconds timeout = no_timeout) noexcept {
-        return transfer_all(count, POLLOUT, timeout, [&](std::size_t done) -> io_result {
-            off_t at = offset + static_cast<off_t>(done);
-            for (;;) {
-                ssize_t n = ::sendfile(fd(), file_fd, &at, count - done);
-                if (n > 0) return {io_status::ok, static_cast<std::size_t>(n), 0};
-                if (n == 0) return {io_status::error, 0, ESPIPE};  // the file is shorter than promised
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN) return {io_status::ok, 0, 0};
-                if (errno == EPIPE || errno == ECONNRESET) return {io_status::closed, 0, errno};
-                return {io_status::error, 0, errno};
-            }
+        return transfer_all(count, POLLOUT, timeout, [&](std::size_t done) {
+            return send_file_some(file_fd, offset + static_cast<off_t>(done), count - done);
         });
+    }
+
+    // As much of it as the socket takes now, without waiting for room (0 bytes: full).
+    io_result send_file_some(int file_fd, off_t offset, std::size_t count) noexcept {
+        for (;;) {
+            ssize_t n = ::sendfile(fd(), file_fd, &offset, count);
+            if (n > 0) return {io_status::ok, static_cast<std::size_t>(n), 0};
+            if (n == 0) return {io_status::error, 0, ESPIPE};  // the file is shorter than promised
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return {io_status::ok, 0, 0};
+            if (errno == EPIPE || errno == ECONNRESET) return {io_status::closed, 0, errno};
+            return {io_status::error, 0, errno};
+        }
     }
 
 private:

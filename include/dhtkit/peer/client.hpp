@@ -21,6 +21,7 @@
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/peer/file_download.hpp"
+#include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/rpc.hpp"
@@ -35,15 +36,6 @@ struct client_options {
     std::chrono::milliseconds request_timeout{800};
     std::chrono::milliseconds transfer_timeout{5000};  // a file download's longest stall
     std::chrono::milliseconds down_for{500};           // an unreachable peer is skipped this long
-};
-
-struct reply {
-    protocol::status code = protocol::status::ok;
-    std::string value;
-    std::string error;  // set when the request did not get an answer at all, or the answer is an error
-    bool answered = true;  // false when the peer could not be reached or did not reply in time
-
-    [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };
 
 // One connection to one node, used by one caller at a time.

@@ -1,14 +1,16 @@
 #pragma once
-// The dispatch policy: which thread serves a connection when it has input. The peer's listener
-// thread accepts connections and hands each to the dispatcher (`adopt`); the dispatcher calls the
-// peer's serve function on some worker and acts on its answer.
+// The dispatch policy: which thread serves a connection when it has input or room for output. The
+// peer's listener thread accepts connections and hands each to the dispatcher (`adopt`); the
+// dispatcher calls the serve function on some worker and acts on its answer.
 //
 //   pool_dispatch    the seed's model: the listener's reactor watches every connection one-shot
-//                    and hands each readable one to the thread pool, which re-arms it when done.
+//                    and hands each ready one to the thread pool, which re-arms it when done.
 //                    A thread hand-off per request.
 //   loop_dispatch    one reactor per worker (memcached, muduo): a connection is handed over once,
 //                    at accept, and its worker's loop serves it from then on. No hand-off per
 //                    request; a busy connection cannot move to an idle worker.
+//   any_dispatch     either of the two, chosen at run time ([pool] dispatch in the config file):
+//                    a program is compiled once, whatever its config says.
 
 #include <poll.h>
 
@@ -22,44 +24,29 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "dhtkit/concurrency/thread_pool.hpp"
 #include "dhtkit/net/reactor.hpp"
 #include "dhtkit/net/socket.hpp"
+#include "dhtkit/peer/connection.hpp"
+#include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
 #include "dhtkit/protocol/codec.hpp"
 
 namespace dhtkit {
 
-// How long a closing peer waits for its clients to close their side of the connections.
+// How long a closing peer waits for its clients to take its last replies and close their side.
 inline constexpr std::chrono::milliseconds linger{500};
 
-struct connection;
-using connection_ptr = std::shared_ptr<connection>;
-
-struct connection : std::enable_shared_from_this<connection> {
-    connection(net::tcp_stream s, protocol::limits lim) : stream(std::move(s)), reader(lim) {}
-    net::tcp_stream stream;
-    protocol::frame_reader reader;
-    std::string out;
-    // Replies held back until something finishes elsewhere (the copies of a write reaching the
-    // backups). While it is above zero the connection is parked: nothing is read or sent.
-    std::atomic<std::size_t> awaiting{0};
-    bool broken = false;  // the protocol broke while parked: close once resumed
-    // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
-    // Whoever brings `awaiting` to zero also calls awaiting.notify_all(), for a dispatcher that
-    // is stopping and waits on it instead.
-    std::function<void(const connection_ptr&)> resume;
-    bool parked = false;  // the dispatcher's own note, touched only by the thread serving it
-};
-
-// What serving a connection's input leaves to do.
+// What serving a connection leaves to do.
 enum class next_step {
-    wait,   // everything buffered was answered: wait for more input
+    wait,   // everything was answered and sent: wait for more input
     again,  // a batch was answered and more is buffered: serve again after others had a turn
+    drain,  // output waits for room in the socket: serve again when it is writable
     close,  // the client went away or broke the protocol
-    park,   // replies wait for work elsewhere; `resume` is called when it is done
+    park,   // replies are held; connection::release() resumes it
 };
 using serve_fn = std::function<next_step(connection&)>;
 
@@ -84,14 +71,10 @@ public:
         std::lock_guard lock(mutex_);
         if (open_.erase(c->stream.fd()) > 0) stats_.closed();
     }
-    void clear() {
-        std::lock_guard lock(mutex_);
-        open_.clear();
-    }
 
     // The graceful end, once no worker serves any more: each connection gets its buffered
-    // requests answered, then a FIN; the client has up to `linger` to close its side (its unread
-    // bytes would turn our close into a reset), then everything is closed.
+    // requests answered and sent, then a FIN; the client has up to `linger` to close its side
+    // (its unread bytes would turn our close into a reset), then everything is closed.
     void finish_all(const serve_fn& serve, std::chrono::milliseconds linger) {
         std::unordered_map<int, connection_ptr> all;
         {
@@ -101,13 +84,15 @@ public:
         std::vector<pollfd> waiting;
         for (auto& [fd, c] : all) {
             for (int round = 0; round < 64; ++round) {
-                wait_unparked(*c);  // bounded: whatever a connection waits for always finishes
+                c->wait_released();  // bounded: whatever a reply waits for always finishes
                 if (c->broken) break;
                 auto step = serve(*c);
-                if (step != next_step::again && step != next_step::park) break;
+                if (step == next_step::drain && !c->flush_within(linger)) break;
+                if (step != next_step::again && step != next_step::park && step != next_step::drain) break;
             }
-            wait_unparked(*c);
-            if (!c->out.empty()) (void)c->stream.send_all(std::as_bytes(std::span(c->out)), linger);
+            c->wait_released();
+            c->settle();
+            (void)c->flush_within(linger);
             c->stream.shutdown_write();
             waiting.push_back({fd, POLLIN, 0});
         }
@@ -134,11 +119,6 @@ public:
     }
 
 private:
-    static void wait_unparked(connection& c) {
-        for (auto n = c.awaiting.load(std::memory_order_acquire); n != 0; n = c.awaiting.load(std::memory_order_acquire))
-            c.awaiting.wait(n, std::memory_order_acquire);
-    }
-
     peer_stats& stats_;
     std::mutex mutex_;
     std::unordered_map<int, connection_ptr> open_;  // guarded by mutex_
@@ -151,6 +131,7 @@ class pool_dispatch {
 public:
     pool_dispatch(Reactor& listener_loop, std::size_t workers, protocol::limits lim, serve_fn serve, peer_stats& stats)
         : loop_(listener_loop), pool_(workers), limits_(lim), serve_(std::move(serve)), open_(stats) {}
+    ~pool_dispatch() { stop(); }
 
     // On the listener thread.
     void adopt(net::tcp_stream s) {
@@ -162,6 +143,7 @@ public:
 
     // After the listener loop has stopped: finishes the requests in flight, then closes all.
     void stop() {
+        if (stopped_.exchange(true)) return;
         pool_.stop();
         open_.finish_all(serve_, linger);
     }
@@ -171,23 +153,26 @@ private:
     // it sent and closes it gracefully, instead of closing it here under the client's feet.
     void hand_off(const connection_ptr& conn) { (void)pool_.post([this, conn] { serve(conn); }); }
 
+    // One thread serves a connection at a time: it is one-shot, re-armed only here, and a parked
+    // one is handed off again only by its last release().
     void serve(const connection_ptr& conn) {
         switch (serve_(*conn)) {
             case next_step::wait:
                 loop_.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
                 return;
+            case next_step::drain:
+                loop_.modify(conn->stream.fd(), net::interest::write, net::trigger::oneshot);
+                return;
             case next_step::again:
                 return hand_off(conn);
             case next_step::close:
-                return close(conn);
+                conn->closed = true;
+                loop_.remove(conn->stream.fd());
+                open_.erase(conn);
+                return;
             case next_step::park:
-                return;  // one-shot and not re-armed: nothing wakes it but resume
+                return;  // one-shot and not re-armed: nothing wakes it but release()
         }
-    }
-
-    void close(const connection_ptr& conn) {
-        loop_.remove(conn->stream.fd());
-        open_.erase(conn);
     }
 
     Reactor& loop_;
@@ -195,6 +180,7 @@ private:
     protocol::limits limits_;
     serve_fn serve_;
     detail::connection_set open_;
+    std::atomic<bool> stopped_{false};
 };
 
 template <net::reactor Reactor, executor>
@@ -214,9 +200,8 @@ public:
         worker& w = *workers_[next_++ % workers_.size()];
         conn->resume = [this, &w](const connection_ptr& c) {
             w.loop.post([this, &w, c] {
-                if (!c->parked) return;
-                c->parked = false;
-                w.loop.modify(c->stream.fd(), net::interest::read, net::trigger::level);
+                // Closed meanwhile (its client left while a reply was held): nothing to re-arm.
+                if (c->closed || c->watching != connection::watch::parked) return;
                 serve(w, c);
             });
         };
@@ -240,25 +225,39 @@ private:
         std::thread thread;
     };
 
+    // On w's loop thread, the only thread that touches this connection's dispatch state.
     void serve(worker& w, const connection_ptr& conn) {
-        switch (serve_(*conn)) {
+        if (conn->closed) return;
+        auto step = serve_(*conn);
+        switch (step) {
             case next_step::wait:
-                return;  // level-triggered: the loop calls again when more arrives
+                return watch(w, *conn, connection::watch::read);
+            case next_step::drain:
+                return watch(w, *conn, connection::watch::write);
             case next_step::again:
-                w.loop.post([this, &w, conn] {
-                    if (conn->stream.valid()) serve(w, conn);
-                });
+                watch(w, *conn, connection::watch::read);
+                w.loop.post([this, &w, conn] { serve(w, conn); });
                 return;
             case next_step::close:
+                conn->closed = true;
                 w.loop.remove(conn->stream.fd());
                 open_.erase(conn);
                 return;
             case next_step::park:
                 // One-shot while parked: input or a hang-up calls serve at most once, which parks
                 // again, instead of a level trigger calling it in a loop.
-                if (!conn->parked) w.loop.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
-                conn->parked = true;
-                return;
+                return watch(w, *conn, connection::watch::parked);
+        }
+    }
+
+    static void watch(worker& w, connection& c, connection::watch to) {
+        if (c.watching == to) return;
+        c.watching = to;
+        switch (to) {
+            case connection::watch::read: return w.loop.modify(c.stream.fd(), net::interest::read, net::trigger::level);
+            case connection::watch::write: return w.loop.modify(c.stream.fd(), net::interest::write, net::trigger::level);
+            case connection::watch::parked:
+                return w.loop.modify(c.stream.fd(), net::interest::read, net::trigger::oneshot);
         }
     }
 
@@ -269,5 +268,29 @@ private:
     std::size_t next_ = 0;  // only the listener thread adopts
     std::atomic<bool> stopped_{false};
 };
+
+// The dispatch model the settings name, chosen when the peer starts.
+template <net::reactor Reactor, executor Executor>
+class any_dispatch {
+public:
+    any_dispatch(dispatch_model model, Reactor& listener_loop, std::size_t workers, protocol::limits lim, serve_fn serve,
+                 peer_stats& stats) {
+        if (model == dispatch_model::pool)
+            chosen_ = std::make_unique<pool_dispatch<Reactor, Executor>>(listener_loop, workers, lim, std::move(serve), stats);
+        else
+            chosen_ = std::make_unique<loop_dispatch<Reactor, Executor>>(listener_loop, workers, lim, std::move(serve), stats);
+    }
+    void adopt(net::tcp_stream s) {
+        std::visit([&](auto& d) { d->adopt(std::move(s)); }, chosen_);
+    }
+    void stop() {
+        std::visit([](auto& d) { d->stop(); }, chosen_);
+    }
+
+private:
+    std::variant<std::unique_ptr<pool_dispatch<Reactor, Executor>>, std::unique_ptr<loop_dispatch<Reactor, Executor>>> chosen_;
+};
+
+static_assert(dispatch_policy<any_dispatch<net::epoll_reactor, thread_pool>>);
 
 }  // namespace dhtkit

@@ -141,6 +141,17 @@ public:
         for_each_record(std::forward<F>(f), [] {});
     }
 
+    // The same for one shard (below Table::shard_count) of one table.
+    template <class F>
+    void for_each_record_in(protocol::table_id t, std::size_t shard, F&& f) const {
+        std::string rec;
+        (t == protocol::table_id::keys ? keys_ : files_).for_each_in(shard, [&](std::string_view k, std::string_view v) {
+            rec.assign(1, static_cast<char>(t));
+            rec += v;
+            f(k, std::string_view(rec));
+        });
+    }
+
 private:
     // The live entry of `key`; std::nullopt for none or a tombstone. The view points into a
     // per-thread copy, valid until this thread's next call.

@@ -1,0 +1,178 @@
+#pragma once
+// A client connection as the peer serves it: the stream, the frames read from it, and its output.
+//
+// The connection owns its output, muduo-style: replies are appended to `out` and sent as the socket
+// takes them, never waited for. What does not fit now is sent on the next writable event, and the
+// connection reads no further request meanwhile, so a client that does not read slows only itself.
+//
+// A reply can be held: a write's reply waits for its copies, an announce runs on another thread.
+// hold() reserves the reply's place at the current end of the output; whoever completes it fills
+// the frame and calls release(). While anything is held the connection is parked (nothing read,
+// nothing sent); the last release() asks the dispatcher to serve it again, and settle() then puts
+// the filled frames in their places, in request order.
+//
+// A reply may be followed by a stream (a file's bytes, a sync's records): an output_source, pumped
+// whenever the socket has room, until it ends. Requests after it wait until it has.
+
+#include <poll.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dhtkit/net/socket.hpp"
+#include "dhtkit/protocol/codec.hpp"
+
+namespace dhtkit {
+
+// The rest of a response that is too large to build at once.
+class output_source {
+public:
+    enum class progress { more, done, failed };
+    virtual ~output_source() = default;
+    // Adds to `out` (which the connection then sends) or sends on `s` directly; never waits.
+    // `more` when it has more to give once the socket has room again.
+    virtual progress pump(net::tcp_stream& s, std::string& out) = 0;
+};
+
+// A reply completed elsewhere: the frame, and what streams after it.
+struct held_reply {
+    std::string frame;
+    std::unique_ptr<output_source> then;
+};
+
+class connection;
+using connection_ptr = std::shared_ptr<connection>;
+
+class connection : public std::enable_shared_from_this<connection> {
+public:
+    // Output beyond this stops the reading of requests until the client has taken it.
+    static constexpr std::size_t high_water = 1 << 20;
+
+    connection(net::tcp_stream s, protocol::limits lim) : stream(std::move(s)), reader(lim) {}
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    net::tcp_stream stream;
+    protocol::frame_reader reader;
+    std::string out;  // replies, in request order; the serving thread's
+    bool broken = false;  // the protocol broke during a batch that was then held: close once resumed
+
+    // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
+    std::function<void(const connection_ptr&)> resume;
+    // The dispatcher's own notes, touched only by the thread serving the connection.
+    enum class watch : std::uint8_t { read, write, parked };
+    watch watching = watch::read;
+    bool closed = false;
+
+    // --- holding replies (serving thread, except release) ---------------------------------------
+
+    // Opens a batch: releases that happen before end_batch() cannot resume a connection that is
+    // still being served.
+    void begin_batch() noexcept { awaiting_.store(1, std::memory_order_relaxed); }
+    // Closes it; true when replies are still held (the caller parks the connection).
+    bool end_batch() noexcept { return awaiting_.fetch_sub(1, std::memory_order_acq_rel) != 1; }
+    [[nodiscard]] bool held() const noexcept { return awaiting_.load(std::memory_order_acquire) != 0; }
+
+    // Reserves the place of one reply at the end of `out`.
+    std::shared_ptr<held_reply> hold() {
+        auto h = std::make_shared<held_reply>();
+        holds_.emplace_back(out.size(), h);
+        awaiting_.fetch_add(1, std::memory_order_relaxed);
+        return h;
+    }
+    // Reserves `n` more completions for work that fills no frame of its own (copies of a write
+    // whose reply is already in `out`); each ends with release().
+    void hold_more(std::size_t n) noexcept { awaiting_.fetch_add(n, std::memory_order_relaxed); }
+
+    // One held thing is done; any thread. The last one resumes the connection.
+    void release() {
+        if (awaiting_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            awaiting_.notify_all();
+            resume(shared_from_this());
+        }
+    }
+
+    // Waits until nothing is held: for a dispatcher that is stopping and serves connections itself.
+    void wait_released() const noexcept {
+        for (auto n = awaiting_.load(std::memory_order_acquire); n != 0; n = awaiting_.load(std::memory_order_acquire))
+            awaiting_.wait(n, std::memory_order_acquire);
+    }
+
+    // Puts the frames of completed replies in their places. Only once nothing is held.
+    void settle() {
+        if (holds_.empty()) return;
+        std::string merged;
+        std::size_t from = 0;
+        for (auto& [at, h] : holds_) {
+            merged.append(out, from, at - from);
+            merged += h->frame;
+            from = at;
+            if (h->then) source_ = std::move(h->then);  // a stream ends a batch: it is the last hold
+        }
+        merged.append(out, from, std::string::npos);
+        out = std::move(merged);
+        holds_.clear();
+    }
+
+    // Starts streaming `s` once `out` has gone.
+    void stream_after(std::unique_ptr<output_source> s) noexcept { source_ = std::move(s); }
+    [[nodiscard]] bool streaming() const noexcept { return source_ != nullptr; }
+
+    enum class flush_result { done, pending, failed };
+
+    // Sends what the socket takes now: `out`, then the stream. Never waits.
+    flush_result flush() {
+        for (;;) {
+            while (sent_ < out.size()) {
+                auto r = stream.send_some(std::as_bytes(std::span(out)).subspan(sent_));
+                if (!r) return flush_result::failed;
+                if (r.bytes == 0) return flush_result::pending;
+                sent_ += r.bytes;
+            }
+            out.clear();
+            sent_ = 0;
+            if (!source_) return flush_result::done;
+            switch (source_->pump(stream, out)) {
+                case output_source::progress::failed: return flush_result::failed;
+                case output_source::progress::done: source_.reset(); break;
+                case output_source::progress::more:
+                    if (out.empty()) return flush_result::pending;  // it sent directly and the socket is full
+                    break;
+            }
+        }
+    }
+    [[nodiscard]] std::size_t unsent() const noexcept { return out.size() - sent_; }
+
+    // For a stopping peer only, off every loop: sends the rest, waiting up to `limit` in all.
+    bool flush_within(std::chrono::milliseconds limit) {
+        auto until = std::chrono::steady_clock::now() + limit;
+        for (;;) {
+            auto r = flush();
+            if (r != flush_result::pending) return r == flush_result::done;
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            pollfd p{stream.fd(), POLLOUT, 0};
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+        }
+    }
+    // Gives back an idle connection's memory.
+    void trim() {
+        reader.release_if_empty();
+        if (out.empty() && out.capacity() > 64 * 1024) std::string().swap(out);
+    }
+
+private:
+    mutable std::atomic<std::size_t> awaiting_{0};
+    std::vector<std::pair<std::size_t, std::shared_ptr<held_reply>>> holds_;  // the serving thread's
+    std::size_t sent_ = 0;
+    std::unique_ptr<output_source> source_;
+};
+
+}  // namespace dhtkit

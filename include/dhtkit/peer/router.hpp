@@ -1,0 +1,157 @@
+#pragma once
+// The router: what a worker does with a connection that is ready. It sends what waits to be sent,
+// reads what has arrived, splits it into frames and hands each request to the service whose
+// opcode it is (key, file, sync), then sends the replies as far as the socket takes them. The
+// answer tells the dispatcher what to wait for next (dispatch.hpp).
+//
+// A request that starts a stream (fetch, sync) ends its batch: the requests after it are read
+// once the stream has gone. A batch also ends after `max_in_flight` requests, so one pipelining
+// client cannot keep a worker from the others, and when the output passes the connection's high
+// water mark, so a client that does not read stops being read.
+
+#include <array>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "dhtkit/peer/connection.hpp"
+#include "dhtkit/peer/dispatch.hpp"
+#include "dhtkit/peer/file_service.hpp"
+#include "dhtkit/peer/key_service.hpp"
+#include "dhtkit/peer/settings.hpp"
+#include "dhtkit/peer/stats.hpp"
+#include "dhtkit/peer/sync_service.hpp"
+#include "dhtkit/protocol/codec.hpp"
+
+namespace dhtkit {
+
+template <table Table, replication_policy Replication>
+class router {
+public:
+    router(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
+           limits_settings lim, peer_stats& stats, std::function<std::string()> report)
+        : keys_(keys), files_(files), sync_(sync), self_(self), limits_(lim), stats_(stats), report_(std::move(report)) {}
+
+    next_step serve(connection& c) {
+        if (c.held()) return next_step::park;  // woken while parked
+        c.settle();
+        switch (c.flush()) {
+            case connection::flush_result::failed: return next_step::close;
+            case connection::flush_result::pending: return next_step::drain;
+            case connection::flush_result::done: break;
+        }
+        if (c.broken) return next_step::close;  // its last reply has gone
+        bool more = false;
+        c.begin_batch();
+        bool open = receive(c);
+        if (open) open = handle_frames(c, more);
+        c.broken = !open;  // before end_batch: once it returns, a release may serve c elsewhere
+        if (c.end_batch()) return next_step::park;
+        c.settle();
+        auto sent = c.flush();
+        if (sent == connection::flush_result::failed || !open) return next_step::close;
+        if (sent == connection::flush_result::pending) return next_step::drain;
+        c.trim();
+        return more ? next_step::again : next_step::wait;
+    }
+
+private:
+    static constexpr std::size_t read_chunk = 64 * 1024;
+
+    // Reads what has arrived. False when the client has gone. Bytes land in a per-worker buffer
+    // and only what they hold is copied into the connection's reader, which keeps an idle
+    // connection's memory small.
+    static bool receive(connection& c) {
+        thread_local std::array<std::byte, read_chunk> scratch;
+        for (;;) {
+            auto in = c.stream.receive_some(scratch);
+            if (!in) return false;
+            c.reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
+            // A short read drained the socket; the level-triggered re-arm catches anything later.
+            if (in.bytes < read_chunk) return true;
+        }
+    }
+
+    bool handle_frames(connection& c, bool& more) {
+        protocol::frame_view f;
+        for (std::size_t n = 0; n < limits_.max_in_flight; ++n) {
+            if (c.unsent() > connection::high_water) break;
+            auto r = c.reader.next(f);
+            if (r == protocol::frame_reader::result::need_more) return true;
+            if (r == protocol::frame_reader::result::error) {
+                stats_.count_error();
+                reject(c);
+                return false;
+            }
+            if (handle(f, c)) break;  // a stream follows: the rest waits for it
+        }
+        more = true;
+        return true;
+    }
+
+    // The stream is out of step: answer with the reason; the caller closes once it has gone.
+    void reject(connection& c) {
+        auto e = c.reader.last_error();
+        bool size = e == protocol::header_error::key_too_large || e == protocol::header_error::value_too_large;
+        protocol::header h{c.reader.error_header().op, 0, size ? protocol::status::too_large : protocol::status::bad_request,
+                           c.reader.error_header().request_id, 0, 0};
+        std::string why(to_string(e));
+        if (size)
+            why += fmt::format(" (limits: key {} bytes, value {} bytes)", limits_.max_key_bytes, limits_.max_value_bytes);
+        protocol::append_frame(c.out, h, {}, why);
+    }
+
+    // One request. True when a stream follows its reply.
+    bool handle(const protocol::frame_view& f, connection& c) {
+        using protocol::opcode;
+        using protocol::status;
+        stats_.count(f.h.op);
+        protocol::header reply{f.h.op, 0, status::ok, f.h.request_id, 0, 0};
+        if (f.h.op == opcode::replicate) {
+            keys_.handle(f, c);
+            return false;
+        }
+        if (key_service<Table, Replication>::handles(f.h.op)) {
+            if (!sync_.serving()) {
+                reply.code = status::unavailable;
+                protocol::append_frame(c.out, reply, {}, "catching up after a restart: ask the next holder");
+                return false;
+            }
+            keys_.handle(f, c);
+            return false;
+        }
+        if (file_service::handles(f.h.op)) {
+            files_.handle(f, c);
+            return f.h.op == opcode::fetch;
+        }
+        switch (f.h.op) {
+            case opcode::ping:
+                protocol::append_frame(c.out, reply, {}, fmt::format("peer {}", self_));
+                return false;
+            case opcode::stats:
+                protocol::append_frame(c.out, reply, {}, report_());
+                return false;
+            case opcode::sync:
+                sync_.handle(f, c);
+                return true;
+            default:
+                stats_.count_error();
+                reply.code = status::unknown_opcode;
+                protocol::append_frame(c.out, reply, {},
+                                       fmt::format("opcode {} is not an operation of this peer", static_cast<unsigned>(f.h.op)));
+                return false;
+        }
+    }
+
+    key_service<Table, Replication>& keys_;
+    file_service& files_;
+    sync_service<Table>& sync_;
+    node_id self_;
+    limits_settings limits_;
+    peer_stats& stats_;
+    std::function<std::string()> report_;
+};
+
+}  // namespace dhtkit
