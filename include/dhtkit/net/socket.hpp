@@ -228,6 +228,8 @@ public:
     }
 
     [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+    // Stops listening: connections to the address are refused from now on.
+    void close() noexcept { fd_.reset(); }
     // The bound address, with the port the kernel chose when bound to port 0.
     [[nodiscard]] const endpoint& local() const noexcept { return local_; }
 

@@ -92,6 +92,7 @@ public:
         if (!started_.exchange(false)) return;
         reactor_.stop();
         loop_.join();
+        listener_.close();  // new connections are refused, as by a node that is gone
         dispatch_->stop();
         files_.stop();
         copies_.stop();  // last: the writes answered above were copied through it
