@@ -27,10 +27,13 @@ int main(int argc, char** argv) try {
     fmt::print("config   {}: {} peers, pool of {} threads, {} backups per key\n", file,
                cluster.peers.size(), cluster.pool_threads, cluster.backups);
 
-    // Placement: the stable hash of a key, modulo the peer count, names its home peer on every host.
-    std::map<unsigned, int> homes;
-    for (int i = 0; i < 3000; ++i) homes[cluster.peers[stable_hash(fmt::format("key-{}", i)) % cluster.peers.size()].id]++;
+    // Placement: the cluster map gives each of Redis Cluster's 16384 slots its holders; a key's
+    // slot is CRC16 of the key (or of its {hash tag}), the same on every host.
+    auto map = static_cluster_map(cluster, static_backup(cluster.backups));
+    std::map<node_id, int> homes;
+    for (int i = 0; i < 3000; ++i) homes[map.holders_of_key(fmt::format("key-{}", i)).front()]++;
     for (auto [id, n] : homes) fmt::print("place    peer {} is home to {} of 3000 keys\n", id, n);
+    fmt::print("place    '{{user1}}.a' and '{{user1}}.b' share slot {}\n", key_slot("{user1}.a"));
 
     // The resource manager, filled concurrently by the pool.
     locked_table<std::string, std::string> table;
