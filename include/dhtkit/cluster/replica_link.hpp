@@ -25,39 +25,22 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/missed_copies.hpp"
 #include "dhtkit/net/unique_fd.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/rpc.hpp"
 
 namespace dhtkit {
 
-struct replicator_options {
-    std::chrono::milliseconds connect_timeout{250};
-    std::chrono::milliseconds ack_timeout{500};
-    std::chrono::milliseconds retry_after{200};  // first wait before trying a down replica again
-    std::chrono::milliseconds max_retry_after{2000};
-    std::size_t max_hints = 1'000'000;  // keys remembered per down replica; beyond, its catch-up covers them
-};
-
-// Told once per copy: true when the replica applied it (or already had something newer).
-using ack_fn = std::function<void(bool)>;
-// The current record of a key here (table byte + key), to re-send what a replica missed.
-using record_source = std::function<std::optional<std::string>(protocol::table_id, std::string_view)>;
-
-struct replication_counters {
-    std::atomic<std::uint64_t> sent{0}, acked{0}, missed{0}, replayed{0}, hints_dropped{0};
-};
-
 class replica_link {
 public:
     replica_link(node to, protocol::limits lim, record_source source, replicator_options opt,
                  replication_counters& counters)
         : to_(std::move(to)), limits_(lim), source_(std::move(source)), options_(opt), counters_(counters),
-          wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), retry_wait_(opt.retry_after) {
+          wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), missed_(options_, counters) {
         thread_ = std::thread([this] { run(); });
     }
     replica_link(const replica_link&) = delete;
@@ -65,10 +48,10 @@ public:
     ~replica_link() { stop(); }
 
     void send(protocol::table_id t, std::string_view key, std::string_view record, ack_fn done) {
-        std::string hint = hint_key(t, key);
+        std::string hint = missed_copies::hint_key(t, key);
         {
             std::lock_guard lock(mutex_);
-            if (!stopping_ && !(down_ && clock::now() < retry_at_)) {
+            if (!stopping_ && !missed_.skipping(clock::now())) {
                 bool was_idle = outbox_.empty();
                 std::uint64_t id = ++next_id_;
                 protocol::append_frame(outbox_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0}, key,
@@ -78,7 +61,7 @@ public:
                 if (was_idle) wake();
                 return;
             }
-            add_hint(std::move(hint));
+            missed_.add(std::move(hint));
         }
         counters_.missed.fetch_add(1, std::memory_order_relaxed);
         if (done) done(false);
@@ -99,8 +82,7 @@ public:
     void peer_is_up() {
         {
             std::lock_guard lock(mutex_);
-            down_ = false;
-            retry_wait_ = options_.retry_after;
+            missed_.mark_up();
         }
         wake();
     }
@@ -108,11 +90,11 @@ public:
     [[nodiscard]] const node& target() const noexcept { return to_; }
     [[nodiscard]] std::size_t hints() const {
         std::lock_guard lock(mutex_);
-        return hints_.size();
+        return missed_.size();
     }
     [[nodiscard]] bool down() const {
         std::lock_guard lock(mutex_);
-        return down_;
+        return missed_.down();
     }
 
 private:
@@ -124,17 +106,6 @@ private:
         std::string hint;  // table byte + key
         clock::time_point deadline;
     };
-
-    static std::string hint_key(protocol::table_id t, std::string_view key) {
-        std::string h(1, static_cast<char>(t));
-        h += key;
-        return h;
-    }
-
-    void add_hint(std::string h) {  // mutex_ held
-        if (hints_.size() < options_.max_hints) hints_.insert(std::move(h));
-        else counters_.hints_dropped.fetch_add(1, std::memory_order_relaxed);
-    }
 
     void wake() noexcept {
         std::uint64_t one = 1;
@@ -185,7 +156,7 @@ private:
 
     bool want_retry() {
         std::lock_guard lock(mutex_);
-        return !hints_.empty() && !stopping_ && (!down_ || clock::now() >= retry_at_);
+        return !stopping_ && missed_.want_retry(clock::now());
     }
 
     bool connect() {
@@ -193,22 +164,15 @@ private:
             rpc_ = protocol::rpc_stream::connect(to_.host, to_.port, limits_, options_.connect_timeout);
         } catch (const std::exception&) {
             std::lock_guard lock(mutex_);
-            mark_down();
+            missed_.mark_down();
             return false;
         }
         {
             std::lock_guard lock(mutex_);
-            down_ = false;
-            retry_wait_ = options_.retry_after;
+            missed_.mark_up();
         }
         if (resend_) resend_in_flight();
         return true;
-    }
-
-    void mark_down() {  // mutex_ held
-        down_ = true;
-        retry_at_ = clock::now() + retry_wait_;
-        retry_wait_ = std::min(retry_wait_ * 2, options_.max_retry_after);
     }
 
     // After a reconnect: the copies in flight are sent again, as the keys' current records.
@@ -249,9 +213,7 @@ private:
         std::vector<std::string> batch;
         {
             std::lock_guard lock(mutex_);
-            for (auto it = hints_.begin(); it != hints_.end() && batch.size() < 512;) {
-                batch.push_back(std::move(hints_.extract(it++).value()));
-            }
+            batch = missed_.take(512);
         }
         auto deadline = clock::now() + options_.ack_timeout;
         for (auto& h : batch) {
@@ -289,7 +251,7 @@ private:
         if (stop_deadline_ != clock::time_point{}) until(stop_deadline_);
         {
             std::lock_guard lock(mutex_);
-            if (down_ && !hints_.empty()) until(retry_at_);
+            if (missed_.down() && !missed_.empty()) until(missed_.retry_at());
         }
         if (::poll(fds, 2, timeout) <= 0) return;
         if (fds[0].revents & POLLIN) {
@@ -341,9 +303,9 @@ private:
         drop_connection();
         resend_ = false;
         std::lock_guard lock(mutex_);
-        if (!down_) mark_down();
+        if (!missed_.down()) missed_.mark_down();
         for (auto& c : in_flight_) {
-            add_hint(std::move(c.hint));
+            missed_.add(std::move(c.hint));
             if (c.done) {
                 counters_.missed.fetch_add(1, std::memory_order_relaxed);
                 c.done(false);
@@ -368,12 +330,9 @@ private:
     mutable std::mutex mutex_;
     std::string outbox_;                     // guarded by mutex_
     std::deque<copy> queued_;                // guarded by mutex_
-    std::unordered_set<std::string> hints_;  // guarded by mutex_
     std::uint64_t next_id_ = 0;              // guarded by mutex_
-    bool down_ = false;                      // guarded by mutex_
     bool stopping_ = false;                  // guarded by mutex_
-    clock::time_point retry_at_{};           // guarded by mutex_
-    std::chrono::milliseconds retry_wait_;   // guarded by mutex_
+    missed_copies missed_;                   // guarded by mutex_
 
     // The link thread's own.
     protocol::rpc_stream rpc_;

@@ -56,11 +56,16 @@ public:
         return op == opcode::fetch || op == opcode::announce || op == opcode::withdraw || op == opcode::replicate_file;
     }
 
+    // Before the peer listens: requests may come as soon as it does.
     void start(log_fn log) {
         log_ = std::move(log);
         copier_ = std::make_unique<file_copier>(shared_, self_.id, [this](std::string_view name) { announce(name, false); },
                                                 log_);
         workers_ = std::make_unique<thread_pool>(2);
+    }
+
+    // Once the peer serves: registers every file already in the shared folder, in the background.
+    void announce_folder() {
         announcer_ = std::thread([this] { announce_shared_files(); });
     }
 

@@ -75,6 +75,7 @@ public:
     // Listens, catches up (answering clients `unavailable` meanwhile), serves; then registers the
     // files of the shared folder in the background (their homes may not be up yet).
     void start() {
+        files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
             cluster_.dispatch, reactor_, cluster_.pool_threads, frame_limits(),
@@ -84,7 +85,7 @@ public:
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
         sync_.catch_up_now(log_);
-        files_.start(log_);
+        files_.announce_folder();
     }
 
     // Stops accepting, answers what the clients already sent (their writes copied first), closes.

@@ -29,6 +29,7 @@
 #include "dhtkit/concurrency/locks.hpp"
 #include "dhtkit/store/stable_hash.hpp"
 #include "dhtkit/store/table_entry.hpp"
+#include "dhtkit/store/table_shard.hpp"
 
 namespace dhtkit {
 
@@ -117,7 +118,7 @@ public:
             s.at(at) = entry::assign(s.at(at), value);
             return false;
         }
-        s.insert_new(entry::make(key, value), h, *this);
+        s.insert_new(entry::make(key, value), h, rehash_fn());
         return true;
     }
 
@@ -137,7 +138,7 @@ public:
         if (at != npos)
             s.at(at) = entry::assign(s.at(at), *next);
         else
-            s.insert_new(entry::make(key, *next), h, *this);
+            s.insert_new(entry::make(key, *next), h, rehash_fn());
         return true;
     }
 
@@ -204,37 +205,12 @@ public:
     }
 
 private:
-    static constexpr std::size_t npos = ~std::size_t{0};
-    static constexpr std::uint64_t empty = 0x80;
-    static constexpr std::uint64_t deleted = 0xFE;
-    static constexpr std::size_t ways = 7;  // slots per bucket: 8 bytes of control + 7 pointers = 64
-    static constexpr std::uint64_t lsbs = 0x0001010101010101ull;  // the 7 used control bytes
-    static constexpr std::uint64_t msbs = 0x0080808080808080ull;
+    using shard = detail::swiss::table_shard<entry, Lock>;
+    static constexpr std::size_t npos = detail::swiss::npos;
 
-    // One cache line: a lookup reads the control word and the pointer it needs with one miss.
-    // Byte i of `ctrl` (counting from the least significant) describes slot i: 0..0x7f holds 7
-    // bits of the key's hash, 0x80 is empty, 0xFE a tombstone. The top byte is unused.
-    struct alignas(64) bucket {
-        std::uint64_t ctrl = lsbs * empty;
-        entry* slot[ways] = {};
-    };
-
-    static bool is_full(std::uint64_t c) noexcept { return (c & 0x80) == 0; }
-    static std::uint64_t byte_at(std::uint64_t word, std::size_t i) noexcept { return (word >> (8 * i)) & 0xff; }
-    static void set_byte(std::uint64_t& word, std::size_t i, std::uint64_t v) noexcept {
-        word = (word & ~(std::uint64_t{0xff} << (8 * i))) | (v << (8 * i));
-    }
-
-    // Bits at the high bit of each control byte that may equal `b` (a false positive is possible
-    // just above a true match; the key comparison settles it).
-    static std::uint64_t match_byte(std::uint64_t word, std::uint64_t b) noexcept {
-        std::uint64_t x = word ^ (lsbs * b);
-        return (x - lsbs) & ~x & msbs;
-    }
-    static std::uint64_t match_empty(std::uint64_t word) noexcept { return word & ~(word << 6) & msbs; }
-    static std::uint64_t match_free(std::uint64_t word) noexcept { return word & msbs; }
-    static std::size_t lowest(std::uint64_t bits) noexcept {
-        return static_cast<std::size_t>(std::countr_zero(bits)) / 8;
+    // What a shard calls to place entries again when it grows.
+    auto rehash_fn() const noexcept {
+        return [this](key_view k) { return hash(k); };
     }
 
     // A final mix, so that a weak user hash (std::hash of an integer is the identity) still
@@ -248,124 +224,6 @@ private:
         h ^= h >> 33;
         return h;
     }
-
-    struct alignas(64) shard {
-        mutable Lock lock;
-        std::unique_ptr<bucket[]> buckets;
-        std::size_t bucket_count = 0;  // a power of two; 0 before the first insert
-        // Copies of the two fields above that may be read without the lock, only to prefetch a
-        // bucket while the lock is being taken; a stale value costs a wasted prefetch, nothing more.
-        std::atomic<const bucket*> hint_buckets{nullptr};
-        std::atomic<std::size_t> hint_mask{0};
-
-        void prefetch(std::uint64_t h) const noexcept {
-            if (const bucket* b = hint_buckets.load(std::memory_order_relaxed))
-                __builtin_prefetch(b + (static_cast<std::size_t>(h >> 7) & hint_mask.load(std::memory_order_relaxed)));
-        }
-        std::size_t size = 0;
-        std::size_t tombstones = 0;
-
-        // A position is bucket * 8 + slot.
-        entry*& at(std::size_t pos) noexcept { return buckets[pos / 8].slot[pos % 8]; }
-        entry* at(std::size_t pos) const noexcept { return buckets[pos / 8].slot[pos % 8]; }
-
-        static std::uint64_t tag(std::uint64_t h) noexcept { return h & 0x7f; }
-        std::size_t first_bucket(std::uint64_t h) const noexcept {
-            return static_cast<std::size_t>(h >> 7) & (bucket_count - 1);
-        }
-
-        std::size_t find(key_view key, std::uint64_t h) const {
-            if (bucket_count == 0) return npos;
-            std::size_t b = first_bucket(h);
-            for (std::size_t step = 1;; ++step) {
-                const bucket& bk = buckets[b];
-                const std::uint64_t word = bk.ctrl;
-                for (auto m = match_byte(word, tag(h)); m != 0; m &= m - 1) {
-                    std::size_t i = lowest(m);
-                    if (byte_at(word, i) != tag(h)) continue;
-                    bk.slot[i]->prefetch();
-                    if (bk.slot[i]->key() == key) return b * 8 + i;
-                }
-                if (match_empty(word) != 0) return npos;
-                b = (b + step) & (bucket_count - 1);  // triangular steps visit every bucket
-            }
-        }
-
-        void place(entry* e, std::uint64_t h) noexcept {
-            std::size_t b = first_bucket(h);
-            for (std::size_t step = 1;; ++step) {
-                bucket& bk = buckets[b];
-                if (auto m = match_free(bk.ctrl); m != 0) {
-                    std::size_t i = lowest(m);
-                    if (byte_at(bk.ctrl, i) == deleted) --tombstones;
-                    set_byte(bk.ctrl, i, tag(h));
-                    bk.slot[i] = e;
-                    ++size;
-                    return;
-                }
-                b = (b + step) & (bucket_count - 1);
-            }
-        }
-
-        void insert_new(entry* e, std::uint64_t h, const locked_table& owner) {
-            // Keep at least one free slot in eight, so that probes for absent keys stay short.
-            if ((size + tombstones + 1) * 8 > bucket_count * ways * 7) {
-                try {
-                    bool mostly_live = (size + 1) * 2 > bucket_count * ways;
-                    rehash(bucket_count == 0 ? 2 : mostly_live ? bucket_count * 2 : bucket_count, owner);
-                } catch (...) {
-                    entry::destroy(e);
-                    throw;
-                }
-            }
-            place(e, h);
-        }
-
-        void rehash(std::size_t new_count, const locked_table& owner) {
-            auto old = std::exchange(buckets, std::make_unique<bucket[]>(new_count));
-            const std::size_t old_count = std::exchange(bucket_count, new_count);
-            hint_buckets.store(buckets.get(), std::memory_order_relaxed);
-            hint_mask.store(new_count - 1, std::memory_order_relaxed);
-            size = 0;
-            tombstones = 0;
-            for (std::size_t b = 0; b < old_count; ++b)
-                for (std::size_t i = 0; i < ways; ++i)
-                    if (is_full(byte_at(old[b].ctrl, i)))
-                        place(old[b].slot[i], owner.hash(old[b].slot[i]->key()));
-        }
-
-        void erase_at(std::size_t pos) noexcept {
-            bucket& bk = buckets[pos / 8];
-            entry::destroy(bk.slot[pos % 8]);
-            bk.slot[pos % 8] = nullptr;
-            // A bucket that still has an empty slot never made a probe move on past it, so the
-            // slot can go back to empty; otherwise it must stay a tombstone.
-            if (match_empty(bk.ctrl) != 0) {
-                set_byte(bk.ctrl, pos % 8, empty);
-            } else {
-                set_byte(bk.ctrl, pos % 8, deleted);
-                ++tombstones;
-            }
-            --size;
-        }
-
-        template <class F>
-        void for_each(F& f) const {
-            for (std::size_t b = 0; b < bucket_count; ++b)
-                for (std::size_t i = 0; i < ways; ++i)
-                    if (is_full(byte_at(buckets[b].ctrl, i)))
-                        f(buckets[b].slot[i]->key(), buckets[b].slot[i]->value());
-        }
-
-        void clear() noexcept {
-            for (std::size_t b = 0; b < bucket_count; ++b)
-                for (std::size_t i = 0; i < ways; ++i)
-                    if (is_full(byte_at(buckets[b].ctrl, i))) entry::destroy(buckets[b].slot[i]);
-            hint_buckets.store(nullptr, std::memory_order_relaxed);
-            buckets.reset();
-            bucket_count = size = tombstones = 0;
-        }
-    };
 
     shard& shard_for(std::uint64_t h) noexcept { return shards_[shard_index(h)]; }
     const shard& shard_for(std::uint64_t h) const noexcept { return shards_[shard_index(h)]; }
