@@ -269,3 +269,31 @@ TEST_CASE("a peer stops cleanly on SIGTERM") {
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("a client that never reads its replies holds up no one else on its worker, under both dispatch models") {
+    test::local_cluster cluster({.peers = 1, .pool_threads = 1, .dispatch = GENERATE(as<std::string>{}, "pool", "loop"),
+                                 .backups = 0});
+    cluster.start_all();
+    auto c = cluster.client(2s);
+    REQUIRE(c.put("big", std::string(512 * 1024, 'b')).ok());
+    REQUIRE(c.put("small", "s").ok());
+    // 200 gets of 512 KiB: 100 MiB of replies that this client never reads, so the socket fills.
+    auto greedy = test::raw_connect(cluster, 0);
+    std::string asks;
+    for (std::uint64_t i = 1; i <= 200; ++i) asks += frame(opcode::get, i, "big");
+    REQUIRE(greedy.send_all(std::as_bytes(std::span(asks)), 2s).ok());
+    // The one worker still answers everyone else at once (it used to wait up to 10 s on the socket).
+    for (int i = 0; i < 20; ++i) {
+        auto r = c.get("small");
+        REQUIRE(r.ok());
+        CHECK(r.value == "s");
+    }
+    // And the greedy client gets every reply, in order, once it reads.
+    raw_session s{std::move(greedy)};
+    auto got = s.read(200);
+    REQUIRE(got.size() == 200);
+    for (std::uint64_t i = 0; i < 200; ++i) {
+        CHECK(got[i].first.request_id == i + 1);
+        CHECK(got[i].second.size() == 512 * 1024);
+    }
+}
