@@ -93,6 +93,7 @@ std::string stat_of(const std::string& report, std::string_view name) {
 }  // namespace
 
 TEST_CASE("a policy written in a test places every slot on every node, and a write needs all of them") {
+    STATIC_REQUIRE(replication_policy<every_node>);
     in_process_cluster<every_node> cluster(3);
     auto c = cluster.client();
     REQUIRE(c.holders("k") == std::vector<node_id>{100, 101, 102});

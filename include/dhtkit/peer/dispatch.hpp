@@ -156,6 +156,7 @@ private:
     // One thread serves a connection at a time: it is one-shot, re-armed only here, and a parked
     // one is handed off again only by its last release().
     void serve(const connection_ptr& conn) {
+        if (conn->closed) return;
         switch (serve_(*conn)) {
             case next_step::wait:
                 loop_.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
