@@ -24,6 +24,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -42,7 +43,8 @@ public:
     virtual progress pump(net::tcp_stream& s, std::string& out) = 0;
 };
 
-// A reply completed elsewhere: the frame, and what streams after it.
+// A reply completed elsewhere: the frame, and what streams after it. A reply held with a
+// provisional frame already in the output keeps that frame unless `frame` is set by then.
 struct held_reply {
     std::string frame;
     std::unique_ptr<output_source> then;
@@ -84,13 +86,14 @@ public:
     // Reserves the place of one reply at the end of `out`.
     std::shared_ptr<held_reply> hold() {
         auto h = std::make_shared<held_reply>();
-        holds_.emplace_back(out.size(), h);
-        awaiting_.fetch_add(1, std::memory_order_relaxed);
+        hold(h, 0);
         return h;
     }
-    // Reserves `n` more completions for work that fills no frame of its own (copies of a write
-    // whose reply is already in `out`); each ends with release().
-    void hold_more(std::size_t n) noexcept { awaiting_.fetch_add(n, std::memory_order_relaxed); }
+    // The same for `h`, whose provisional frame is the last `provisional` bytes of `out`.
+    void hold(std::shared_ptr<held_reply> h, std::size_t provisional) {
+        holds_.push_back({out.size() - provisional, provisional, std::move(h)});
+        awaiting_.fetch_add(1, std::memory_order_relaxed);
+    }
 
     // One held thing is done; any thread. The last one resumes the connection.
     void release() {
@@ -109,16 +112,23 @@ public:
     // Puts the frames of completed replies in their places. Only once nothing is held.
     void settle() {
         if (holds_.empty()) return;
-        std::string merged;
-        std::size_t from = 0;
-        for (auto& [at, h] : holds_) {
-            merged.append(out, from, at - from);
-            merged += h->frame;
-            from = at;
-            if (h->then) source_ = std::move(h->then);  // a stream ends a batch: it is the last hold
+        // Most held replies are writes whose provisional frame stands: nothing to move then.
+        bool splice = false;
+        for (const auto& h : holds_) splice = splice || !h.reply->frame.empty();
+        if (splice) {
+            std::string merged;
+            std::size_t from = 0;
+            for (const auto& h : holds_) {
+                merged.append(out, from, h.at - from);
+                merged += h.reply->frame.empty() ? std::string_view(out).substr(h.at, h.provisional)
+                                                 : std::string_view(h.reply->frame);
+                from = h.at + h.provisional;
+            }
+            merged.append(out, from, std::string::npos);
+            out = std::move(merged);
         }
-        merged.append(out, from, std::string::npos);
-        out = std::move(merged);
+        for (auto& h : holds_)
+            if (h.reply->then) source_ = std::move(h.reply->then);  // a stream ends a batch: the last hold
         holds_.clear();
     }
 
@@ -170,7 +180,12 @@ public:
 
 private:
     mutable std::atomic<std::size_t> awaiting_{0};
-    std::vector<std::pair<std::size_t, std::shared_ptr<held_reply>>> holds_;  // the serving thread's
+    struct hold_entry {
+        std::size_t at;           // where its frame goes in `out`
+        std::size_t provisional;  // bytes there that its frame replaces, if it has one
+        std::shared_ptr<held_reply> reply;
+    };
+    std::vector<hold_entry> holds_;  // the serving thread's
     std::size_t sent_ = 0;
     std::unique_ptr<output_source> source_;
 };

@@ -63,25 +63,24 @@ public:
             index_.handle(f, c.out);
             return;
         }
+        thread_local std::string record;  // sent below: the replicator copies it into its outbox
+        const auto& targets = other_holders(map, f.key);
+        if (targets.empty()) {  // the only holder: nothing to wait for
+            index_.handle(f, c.out, &record);
+            return;
+        }
+        const auto provisional_at = c.out.size();
+        if (!index_.handle(f, c.out, &record)) return;  // nothing changed: answered as it is
         auto w = std::make_shared<write_wait>();
-        if (!index_.handle(f, w->frame, &w->record)) {  // nothing changed: answered as it is
-            c.out += w->frame;
-            return;
-        }
-        auto targets = other_holders(map, f.key);
-        if (targets.empty()) {
-            c.out += w->frame;
-            return;
-        }
-        w->reply = c.hold();
         w->conn = c.shared_from_this();
         w->policy = &policy_;
         w->header = reply;
         w->holders = targets.size() + 1;
         // Counted before any is sent: a copy may be answered before send() returns.
         w->left.store(targets.size(), std::memory_order_relaxed);
-        const auto table = *protocol::record_table(w->record);
-        for (const node* target : targets) copies_.send(*target, table, f.key, w->record, [w](bool ok) { w->done(ok); });
+        c.hold(w, c.out.size() - provisional_at);
+        const auto table = *protocol::record_table(record);
+        for (const node* target : targets) copies_.send(*target, table, f.key, record, [w](bool ok) { w->done(ok); });
     }
 
     // A write made here, off the network (this peer's own registration of a file): applies it,
@@ -97,11 +96,9 @@ public:
     [[nodiscard]] const index_service<Table>& index() const noexcept { return index_; }
 
 private:
-    // One write's copies: the last to finish decides and releases the reply.
-    struct write_wait {
-        std::string frame;   // the reply as the write here made it
-        std::string record;  // what the other holders apply
-        std::shared_ptr<held_reply> reply;
+    // One write's copies: the last to finish asks the policy, and replaces the provisional reply
+    // (the write's own answer, already in the output) only when the write does not count.
+    struct write_wait : held_reply {
         connection_ptr conn;
         const Replication* policy = nullptr;
         protocol::header header;
@@ -112,22 +109,21 @@ private:
         void done(bool ok) {
             if (ok) applied.fetch_add(1, std::memory_order_relaxed);
             if (left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-            if (policy->acknowledged(applied.load(std::memory_order_relaxed), holders)) {
-                reply->frame = std::move(frame);
-            } else {
+            const auto n = applied.load(std::memory_order_relaxed);
+            if (!policy->acknowledged(n, holders)) {
                 header.code = protocol::status::unavailable;
-                protocol::append_frame(reply->frame, header, {},
-                                       fmt::format("only {} of the {} holders applied the write",
-                                                   applied.load(std::memory_order_relaxed), holders));
+                protocol::append_frame(frame, header, {}, fmt::format("only {} of the {} holders applied the write", n, holders));
             }
             auto c = std::move(conn);  // the connection may go once released
             c->release();
         }
     };
 
-    // The nodes besides this one that hold `key` (nodes of a map outlive its readers).
-    [[nodiscard]] std::vector<const node*> other_holders(const cluster_map& map, std::string_view key) const {
-        std::vector<const node*> out;
+    // The nodes besides this one that hold `key` (nodes of a map outlive its readers), in a
+    // per-thread vector that is valid until this thread's next call.
+    [[nodiscard]] const std::vector<const node*>& other_holders(const cluster_map& map, std::string_view key) const {
+        thread_local std::vector<const node*> out;
+        out.clear();
         for (auto id : map.holders_of_key(key))
             if (id != self_)
                 if (const node* n = map.find(id)) out.push_back(n);
@@ -141,7 +137,7 @@ private:
             std::size_t left = 0;  // guarded by mutex
         };
         auto w = std::make_shared<waiter>();
-        auto targets = other_holders(map, key);
+        const auto targets = other_holders(map, key);  // a copy: send() may run another write's callback
         w->left = targets.size();
         for (const node* target : targets)
             copies_.send(*target, *protocol::record_table(record), key, record, [w](bool) {
