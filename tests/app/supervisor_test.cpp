@@ -127,3 +127,25 @@ TEST_CASE("SIGTERM to the supervisor reaches the worker, and nothing is restarte
     CHECK(::read(ready[0], &c, 1) == 0);  // no second worker announced itself
     ::close(ready[0]);
 }
+
+TEST_CASE("the wait before a restart starts over after a worker ran for a whole window") {
+    run_counter runs;
+    std::vector<std::string> log;
+    supervisor_options o;
+    o.first_backoff = 10ms;
+    o.max_backoff = 1000ms;
+    o.max_restarts = 10;
+    o.window = 150ms;
+    supervisor s(o, [&](const std::string& line) { log.push_back(line); });
+    int rc = s.run([&] {
+        int n = runs.bump();
+        if (n == 3) ::usleep(250000);  // a healthy run longer than the window, then a crash
+        if (n <= 3) ::kill(::getpid(), SIGKILL);
+        return 0;
+    }, -1);
+    CHECK(rc == 0);
+    std::vector<std::string> waits;
+    for (const auto& line : log)
+        if (auto at = line.find("restarting in "); at != std::string::npos) waits.push_back(line.substr(at));
+    CHECK(waits == std::vector<std::string>{"restarting in 10 ms", "restarting in 20 ms", "restarting in 10 ms"});
+}

@@ -1,7 +1,8 @@
 #pragma once
 // The monitor half of a peer: runs the worker in a child process and starts a new one when it
 // dies abnormally (a signal, or a non-zero exit), waiting 0.1 s after the first failure and
-// doubling to 5 s. It gives up, saying why, after too many restarts within a window. SIGTERM and
+// doubling to 5 s; a worker that ran for a whole window before it died starts the wait over at
+// 0.1 s. It gives up, saying why, after too many restarts within a window. SIGTERM and
 // SIGINT (read from the caller's signal descriptor) are forwarded to the worker; the supervisor
 // then returns once the worker has exited, with no restart.
 //
@@ -71,6 +72,7 @@ public:
     int run(const std::function<int()>& worker, int signal_fd) {
         auto backoff = options_.first_backoff;
         for (;;) {
+            const auto started = clock::now();
             pid_t pid = ::fork();
             if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork of the worker");
             if (pid == 0) {
@@ -89,6 +91,8 @@ public:
                 return 1;
             }
             const auto now = clock::now();
+            // A long healthy run: this failure is a new story, not the next chapter of a crash loop.
+            if (now - started >= options_.window) backoff = options_.first_backoff;
             while (!restarts_.empty() && now - restarts_.front() > options_.window) restarts_.pop_front();
             if (restarts_.size() >= options_.max_restarts) {
                 say(fmt::format("giving up: the worker {}, and it was restarted {} times within {} s", describe_exit(status),

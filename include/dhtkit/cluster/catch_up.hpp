@@ -1,10 +1,13 @@
 #pragma once
-// Catch-up: a node that (re)starts asks the other holders of its slots for every record of those
-// slots, and applies them (newer versions win) before it serves. A node that was down misses the
-// writes made meanwhile; this is how it gets them back instead of serving stale values.
+// Catch-up, the asking side: a node that (re)starts asks another holder of its slots for every
+// record of the slot ranges they share, and applies them (newer versions win). A node that was
+// down misses the writes made meanwhile; this is how it gets them back instead of serving stale
+// values. Which holders to ask, and when the node has heard enough to serve, is the sync
+// service's business (peer/sync_service.hpp); this is one exchange with one holder.
 //
 // The request is one `sync` frame: the asker's node id, then the slot ranges wanted. The answer
-// is a stream of frames, one record each, flagged `more`, ended by a frame without the flag. The
+// is a stream of frames, one record each, flagged `more`, ended by a frame without the flag whose
+// value says whether the answering node was itself serving (1) or still catching up (0). The
 // asker is listening already, so that copies of writes made after the snapshot reach it directly.
 
 #include <chrono>
@@ -21,60 +24,57 @@
 
 namespace dhtkit {
 
-struct catch_up_result {
-    std::size_t peers_answered = 0;
-    std::size_t records = 0;
-    std::vector<std::string> unreachable;  // "peer N: why"
+struct sync_outcome {
+    enum class ended { complete, cut_short, unreachable, refused };
+    ended how = ended::unreachable;
+    bool from_serving = false;  // complete, from a node that was serving the slots itself
+    std::size_t records = 0;    // applied, even from a stream cut short: each is a whole entry
+    std::string why;            // for an incomplete one
+
+    [[nodiscard]] bool complete() const noexcept { return how == ended::complete; }
 };
 
-// Asks each node of `from` for the records of `ranges`, calling apply(key, record) for each.
+// Asks node `from` for the records of `ranges`, calling apply(key, record) for each.
 template <class Apply>
-catch_up_result catch_up(node_id asker, const std::vector<node>& from, const std::vector<slot_range>& ranges,
-                         protocol::limits lim, Apply&& apply, std::chrono::milliseconds connect_timeout,
-                         std::chrono::milliseconds io_timeout) {
-    catch_up_result result;
+sync_outcome catch_up_from(node_id asker, const node& from, const std::vector<slot_range>& ranges, protocol::limits lim,
+                           Apply&& apply, std::chrono::milliseconds connect_timeout,
+                           std::chrono::milliseconds io_timeout) {
+    sync_outcome out;
     protocol::sync_request ask{asker, {}};
     for (auto r : ranges) ask.ranges.emplace_back(r.first, r.last);
-    const std::string request = protocol::encode(ask);
-    for (const auto& n : from) {
-        auto fail = [&](std::string_view why) { result.unreachable.push_back(fmt::format("peer {}: {}", n.id, why)); };
-        protocol::rpc_stream rpc;
-        try {
-            rpc = protocol::rpc_stream::connect(n.host, n.port, lim, connect_timeout);
-        } catch (const std::exception& e) {
-            fail(e.what());
-            continue;
-        }
-        if (rpc.send({protocol::opcode::sync, 0, protocol::status::ok, 1, 0, 0}, {}, request, io_timeout) !=
-            protocol::rpc_status::ok) {
-            fail("sending the request failed");
-            continue;
-        }
-        bool done = false;
-        std::size_t got = 0;
-        for (;;) {
-            protocol::frame_view f;
-            auto r = rpc.receive(f, io_timeout);
-            if (r != protocol::rpc_status::ok) {
-                fail(fmt::format("{} before the last record", to_string(r)));
-                break;
-            }
-            if (f.h.code != protocol::status::ok) {
-                fail(fmt::format("refused: {} {}", to_string(f.h.code), f.value));
-                break;
-            }
-            if (!(f.h.flags & protocol::flag_more)) {
-                done = true;
-                break;
-            }
-            apply(f.key, f.value);
-            ++got;
-        }
-        // Records applied from a node that broke off are still good: each is a whole versioned entry.
-        result.records += got;
-        if (done) ++result.peers_answered;
+    protocol::rpc_stream rpc;
+    try {
+        rpc = protocol::rpc_stream::connect(from.host, from.port, lim, connect_timeout);
+    } catch (const std::exception& e) {
+        out.why = e.what();
+        return out;
     }
-    return result;
+    if (rpc.send({protocol::opcode::sync, 0, protocol::status::ok, 1, 0, 0}, {}, protocol::encode(ask), io_timeout) !=
+        protocol::rpc_status::ok) {
+        out.why = "sending the request failed";
+        return out;
+    }
+    for (;;) {
+        protocol::frame_view f;
+        auto r = rpc.receive(f, io_timeout);
+        if (r != protocol::rpc_status::ok) {
+            out.how = sync_outcome::ended::cut_short;
+            out.why = fmt::format("{} after {} records, before the last", to_string(r), out.records);
+            return out;
+        }
+        if (f.h.code != protocol::status::ok) {
+            out.how = sync_outcome::ended::refused;
+            out.why = fmt::format("refused: {} {}", to_string(f.h.code), f.value);
+            return out;
+        }
+        if (!(f.h.flags & protocol::flag_more)) {
+            out.how = sync_outcome::ended::complete;
+            out.from_serving = f.value == std::string_view("\1", 1);
+            return out;
+        }
+        apply(f.key, f.value);
+        ++out.records;
+    }
 }
 
 }  // namespace dhtkit

@@ -124,10 +124,10 @@ public:
         return stats_.report(key_table_.size(), file_table_.size()) +
                fmt::format("state={}\nnode_id={}\nepoch={}\nnodes={}\nslots_home={}\nslots_held={}\nbackups={}\n"
                            "copies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
-                           "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\n",
+                           "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\nslots_waiting={}\n",
                            sync_.serving() ? "serving" : "catching_up", self_.id, m.epoch(), m.nodes().size(), home,
                            held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
-                           load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from());
+                           load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting());
     }
 
 private:

@@ -114,7 +114,7 @@ private:
             return false;
         }
         if (key_service<Table, Replication>::handles(f.h.op)) {
-            if (!sync_.serving()) {
+            if (!sync_.serving() && !sync_.ready(key_slot(f.key))) {
                 reply.code = status::unavailable;
                 protocol::append_frame(c.out, reply, {}, "catching up after a restart: ask the next holder");
                 return false;

@@ -12,8 +12,10 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -36,33 +38,116 @@ public:
                  protocol::limits lim)
         : index_(index), self_(self), view_(view), copies_(copies), limits_(lim) {}
 
-    // True once the catch-up is done: client requests are served from then on.
+    // True once every slot held here is caught up: client requests are served from then on.
     [[nodiscard]] bool serving() const noexcept { return serving_.load(std::memory_order_acquire); }
+    // Whether slot `s` is caught up (while not every slot is yet).
+    [[nodiscard]] bool ready(slot_t s) const {
+        if (serving()) return true;
+        std::lock_guard lock(ready_mutex_);
+        return ready_.test(s);
+    }
 
-    // Asks every other holder of this node's slots for their records and applies them, then
-    // serves. Run by the peer at start, after it listens (so copies of new writes reach it).
-    void catch_up_now(const log_fn& log) {
+    // Asks the other holders of this node's slots for their records and applies them; serves a
+    // group of slots (one replica set) once it has caught up on it, and returns when every group
+    // has. Run by the peer at start, after it listens (so copies of new writes reach it).
+    //
+    // A group is caught up after a complete stream from a holder that was serving it, or when
+    // each of its other holders gave a complete stream or could not be reached at all (a cluster
+    // starting, one node at a time or together: nobody up knows more). A stream cut short does
+    // not count: that holder is asked again (backing off from 0.1 s to 1 s), and until it answers
+    // whole the group waits, even if it then cannot be reached (it may have died holding writes
+    // nobody else has). After `alone_after`, a group still waiting is served with what this node
+    // has: there is nobody better to ask, and its keys are unavailable everywhere else too.
+    void catch_up_now(const log_fn& log, std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
         const auto& m = view_.current();
-        auto ranges = m.slots().ranges_held_by(self_);
-        std::vector<node> from;  // every other holder of a slot held here
-        m.slots().for_each_range([&](slot_range, std::span<const node_id> holders) {
+        struct group {
+            slot_range range;
+            std::vector<node_id> others;
+            bool ready = false;
+        };
+        struct source {
+            node at;
+            std::vector<slot_range> ranges;
+            sync_outcome last;
+            bool tried = false;
+            bool broke_off = false;  // a stream from it was ever cut short
+        };
+        std::vector<group> groups;
+        std::vector<source> sources;
+        m.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
             if (std::find(holders.begin(), holders.end(), self_) == holders.end()) return;
-            for (auto id : holders)
-                if (id != self_ && std::none_of(from.begin(), from.end(), [&](const node& n) { return n.id == id; }))
-                    if (const node* n = m.find(id)) from.push_back(*n);
+            group g{r, {}, false};
+            for (auto id : holders) {
+                const node* n = id == self_ ? nullptr : m.find(id);
+                if (!n) continue;
+                g.others.push_back(id);
+                auto s = std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == id; });
+                if (s == sources.end()) s = sources.insert(sources.end(), source{*n, {}, {}, false, false});
+                s->ranges.push_back(r);
+            }
+            g.ready = g.others.empty();
+            groups.push_back(std::move(g));
         });
-        if (!from.empty()) {
-            auto result = catch_up(self_, from, ranges, limits_,
-                                   [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
-                                   std::chrono::milliseconds(250), std::chrono::seconds(5));
-            // Atomics: stats are served while the catch-up runs.
-            records_.store(result.records, std::memory_order_relaxed);
-            peers_.store(result.peers_answered, std::memory_order_relaxed);
-            std::string missing;
-            for (const auto& why : result.unreachable) missing += fmt::format("; not from {}", why);
-            log(fmt::format("caught up: {} records from {} peers{}", result.records, result.peers_answered, missing));
+        auto of = [&](node_id id) -> source& {
+            return *std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == id; });
+        };
+        const auto alone_at = std::chrono::steady_clock::now() + alone_after;
+        auto wait = std::chrono::milliseconds(100);
+        std::size_t records = 0;
+        for (;;) {
+            for (auto& s : sources) {
+                if (s.tried && s.last.complete() && s.last.from_serving) continue;
+                s.last = catch_up_from(self_, s.at, s.ranges, limits_,
+                                       [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
+                                       std::chrono::milliseconds(250), std::chrono::seconds(5));
+                s.tried = true;
+                s.broke_off = s.broke_off || s.last.how == sync_outcome::ended::cut_short;
+                records += s.last.records;
+                if (!s.last.complete()) log(fmt::format("catching up: peer {}: {}", s.at.id, s.last.why));
+            }
+            const bool alone = std::chrono::steady_clock::now() >= alone_at;
+            bool all = true;
+            for (auto& g : groups) {
+                if (g.ready) continue;
+                bool from_serving = false, all_heard = true;
+                for (auto id : g.others) {
+                    const auto& src = of(id);
+                    from_serving = from_serving || (src.last.complete() && src.last.from_serving);
+                    all_heard = all_heard && (src.last.complete() ||
+                                              (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
+                }
+                g.ready = from_serving || all_heard || alone;
+                all = all && g.ready;
+            }
+            publish(groups);
+            records_.store(records, std::memory_order_relaxed);  // atomics: stats are served meanwhile
+            if (all) break;
+            std::this_thread::sleep_for(wait);  // the peer's start-up thread, not a loop
+            wait = std::min(wait * 2, std::chrono::milliseconds(1000));
         }
+        std::size_t complete = 0;
+        for (const auto& s : sources) complete += s.last.complete() ? 1 : 0;
+        peers_.store(complete, std::memory_order_relaxed);
+        if (!sources.empty())
+            log(fmt::format("caught up: {} records; complete streams from {} of {} peers", records, complete, sources.size()));
         serving_.store(true, std::memory_order_release);
+    }
+
+    // The slot ranges not caught up yet, as "first-last" separated by commas; empty when serving.
+    [[nodiscard]] std::string waiting() const {
+        if (serving()) return {};
+        std::lock_guard lock(ready_mutex_);
+        std::string out;
+        for (std::size_t s = 0; s < slot_count;) {
+            if (ready_.test(s)) {
+                ++s;
+                continue;
+            }
+            auto first = s;
+            while (s < slot_count && !ready_.test(s)) ++s;
+            out += fmt::format("{}{}-{}", out.empty() ? "" : ",", first, s - 1);
+        }
+        return out;
     }
 
     // Answers a sync request on `c`: the records stream after the reply's place; ends the batch.
@@ -77,7 +162,7 @@ public:
         // The asker is up again: copies go to it directly from now on, and what it missed before
         // now is in the stream below, which starts after this point.
         if (ask->asker != self_) copies_.peer_is_up(ask->asker);
-        auto stream = std::make_unique<records>(index_, reply);
+        auto stream = std::make_unique<records>(index_, reply, serving_);
         for (auto [first, last] : ask->ranges)
             for (std::size_t s = first; s <= last && s < slot_count; ++s) stream->wanted.set(s);
         // Behind any reply still held, so that it starts only when they have gone.
@@ -93,7 +178,8 @@ private:
     // One sync answer: the wanted records, one shard of each table per pump, then the end frame.
     class records : public output_source {
     public:
-        records(const index_service<Table>& index, protocol::header h) : index_(index), header_(h) {
+        records(const index_service<Table>& index, protocol::header h, const std::atomic<bool>& serving)
+            : index_(index), header_(h), serving_(serving) {
             header_.flags = protocol::flag_more;
         }
         std::bitset<slot_count> wanted;
@@ -102,8 +188,12 @@ private:
             constexpr std::size_t batch_bytes = 256 * 1024;
             while (out.size() < batch_bytes) {
                 if (shard_ == 2 * Table::shard_count) {
+                    // The end says whether this node was serving: an asker that hears it from a
+                    // node still catching up knows the stream may lack what that node missed.
                     header_.flags = 0;
-                    protocol::append_frame(out, header_, {}, {});
+                    protocol::append_frame(out, header_, {},
+                                           serving_.load(std::memory_order_acquire) ? std::string_view("\1", 1)
+                                                                                     : std::string_view("\0", 1));
                     return progress::done;
                 }
                 auto t = shard_ < Table::shard_count ? protocol::table_id::keys : protocol::table_id::files;
@@ -118,6 +208,7 @@ private:
     private:
         const index_service<Table>& index_;
         protocol::header header_;
+        const std::atomic<bool>& serving_;
         std::size_t shard_ = 0;  // over both tables' shards
     };
 
@@ -126,7 +217,16 @@ private:
     const cluster_view& view_;
     replicator& copies_;
     protocol::limits limits_;
+    void publish(const auto& groups) {
+        std::lock_guard lock(ready_mutex_);
+        for (const auto& g : groups)
+            if (g.ready)
+                for (std::size_t s = g.range.first; s <= g.range.last; ++s) ready_.set(s);
+    }
+
     std::atomic<bool> serving_{false};
+    mutable std::mutex ready_mutex_;
+    std::bitset<slot_count> ready_;  // guarded by ready_mutex_; what is served before all is
     std::atomic<std::size_t> records_{0};
     std::atomic<std::size_t> peers_{0};
 };

@@ -1,0 +1,137 @@
+// The asking side of catch-up against a holder played by the test: a stream cut short does not
+// count and is asked for again; the node serves once it has a whole stream.
+#include <catch2/catch.hpp>
+
+#include <dhtkit/cluster/replication.hpp>
+#include <dhtkit/cluster/replicator.hpp>
+#include <dhtkit/peer/sync_service.hpp>
+
+#include <poll.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+using namespace dhtkit;
+using namespace dhtkit::protocol;
+using namespace std::chrono_literals;
+
+namespace {
+
+using table_t = locked_table<std::string, std::string>;
+
+// A record of key k as a holder would send it.
+std::string record_of(int i) {
+    std::string r(1, static_cast<char>(table_id::keys));
+    append_versioned(r, dhtkit::version{1000 + static_cast<std::uint64_t>(i), 2, 0}, false, fmt::format("v{}", i));
+    return r;
+}
+
+// Answers sync requests on `listener`: the first answer breaks off after 3 of 10 records, the
+// second is whole and says it comes from a serving node.
+void fake_holder(net::tcp_listener& listener, std::atomic<int>& asked) {
+    for (int round = 0; round < 2; ++round) {
+        pollfd ready{listener.fd(), POLLIN, 0};
+        if (::poll(&ready, 1, 5000) != 1) return;
+        auto s = listener.try_accept();
+        if (!s) return;
+        rpc_stream rpc(std::move(*s), frame_limits(1024, 1 << 20));
+        frame_view f;
+        if (rpc.receive(f, 5s) != rpc_status::ok || f.h.op != opcode::sync) return;
+        asked.fetch_add(1);
+        std::string out;
+        const int n = round == 0 ? 3 : 10;
+        for (int i = 0; i < n; ++i)
+            append_frame(out, {opcode::sync, flag_more, status::ok, f.h.request_id, 0, 0}, fmt::format("k{}", i),
+                         record_of(i));
+        if (round == 1) append_frame(out, {opcode::sync, 0, status::ok, f.h.request_id, 0, 0}, {}, std::string(1, '\1'));
+        (void)rpc.send_bytes(out, 5s);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("a catch-up stream cut short is asked for again, and only a whole one makes the slots ready") {
+    auto holder = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
+    std::vector<node> nodes{{1, "127.0.0.1", 1, node_state::member}, {2, "127.0.0.1", holder.local().port(), node_state::member}};
+    cluster_view view(make_cluster_map(static_backup(1), 1, nodes));
+    table_t keys, files;
+    index_service<table_t> index(keys, files, 1);
+    replicator copies(frame_limits(1024, 1 << 20), [](table_id, std::string_view) { return std::optional<std::string>(); });
+    sync_service<table_t> sync(index, 1, view, copies, frame_limits(1024, 1 << 20));
+
+    std::atomic<int> asked{0};
+    std::thread fake([&] { fake_holder(holder, asked); });
+    std::vector<std::string> log;
+    CHECK_FALSE(sync.serving());
+    CHECK(sync.waiting() == "0-16383");
+    sync.catch_up_now([&](const std::string& line) { log.push_back(line); }, 30s);
+    fake.join();
+    copies.stop();
+
+    CHECK(asked.load() == 2);
+    CHECK(sync.serving());
+    CHECK(sync.waiting().empty());
+    CHECK(keys.size() == 10);
+    CHECK(sync.caught_up_records() == 13);  // 3 from the stream cut short, then all 10
+    REQUIRE_FALSE(log.empty());
+    CHECK_THAT(log.front(), Catch::Contains("peer 2") && Catch::Contains("before the last"));
+}
+
+TEST_CASE("a holder that cannot be reached at all holds nothing up: a cluster starts one node at a time") {
+    std::uint16_t port = 0;
+    {
+        auto probe = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
+        port = probe.local().port();  // closed again: nobody listens there
+    }
+    std::vector<node> nodes{{1, "127.0.0.1", 1, node_state::member}, {2, "127.0.0.1", port, node_state::member}};
+    cluster_view view(make_cluster_map(static_backup(1), 1, nodes));
+    table_t keys, files;
+    index_service<table_t> index(keys, files, 1);
+    replicator copies(frame_limits(1024, 1 << 20), [](table_id, std::string_view) { return std::optional<std::string>(); });
+    sync_service<table_t> sync(index, 1, view, copies, frame_limits(1024, 1 << 20));
+    std::vector<std::string> log;
+    sync.catch_up_now([&](const std::string& line) { log.push_back(line); }, 60s);
+    copies.stop();
+    CHECK(sync.serving());
+    CHECK(sync.caught_up_from() == 0);
+    CHECK(log.size() == 2);  // asked once, then caught up: no waiting for a node that is not there
+}
+
+TEST_CASE("a holder that broke off and then cannot be reached is waited for, up to the limit") {
+    auto holder = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
+    std::vector<node> nodes{{1, "127.0.0.1", 1, node_state::member}, {2, "127.0.0.1", holder.local().port(), node_state::member}};
+    cluster_view view(make_cluster_map(static_backup(1), 1, nodes));
+    table_t keys, files;
+    index_service<table_t> index(keys, files, 1);
+    replicator copies(frame_limits(1024, 1 << 20), [](table_id, std::string_view) { return std::optional<std::string>(); });
+    sync_service<table_t> sync(index, 1, view, copies, frame_limits(1024, 1 << 20));
+    std::thread fake([&] {
+        // Three records, then the holder dies: the connection ends and nobody listens any more.
+        pollfd ready{holder.fd(), POLLIN, 0};
+        if (::poll(&ready, 1, 5000) != 1) return;
+        auto s = holder.try_accept();
+        if (!s) return;
+        rpc_stream rpc(std::move(*s), frame_limits(1024, 1 << 20));
+        frame_view f;
+        if (rpc.receive(f, 5s) != rpc_status::ok) return;
+        std::string out;
+        for (int i = 0; i < 3; ++i)
+            append_frame(out, {opcode::sync, flag_more, status::ok, f.h.request_id, 0, 0}, fmt::format("k{}", i),
+                         record_of(i));
+        (void)rpc.send_bytes(out, 5s);
+        holder.close();
+    });
+    std::vector<std::string> log;
+    sync.catch_up_now([&](const std::string& line) { log.push_back(line); }, 500ms);
+    fake.join();
+    copies.stop();
+    CHECK(sync.serving());
+    CHECK(keys.size() == 3);
+    REQUIRE(log.size() >= 3);  // cut short, then asked again (unreachable) at least once, then caught up
+    CHECK_THAT(log[0], Catch::Contains("before the last"));
+    CHECK_THAT(log[1], !Catch::Contains("before the last"));
+}
