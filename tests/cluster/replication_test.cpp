@@ -270,3 +270,32 @@ TEST_CASE("a restarted peer catches up on more records than one flush of a sync 
     for (int i = 0; i < keys; i += 97)
         CHECK(held_by(c, 1, fmt::format("bulk-{}", i)) == value + std::to_string(i));
 }
+
+TEST_CASE("a write delivered late to a paused home does not overtake a newer acknowledged write") {
+    test::local_cluster cluster;
+    cluster.start_all();
+    // Gives up on the paused home after 800 ms, as a default client does, and then leaves it be,
+    // so that v2 never reaches the home through the client: only v1 waits in its socket.
+    client_options o;
+    o.request_timeout = 800ms;
+    o.down_for = 30s;
+    client writer(cluster.config(), o);
+    auto reader = cluster.client(2000ms);
+    const auto holders = reader.holders("late");
+    const auto home = static_cast<int>(holders[0]);
+    REQUIRE(writer.put("late", "v0").ok());
+    const auto puts_before = peer_stat(reader, holders[0], "op_put");
+
+    cluster.kill(home, SIGSTOP);
+    REQUIRE(cluster.wait_stopped(home));
+    // v1 goes to the paused home first: it waits in the home's socket while a backup takes it.
+    REQUIRE(writer.put("late", "v1").ok());
+    REQUIRE(writer.put("late", "v2").ok());  // issued after v1 was acknowledged
+    cluster.kill(home, SIGCONT);
+
+    // The home now reads the v1 request that waited in its socket, and takes it, late...
+    REQUIRE(eventually([&] { return peer_stat(reader, holders[0], "op_put") >= puts_before + 1; }));
+    // ...but v1 carries the stamp it was issued with, so every holder ends at v2, the home too.
+    for (auto p : holders) CHECK(eventually([&] { return held_by(reader, p, "late") == "v2"; }));
+    for (auto p : holders) CHECK(held_by(reader, p, "late") == "v2");
+}

@@ -127,7 +127,8 @@ TEST_CASE("a delete leaves a tombstone that an older copy cannot undo") {
 TEST_CASE("a write made over a newer copy from a peer with a fast clock still wins") {
     harness fast, slow;
     std::string far_future(1, static_cast<char>(table_id::keys));
-    append_versioned(far_future, dhtkit::version{std::uint64_t{1} << 62, 9, 0}, false, "from the future");
+    // 30 s ahead: within the 60 s of clock skew a peer accepts.
+    append_versioned(far_future, dhtkit::version{stamp_now() + 30'000'000, 9, 0}, false, "from the future");
     CHECK(slow.service.apply("k", far_future));
     CHECK(slow.ask(opcode::put, "k", "now").h.code == status::ok);
     CHECK(fast.service.apply("k", far_future));
@@ -164,4 +165,69 @@ TEST_CASE("malformed records are refused") {
     CHECK_FALSE(h.service.apply("k", std::string(5, '\0')));
     CHECK_FALSE(h.service.apply("", std::string(versioned_header_size + 1, '\0')));
     CHECK(h.keys.size() == 0);
+}
+
+namespace {
+std::string stamped(const dhtkit::version& v, std::string_view payload = {}) {
+    std::string out;
+    append_version(out, v);
+    out += payload;
+    return out;
+}
+frame_view ask_stamped(harness& h, opcode op, std::string_view key, std::string_view value) {
+    h.out.clear();
+    h.wrote = h.service.handle({{op, flag_stamped, status::ok, ++h.id, 0, 0}, key, value}, h.out, &h.record);
+    frame_reader r({1024, 1 << 20});
+    r.feed(h.out);
+    frame_view f;
+    REQUIRE(r.next(f) == frame_reader::result::frame);
+    h.answer = std::string(f.value);
+    f.value = h.answer;
+    return f;
+}
+}  // namespace
+
+TEST_CASE("a client-stamped write that arrives late loses to one issued after it, and a delete stays deleted") {
+    harness h;
+    const auto t = stamp_now();
+    const dhtkit::version first{t, 77, 1}, second{t + 10, 77, 2}, third{t + 20, 77, 3};
+    CHECK(ask_stamped(h, opcode::put, "k", stamped(second, "newer")).h.code == status::ok);
+    CHECK(ask_stamped(h, opcode::put, "k", stamped(first, "older, delivered late")).h.code == status::ok);
+    CHECK_FALSE(h.wrote);  // nothing to copy: it lost
+    CHECK(h.ask(opcode::get, "k").value == "newer");
+    CHECK(ask_stamped(h, opcode::del, "k", stamped(third)).h.code == status::ok);
+    CHECK(ask_stamped(h, opcode::put, "k", stamped(second, "newer")).h.code == status::ok);  // a retry of the put
+    CHECK(h.ask(opcode::get, "k").h.code == status::not_found);
+    // The same version again (a client's retry through another holder) is copied again.
+    CHECK(ask_stamped(h, opcode::del, "k", stamped(third)).h.code == status::ok);
+    CHECK(h.wrote);
+    CHECK(read_versioned(std::string_view(h.record).substr(1))->version == third);
+}
+
+TEST_CASE("a get asked for its version answers it with the value, for the client's clock") {
+    harness h;
+    const dhtkit::version v{stamp_now(), 5, 9};
+    ask_stamped(h, opcode::put, "k", stamped(v, "value"));
+    auto got = ask_stamped(h, opcode::get, "k", {});
+    CHECK(got.h.flags == flag_stamped);
+    REQUIRE(got.value.size() == version_size + 5);
+    CHECK(read_version(got.value) == v);
+    CHECK(got.value.substr(version_size) == "value");
+}
+
+TEST_CASE("a version stamped further ahead than the allowed clock skew is refused, from a client or a replica") {
+    harness h;
+    const dhtkit::version poison{stamp_now() + 3'600'000'000ull, 1, 0};  // an hour ahead
+    auto r = ask_stamped(h, opcode::put, "k", stamped(poison, "x"));
+    CHECK(r.h.code == status::refused);
+    CHECK_THAT(std::string(r.value), Catch::Contains("ahead"));
+    std::string record(1, static_cast<char>(table_id::keys));
+    append_versioned(record, poison, false, "x");
+    CHECK_FALSE(h.service.apply("k", record));
+    CHECK(h.service.refused_ahead() == 1);
+    CHECK(h.keys.size() == 0);
+    // And a later ordinary write to the key is not poisoned.
+    CHECK(h.ask(opcode::put, "k", "fine").h.code == status::ok);
+    CHECK(h.ask(opcode::get, "k").value == "fine");
+    CHECK(ask_stamped(h, opcode::put, "k", "short").h.code == status::bad_request);  // no whole version
 }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,6 +26,7 @@
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/rpc.hpp"
+#include "dhtkit/store/versioned.hpp"
 
 namespace dhtkit {
 
@@ -44,14 +46,15 @@ public:
     peer_link(node to, protocol::limits lim, client_options opt) : to_(std::move(to)), limits_(lim), options_(opt) {}
 
     // `even_if_down`: try a node that failed recently all the same (it is the last one to ask).
-    reply call(protocol::opcode op, std::string_view key, std::string_view value, bool even_if_down = true) {
+    reply call(protocol::opcode op, std::string_view key, std::string_view value, bool even_if_down = true,
+               std::uint8_t flags = 0) {
         std::lock_guard lock(mutex_);
         if (!even_if_down && std::chrono::steady_clock::now() < down_until_) return unreachable();
         // One retry on a fresh connection: a node that restarted closed the old one.
         for (int attempt = 0;; ++attempt) {
             bool fresh = !rpc_.valid();
             if (fresh && !connect()) return mark_down();
-            auto r = round_trip(op, key, value);
+            auto r = round_trip(op, flags, key, value);
             if (r) return *r;
             rpc_.close();
             // A node that did not answer in time is not asked again at once: that would double
@@ -83,9 +86,9 @@ private:
     }
 
     // std::nullopt when the exchange failed (the caller may retry).
-    std::optional<reply> round_trip(protocol::opcode op, std::string_view key, std::string_view value) {
+    std::optional<reply> round_trip(protocol::opcode op, std::uint8_t flags, std::string_view key, std::string_view value) {
         const std::uint64_t id = ++next_id_;
-        last_status_ = rpc_.send({op, 0, protocol::status::ok, id, 0, 0}, key, value, options_.request_timeout);
+        last_status_ = rpc_.send({op, flags, protocol::status::ok, id, 0, 0}, key, value, options_.request_timeout);
         if (last_status_ != protocol::rpc_status::ok) {
             last_error_ = fmt::format("sending: {}", to_string(last_status_));
             return std::nullopt;
@@ -99,6 +102,7 @@ private:
             }
             if (f.h.request_id != id) continue;  // a late answer to an abandoned request
             reply r{f.h.code, std::string(f.value), {}};
+            r.flags = f.h.flags;
             if (!r.ok()) r.error = fmt::format("{}: {}{}{}", name(), to_string(r.code), r.value.empty() ? "" : ": ", r.value);
             return r;
         }
@@ -146,36 +150,52 @@ public:
 
     // One request to node `id`; unavailable when the map has no such node.
     reply call(node_id id, protocol::opcode op, std::string_view key, std::string_view value = {},
-               bool even_if_down = true) {
+               bool even_if_down = true, std::uint8_t flags = 0) {
         auto* l = link(id);
         if (!l) return {protocol::status::unavailable, {}, fmt::format("peer {} is not in the cluster map", id), false};
-        return l->call(op, key, value, even_if_down);
+        return l->call(op, key, value, even_if_down, flags);
     }
 
     // Sends a request about `key` to the first of its holders that answers and can serve it (a
     // peer catching up after a restart answers `unavailable`).
-    reply call_key(protocol::opcode op, std::string_view key, std::string_view value = {}) {
+    reply call_key(protocol::opcode op, std::string_view key, std::string_view value = {}, std::uint8_t flags = 0) {
         auto order = holders(key);
         reply r{protocol::status::unavailable, {}, fmt::format("no node holds slot {}", key_slot(key)), false};
         for (std::size_t i = 0; i < order.size(); ++i) {
-            r = call(order[i], op, key, value, i + 1 == order.size());
+            r = call(order[i], op, key, value, i + 1 == order.size(), flags);
             if (r.answered && r.code != protocol::status::unavailable) return r;
         }
         return r;
     }
 
+    // Writes are stamped here, once: the version travels unchanged to every holder this call
+    // tries, so a copy of the request that arrives late loses to any write issued after it.
     reply put(std::string_view key, std::string_view value) {
         if (auto bad = check_key(key, value)) return *bad;
-        return call_key(protocol::opcode::put, key, value);
+        thread_local std::string stamped;
+        stamped.clear();
+        append_version(stamped, clock_.next());
+        stamped += value;
+        return call_key(protocol::opcode::put, key, stamped, protocol::flag_stamped);
     }
     reply get(std::string_view key) {
         if (auto bad = check_key(key, {})) return *bad;
-        return call_key(protocol::opcode::get, key);
+        auto r = call_key(protocol::opcode::get, key, {}, protocol::flag_stamped);
+        if (r.ok() && (r.flags & protocol::flag_stamped)) {
+            if (auto v = read_version(r.value)) clock_.observe(*v);  // later writes are stamped above it
+            r.value.erase(0, std::min(r.value.size(), version_size));
+            r.flags = 0;
+        }
+        return r;
     }
     reply del(std::string_view key) {
         if (auto bad = check_key(key, {})) return *bad;
-        return call_key(protocol::opcode::del, key);
+        std::string stamp;
+        append_version(stamp, clock_.next());
+        return call_key(protocol::opcode::del, key, stamp, protocol::flag_stamped);
     }
+    // This client's id: the writer named in the versions it stamps.
+    [[nodiscard]] std::uint64_t id() const noexcept { return clock_.writer(); }
     reply register_holder(std::string_view name, const protocol::holder& h) {
         std::string value;
         protocol::append(value, h);
@@ -234,9 +254,18 @@ private:
         return std::nullopt;
     }
 
+    // A random id: clients need no registry to be told apart, and a restarted client is a new writer.
+    static std::uint64_t random_id() {
+        std::random_device rd;
+        std::uint64_t id = (std::uint64_t{rd()} << 32) ^ rd() ^
+                           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+        return id | 1;
+    }
+
     std::shared_ptr<const cluster_view> view_;
     limits_settings limits_;
     client_options options_;
+    version_clock clock_{random_id()};
     std::mutex links_mutex_;
     // Links are kept while the client lives: a caller may be inside one when the map changes.
     std::unordered_map<node_id, std::unique_ptr<peer_link>> links_;  // guarded by links_mutex_

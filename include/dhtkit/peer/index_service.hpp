@@ -9,6 +9,8 @@
 // leaves a tombstone, so that an older copy arriving later cannot bring the value back.
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -26,9 +28,13 @@ namespace dhtkit {
 template <table Table>
 class index_service {
 public:
+    // `max_skew`: a version stamped further ahead of this host's clock is refused, so that one
+    // bad clock (or one forged record) cannot make every later write to a key lose.
     index_service(Table& keys, Table& files, std::uint64_t writer,
-                  std::size_t max_value_bytes = std::numeric_limits<std::size_t>::max())
-        : keys_(keys), files_(files), clock_(writer), max_value_bytes_(max_value_bytes) {}
+                  std::size_t max_value_bytes = std::numeric_limits<std::size_t>::max(),
+                  std::chrono::milliseconds max_skew = std::chrono::seconds(60))
+        : keys_(keys), files_(files), clock_(writer), max_value_bytes_(max_value_bytes),
+          max_skew_us_(static_cast<std::uint64_t>(max_skew.count()) * 1000) {}
 
     // True when `op` is one of ours.
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
@@ -52,13 +58,29 @@ public:
         std::string& rec = record ? *record : scratch;
         rec.clear();
         bool wrote = false;
+        std::optional<version> stamp;  // a client-stamped write's version
+        std::string_view value = f.value;
+        if ((f.h.flags & protocol::flag_stamped) && (f.h.op == opcode::put || f.h.op == opcode::del)) {
+            stamp = read_version(value);
+            if (!stamp || (f.h.op == opcode::del && value.size() != version_size)) {
+                reply.code = status::bad_request;
+                protocol::append_frame(out, reply, {}, "a stamped write's value starts with its 24-byte version");
+                return false;
+            }
+            value.remove_prefix(version_size);
+            if (too_far_ahead(*stamp)) {
+                reply.code = status::refused;
+                protocol::append_frame(out, reply, {}, "the write's stamp is ahead of this peer's clock by more than the cluster allows");
+                return false;
+            }
+        }
         switch (f.h.op) {
             case opcode::put:
-                if (f.key.empty() || f.value.size() > max_value_bytes_) {
+                if (f.key.empty() || value.size() > max_value_bytes_) {
                     reply.code = f.key.empty() ? status::bad_request : status::too_large;
                     break;
                 }
-                wrote = write(keys_, protocol::table_id::keys, f.key, false, f.value, rec);
+                wrote = write(keys_, protocol::table_id::keys, f.key, false, value, rec, stamp);
                 break;
             case opcode::get: {
                 auto v = live(keys_, f.key);
@@ -66,15 +88,27 @@ public:
                     reply.code = status::not_found;
                     break;
                 }
+                if (f.h.flags & protocol::flag_stamped) {  // the version too, for the client's clock
+                    reply.flags = protocol::flag_stamped;
+                    thread_local std::string with_version;
+                    with_version.clear();
+                    append_version(with_version, v->version);
+                    with_version += v->payload;
+                    protocol::append_frame(out, reply, {}, with_version);
+                    return false;
+                }
                 protocol::append_frame(out, reply, {}, v->payload);
                 return false;
             }
-            case opcode::del:
-                if (!live(keys_, f.key)) reply.code = status::not_found;
+            case opcode::del: {
+                const bool was_live = live(keys_, f.key).has_value();
                 // A tombstone even for a key this replica lacks: a replica that missed the put
                 // must not keep serving it.
-                wrote = write(keys_, protocol::table_id::keys, f.key, true, {}, rec);
+                bool repeated = false;
+                wrote = write(keys_, protocol::table_id::keys, f.key, true, {}, rec, stamp, &repeated);
+                if (!was_live && !repeated) reply.code = status::not_found;  // a retry hears what the first try did
                 break;
+            }
             case opcode::register_file:
                 wrote = register_holder(f, reply, rec);
                 break;
@@ -104,6 +138,10 @@ public:
         auto entry = record.substr(1);
         auto incoming = read_versioned(entry);
         if (!incoming) return false;
+        if (too_far_ahead(incoming->version)) {
+            refused_ahead_.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
         (*table == protocol::table_id::keys ? keys_ : files_).update(key, [&](auto now) -> std::optional<std::string> {
             if (now) {
                 auto mine = read_versioned(*now);
@@ -113,6 +151,9 @@ public:
         });
         return true;
     }
+
+    // Records refused because their stamp was too far ahead of this host's clock.
+    [[nodiscard]] std::uint64_t refused_ahead() const noexcept { return refused_ahead_.load(std::memory_order_relaxed); }
 
     // The record of what this replica holds for `key`, for re-sending it to a replica that missed it.
     [[nodiscard]] std::optional<std::string> record_of(protocol::table_id t, std::string_view key) const {
@@ -162,18 +203,36 @@ private:
         return v;
     }
 
+    // Stores the write, under `stamp` when the client fixed its version (then only if it is newer
+    // than what is here: a request that arrives late loses to a write issued after it), else
+    // under this node's next version. True when the other holders must apply `rec`: the entry
+    // changed, or this very version is here already (a client's retry through another holder,
+    // whose copies may not have reached every holder: they go again, and the write is
+    // acknowledged by the same rule as the first time).
     bool write(Table& t, protocol::table_id id, std::string_view key, bool tombstone, std::string_view payload,
-               std::string& rec) {
-        t.update(key, [&](auto now) -> std::optional<std::string> {
+               std::string& rec, const std::optional<version>& stamp = std::nullopt, bool* repeated = nullptr) {
+        bool again = false;
+        bool changed = t.update(key, [&](auto now) -> std::optional<std::string> {
             version replacing{};
             if (now)
                 if (auto v = read_versioned(*now)) replacing = v->version;
+            if (stamp && now && *stamp <= replacing) {
+                if (*stamp == replacing) {
+                    again = true;
+                    rec.assign(1, static_cast<char>(id));
+                    rec += *now;
+                }
+                return std::nullopt;
+            }
             rec.assign(1, static_cast<char>(id));
-            append_versioned(rec, clock_.next(replacing), tombstone, payload);
+            append_versioned(rec, stamp ? *stamp : clock_.next(replacing), tombstone, payload);
             return rec.substr(1);
         });
-        return true;
+        if (repeated) *repeated = again;
+        return changed || again;
     }
+
+    [[nodiscard]] bool too_far_ahead(const version& v) const noexcept { return v.stamp > stamp_now() + max_skew_us_; }
 
     // NAME -> holders is changed as a whole list: the list is read, changed and stored under the
     // entry's lock, and the whole new list is what replicates.
@@ -232,6 +291,8 @@ private:
     Table& files_;
     version_clock clock_;
     std::size_t max_value_bytes_;
+    std::uint64_t max_skew_us_;
+    std::atomic<std::uint64_t> refused_ahead_{0};
     inline static thread_local std::string value_;  // reused per worker: a get allocates nothing
 };
 

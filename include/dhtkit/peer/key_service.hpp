@@ -9,7 +9,10 @@
 // policy says whether it counts as acknowledged (ok) or not (unavailable). No thread waits for it.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <functional>
+#include <limits>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -25,6 +28,7 @@
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/index_service.hpp"
 #include "dhtkit/peer/reply.hpp"
+#include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/codec.hpp"
 
 namespace dhtkit {
@@ -32,9 +36,12 @@ namespace dhtkit {
 template <table Table, replication_policy Replication>
 class key_service {
 public:
-    key_service(Table& keys, Table& files, node_id self, std::size_t max_value_bytes, const cluster_view& view,
-                const Replication& policy, replicator& copies)
-        : index_(keys, files, self, max_value_bytes), self_(self), view_(view), policy_(policy), copies_(copies) {}
+    using log_fn = std::function<void(const std::string&)>;
+
+    key_service(Table& keys, Table& files, node_id self, const limits_settings& lim, std::chrono::milliseconds max_skew,
+                const cluster_view& view, const Replication& policy, replicator& copies, log_fn log)
+        : index_(keys, files, self, lim.max_value_bytes, max_skew), self_(self), view_(view), policy_(policy),
+          copies_(copies), log_(std::move(log)) {}
 
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
         return index_service<Table>::handles(op) || op == protocol::opcode::replicate;
@@ -44,7 +51,11 @@ public:
     void handle(const protocol::frame_view& f, connection& c) {
         protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
         if (f.h.op == protocol::opcode::replicate) {
-            if (!index_.apply(f.key, f.value)) reply.code = protocol::status::bad_request;
+            const auto ahead = index_.refused_ahead();
+            if (!index_.apply(f.key, f.value)) {
+                reply.code = protocol::status::bad_request;
+                if (index_.refused_ahead() != ahead) note_refused(f.key, c);
+            }
             protocol::append_frame(c.out, reply, {}, {});
             return;
         }
@@ -119,6 +130,18 @@ private:
         }
     };
 
+    // A record stamped too far ahead was refused: said at most once a second, naming the sender.
+    void note_refused(std::string_view key, const connection& c) {
+        const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        auto last = last_refusal_log_.load(std::memory_order_relaxed);
+        if (now - last < std::chrono::nanoseconds(std::chrono::seconds(1)).count() ||
+            !last_refusal_log_.compare_exchange_strong(last, now, std::memory_order_relaxed))
+            return;
+        log_(fmt::format("refused a record of '{}' from {}: stamped more than the allowed clock skew ahead "
+                         "({} refused so far)",
+                         key.substr(0, 64), c.stream.remote().to_string(), index_.refused_ahead()));
+    }
+
     // The nodes besides this one that hold `key` (nodes of a map outlive its readers), in a
     // per-thread vector that is valid until this thread's next call.
     [[nodiscard]] const std::vector<const node*>& other_holders(const cluster_map& map, std::string_view key) const {
@@ -153,6 +176,8 @@ private:
     const cluster_view& view_;
     const Replication& policy_;
     replicator& copies_;
+    log_fn log_;
+    std::atomic<std::int64_t> last_refusal_log_{std::numeric_limits<std::int64_t>::min() / 2};
 };
 
 }  // namespace dhtkit

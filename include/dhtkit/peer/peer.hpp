@@ -60,7 +60,8 @@ public:
           view_(std::make_shared<cluster_view>(static_cluster_map(cluster_, policy_))),
           client_(view_, cluster_.limits),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); }),
-          keys_(key_table_, file_table_, self_.id, cluster_.limits.max_value_bytes, *view_, policy_, copies_),
+          keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
+                [this](const std::string& line) { log_(line); }),
           sync_(keys_.index(), self_.id, *view_, copies_, frame_limits()),
           files_(self_, *view_, client_,
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
@@ -124,10 +125,12 @@ public:
         return stats_.report(key_table_.size(), file_table_.size()) +
                fmt::format("state={}\nnode_id={}\nepoch={}\nnodes={}\nslots_home={}\nslots_held={}\nbackups={}\n"
                            "copies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
-                           "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\nslots_waiting={}\n",
+                           "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\nslots_waiting={}\n"
+                           "refused_ahead={}\n",
                            sync_.serving() ? "serving" : "catching_up", self_.id, m.epoch(), m.nodes().size(), home,
                            held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
-                           load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting());
+                           load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
+                           keys_.index().refused_ahead());
     }
 
 private:

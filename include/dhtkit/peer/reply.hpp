@@ -1,6 +1,7 @@
 #pragma once
 // What a request came to, as the client side sees it: the status, the value, and why it failed.
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,7 @@ struct reply {
     std::string value;
     std::string error;  // set when the request did not get an answer at all, or the answer is an error
     bool answered = true;  // false when the peer could not be reached or did not reply in time
+    std::uint8_t flags = 0;  // the reply frame's header flags
 
     [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };

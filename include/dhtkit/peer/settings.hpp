@@ -2,6 +2,7 @@
 // A peer's and its cluster's settings, as plain data. Nothing here reads a file: app/config.hpp
 // fills these from TOML, and a program that composes a peer in code fills them itself.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -38,6 +39,8 @@ struct cluster_settings {
     dispatch_model dispatch = dispatch_model::loop;
     limits_settings limits;
     unsigned backups = 2;        // R: the copies of every slot besides its home
+    // A write or record stamped further ahead of a peer's clock is refused.
+    std::chrono::milliseconds max_clock_skew{60000};
     unsigned max_restarts = 5;   // worker restarts allowed within restart_window_s before the supervisor gives up
     unsigned restart_window_s = 60;
     std::vector<peer_settings> peers;  // the configured nodes, in file order

@@ -55,6 +55,9 @@ inline constexpr std::uint8_t max_opcode = 14;
 
 // Header flag of a sync reply: more records follow under the same request id.
 inline constexpr std::uint8_t flag_more = 1;
+// Header flag of a put or del: the value starts with the write's version (24 bytes: stamp, writer,
+// sequence), fixed by the client. Of a get: answer with the version before the value.
+inline constexpr std::uint8_t flag_stamped = 2;
 
 enum class status : std::uint8_t {
     ok = 0,

@@ -5,9 +5,11 @@
 // (last writer wins, by version order rather than arrival order).
 //
 // A version is (stamp, writer, sequence), compared in that order. The stamp is microseconds since
-// the epoch, moved past what it replaces; the writer is a stable id (a node id today — never a
-// position in a list, which shifts when membership changes); the sequence orders one writer's
-// writes within a stamp (0 while peers stamp writes; room for clients that stamp their own).
+// the epoch, moved past what it replaces (a hybrid logical clock); the writer is a stable id — a
+// client's id for the writes a client stamps, a node's id for the ones a node stamps, never a
+// position in a list, which shifts when membership changes; the sequence counts one writer's
+// writes. A version is fixed when the write is issued and travels unchanged through retries,
+// failover and replication.
 //
 // In a table the entry is one string: [u64 stamp][u64 writer][u64 sequence][u8 flags][payload],
 // integers little-endian, which keeps the packed string table.
@@ -49,10 +51,21 @@ inline std::uint64_t read_u64(std::string_view in) noexcept {
 }
 }  // namespace detail
 
-inline void append_versioned(std::string& out, const version& v, bool tombstone, std::string_view payload) {
+inline constexpr std::size_t version_size = 24;
+
+// A version alone, as a stamped request carries it before its payload.
+inline void append_version(std::string& out, const version& v) {
     detail::append_u64(out, v.stamp);
     detail::append_u64(out, v.writer);
     detail::append_u64(out, v.sequence);
+}
+[[nodiscard]] inline std::optional<version> read_version(std::string_view in) noexcept {
+    if (in.size() < version_size) return std::nullopt;
+    return version{detail::read_u64(in), detail::read_u64(in.substr(8)), detail::read_u64(in.substr(16))};
+}
+
+inline void append_versioned(std::string& out, const version& v, bool tombstone, std::string_view payload) {
+    append_version(out, v);
     out.push_back(tombstone ? '\1' : '\0');
     out.append(payload);
 }
@@ -67,36 +80,47 @@ inline std::string make_versioned(const version& v, bool tombstone, std::string_
 // std::nullopt when `entry` is too short or its flags are unknown.
 inline std::optional<versioned_view> read_versioned(std::string_view entry) noexcept {
     if (entry.size() < versioned_header_size) return std::nullopt;
-    auto flags = static_cast<unsigned char>(entry[24]);
+    auto flags = static_cast<unsigned char>(entry[version_size]);
     if (flags > 1) return std::nullopt;
-    return versioned_view{{detail::read_u64(entry), detail::read_u64(entry.substr(8)), detail::read_u64(entry.substr(16))},
-                          flags == 1, entry.substr(versioned_header_size)};
+    return versioned_view{*read_version(entry), flags == 1, entry.substr(versioned_header_size)};
 }
 
-// Hands out one writer's versions: a stamp above the clock, above every stamp it has made, and
-// above the stamp of the version being replaced (a node whose clock runs behind still wins over
-// what it overwrites).
+// Microseconds since the epoch: the unit of a version's stamp.
+[[nodiscard]] inline std::uint64_t stamp_now() noexcept {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// Hands out one writer's versions: a stamp above the clock, above every stamp it has made or seen,
+// and above the stamp of the version being replaced (a node whose clock runs behind still wins
+// over what it overwrites). Nodes stamp the writes they take unstamped; clients stamp their own.
 class version_clock {
 public:
     explicit version_clock(std::uint64_t writer) noexcept : writer_(writer) {}
 
     [[nodiscard]] version next(const version& replacing = {}) noexcept {
-        auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                  std::chrono::system_clock::now().time_since_epoch())
-                                                  .count());
-        std::uint64_t floor = std::max(now, replacing.stamp + 1);
+        std::uint64_t floor = std::max(stamp_now(), replacing.stamp + 1);
         std::uint64_t last = last_.load(std::memory_order_relaxed);
         std::uint64_t mine;
         do {
             mine = std::max(floor, last + 1);
         } while (!last_.compare_exchange_weak(last, mine, std::memory_order_relaxed));
-        return {mine, writer_, 0};
+        return {mine, writer_, sequence_.fetch_add(1, std::memory_order_relaxed)};
+    }
+
+    // A hybrid logical clock moves past every version it has seen, so that a write issued after
+    // reading a version is stamped above it, whatever this host's clock says.
+    void observe(const version& seen) noexcept {
+        std::uint64_t last = last_.load(std::memory_order_relaxed);
+        while (last < seen.stamp && !last_.compare_exchange_weak(last, seen.stamp, std::memory_order_relaxed)) {
+        }
     }
     [[nodiscard]] std::uint64_t writer() const noexcept { return writer_; }
 
 private:
     std::uint64_t writer_;
     std::atomic<std::uint64_t> last_{0};
+    std::atomic<std::uint64_t> sequence_{0};
 };
 
 }  // namespace dhtkit
