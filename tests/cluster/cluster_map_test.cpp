@@ -103,3 +103,15 @@ TEST_CASE("the policy concept names what the peer calls, and the library's rule 
     CHECK(static_backup(2).acknowledged(1, 3));  // every reachable holder: the one that took it suffices
     CHECK(no_replication().acknowledged(1, 1));
 }
+
+TEST_CASE("maps that route alike have one digest, and any difference in nodes or placement changes it") {
+    auto base = make_cluster_map(static_backup(2), 1, nodes_with_ids({1, 2, 3}));
+    CHECK(make_cluster_map(static_backup(2), 1, nodes_with_ids({1, 2, 3})).digest() == base.digest());
+    CHECK(make_cluster_map(static_backup(1), 1, nodes_with_ids({1, 2, 3})).digest() != base.digest());
+    CHECK(make_cluster_map(static_backup(2), 1, nodes_with_ids({1, 2, 3, 4})).digest() != base.digest());
+    CHECK(make_cluster_map(static_backup(2), 1, nodes_with_ids({2, 1, 3})).digest() != base.digest());
+    CHECK(make_cluster_map(static_backup(2), 2, nodes_with_ids({1, 2, 3})).digest() != base.digest());
+    auto moved = nodes_with_ids({1, 2, 3});
+    moved[2].port = 9999;
+    CHECK(make_cluster_map(static_backup(2), 1, moved).digest() != base.digest());
+}

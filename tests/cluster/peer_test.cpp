@@ -6,7 +6,10 @@
 #include "raw_session.hpp"
 #include <dhtkit/protocol/codec.hpp>
 
+#include <sys/wait.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -296,4 +299,34 @@ TEST_CASE("a client that never reads its replies holds up no one else on its wor
         CHECK(got[i].first.request_id == i + 1);
         CHECK(got[i].second.size() == 512 * 1024);
     }
+}
+
+TEST_CASE("a client or a peer started with another cluster file is refused on both sides, naming both") {
+    test::local_cluster cluster;
+    cluster.start_all();
+    // The same three peers and a fourth: every slot moves, so every answer would be misrouted.
+    auto text = read_file(cluster.config_file());
+    const auto fourth = dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")).local().port();
+    text += fmt::format("[[peers]]\nid = 3\nhost = \"127.0.0.1\"\nport = {}\nshared = \"peer3/shared\"\ndata = \"peer3/data\"\n",
+                        fourth);
+    const auto other_file = cluster.dir() / "four-peers.toml";
+    std::ofstream(other_file) << text;
+
+    dhtkit::client stranger(dhtkit::load_config(other_file));
+    auto r = stranger.get("anything");
+    CHECK(r.code == status::refused);
+    CHECK_THAT(r.error, Catch::Contains("cluster map mismatch") && Catch::Contains("four-peers.toml") &&
+                            Catch::Contains(cluster.config_file().string()));
+
+    // A peer of that file does not start beside them: its catch-up is refused, and it says why.
+    const auto err = cluster.dir() / "peer3.err";
+    const auto cmd = fmt::format("timeout 30 {} --config {} --id 3 --no-client --no-supervisor 2> {}", DHTKIT_PEER_BINARY,
+                                 other_file.string(), err.string());
+    const int status = std::system(cmd.c_str());
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 3);  // cannot start: not restarted by a supervisor either
+    CHECK_THAT(read_file(err), Catch::Contains("cluster map mismatch"));
+    // The cluster itself is unharmed.
+    auto c = cluster.client();
+    CHECK(c.put("after", "fine").ok());
 }

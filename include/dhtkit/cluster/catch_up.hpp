@@ -19,13 +19,14 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/rpc.hpp"
 
 namespace dhtkit {
 
 struct sync_outcome {
-    enum class ended { complete, cut_short, unreachable, refused };
+    enum class ended { complete, cut_short, unreachable, refused, other_map };
     ended how = ended::unreachable;
     bool from_serving = false;  // complete, from a node that was serving the slots itself
     std::size_t records = 0;    // applied, even from a stream cut short: each is a whole entry
@@ -36,9 +37,9 @@ struct sync_outcome {
 
 // Asks node `from` for the records of `ranges`, calling apply(key, record) for each.
 template <class Apply>
-sync_outcome catch_up_from(node_id asker, const node& from, const std::vector<slot_range>& ranges, protocol::limits lim,
-                           Apply&& apply, std::chrono::milliseconds connect_timeout,
-                           std::chrono::milliseconds io_timeout) {
+sync_outcome catch_up_from(node_id asker, const protocol::hello_request& hello, const node& from,
+                           const std::vector<slot_range>& ranges, protocol::limits lim, Apply&& apply,
+                           std::chrono::milliseconds connect_timeout, std::chrono::milliseconds io_timeout) {
     sync_outcome out;
     protocol::sync_request ask{asker, {}};
     for (auto r : ranges) ask.ranges.emplace_back(r.first, r.last);
@@ -47,6 +48,11 @@ sync_outcome catch_up_from(node_id asker, const node& from, const std::vector<sl
         rpc = protocol::rpc_stream::connect(from.host, from.port, lim, connect_timeout);
     } catch (const std::exception& e) {
         out.why = e.what();
+        return out;
+    }
+    if (auto h = say_hello(rpc, hello, io_timeout); !h.agreed()) {
+        out.how = h.how == hello_result::outcome::mismatch ? sync_outcome::ended::other_map : sync_outcome::ended::unreachable;
+        out.why = h.why;
         return out;
     }
     if (rpc.send({protocol::opcode::sync, 0, protocol::status::ok, 1, 0, 0}, {}, protocol::encode(ask), io_timeout) !=

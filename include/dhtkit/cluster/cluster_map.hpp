@@ -21,7 +21,10 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "dhtkit/cluster/slots.hpp"
+#include "dhtkit/store/stable_hash.hpp"
 
 namespace dhtkit {
 
@@ -86,9 +89,12 @@ private:
 class cluster_map {
 public:
     cluster_map(std::uint64_t epoch, std::vector<node> nodes, slot_table slots)
-        : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)) {}
+        : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)), digest_(compute_digest()) {}
 
     [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
+    // Of the epoch, the nodes and who holds each slot: two maps with one digest route alike. Peers
+    // and clients compare it when they connect (protocol `hello`).
+    [[nodiscard]] std::uint64_t digest() const noexcept { return digest_; }
     [[nodiscard]] const std::vector<node>& nodes() const noexcept { return nodes_; }
     [[nodiscard]] const slot_table& slots() const noexcept { return slots_; }
 
@@ -107,9 +113,22 @@ public:
     }
 
 private:
+    [[nodiscard]] std::uint64_t compute_digest() const {
+        fmt::memory_buffer text;
+        auto out = std::back_inserter(text);
+        fmt::format_to(out, "{}", epoch_);
+        for (const auto& n : nodes_) fmt::format_to(out, "|{}@{}:{}/{}", n.id, n.host, n.port, static_cast<int>(n.state));
+        slots_.for_each_range([&](slot_range r, std::span<const node_id> holders) {
+            fmt::format_to(out, "|{}-{}:", r.first, r.last);
+            for (auto id : holders) fmt::format_to(out, "{},", id);
+        });
+        return stable_hash({text.data(), text.size()});
+    }
+
     std::uint64_t epoch_;
     std::vector<node> nodes_;
     slot_table slots_;
+    std::uint64_t digest_;
 };
 
 // The current map, swapped atomically. Any thread may read; publish() may be called from any thread.

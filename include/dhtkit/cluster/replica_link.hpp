@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/cluster/missed_copies.hpp"
 #include "dhtkit/net/unique_fd.hpp"
 #include "dhtkit/protocol/messages.hpp"
@@ -37,9 +38,10 @@ namespace dhtkit {
 
 class replica_link {
 public:
-    replica_link(node to, protocol::limits lim, record_source source, replicator_options opt,
-                 replication_counters& counters)
-        : to_(std::move(to)), limits_(lim), source_(std::move(source)), options_(opt), counters_(counters),
+    replica_link(node to, protocol::limits lim, record_source source, protocol::hello_request hello,
+                 replicator_options opt, replication_counters& counters)
+        : to_(std::move(to)), limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt),
+          counters_(counters),
           wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), missed_(options_, counters) {
         thread_ = std::thread([this] { run(); });
     }
@@ -162,7 +164,10 @@ private:
     bool connect() {
         try {
             rpc_ = protocol::rpc_stream::connect(to_.host, to_.port, limits_, options_.connect_timeout);
+            // A replica that follows another map is as good as down: copies there are missed.
+            if (!say_hello(rpc_, hello_, options_.ack_timeout).agreed()) throw std::runtime_error("hello refused");
         } catch (const std::exception&) {
+            rpc_.close();
             std::lock_guard lock(mutex_);
             missed_.mark_down();
             return false;
@@ -323,6 +328,7 @@ private:
     node to_;
     protocol::limits limits_;
     record_source source_;
+    protocol::hello_request hello_;
     replicator_options options_;
     replication_counters& counters_;
     net::unique_fd wake_;

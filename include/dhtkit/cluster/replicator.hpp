@@ -21,8 +21,9 @@ namespace dhtkit {
 
 class replicator {
 public:
-    replicator(protocol::limits lim, record_source source, replicator_options opt = {})
-        : limits_(lim), source_(std::move(source)), options_(opt) {}
+    // `hello`: what its links say first on each connection (this node's map digest and source).
+    replicator(protocol::limits lim, record_source source, protocol::hello_request hello = {}, replicator_options opt = {})
+        : limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt) {}
     replicator(const replicator&) = delete;
     replicator& operator=(const replicator&) = delete;
     ~replicator() { stop(); }
@@ -78,13 +79,14 @@ private:
         auto& l = links_[target.id];
         if (!l || l->target().host != target.host || l->target().port != target.port) {
             if (l) retired_.push_back(std::move(l));
-            l = std::make_unique<replica_link>(target, limits_, source_, options_, counters_);
+            l = std::make_unique<replica_link>(target, limits_, source_, hello_, options_, counters_);
         }
         return l.get();
     }
 
     protocol::limits limits_;
     record_source source_;
+    protocol::hello_request hello_;
     replicator_options options_;
     replication_counters counters_;
     mutable shared_spinlock lock_;

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/peer/file_download.hpp"
 #include "dhtkit/peer/reply.hpp"
@@ -43,7 +44,8 @@ struct client_options {
 // One connection to one node, used by one caller at a time.
 class peer_link {
 public:
-    peer_link(node to, protocol::limits lim, client_options opt) : to_(std::move(to)), limits_(lim), options_(opt) {}
+    peer_link(node to, protocol::limits lim, client_options opt, protocol::hello_request hello)
+        : to_(std::move(to)), limits_(lim), options_(opt), hello_(std::move(hello)) {}
 
     // `even_if_down`: try a node that failed recently all the same (it is the last one to ask).
     reply call(protocol::opcode op, std::string_view key, std::string_view value, bool even_if_down = true,
@@ -53,7 +55,7 @@ public:
         // One retry on a fresh connection: a node that restarted closed the old one.
         for (int attempt = 0;; ++attempt) {
             bool fresh = !rpc_.valid();
-            if (fresh && !connect()) return mark_down();
+            if (fresh && !connect()) return mismatch_.empty() ? mark_down() : refused();
             auto r = round_trip(op, flags, key, value);
             if (r) return *r;
             rpc_.close();
@@ -67,15 +69,22 @@ public:
     [[nodiscard]] std::string name() const { return fmt::format("peer {} ({}:{})", to_.id, to_.host, to_.port); }
 
 private:
+    // Connects and compares cluster maps. A node that follows another map is refused, not retried.
     bool connect() {
         try {
             rpc_ = protocol::rpc_stream::connect(to_.host, to_.port, limits_, options_.connect_timeout);
-            return true;
         } catch (const std::exception& e) {
             last_error_ = e.what();
             return false;
         }
+        auto h = say_hello(rpc_, hello_, options_.request_timeout);
+        if (h.agreed()) return true;
+        rpc_.close();
+        last_error_ = h.why;
+        if (h.how == hello_result::outcome::mismatch) mismatch_ = h.why;
+        return false;
     }
+    reply refused() const { return {protocol::status::refused, {}, fmt::format("{}: {}", name(), mismatch_), true}; }
 
     reply unreachable() const {
         return {protocol::status::unavailable, {}, fmt::format("{} is unreachable: {}", name(), last_error_), false};
@@ -111,7 +120,9 @@ private:
     node to_;
     protocol::limits limits_;
     client_options options_;
+    protocol::hello_request hello_;
     std::mutex mutex_;
+    std::string mismatch_;  // guarded by mutex_; set once a node said it follows another map
     protocol::rpc_stream rpc_;                             // guarded by mutex_
     std::uint64_t next_id_ = 0;                            // guarded by mutex_
     std::string last_error_;                               // guarded by mutex_
@@ -132,12 +143,13 @@ template <replication_policy R>
 class client {
 public:
     // Follows `view`, which the caller may share (a peer's own client reads the peer's map).
-    client(std::shared_ptr<const cluster_view> view, limits_settings lim, client_options opt = {})
-        : view_(std::move(view)), limits_(lim), options_(opt) {}
+    // `source` names where the map came from (a config file), for the words of a mismatch.
+    client(std::shared_ptr<const cluster_view> view, limits_settings lim, client_options opt = {}, std::string source = {})
+        : view_(std::move(view)), limits_(lim), options_(opt), source_(std::move(source)) {}
     // A client of the static cluster in `cluster` (its peers in file order, static backup).
     explicit client(const cluster_settings& cluster, client_options opt = {})
         : client(std::make_shared<cluster_view>(static_cluster_map(cluster, static_backup(cluster.backups))),
-                 cluster.limits, opt) {}
+                 cluster.limits, opt, cluster.source.string()) {}
 
     [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
     [[nodiscard]] node_id home_of(std::string_view key) const { return map().holders_of_key(key).front(); }
@@ -238,7 +250,7 @@ private:
         if (!n) return nullptr;
         auto& slot = links_[id];
         slot = std::make_unique<peer_link>(*n, protocol::frame_limits(limits_.max_key_bytes, limits_.max_value_bytes),
-                                           options_);
+                                           options_, protocol::hello_request{map().digest(), source_});
         return slot.get();
     }
 
@@ -265,6 +277,7 @@ private:
     std::shared_ptr<const cluster_view> view_;
     limits_settings limits_;
     client_options options_;
+    std::string source_;
     version_clock clock_{random_id()};
     std::mutex links_mutex_;
     // Links are kept while the client lives: a caller may be inside one when the map changes.

@@ -58,15 +58,17 @@ public:
           self_(cluster_.peer(id)),
           policy_(cluster_.backups),
           view_(std::make_shared<cluster_view>(static_cluster_map(cluster_, policy_))),
-          client_(view_, cluster_.limits),
-          copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); }),
+          client_(view_, cluster_.limits, {}, cluster_.source.string()),
+          copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
+                  hello()),
           keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
                 [this](const std::string& line) { log_(line); }),
-          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits()),
+          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello()),
           files_(self_, *view_, client_,
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
-          router_(keys_, files_, sync_, self_.id, cluster_.limits, stats_, [this] { return stats_report(); }) {
+          router_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
+                  [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;
@@ -134,6 +136,9 @@ public:
     }
 
 private:
+    // What this node says first on every connection it opens.
+    protocol::hello_request hello() const { return {view_->current().digest(), cluster_.source.string()}; }
+
     protocol::limits frame_limits() const noexcept {
         return protocol::frame_limits(cluster_.limits.max_key_bytes, cluster_.limits.max_value_bytes);
     }

@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/file_service.hpp"
@@ -30,9 +31,13 @@ namespace dhtkit {
 template <table Table, replication_policy Replication>
 class router {
 public:
+    using log_fn = std::function<void(const std::string&)>;
+
     router(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
-           limits_settings lim, peer_stats& stats, std::function<std::string()> report)
-        : keys_(keys), files_(files), sync_(sync), self_(self), limits_(lim), stats_(stats), report_(std::move(report)) {}
+           const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
+           std::function<std::string()> report, log_fn log)
+        : keys_(keys), files_(files), sync_(sync), self_(self), view_(view), source_(std::move(source)), limits_(lim),
+          stats_(stats), report_(std::move(report)), log_(std::move(log)) {}
 
     next_step serve(connection& c) {
         if (c.held()) return next_step::park;  // woken while parked
@@ -136,6 +141,18 @@ private:
             case opcode::sync:
                 sync_.handle(f, c);
                 return true;
+            case opcode::hello: {
+                auto them = protocol::decode_hello(f.value);
+                std::string refusal = them ? hello_refusal(*them, view_.current().digest(), source_, self_)
+                                           : std::string("a hello is a map digest (u64), then its source");
+                if (!refusal.empty()) {
+                    stats_.count_error();
+                    reply.code = them ? status::refused : status::bad_request;
+                    log_(fmt::format("refused {}: {}", c.stream.remote().to_string(), refusal));
+                }
+                protocol::append_frame(c.out, reply, {}, refusal);
+                return false;
+            }
             default:
                 stats_.count_error();
                 reply.code = status::unknown_opcode;
@@ -149,9 +166,12 @@ private:
     file_service& files_;
     sync_service<Table>& sync_;
     node_id self_;
+    const cluster_view& view_;
+    std::string source_;  // where this node's map came from, for a mismatch's words
     limits_settings limits_;
     peer_stats& stats_;
     std::function<std::string()> report_;
+    log_fn log_;
 };
 
 }  // namespace dhtkit

@@ -25,6 +25,7 @@
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/index_service.hpp"
+#include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
 
 namespace dhtkit {
@@ -35,8 +36,8 @@ public:
     using log_fn = std::function<void(const std::string&)>;
 
     sync_service(index_service<Table>& index, node_id self, const cluster_view& view, replicator& copies,
-                 protocol::limits lim)
-        : index_(index), self_(self), view_(view), copies_(copies), limits_(lim) {}
+                 protocol::limits lim, protocol::hello_request hello = {})
+        : index_(index), self_(self), view_(view), copies_(copies), limits_(lim), hello_(std::move(hello)) {}
 
     // True once every slot held here is caught up: client requests are served from then on.
     [[nodiscard]] bool serving() const noexcept { return serving_.load(std::memory_order_acquire); }
@@ -97,9 +98,12 @@ public:
         for (;;) {
             for (auto& s : sources) {
                 if (s.tried && s.last.complete() && s.last.from_serving) continue;
-                s.last = catch_up_from(self_, s.at, s.ranges, limits_,
+                s.last = catch_up_from(self_, hello_, s.at, s.ranges, limits_,
                                        [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
                                        std::chrono::milliseconds(250), std::chrono::seconds(5));
+                // Another map: this node and that one disagree about who holds what. Serving
+                // would misroute silently; not starting says why.
+                if (s.last.how == sync_outcome::ended::other_map) throw settings_error(s.last.why);
                 s.tried = true;
                 s.broke_off = s.broke_off || s.last.how == sync_outcome::ended::cut_short;
                 records += s.last.records;
@@ -217,6 +221,8 @@ private:
     const cluster_view& view_;
     replicator& copies_;
     protocol::limits limits_;
+    protocol::hello_request hello_;
+
     void publish(const auto& groups) {
         std::lock_guard lock(ready_mutex_);
         for (const auto& g : groups)

@@ -49,9 +49,10 @@ enum class opcode : std::uint8_t {
     replicate = 12,       // replica to replica: apply this versioned record of KEY if it is newer
     sync = 13,            // to a holder: stream every record of the slot ranges asked for (catch-up)
     replicate_file = 14,  // to a backup: copy file NAME from the holder in the value, then hold it
+    hello = 15,           // first on a connection: the digest of the sender's cluster map, and its source
 };
 
-inline constexpr std::uint8_t max_opcode = 14;
+inline constexpr std::uint8_t max_opcode = 15;
 
 // Header flag of a sync reply: more records follow under the same request id.
 inline constexpr std::uint8_t flag_more = 1;

@@ -160,6 +160,29 @@ inline std::optional<sync_request> decode_sync_request(std::string_view in) {
     return out;
 }
 
+// The greeting a client or node sends first on a connection: the digest of the cluster map it
+// follows, and where that map came from (a config file's path), for the error if they differ.
+struct hello_request {
+    std::uint64_t map_digest = 0;
+    std::string source;
+};
+
+inline std::string encode(const hello_request& h) {
+    std::string out;
+    detail::writer w(out);
+    w.integer(h.map_digest);
+    w.bytes(h.source);
+    return out;
+}
+
+inline std::optional<hello_request> decode_hello(std::string_view in) {
+    detail::reader r(in);
+    hello_request h;
+    if (!r.integer(h.map_digest)) return std::nullopt;
+    h.source.assign(in.substr(8));
+    return h;
+}
+
 inline std::string encode_u64(std::uint64_t v) {
     std::string out;
     detail::writer(out).integer(v);
