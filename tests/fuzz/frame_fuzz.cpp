@@ -36,6 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)decode_file_meta(f.value);
             (void)decode_u64(f.value);
             (void)decode_sync_request(f.value);
+            (void)decode_hello(f.value);
+            (void)dhtkit::read_version(f.value);
             if (dhtkit::index_service<table>::handles(f.h.op)) service.handle(f, out);
             else if (f.h.op == dhtkit::protocol::opcode::replicate) service.apply(f.key, f.value);
             out.clear();
