@@ -60,33 +60,42 @@ void fake_holder(net::tcp_listener& listener, std::atomic<int>& asked) {
     }
 }
 
+// Node 1, catching up, in a two-node cluster whose node 2 listens (or not) on `port`.
+struct catching_up {
+    explicit catching_up(std::uint16_t port)
+        : view(make_cluster_map(static_backup(1), 1,
+                                {{1, "127.0.0.1", 1, node_state::member}, {2, "127.0.0.1", port, node_state::member}})) {}
+    ~catching_up() { copies.stop(); }
+    cluster_view view;
+    table_t keys, files;
+    index_service<table_t> index{keys, files, 1};
+    replicator copies{frame_limits(1024, 1 << 20), [](table_id, std::string_view) { return std::optional<std::string>(); }};
+    sync_service<table_t> sync{index, 1, view, copies, frame_limits(1024, 1 << 20)};
+    std::vector<std::string> log;
+    void run(std::chrono::milliseconds alone_after) {
+        sync.catch_up_now([&](const std::string& line) { log.push_back(line); }, alone_after);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("a catch-up stream cut short is asked for again, and only a whole one makes the slots ready") {
     auto holder = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
-    std::vector<node> nodes{{1, "127.0.0.1", 1, node_state::member}, {2, "127.0.0.1", holder.local().port(), node_state::member}};
-    cluster_view view(make_cluster_map(static_backup(1), 1, nodes));
-    table_t keys, files;
-    index_service<table_t> index(keys, files, 1);
-    replicator copies(frame_limits(1024, 1 << 20), [](table_id, std::string_view) { return std::optional<std::string>(); });
-    sync_service<table_t> sync(index, 1, view, copies, frame_limits(1024, 1 << 20));
-
+    catching_up node(holder.local().port());
     std::atomic<int> asked{0};
     std::thread fake([&] { fake_holder(holder, asked); });
-    std::vector<std::string> log;
-    CHECK_FALSE(sync.serving());
-    CHECK(sync.waiting() == "0-16383");
-    sync.catch_up_now([&](const std::string& line) { log.push_back(line); }, 30s);
+    CHECK_FALSE(node.sync.serving());
+    CHECK(node.sync.waiting() == "0-16383");
+    node.run(30s);
     fake.join();
-    copies.stop();
 
     CHECK(asked.load() == 2);
-    CHECK(sync.serving());
-    CHECK(sync.waiting().empty());
-    CHECK(keys.size() == 10);
-    CHECK(sync.caught_up_records() == 13);  // 3 from the stream cut short, then all 10
-    REQUIRE_FALSE(log.empty());
-    CHECK_THAT(log.front(), Catch::Contains("peer 2") && Catch::Contains("before the last"));
+    CHECK(node.sync.serving());
+    CHECK(node.sync.waiting().empty());
+    CHECK(node.keys.size() == 10);
+    CHECK(node.sync.caught_up_records() == 13);  // 3 from the stream cut short, then all 10
+    REQUIRE_FALSE(node.log.empty());
+    CHECK_THAT(node.log.front(), Catch::Contains("peer 2") && Catch::Contains("before the last"));
 }
 
 TEST_CASE("a holder that cannot be reached at all holds nothing up: a cluster starts one node at a time") {
@@ -95,28 +104,16 @@ TEST_CASE("a holder that cannot be reached at all holds nothing up: a cluster st
         auto probe = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
         port = probe.local().port();  // closed again: nobody listens there
     }
-    std::vector<node> nodes{{1, "127.0.0.1", 1, node_state::member}, {2, "127.0.0.1", port, node_state::member}};
-    cluster_view view(make_cluster_map(static_backup(1), 1, nodes));
-    table_t keys, files;
-    index_service<table_t> index(keys, files, 1);
-    replicator copies(frame_limits(1024, 1 << 20), [](table_id, std::string_view) { return std::optional<std::string>(); });
-    sync_service<table_t> sync(index, 1, view, copies, frame_limits(1024, 1 << 20));
-    std::vector<std::string> log;
-    sync.catch_up_now([&](const std::string& line) { log.push_back(line); }, 60s);
-    copies.stop();
-    CHECK(sync.serving());
-    CHECK(sync.caught_up_from() == 0);
-    CHECK(log.size() == 2);  // asked once, then caught up: no waiting for a node that is not there
+    catching_up node(port);
+    node.run(60s);
+    CHECK(node.sync.serving());
+    CHECK(node.sync.caught_up_from() == 0);
+    CHECK(node.log.size() == 2);  // asked once, then caught up: no waiting for a node that is not there
 }
 
 TEST_CASE("a holder that broke off and then cannot be reached is waited for, up to the limit") {
     auto holder = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
-    std::vector<node> nodes{{1, "127.0.0.1", 1, node_state::member}, {2, "127.0.0.1", holder.local().port(), node_state::member}};
-    cluster_view view(make_cluster_map(static_backup(1), 1, nodes));
-    table_t keys, files;
-    index_service<table_t> index(keys, files, 1);
-    replicator copies(frame_limits(1024, 1 << 20), [](table_id, std::string_view) { return std::optional<std::string>(); });
-    sync_service<table_t> sync(index, 1, view, copies, frame_limits(1024, 1 << 20));
+    catching_up node(holder.local().port());
     std::thread fake([&] {
         // Three records, then the holder dies: the connection ends and nobody listens any more.
         pollfd ready{holder.fd(), POLLIN, 0};
@@ -133,13 +130,11 @@ TEST_CASE("a holder that broke off and then cannot be reached is waited for, up 
         (void)rpc.send_bytes(out, 5s);
         holder.close();
     });
-    std::vector<std::string> log;
-    sync.catch_up_now([&](const std::string& line) { log.push_back(line); }, 500ms);
+    node.run(500ms);
     fake.join();
-    copies.stop();
-    CHECK(sync.serving());
-    CHECK(keys.size() == 3);
-    REQUIRE(log.size() >= 3);  // cut short, then asked again (unreachable) at least once, then caught up
-    CHECK_THAT(log[0], Catch::Contains("before the last"));
-    CHECK_THAT(log[1], !Catch::Contains("before the last"));
+    CHECK(node.sync.serving());
+    CHECK(node.keys.size() == 3);
+    REQUIRE(node.log.size() >= 3);  // cut short, then asked again (unreachable) at least once, then caught up
+    CHECK_THAT(node.log[0], Catch::Contains("before the last"));
+    CHECK_THAT(node.log[1], !Catch::Contains("before the last"));
 }
