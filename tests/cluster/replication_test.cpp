@@ -247,12 +247,13 @@ TEST_CASE("malformed replication requests get an error and change nothing") {
     s.send(test::frame(opcode::replicate, 1, "kept", "garbage") + test::frame(opcode::sync, 2, {}, "abc") +
            test::frame(opcode::sync, 3, {}, encode_u64(99)) +
            test::frame(opcode::replicate_file, 4, "../escape", from) +
-           test::frame(opcode::replicate_file, 5, "fine.txt", "not a holder") + test::frame(opcode::ping, 6, {}));
-    auto got = s.read(6);
+           test::frame(opcode::replicate_file, 5, "fine.txt", "not a holder") + test::frame(opcode::hello, 6, {}, "abc") +
+           test::frame(opcode::ping, 7, {}));
+    auto got = s.read(7);
     REQUIRE_FALSE(s.closed);
-    REQUIRE(got.size() == 6);
-    for (std::size_t i = 0; i < 5; ++i) CHECK(got[i].first.code == status::bad_request);
-    CHECK(got[5].first.code == status::ok);  // the connection is still in step
+    REQUIRE(got.size() == 7);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(got[i].first.code == status::bad_request);
+    CHECK(got[6].first.code == status::ok);  // the connection is still in step
     for (auto p : c.holders("kept")) CHECK(held_by(c, p, "kept") == "yes");
     CHECK_FALSE(std::filesystem::exists(cluster.dir() / "peer0" / "escape"));
 }
