@@ -94,10 +94,6 @@ public:
         std::lock_guard lock(mutex_);
         return missed_.size();
     }
-    [[nodiscard]] bool down() const {
-        std::lock_guard lock(mutex_);
-        return missed_.down();
-    }
 
 private:
     using clock = std::chrono::steady_clock;
