@@ -63,8 +63,20 @@ TEST_CASE("a held reply released after its client left closes the connection onc
         }
         return c.end_batch() ? next_step::park : next_step::wait;
     };
+    // The listener loop stops before the dispatcher goes, as in a peer: pool dispatch hands ready
+    // connections from that loop to its pool. Declared after the dispatcher, so destroyed first,
+    // on every way out of the block.
+    struct stops_loop {
+        net::epoll_reactor& loop;
+        std::thread& thread;
+        ~stops_loop() {
+            loop.stop();
+            if (thread.joinable()) thread.join();
+        }
+    };
     {
         any_dispatch<net::epoll_reactor, thread_pool> dispatch(model, listener_loop, 2, {64, 1024}, serve, stats);
+        stops_loop loop_first{listener_loop, loop};
         auto listener = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
         std::mt19937 rng(7);
         for (int round = 0; round < 200; ++round) {
@@ -93,10 +105,10 @@ TEST_CASE("a held reply released after its client left closes the connection onc
             releaser.join();
             if (order == 2) client.close();
         }
-        REQUIRE(within(5000ms, [&] { return open_connections(stats) == 0; }));
+        CHECK(within(5000ms, [&] { return open_connections(stats) == 0; }));
+        listener_loop.stop();
+        loop.join();
         dispatch.stop();
     }
-    listener_loop.stop();
-    loop.join();
     CHECK(open_connections(stats) == 0);
 }
