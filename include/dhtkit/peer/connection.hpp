@@ -132,10 +132,6 @@ public:
         holds_.clear();
     }
 
-    // Starts streaming `s` once `out` has gone.
-    void stream_after(std::unique_ptr<output_source> s) noexcept { source_ = std::move(s); }
-    [[nodiscard]] bool streaming() const noexcept { return source_ != nullptr; }
-
     enum class flush_result { done, pending, failed };
 
     // Sends what the socket takes now: `out`, then the stream. Never waits.
