@@ -20,7 +20,7 @@ namespace {
 
 // Every node holds every slot, and a write counts only once all of them applied it.
 struct every_node {
-    explicit every_node(std::size_t) {}
+    every_node(std::size_t, consistency) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;
         std::vector<node_id> all;
@@ -29,17 +29,19 @@ struct every_node {
         return t;
     }
     [[nodiscard]] bool acknowledged(std::size_t applied, std::size_t holders) const { return applied == holders; }
+    [[nodiscard]] std::size_t quorum(std::size_t) const { return 1; }
 };
 
 // Every slot on the last node alone.
 struct last_node_only {
-    explicit last_node_only(std::size_t) {}
+    last_node_only(std::size_t, consistency) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;
         if (!nodes.empty()) t.assign({0, slot_count - 1}, {nodes.back().id});
         return t;
     }
     [[nodiscard]] bool acknowledged(std::size_t applied, std::size_t) const { return applied >= 1; }
+    [[nodiscard]] std::size_t quorum(std::size_t) const { return 1; }
 };
 
 // N peers of policy P in this process, on loopback ports the kernel chose, in a scratch folder.
@@ -74,7 +76,7 @@ struct in_process_cluster {
     dhtkit::client client() {
         client_options o;
         o.request_timeout = 2s;
-        return dhtkit::client(std::make_shared<cluster_view>(static_cluster_map(settings, Policy(settings.backups))), settings.limits, o);
+        return dhtkit::client(std::make_shared<cluster_view>(static_cluster_map(settings, Policy(settings.backups, settings.consistency_rule))), settings.limits, o);
     }
 
     std::filesystem::path dir;

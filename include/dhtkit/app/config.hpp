@@ -5,7 +5,7 @@
 //
 //   [pool]     threads = 4, dispatch = "loop" (or "pool")
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128
-//   [replication] backups = 2, max_clock_skew_ms = 60000
+//   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000
 //   [supervisor]  max_restarts = 5, window_s = 60
 //   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data"
 
@@ -109,6 +109,11 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     c.limits.max_in_flight = in.integer<std::size_t>(view["limits"]["max_in_flight"],
                                                      "limits.max_in_flight", 1, 65536, 128);
     c.backups = in.integer<unsigned>(view["replication"]["backups"], "replication.backups", 0, 16, 2);
+    if (auto r = view["replication"]["consistency"]) {
+        auto rule = in.text(r, "replication.consistency");
+        if (rule != "available" && rule != "majority") in.fail("replication.consistency", "\"available\" or \"majority\"");
+        c.consistency_rule = rule == "majority" ? consistency::majority : consistency::available;
+    }
     c.max_clock_skew = std::chrono::milliseconds(in.integer<std::int64_t>(
         view["replication"]["max_clock_skew_ms"], "replication.max_clock_skew_ms", 1, 86'400'000, 60'000));
     c.max_restarts = in.integer<unsigned>(view["supervisor"]["max_restarts"], "supervisor.max_restarts", 0, 1000, 5);

@@ -29,6 +29,9 @@ struct replicator_options {
 
 // Told once per copy: true when the replica applied it (or already had something newer).
 using ack_fn = std::function<void(bool)>;
+// Told once per read asked of a replica: whether it answered, and its record of the key (empty
+// when it has none).
+using read_fn = std::function<void(bool, std::string_view)>;
 // The current record of a key here (table byte + key), to re-send what a replica missed.
 using record_source = std::function<std::optional<std::string>(protocol::table_id, std::string_view)>;
 

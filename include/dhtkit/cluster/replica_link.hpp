@@ -7,8 +7,13 @@
 // acknowledgements, which come back in order, as they arrive. A replica that cannot be reached
 // (refused, reset, no ack within ack_timeout) is marked down for a while; the keys it missed are
 // remembered (hinted handoff) and re-sent, as their current records, once it answers again. A
-// copy that was not delivered is reported as such at once, so a write is never held up by a dead
-// replica for longer than it takes to notice.
+// copy that was not delivered is reported as such as soon as that is known — except that a
+// replica which may still hold a read lease from this node (cluster/leases.hpp) is given until
+// that lease has run out, and one whose process is gone (its port refuses connections) is not
+// waited for at all.
+//
+// The same pipeline carries majority reads (ask()): a get or search for the replica's own record
+// of a key, answered in order with the copies. A read is never re-sent or hinted: it fails.
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -24,11 +29,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/handshake.hpp"
+#include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/missed_copies.hpp"
 #include "dhtkit/net/unique_fd.hpp"
 #include "dhtkit/protocol/messages.hpp"
@@ -39,9 +46,9 @@ namespace dhtkit {
 class replica_link {
 public:
     replica_link(node to, protocol::limits lim, record_source source, protocol::hello_request hello,
-                 replicator_options opt, replication_counters& counters)
+                 replicator_options opt, replication_counters& counters, lease_grants* grants = nullptr)
         : to_(std::move(to)), limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt),
-          counters_(counters),
+          counters_(counters), grants_(grants),
           wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), missed_(options_, counters) {
         thread_ = std::thread([this] { run(); });
     }
@@ -53,12 +60,14 @@ public:
         std::string hint = missed_copies::hint_key(t, key);
         {
             std::lock_guard lock(mutex_);
-            if (!stopping_ && !missed_.skipping(clock::now())) {
+            // A replica that may still hold a lease from here is not skipped: its copy waits in
+            // the queue, and fails (if it does) once the lease is over.
+            if (!stopping_ && (!missed_.skipping(clock::now()) || lease_may_be_held())) {
                 bool was_idle = outbox_.empty();
                 std::uint64_t id = ++next_id_;
                 protocol::append_frame(outbox_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0}, key,
                                        record);
-                queued_.push_back({id, std::move(done), std::move(hint), {}});
+                queued_.push_back({id, std::move(done), {}, std::move(hint), {}});
                 counters_.sent.fetch_add(1, std::memory_order_relaxed);
                 if (was_idle) wake();
                 return;
@@ -67,6 +76,23 @@ public:
         }
         counters_.missed.fetch_add(1, std::memory_order_relaxed);
         if (done) done(false);
+    }
+
+    // Asks the replica for its own record of `key` (op: get or search). `answer` is called once:
+    // (true, record) — the record is empty when it has none — or (false, {}) when it could not say.
+    void ask(protocol::opcode op, std::string_view key, read_fn answer) {
+        {
+            std::lock_guard lock(mutex_);
+            if (!stopping_ && !missed_.skipping(clock::now())) {
+                bool was_idle = outbox_.empty();
+                std::uint64_t id = ++next_id_;
+                protocol::append_frame(outbox_, {op, protocol::flag_own_copy, protocol::status::ok, id, 0, 0}, key, {});
+                queued_.push_back({id, {}, std::move(answer), {}, {}});
+                if (was_idle) wake();
+                return;
+            }
+        }
+        answer(false, {});
     }
 
     // Waits (up to the ack timeout) for the copies under way, then fails what is left.
@@ -101,9 +127,17 @@ private:
     struct copy {
         std::uint64_t id;
         ack_fn done;
+        read_fn answer;    // set for a read, which has no hint
         std::string hint;  // table byte + key
         clock::time_point deadline;
+        [[nodiscard]] bool read() const noexcept { return static_cast<bool>(answer); }
     };
+
+    // With mutex_ held. Marks the replica as behind (it missed a copy) and says whether the last
+    // lease granted to it may still run.
+    bool lease_may_be_held() {
+        return grants_ && clock::now() < grants_->missed(to_.id);
+    }
 
     void wake() noexcept {
         std::uint64_t one = 1;
@@ -162,12 +196,21 @@ private:
             rpc_ = protocol::rpc_stream::connect(to_.host, to_.port, limits_, options_.connect_timeout);
             // A replica that follows another map is as good as down: copies there are missed.
             if (!say_hello(rpc_, hello_, options_.ack_timeout).agreed()) throw std::runtime_error("hello refused");
+        } catch (const std::system_error& e) {
+            // Refused: nothing listens on its port, so the process that held leases is gone.
+            gone_ = e.code().value() == ECONNREFUSED;
+            rpc_.close();
+            std::lock_guard lock(mutex_);
+            missed_.mark_down();
+            return false;
         } catch (const std::exception&) {
+            gone_ = false;
             rpc_.close();
             std::lock_guard lock(mutex_);
             missed_.mark_down();
             return false;
         }
+        gone_ = false;
         {
             std::lock_guard lock(mutex_);
             missed_.mark_up();
@@ -184,7 +227,7 @@ private:
         auto deadline = clock::now() + options_.ack_timeout;
         std::deque<copy> again;
         for (auto& c : in_flight_) {
-            if (!queue_current(c, deadline)) {
+            if (c.read() || !queue_current(c, deadline)) {
                 finish(c, false);
                 continue;
             }
@@ -218,7 +261,7 @@ private:
         }
         auto deadline = clock::now() + options_.ack_timeout;
         for (auto& h : batch) {
-            copy c{0, {}, std::move(h), {}};
+            copy c{0, {}, {}, std::move(h), {}};
             if (!queue_current(c, deadline)) continue;
             counters_.replayed.fetch_add(1, std::memory_order_relaxed);
             in_flight_.push_back(std::move(c));
@@ -273,7 +316,14 @@ private:
             while ((r = rpc_.next(f)) == protocol::frame_reader::result::frame) {
                 // A replica answers a connection's requests in the order they were sent.
                 if (in_flight_.empty() || in_flight_.front().id != f.h.request_id) return fail_connection(false);
-                finish(in_flight_.front(), f.h.code == protocol::status::ok);
+                auto& c = in_flight_.front();
+                if (c.read()) {
+                    const bool ok = f.h.code == protocol::status::ok || f.h.code == protocol::status::not_found;
+                    c.answer(ok, ok && f.h.code == protocol::status::ok ? f.value : std::string_view{});
+                    c.answer = nullptr;
+                } else {
+                    finish(c, f.h.code == protocol::status::ok);
+                }
                 in_flight_.pop_front();
             }
             if (r == protocol::frame_reader::result::error) return fail_connection(false);
@@ -282,6 +332,11 @@ private:
     }
 
     void finish(copy& c, bool applied) {
+        if (c.read()) {
+            c.answer(false, {});
+            c.answer = nullptr;
+            return;
+        }
         (applied ? counters_.acked : counters_.missed).fetch_add(1, std::memory_order_relaxed);
         if (c.done) c.done(applied);
         c.done = nullptr;
@@ -303,9 +358,18 @@ private:
     void fail_all() {
         drop_connection();
         resend_ = false;
+        for (auto& c : in_flight_)
+            if (c.read()) finish(c, false);
+        if (grants_) {
+            // A write may count without this replica only once the lease it may hold from here
+            // has run out; a process that is gone holds none. This thread waits, not the writer's.
+            const auto lease_over = grants_->missed(to_.id);
+            if (!gone_) std::this_thread::sleep_until(lease_over);
+        }
         std::lock_guard lock(mutex_);
         if (!missed_.down()) missed_.mark_down();
         for (auto& c : in_flight_) {
+            if (c.read()) continue;
             missed_.add(std::move(c.hint));
             if (c.done) {
                 counters_.missed.fetch_add(1, std::memory_order_relaxed);
@@ -327,6 +391,7 @@ private:
     protocol::hello_request hello_;
     replicator_options options_;
     replication_counters& counters_;
+    lease_grants* grants_;
     net::unique_fd wake_;
 
     mutable std::mutex mutex_;
@@ -342,6 +407,7 @@ private:
     std::size_t sent_ = 0;
     std::deque<copy> in_flight_;
     bool resend_ = false;
+    bool gone_ = false;  // the last connect was refused
     clock::time_point stop_deadline_{};
 
     std::thread thread_;

@@ -13,7 +13,16 @@
 //
 // The acknowledgement rule is asked once every copy of a write has been applied or found
 // unreachable: `acknowledged(applied, holders)` — `applied` counts the node that took the write —
-// says whether the client hears ok (true) or unavailable (false).
+// says whether the client hears ok (true) or unavailable (false). `quorum(holders)` is how many
+// holders, the asked one included, must stand behind an answer: a node takes a write only while
+// it holds current read leases (cluster/leases.hpp) from enough others to make a quorum, and a
+// read that it cannot answer from its own copy (a lease is missing) combines the records of a
+// quorum of holders, newest first. Both come from [replication] consistency, a run-time choice:
+//
+//   available   the seed's rule: every holder that could be reached applied the write; a quorum
+//               of one. Both sides of a partition take writes; the higher version wins after.
+//   majority    a write needs more than half of the slot's holders, and so does a read; a
+//               partitioned minority answers unavailable instead of diverging.
 
 #include <algorithm>
 #include <cmath>
@@ -26,16 +35,31 @@
 
 namespace dhtkit {
 
+enum class consistency { available, majority };
+
+// From [replication] backups and consistency.
 template <class R>
-concept replication_policy = std::constructible_from<R, std::size_t> &&  // from [replication] backups
+concept replication_policy = std::constructible_from<R, std::size_t, consistency> &&
     requires(const R& r, const std::vector<node>& nodes, std::size_t applied, std::size_t holders) {
         { r.place(nodes) } -> std::same_as<slot_table>;
         { r.acknowledged(applied, holders) } -> std::same_as<bool>;
+        { r.quorum(holders) } -> std::same_as<std::size_t>;
     };
 
-// Today's rule, the seed's: every holder that could be reached applied the write.
-struct every_reachable_holder {
-    [[nodiscard]] static bool acknowledged(std::size_t applied, std::size_t) noexcept { return applied >= 1; }
+// The two rules above, for policies that place slots and leave acknowledgement to the config.
+class ack_rule {
+public:
+    explicit ack_rule(consistency c = consistency::available) noexcept : rule_(c) {}
+    [[nodiscard]] bool acknowledged(std::size_t applied, std::size_t holders) const noexcept {
+        return applied >= quorum(holders);
+    }
+    [[nodiscard]] std::size_t quorum(std::size_t holders) const noexcept {
+        return rule_ == consistency::available ? 1 : holders / 2 + 1;
+    }
+    [[nodiscard]] consistency rule() const noexcept { return rule_; }
+
+private:
+    consistency rule_;
 };
 
 namespace detail {
@@ -52,9 +76,9 @@ namespace detail {
 }
 }  // namespace detail
 
-struct no_replication : every_reachable_holder {
+struct no_replication : ack_rule {
     no_replication() = default;
-    explicit no_replication(std::size_t) {}
+    no_replication(std::size_t, consistency c) : ack_rule(c) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;
         for (std::size_t i = 0; i < nodes.size(); ++i) t.assign(detail::equal_range(i, nodes.size()), {nodes[i].id});
@@ -62,9 +86,10 @@ struct no_replication : every_reachable_holder {
     }
 };
 
-class static_backup : public every_reachable_holder {
+class static_backup : public ack_rule {
 public:
-    explicit static_backup(std::size_t backups = 2) noexcept : backups_(backups) {}
+    explicit static_backup(std::size_t backups = 2, consistency c = consistency::available) noexcept
+        : ack_rule(c), backups_(backups) {}
 
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;

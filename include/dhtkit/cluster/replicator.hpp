@@ -22,8 +22,10 @@ namespace dhtkit {
 class replicator {
 public:
     // `hello`: what its links say first on each connection (this node's map digest and source).
-    replicator(protocol::limits lim, record_source source, protocol::hello_request hello = {}, replicator_options opt = {})
-        : limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt) {}
+    // `grants`: the read leases this node grants, which a failed copy must outwait (may be null).
+    replicator(protocol::limits lim, record_source source, protocol::hello_request hello = {}, replicator_options opt = {},
+               lease_grants* grants = nullptr)
+        : limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt), grants_(grants) {}
     replicator(const replicator&) = delete;
     replicator& operator=(const replicator&) = delete;
     ~replicator() { stop(); }
@@ -38,6 +40,13 @@ public:
             return;
         }
         l->send(t, key, record, std::move(done));
+    }
+
+    // Asks node `target` for its own record of `key` (op: get or search); see replica_link::ask.
+    void ask(const node& target, protocol::opcode op, std::string_view key, read_fn answer) {
+        auto* l = link(target);
+        if (!l) return answer(false, {});
+        l->ask(op, key, std::move(answer));
     }
 
     // Node `id` says it is up again: stop skipping it, and re-send what it missed.
@@ -79,7 +88,7 @@ private:
         auto& l = links_[target.id];
         if (!l || l->target().host != target.host || l->target().port != target.port) {
             if (l) retired_.push_back(std::move(l));
-            l = std::make_unique<replica_link>(target, limits_, source_, hello_, options_, counters_);
+            l = std::make_unique<replica_link>(target, limits_, source_, hello_, options_, counters_, grants_);
         }
         return l.get();
     }
@@ -88,6 +97,7 @@ private:
     record_source source_;
     protocol::hello_request hello_;
     replicator_options options_;
+    lease_grants* grants_;
     replication_counters counters_;
     mutable shared_spinlock lock_;
     std::unordered_map<node_id, std::unique_ptr<replica_link>> links_;  // guarded by lock_

@@ -82,24 +82,10 @@ public:
                 }
                 wrote = write(keys_, protocol::table_id::keys, f.key, false, value, rec, stamp);
                 break;
-            case opcode::get: {
-                auto v = live(keys_, f.key);
-                if (!v) {
-                    reply.code = status::not_found;
-                    break;
-                }
-                if (f.h.flags & protocol::flag_stamped) {  // the version too, for the client's clock
-                    reply.flags = protocol::flag_stamped;
-                    thread_local std::string with_version;
-                    with_version.clear();
-                    append_version(with_version, v->version);
-                    with_version += v->payload;
-                    protocol::append_frame(out, reply, {}, with_version);
-                    return false;
-                }
-                protocol::append_frame(out, reply, {}, v->payload);
+            case opcode::get:
+                if (f.h.flags & protocol::flag_own_copy) return own_copy(f, reply, out);
+                answer_read(f, live(keys_, f.key), out);
                 return false;
-            }
             case opcode::del: {
                 const bool was_live = live(keys_, f.key).has_value();
                 // A tombstone even for a key this replica lacks: a replica that missed the put
@@ -115,12 +101,10 @@ public:
             case opcode::unregister_file:
                 wrote = unregister_holder(f, reply, rec);
                 break;
-            case opcode::search: {
-                auto v = live(files_, f.key);
-                if (!v || v->payload.empty()) reply.code = status::not_found;
-                protocol::append_frame(out, reply, {}, v ? v->payload : std::string_view{});
+            case opcode::search:
+                if (f.h.flags & protocol::flag_own_copy) return own_copy(f, reply, out);
+                answer_read(f, live(files_, f.key), out);
                 return false;
-            }
             default:
                 reply.code = status::unknown_opcode;
                 protocol::append_frame(out, reply, {}, "not an index operation");
@@ -128,6 +112,33 @@ public:
         }
         protocol::append_frame(out, reply, {}, {});
         return wrote;
+    }
+
+    // The answer to read request `f` (get or search) when `v` is the key's live entry, or none.
+    static void answer_read(const protocol::frame_view& f, const std::optional<versioned_view>& v, std::string& out) {
+        protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
+        if (!v || (f.h.op == protocol::opcode::search && v->payload.empty())) {
+            reply.code = protocol::status::not_found;
+            protocol::append_frame(out, reply, {}, {});
+            return;
+        }
+        if (f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_stamped)) {  // the version too, for the client's clock
+            reply.flags = protocol::flag_stamped;
+            thread_local std::string with_version;
+            with_version.clear();
+            append_version(with_version, v->version);
+            with_version += v->payload;
+            protocol::append_frame(out, reply, {}, with_version);
+            return;
+        }
+        protocol::append_frame(out, reply, {}, v->payload);
+    }
+
+    // The table a read or write of `op` goes to.
+    [[nodiscard]] static protocol::table_id table_of(protocol::opcode op) noexcept {
+        using protocol::opcode;
+        return op == opcode::get || op == opcode::put || op == opcode::del ? protocol::table_id::keys
+                                                                           : protocol::table_id::files;
     }
 
     // Applies a record another replica sent. False when it is malformed; a record older than the
@@ -194,6 +205,14 @@ public:
     }
 
 private:
+    // Another holder's majority read: this node's record of the key, tombstone or not.
+    bool own_copy(const protocol::frame_view& f, protocol::header reply, std::string& out) const {
+        auto rec = record_of(table_of(f.h.op), f.key);
+        if (!rec) reply.code = protocol::status::not_found;
+        protocol::append_frame(out, reply, {}, rec ? std::string_view(*rec) : std::string_view{});
+        return false;
+    }
+
     // The live entry of `key`; std::nullopt for none or a tombstone. The view points into a
     // per-thread copy, valid until this thread's next call.
     std::optional<versioned_view> live(const Table& t, std::string_view key) const {

@@ -7,6 +7,14 @@
 // A write is applied here, its record goes to the other holders through the replicator, and its
 // reply is held in the connection until every copy was applied or found unreachable; then the
 // policy says whether it counts as acknowledged (ok) or not (unavailable). No thread waits for it.
+//
+// A read is answered from this node's copy when its read leases (cluster/leases.hpp) from every
+// other holder of the key's slot are current: no write was acknowledged without it. Otherwise,
+// under "available", when each missing lease is excused (its grantor is out of reach and this node
+// caught up since); under "majority", from the newest of the records of a quorum of holders, asked
+// through the replicator; else it answers `unavailable` and the client asks the next holder.
+// Under "majority" a node takes a write only while it holds leases from enough holders to make a
+// quorum: a partitioned minority refuses writes instead of diverging.
 
 #include <atomic>
 #include <chrono>
@@ -16,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +32,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/peer/connection.hpp"
@@ -38,10 +48,12 @@ class key_service {
 public:
     using log_fn = std::function<void(const std::string&)>;
 
+    // `held`: this node's read leases; null for a node that answers every read from its own copy.
     key_service(Table& keys, Table& files, node_id self, const limits_settings& lim, std::chrono::milliseconds max_skew,
-                const cluster_view& view, const Replication& policy, replicator& copies, log_fn log)
+                const cluster_view& view, const Replication& policy, replicator& copies, log_fn log,
+                const lease_holdings* held = nullptr)
         : index_(keys, files, self, lim.max_value_bytes, max_skew), self_(self), view_(view), policy_(policy),
-          copies_(copies), log_(std::move(log)) {}
+          copies_(copies), log_(std::move(log)), held_(held) {}
 
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
         return index_service<Table>::handles(op) || op == protocol::opcode::replicate;
@@ -71,11 +83,27 @@ public:
             return;
         }
         if (!index_service<Table>::is_write(f.h.op)) {
-            index_.handle(f, c.out);
+            const auto mark = c.out.size();
+            index_.handle(f, c.out);  // read first, then ask whether the leases held meanwhile
+            if (f.h.flags & protocol::flag_own_copy) return;
+            const auto backing = vouch(map, slot);
+            if (backing.own_copy) return;
+            c.out.resize(mark);
+            if (backing.quorum > 1) return read_quorum(f, c, map, backing.quorum);
+            reply.code = protocol::status::unavailable;
+            protocol::append_frame(c.out, reply, {},
+                                   fmt::format("peer {} may have missed writes (its read lease from peer {} lapsed): "
+                                               "ask the next holder",
+                                               self_, backing.lapsed));
+            return;
+        }
+        const auto& targets = other_holders(map, f.key);
+        if (auto short_of = quorum_short(map, slot, targets.size() + 1)) {
+            reply.code = protocol::status::unavailable;
+            protocol::append_frame(c.out, reply, {}, *short_of);
             return;
         }
         thread_local std::string record;  // sent below: the replicator copies it into its outbox
-        const auto& targets = other_holders(map, f.key);
         if (targets.empty()) {  // the only holder: nothing to wait for
             index_.handle(f, c.out, &record);
             return;
@@ -107,6 +135,105 @@ public:
     [[nodiscard]] const index_service<Table>& index() const noexcept { return index_; }
 
 private:
+    struct backing {
+        bool own_copy = false;   // this node's copy may answer
+        std::size_t quorum = 0;  // else: how many holders' records a read needs (1: none will do)
+        node_id lapsed = 0;      // a holder whose lease is missing
+    };
+
+    // Whether this node's copy of `slot` may answer a read now (see the top of the file).
+    [[nodiscard]] backing vouch(const cluster_map& map, slot_t slot) const {
+        if (!held_) return {true, 1, 0};
+        const auto now = lease_holdings::clock::now();
+        const auto holders = map.holders(slot);
+        backing b{true, policy_.quorum(holders.size()), 0};
+        bool excused_all = true;
+        for (auto id : holders) {
+            if (id == self_ || held_->valid(id, now)) continue;
+            b.own_copy = false;
+            b.lapsed = id;
+            excused_all = excused_all && held_->excused(id);
+        }
+        if (!b.own_copy && b.quorum == 1 && excused_all) b.own_copy = true;
+        return b;
+    }
+
+    // Under a quorum rule: why this node must not take a write now (too few holders vouch for it).
+    [[nodiscard]] std::optional<std::string> quorum_short(const cluster_map& map, slot_t slot, std::size_t holders) const {
+        const auto need = policy_.quorum(holders);
+        if (!held_ || need <= 1) return std::nullopt;
+        const auto now = lease_holdings::clock::now();
+        std::size_t reachable = 1;
+        for (auto id : map.holders(slot))
+            if (id != self_ && held_->valid(id, now)) ++reachable;
+        if (reachable >= need) return std::nullopt;
+        return fmt::format("peer {} reaches {} of the {} holders of slot {}; a write needs {}", self_, reachable, holders,
+                           slot, need);
+    }
+
+    // A read that needs a quorum: this node's record and those of the other holders, the newest
+    // answering. The reply is held until `need` holders answered, or all did and too few could.
+    struct read_wait : held_reply {
+        connection_ptr conn;
+        protocol::frame_view request;  // key and value point into `key`
+        std::string key;
+        std::mutex mutex;
+        std::string newest;           // guarded by mutex: a record (table byte, entry), or empty
+        std::size_t answered = 1;     // guarded by mutex: this node
+        std::size_t left = 0;         // guarded by mutex
+        std::size_t need = 0;
+        std::size_t holders = 0;
+        bool released = false;        // guarded by mutex
+
+        void take(bool ok, std::string_view record) {
+            std::unique_lock lock(mutex);
+            if (ok) {
+                ++answered;
+                if (newer(record, newest)) newest.assign(record);
+            }
+            --left;
+            if (released || (answered < need && left > 0)) return;
+            released = true;
+            if (answered >= need) {
+                std::optional<versioned_view> v;
+                if (newest.size() > 1)
+                    if (auto r = read_versioned(std::string_view(newest).substr(1)); r && !r->tombstone) v = r;
+                index_service<Table>::answer_read(request, v, frame);
+            } else {
+                protocol::header h{request.h.op, 0, protocol::status::unavailable, request.h.request_id, 0, 0};
+                protocol::append_frame(frame, h, {},
+                                       fmt::format("only {} of the {} holders answered; a read needs {}", answered,
+                                                   holders, need));
+            }
+            lock.unlock();
+            auto c = std::move(conn);
+            c->release();
+        }
+
+        static bool newer(std::string_view a, std::string_view b) {
+            if (a.size() <= 1) return false;
+            if (b.size() <= 1) return true;
+            auto va = read_versioned(a.substr(1)), vb = read_versioned(b.substr(1));
+            return va && (!vb || va->version > vb->version);
+        }
+    };
+
+    void read_quorum(const protocol::frame_view& f, connection& c, const cluster_map& map, std::size_t need) {
+        auto w = std::make_shared<read_wait>();
+        w->conn = c.shared_from_this();
+        w->key.assign(f.key);
+        w->request = {f.h, w->key, {}};
+        w->need = need;
+        if (auto mine = index_.record_of(index_service<Table>::table_of(f.h.op), f.key)) w->newest = std::move(*mine);
+        const auto targets = other_holders(map, f.key);  // a copy: an answer may come before the loop ends
+        w->holders = targets.size() + 1;
+        w->left = targets.size() + 1;  // one held back until every ask is out
+        c.hold(w, 0);
+        for (const node* target : targets)
+            copies_.ask(*target, f.h.op, f.key, [w](bool ok, std::string_view rec) { w->take(ok, rec); });
+        w->take(false, {});  // the hold-back above
+    }
+
     // One write's copies: the last to finish asks the policy, and replaces the provisional reply
     // (the write's own answer, already in the output) only when the write does not count.
     struct write_wait : held_reply {
@@ -177,6 +304,7 @@ private:
     const Replication& policy_;
     replicator& copies_;
     log_fn log_;
+    const lease_holdings* held_;
     std::atomic<std::int64_t> last_refusal_log_{std::numeric_limits<std::int64_t>::min() / 2};
 };
 

@@ -31,6 +31,8 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/lease_keeper.hpp"
+#include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
@@ -56,19 +58,22 @@ public:
     peer(cluster_settings cluster, node_id id)
         : cluster_(std::move(cluster)),
           self_(cluster_.peer(id)),
-          policy_(cluster_.backups),
+          policy_(cluster_.backups, cluster_.consistency_rule),
           view_(std::make_shared<cluster_view>(static_cluster_map(cluster_, policy_))),
           client_(view_, cluster_.limits, {}, cluster_.source.string()),
+          held_(grantors_ids()),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
-                  hello()),
+                  hello(), {}, &grants_),
           keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
-                [this](const std::string& line) { log_(line); }),
-          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello()),
+                [this](const std::string& line) { log_(line); }, &held_),
+          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_),
+          keeper_(self_.id, held_, frame_limits(), hello(), grants_.options(),
+                  [this](node_id with) { sync_.catch_up_again(with, log_); }),
           files_(self_, *view_, client_,
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
           router_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
-                  [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }) {
+                  [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;
@@ -88,12 +93,16 @@ public:
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
         sync_.catch_up_now(log_);
+        held_.excuse_all();  // caught up from every holder: the first grants make the leases current
+        keeper_.start(grantors());
         files_.announce_folder();
     }
 
     // Stops accepting, answers what the clients already sent (their writes copied first), closes.
     void stop() {
         if (!started_.exchange(false)) return;
+        sync_.stop();
+        keeper_.stop();
         reactor_.stop();
         loop_.join();
         listener_.close();  // new connections are refused, as by a node that is gone
@@ -136,6 +145,27 @@ public:
     }
 
 private:
+    // The nodes this one shares slots with: its read leases come from them.
+    std::vector<node> grantors() const {
+        std::vector<node> out;
+        const auto& m = view_->current();
+        for (const auto& n : m.nodes()) {
+            if (n.id == self_.id) continue;
+            bool shared = false;
+            m.slots().for_each_range([&](slot_range, std::span<const node_id> h) {
+                shared = shared || (std::find(h.begin(), h.end(), self_.id) != h.end() &&
+                                    std::find(h.begin(), h.end(), n.id) != h.end());
+            });
+            if (shared) out.push_back(n);
+        }
+        return out;
+    }
+    std::vector<node_id> grantors_ids() const {
+        std::vector<node_id> ids;
+        for (const auto& n : grantors()) ids.push_back(n.id);
+        return ids;
+    }
+
     // What this node says first on every connection it opens.
     protocol::hello_request hello() const { return {view_->current().digest(), cluster_.source.string()}; }
 
@@ -173,9 +203,12 @@ private:
     peer_stats stats_;
     Table key_table_;
     Table file_table_;
+    lease_grants grants_;
+    lease_holdings held_;
     replicator copies_;
     key_service<Table, Replication> keys_;
     sync_service<Table> sync_;
+    lease_keeper keeper_;
     file_service files_;
     router<Table, Replication> router_;
     std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/handshake.hpp"
+#include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/file_service.hpp"
@@ -35,9 +36,9 @@ public:
 
     router(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
            const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
-           std::function<std::string()> report, log_fn log)
+           std::function<std::string()> report, log_fn log, lease_grants* grants = nullptr)
         : keys_(keys), files_(files), sync_(sync), self_(self), view_(view), source_(std::move(source)), limits_(lim),
-          stats_(stats), report_(std::move(report)), log_(std::move(log)) {}
+          stats_(stats), report_(std::move(report)), log_(std::move(log)), grants_(grants) {}
 
     next_step serve(connection& c) {
         if (c.held()) return next_step::park;  // woken while parked
@@ -119,9 +120,15 @@ private:
             return false;
         }
         if (key_service<Table, Replication>::handles(f.h.op)) {
-            if (!sync_.serving() && !sync_.ready(key_slot(f.key))) {
+            // Another holder's majority read wants this node's record whatever its state; a put or
+            // del carries its version and is right on any copy, where the registry's writes
+            // merge into the entry here and need it caught up.
+            const bool any_copy = (f.h.flags & protocol::flag_own_copy) || f.h.op == opcode::put || f.h.op == opcode::del;
+            if (!any_copy && !sync_.ready(key_slot(f.key))) {
                 reply.code = status::unavailable;
-                protocol::append_frame(c.out, reply, {}, "catching up after a restart: ask the next holder");
+                protocol::append_frame(c.out, reply, {},
+                                       sync_.serving() ? "catching up after a lapsed read lease: ask the next holder"
+                                                       : "catching up after a restart: ask the next holder");
                 return false;
             }
             keys_.handle(f, c);
@@ -141,6 +148,23 @@ private:
             case opcode::sync:
                 sync_.handle(f, c);
                 return true;
+            case opcode::lease: {
+                auto asker = protocol::decode_u64(f.value);
+                if (!asker || !grants_) {
+                    stats_.count_error();
+                    reply.code = asker ? status::unknown_opcode : status::bad_request;
+                    protocol::append_frame(c.out, reply, {}, asker ? "this peer grants no read leases" : "a lease request is the asker's node id (u64)");
+                    return false;
+                }
+                if (auto term = grants_->grant(*asker)) {
+                    protocol::append_frame(c.out, reply, {}, protocol::encode_u64(static_cast<std::uint64_t>(term->count())));
+                } else {
+                    reply.code = status::unavailable;
+                    protocol::append_frame(c.out, reply, {},
+                                           fmt::format("peer {} missed writes acknowledged by peer {}: catch up first", *asker, self_));
+                }
+                return false;
+            }
             case opcode::hello: {
                 auto them = protocol::decode_hello(f.value);
                 std::string refusal = them ? hello_refusal(*them, view_.current().digest(), source_, self_)
@@ -172,6 +196,7 @@ private:
     peer_stats& stats_;
     std::function<std::string()> report_;
     log_fn log_;
+    lease_grants* grants_;
 };
 
 }  // namespace dhtkit

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "dhtkit/cluster/replication.hpp"
+
 namespace dhtkit {
 
 // A settings value that cannot be used: names what and where.
@@ -39,6 +41,7 @@ struct cluster_settings {
     dispatch_model dispatch = dispatch_model::loop;
     limits_settings limits;
     unsigned backups = 2;        // R: the copies of every slot besides its home
+    consistency consistency_rule = consistency::available;  // how many holders a write and a read need
     // A write or record stamped further ahead of a peer's clock is refused.
     std::chrono::milliseconds max_clock_skew{60000};
     unsigned max_restarts = 5;   // worker restarts allowed within restart_window_s before the supervisor gives up

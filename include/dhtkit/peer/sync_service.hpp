@@ -5,8 +5,12 @@
 // ask for. The stream is an output_source: a shard of the table at a time, added to the
 // connection's output whenever the socket has room, so a large store never sits whole in memory
 // and no loop waits for a slow asker.
+//
+// A node also catches up again, on the slots it shares with one other node, when its read lease
+// from that node lapsed (cluster/lease_keeper.hpp): those slots answer `unavailable` meanwhile.
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bitset>
 #include <chrono>
@@ -22,6 +26,7 @@
 
 #include "dhtkit/cluster/catch_up.hpp"
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/index_service.hpp"
@@ -30,23 +35,52 @@
 
 namespace dhtkit {
 
+// Which slots are caught up: read on every request with no lock, written by catch-ups.
+class slot_readiness {
+public:
+    [[nodiscard]] bool ready(slot_t s) const noexcept {
+        if (unready_.load(std::memory_order_acquire) == 0) return true;
+        return (bits_[s / 64].load(std::memory_order_acquire) >> (s % 64)) & 1U;
+    }
+    void set(slot_range r, bool ready) {
+        std::lock_guard lock(mutex_);
+        for (std::size_t s = r.first; s <= r.last; ++s) {
+            const auto bit = std::uint64_t{1} << (s % 64);
+            const bool was = bits_[s / 64].load(std::memory_order_relaxed) & bit;
+            if (was == ready) continue;
+            if (ready) {
+                bits_[s / 64].fetch_or(bit, std::memory_order_release);
+                unready_.fetch_sub(1, std::memory_order_release);
+            } else {
+                // Counted first: a reader that sees the bit clear must not take the shortcut.
+                unready_.fetch_add(1, std::memory_order_acq_rel);
+                bits_[s / 64].fetch_and(~bit, std::memory_order_acq_rel);
+            }
+        }
+    }
+    [[nodiscard]] bool all_ready() const noexcept { return unready_.load(std::memory_order_acquire) == 0; }
+
+private:
+    std::mutex mutex_;  // one writer at a time
+    std::array<std::atomic<std::uint64_t>, slot_count / 64> bits_{};
+    std::atomic<std::size_t> unready_{slot_count};
+};
+
 template <table Table>
 class sync_service {
 public:
     using log_fn = std::function<void(const std::string&)>;
 
+    // `grants`: the read leases this node grants; a node that asks for a sync has caught up.
     sync_service(index_service<Table>& index, node_id self, const cluster_view& view, replicator& copies,
-                 protocol::limits lim, protocol::hello_request hello = {})
-        : index_(index), self_(self), view_(view), copies_(copies), limits_(lim), hello_(std::move(hello)) {}
+                 protocol::limits lim, protocol::hello_request hello = {}, lease_grants* grants = nullptr)
+        : index_(index), self_(self), view_(view), copies_(copies), limits_(lim), hello_(std::move(hello)),
+          grants_(grants) {}
 
-    // True once every slot held here is caught up: client requests are served from then on.
+    // True once the catch-up at start is done (slots may wait again later, one group at a time).
     [[nodiscard]] bool serving() const noexcept { return serving_.load(std::memory_order_acquire); }
-    // Whether slot `s` is caught up (while not every slot is yet).
-    [[nodiscard]] bool ready(slot_t s) const {
-        if (serving()) return true;
-        std::lock_guard lock(ready_mutex_);
-        return ready_.test(s);
-    }
+    // Whether slot `s` is caught up: its requests are answered.
+    [[nodiscard]] bool ready(slot_t s) const noexcept { return ready_.ready(s); }
 
     // Asks the other holders of this node's slots for their records and applies them; serves a
     // group of slots (one replica set) once it has caught up on it, and returns when every group
@@ -60,6 +94,106 @@ public:
     // nobody else has). After `alone_after`, a group still waiting is served with what this node
     // has: there is nobody better to ask, and its keys are unavailable everywhere else too.
     void catch_up_now(const log_fn& log, std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
+        catch_up(log, std::nullopt, alone_after);
+        ready_.set({0, slot_count - 1}, true);
+        serving_.store(true, std::memory_order_release);
+    }
+
+    // The same, later, for the slots this node shares with node `with` only: they wait (answer
+    // `unavailable`) until caught up again. Run by the lease keeper when its lease from `with`
+    // lapsed; one catch-up at a time.
+    void catch_up_again(node_id with, const log_fn& log, std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
+        catch_up(log, with, alone_after);
+    }
+
+    // Ends a catch-up under way (the peer stops): its slots stay waiting.
+    void stop() noexcept { stopping_.store(true, std::memory_order_release); }
+
+    // The slot ranges not caught up yet, as "first-last" separated by commas; empty when none.
+    [[nodiscard]] std::string waiting() const {
+        if (ready_.all_ready()) return {};
+        std::string out;
+        for (std::size_t s = 0; s < slot_count;) {
+            if (ready_.ready(static_cast<slot_t>(s))) {
+                ++s;
+                continue;
+            }
+            auto first = s;
+            while (s < slot_count && !ready_.ready(static_cast<slot_t>(s))) ++s;
+            out += fmt::format("{}{}-{}", out.empty() ? "" : ",", first, s - 1);
+        }
+        return out;
+    }
+
+    // Answers a sync request on `c`: the records stream after the reply's place; ends the batch.
+    void handle(const protocol::frame_view& f, connection& c) {
+        protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
+        auto ask = protocol::decode_sync_request(f.value);
+        if (!ask || ask->ranges.empty()) {
+            reply.code = protocol::status::bad_request;
+            protocol::append_frame(c.out, reply, {}, "a sync request is the asker's node id, then slot ranges");
+            return;
+        }
+        // The asker is up again: copies go to it directly from now on, and what it missed before
+        // now is in the stream below, which starts after this point.
+        if (ask->asker != self_) {
+            if (grants_) grants_->caught_up(ask->asker);
+            copies_.peer_is_up(ask->asker);
+        }
+        auto stream = std::make_unique<records>(index_, reply, ready_);
+        for (auto [first, last] : ask->ranges)
+            for (std::size_t s = first; s <= last && s < slot_count; ++s) stream->wanted.set(s);
+        // Behind any reply still held, so that it starts only when they have gone.
+        auto h = c.hold();
+        h->then = std::move(stream);
+        c.release();
+    }
+
+    [[nodiscard]] std::size_t caught_up_records() const noexcept { return records_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::size_t caught_up_from() const noexcept { return peers_.load(std::memory_order_relaxed); }
+
+private:
+    // One sync answer: the wanted records, one shard of each table per pump, then the end frame.
+    class records : public output_source {
+    public:
+        records(const index_service<Table>& index, protocol::header h, const slot_readiness& ready)
+            : index_(index), header_(h), ready_(ready) {
+            header_.flags = protocol::flag_more;
+        }
+        std::bitset<slot_count> wanted;
+
+        progress pump(net::tcp_stream&, std::string& out) override {
+            constexpr std::size_t batch_bytes = 256 * 1024;
+            while (out.size() < batch_bytes) {
+                if (shard_ == 2 * Table::shard_count) {
+                    // The end says whether this node was serving every slot asked for: an asker
+                    // that hears it from a node still catching up knows the stream may lack what
+                    // that node missed.
+                    bool serving = true;
+                    for (std::size_t s = 0; s < slot_count && serving; ++s)
+                        serving = !wanted.test(s) || ready_.ready(static_cast<slot_t>(s));
+                    header_.flags = 0;
+                    protocol::append_frame(out, header_, {}, serving ? std::string_view("\1", 1) : std::string_view("\0", 1));
+                    return progress::done;
+                }
+                auto t = shard_ < Table::shard_count ? protocol::table_id::keys : protocol::table_id::files;
+                index_.for_each_record_in(t, shard_ % Table::shard_count, [&](std::string_view key, std::string_view rec) {
+                    if (wanted.test(key_slot(key))) protocol::append_frame(out, header_, key, rec);
+                });
+                ++shard_;
+            }
+            return progress::more;
+        }
+
+    private:
+        const index_service<Table>& index_;
+        protocol::header header_;
+        const slot_readiness& ready_;
+        std::size_t shard_ = 0;  // over both tables' shards
+    };
+
+    void catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after) {
+        std::lock_guard one_at_a_time(catch_up_mutex_);
         const auto& m = view_.current();
         struct group {
             slot_range range;
@@ -77,6 +211,7 @@ public:
         std::vector<source> sources;
         m.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
             if (std::find(holders.begin(), holders.end(), self_) == holders.end()) return;
+            if (with && std::find(holders.begin(), holders.end(), *with) == holders.end()) return;
             group g{r, {}, false};
             for (auto id : holders) {
                 const node* n = id == self_ ? nullptr : m.find(id);
@@ -89,27 +224,18 @@ public:
             g.ready = g.others.empty();
             groups.push_back(std::move(g));
         });
+        if (with) {
+            for (const auto& g : groups) ready_.set(g.range, false);
+            // The lapsed grantor last: it is the one most likely to be out of reach, and the
+            // groups it shares are served again as soon as another holder's stream is complete.
+            std::stable_partition(sources.begin(), sources.end(), [&](const source& x) { return x.at.id != *with; });
+        }
         auto of = [&](node_id id) -> source& {
             return *std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == id; });
         };
         const auto alone_at = std::chrono::steady_clock::now() + alone_after;
-        auto wait = std::chrono::milliseconds(100);
-        std::size_t records = 0;
-        for (;;) {
-            for (auto& s : sources) {
-                if (s.tried && s.last.complete() && s.last.from_serving) continue;
-                s.last = catch_up_from(self_, hello_, s.at, s.ranges, limits_,
-                                       [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
-                                       std::chrono::milliseconds(250), std::chrono::seconds(5));
-                // Another map: this node and that one disagree about who holds what. Serving
-                // would misroute silently; not starting says why.
-                if (s.last.how == sync_outcome::ended::other_map) throw settings_error(s.last.why);
-                s.tried = true;
-                s.broke_off = s.broke_off || s.last.how == sync_outcome::ended::cut_short;
-                records += s.last.records;
-                if (!s.last.complete()) log(fmt::format("catching up: peer {}: {}", s.at.id, s.last.why));
-            }
-            const bool alone = std::chrono::steady_clock::now() >= alone_at;
+        // Serves every group that is caught up by now; true when all are.
+        auto settle = [&](bool alone) {
             bool all = true;
             for (auto& g : groups) {
                 if (g.ready) continue;
@@ -121,100 +247,40 @@ public:
                                               (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
                 }
                 g.ready = from_serving || all_heard || alone;
+                if (g.ready) ready_.set(g.range, true);
                 all = all && g.ready;
             }
-            publish(groups);
-            records_.store(records, std::memory_order_relaxed);  // atomics: stats are served meanwhile
-            if (all) break;
-            std::this_thread::sleep_for(wait);  // the peer's start-up thread, not a loop
+            return all;
+        };
+        auto wait = std::chrono::milliseconds(100);
+        for (;;) {
+            if (stopping_.load(std::memory_order_acquire)) return;
+            for (auto& s : sources) {
+                if (s.tried && s.last.complete() && s.last.from_serving) continue;
+                s.last = catch_up_from(self_, hello_, s.at, s.ranges, limits_,
+                                       [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
+                                       std::chrono::milliseconds(250), with ? std::chrono::seconds(1) : std::chrono::seconds(5));
+                // Another map: this node and that one disagree about who holds what. Serving
+                // would misroute silently; not starting says why.
+                if (s.last.how == sync_outcome::ended::other_map) throw settings_error(s.last.why);
+                s.tried = true;
+                s.broke_off = s.broke_off || s.last.how == sync_outcome::ended::cut_short;
+                records_.fetch_add(s.last.records, std::memory_order_relaxed);  // stats are served meanwhile
+                if (!s.last.complete()) log(fmt::format("catching up: peer {}: {}", s.at.id, s.last.why));
+                settle(false);
+            }
+            if (settle(std::chrono::steady_clock::now() >= alone_at)) break;
+            std::this_thread::sleep_for(wait);  // the start-up or lease keeper's thread, not a loop
             wait = std::min(wait * 2, std::chrono::milliseconds(1000));
         }
         std::size_t complete = 0;
         for (const auto& s : sources) complete += s.last.complete() ? 1 : 0;
         peers_.store(complete, std::memory_order_relaxed);
         if (!sources.empty())
-            log(fmt::format("caught up: {} records; complete streams from {} of {} peers", records, complete, sources.size()));
-        serving_.store(true, std::memory_order_release);
+            log(fmt::format("caught up{}: {} records in all; complete streams from {} of {} peers",
+                            with ? fmt::format(" on the slots shared with peer {}", *with) : std::string(),
+                            records_.load(std::memory_order_relaxed), complete, sources.size()));
     }
-
-    // The slot ranges not caught up yet, as "first-last" separated by commas; empty when serving.
-    [[nodiscard]] std::string waiting() const {
-        if (serving()) return {};
-        std::lock_guard lock(ready_mutex_);
-        std::string out;
-        for (std::size_t s = 0; s < slot_count;) {
-            if (ready_.test(s)) {
-                ++s;
-                continue;
-            }
-            auto first = s;
-            while (s < slot_count && !ready_.test(s)) ++s;
-            out += fmt::format("{}{}-{}", out.empty() ? "" : ",", first, s - 1);
-        }
-        return out;
-    }
-
-    // Answers a sync request on `c`: the records stream after the reply's place; ends the batch.
-    void handle(const protocol::frame_view& f, connection& c) {
-        protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
-        auto ask = protocol::decode_sync_request(f.value);
-        if (!ask || ask->ranges.empty()) {
-            reply.code = protocol::status::bad_request;
-            protocol::append_frame(c.out, reply, {}, "a sync request is the asker's node id, then slot ranges");
-            return;
-        }
-        // The asker is up again: copies go to it directly from now on, and what it missed before
-        // now is in the stream below, which starts after this point.
-        if (ask->asker != self_) copies_.peer_is_up(ask->asker);
-        auto stream = std::make_unique<records>(index_, reply, serving_);
-        for (auto [first, last] : ask->ranges)
-            for (std::size_t s = first; s <= last && s < slot_count; ++s) stream->wanted.set(s);
-        // Behind any reply still held, so that it starts only when they have gone.
-        auto h = c.hold();
-        h->then = std::move(stream);
-        c.release();
-    }
-
-    [[nodiscard]] std::size_t caught_up_records() const noexcept { return records_.load(std::memory_order_relaxed); }
-    [[nodiscard]] std::size_t caught_up_from() const noexcept { return peers_.load(std::memory_order_relaxed); }
-
-private:
-    // One sync answer: the wanted records, one shard of each table per pump, then the end frame.
-    class records : public output_source {
-    public:
-        records(const index_service<Table>& index, protocol::header h, const std::atomic<bool>& serving)
-            : index_(index), header_(h), serving_(serving) {
-            header_.flags = protocol::flag_more;
-        }
-        std::bitset<slot_count> wanted;
-
-        progress pump(net::tcp_stream&, std::string& out) override {
-            constexpr std::size_t batch_bytes = 256 * 1024;
-            while (out.size() < batch_bytes) {
-                if (shard_ == 2 * Table::shard_count) {
-                    // The end says whether this node was serving: an asker that hears it from a
-                    // node still catching up knows the stream may lack what that node missed.
-                    header_.flags = 0;
-                    protocol::append_frame(out, header_, {},
-                                           serving_.load(std::memory_order_acquire) ? std::string_view("\1", 1)
-                                                                                     : std::string_view("\0", 1));
-                    return progress::done;
-                }
-                auto t = shard_ < Table::shard_count ? protocol::table_id::keys : protocol::table_id::files;
-                index_.for_each_record_in(t, shard_ % Table::shard_count, [&](std::string_view key, std::string_view rec) {
-                    if (wanted.test(key_slot(key))) protocol::append_frame(out, header_, key, rec);
-                });
-                ++shard_;
-            }
-            return progress::more;
-        }
-
-    private:
-        const index_service<Table>& index_;
-        protocol::header header_;
-        const std::atomic<bool>& serving_;
-        std::size_t shard_ = 0;  // over both tables' shards
-    };
 
     index_service<Table>& index_;
     node_id self_;
@@ -222,17 +288,12 @@ private:
     replicator& copies_;
     protocol::limits limits_;
     protocol::hello_request hello_;
-
-    void publish(const auto& groups) {
-        std::lock_guard lock(ready_mutex_);
-        for (const auto& g : groups)
-            if (g.ready)
-                for (std::size_t s = g.range.first; s <= g.range.last; ++s) ready_.set(s);
-    }
+    lease_grants* grants_;
 
     std::atomic<bool> serving_{false};
-    mutable std::mutex ready_mutex_;
-    std::bitset<slot_count> ready_;  // guarded by ready_mutex_; what is served before all is
+    std::atomic<bool> stopping_{false};
+    std::mutex catch_up_mutex_;
+    slot_readiness ready_;
     std::atomic<std::size_t> records_{0};
     std::atomic<std::size_t> peers_{0};
 };

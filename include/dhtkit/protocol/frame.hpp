@@ -50,15 +50,19 @@ enum class opcode : std::uint8_t {
     sync = 13,            // to a holder: stream every record of the slot ranges asked for (catch-up)
     replicate_file = 14,  // to a backup: copy file NAME from the holder in the value, then hold it
     hello = 15,           // first on a connection: the digest of the sender's cluster map, and its source
+    lease = 16,           // to a node sharing slots: grant the asker (node id in the value) a read lease
 };
 
-inline constexpr std::uint8_t max_opcode = 15;
+inline constexpr std::uint8_t max_opcode = 16;
 
 // Header flag of a sync reply: more records follow under the same request id.
 inline constexpr std::uint8_t flag_more = 1;
 // Header flag of a put or del: the value starts with the write's version (24 bytes: stamp, writer,
 // sequence), fixed by the client. Of a get: answer with the version before the value.
 inline constexpr std::uint8_t flag_stamped = 2;
+// Header flag of a get or search from another holder (a majority read): answer with this node's
+// own record of the key (table byte, version header, value), whatever its leases say.
+inline constexpr std::uint8_t flag_own_copy = 4;
 
 enum class status : std::uint8_t {
     ok = 0,

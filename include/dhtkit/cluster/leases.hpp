@@ -1,0 +1,148 @@
+#pragma once
+// Read leases: how a holder knows that its own copy of a slot is not older than a write that was
+// acknowledged without it.
+//
+// A coordinator acknowledges a write once the replication policy's rule holds, which may be
+// without a holder it could not reach (a paused or cut-off node). That holder must then not answer
+// reads from its copy. So every node asks each node it shares slots with for a lease, every
+// `renew_every`; a granted lease runs `term` from the moment the holder *sent* its request. The
+// grantor, in turn, never acknowledges a write without a node before the last lease it granted
+// that node has run out (term plus a margin for clocks that tick at slightly different rates), and
+// grants it no new lease once it missed a copy, until it has caught up from the grantor again.
+// A holder whose lease from every other holder of a slot is current has therefore seen every
+// write acknowledged on that slot before now. Steady clocks on both sides: wall-clock jumps do not
+// matter, and a pause of either process only makes the lease look older.
+//
+//   lease_grants     the grantor's side: what it granted whom, and who is behind
+//   lease_holdings   the holder's side: the leases it holds, read on every read
+//
+// cluster/lease_keeper.hpp renews them.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "dhtkit/cluster/cluster_map.hpp"
+
+namespace dhtkit {
+
+struct lease_options {
+    // Shorter than the replicator's ack timeout (500 ms), so that a coordinator that gave up on a
+    // holder rarely has to wait for its lease to run out before acknowledging.
+    std::chrono::milliseconds term{300};
+    std::chrono::milliseconds renew_every{100};
+    std::chrono::milliseconds request_timeout{200};
+};
+
+class lease_grants {
+public:
+    using clock = std::chrono::steady_clock;
+
+    explicit lease_grants(lease_options opt = {}) : options_(opt) {}
+
+    // A lease for `asker` from now on, or nothing while it is behind (it missed a copy from here
+    // and has not caught up since).
+    [[nodiscard]] std::optional<std::chrono::milliseconds> grant(node_id asker) {
+        std::lock_guard lock(mutex_);
+        auto& g = granted_[asker];
+        if (g.behind) return std::nullopt;
+        g.last = clock::now();
+        return options_.term;
+    }
+
+    // `id` missed a copy: no lease for it until it catches up. Returns the moment after which the
+    // last lease granted to it has surely run out; a write may count without it only from then on.
+    clock::time_point missed(node_id id) {
+        std::lock_guard lock(mutex_);
+        auto& g = granted_[id];
+        g.behind = true;
+        if (g.last == clock::time_point{}) return {};
+        return g.last + options_.term + options_.term / 10 + std::chrono::milliseconds(5);
+    }
+
+    // `id` asked this node for a catch-up: what it missed is in that stream, and copies go to it
+    // directly from now on.
+    void caught_up(node_id id) {
+        std::lock_guard lock(mutex_);
+        granted_[id].behind = false;
+    }
+
+    [[nodiscard]] bool behind(node_id id) const {
+        std::lock_guard lock(mutex_);
+        auto it = granted_.find(id);
+        return it != granted_.end() && it->second.behind;
+    }
+
+    [[nodiscard]] const lease_options& options() const noexcept { return options_; }
+
+private:
+    struct grant_state {
+        clock::time_point last{};
+        bool behind = false;
+    };
+    lease_options options_;
+    mutable std::mutex mutex_;
+    std::unordered_map<node_id, grant_state> granted_;  // guarded by mutex_
+};
+
+// The leases this node holds, one per other node of the map. The set of nodes is fixed when it
+// is made (the map's nodes), so reads look entries up with no lock.
+class lease_holdings {
+public:
+    using clock = std::chrono::steady_clock;
+
+    explicit lease_holdings(const std::vector<node_id>& others) {
+        for (auto id : others) held_.try_emplace(id);
+    }
+
+    // The lease from `from` is current.
+    [[nodiscard]] bool valid(node_id from, clock::time_point now = clock::now()) const noexcept {
+        auto it = held_.find(from);
+        return it != held_.end() && now.time_since_epoch().count() < it->second.until.load(std::memory_order_acquire);
+    }
+    // The lease from `from` ran out and this node caught up from the holders after that; until
+    // the next grant, what `from` could acknowledge without this node is what a partitioned
+    // coordinator can ("available" consistency accepts that; "majority" does not).
+    [[nodiscard]] bool excused(node_id from) const noexcept {
+        auto it = held_.find(from);
+        return it != held_.end() && it->second.excused.load(std::memory_order_acquire);
+    }
+    // The lease from `from` is over and no catch-up has made up for it yet.
+    [[nodiscard]] bool lapsed(node_id from, clock::time_point now = clock::now()) const noexcept {
+        return !valid(from, now) && !excused(from);
+    }
+
+    void renewed(node_id from, clock::time_point asked_at, std::chrono::milliseconds term) noexcept {
+        auto it = held_.find(from);
+        if (it == held_.end()) return;
+        it->second.until.store((asked_at + term).time_since_epoch().count(), std::memory_order_release);
+        it->second.excused.store(false, std::memory_order_release);
+    }
+    void revoke(node_id from) noexcept {
+        auto it = held_.find(from);
+        if (it == held_.end()) return;
+        it->second.until.store(0, std::memory_order_release);
+        it->second.excused.store(false, std::memory_order_release);
+    }
+    void excuse(node_id from) noexcept {
+        auto it = held_.find(from);
+        if (it != held_.end()) it->second.excused.store(true, std::memory_order_release);
+    }
+    // After the catch-up at start: every lease is as good as excused until its first grant.
+    void excuse_all() noexcept {
+        for (auto& [id, l] : held_) l.excused.store(true, std::memory_order_release);
+    }
+
+private:
+    struct lease {
+        std::atomic<clock::rep> until{0};
+        std::atomic<bool> excused{false};
+    };
+    std::unordered_map<node_id, lease> held_;  // its shape never changes after construction
+};
+
+}  // namespace dhtkit
