@@ -4,7 +4,8 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ clang pkg-config make
           libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev libxxhash-dev
-          libcuckoo-dev libtbb-dev libboost-dev libspdlog-dev)
+          libcuckoo-dev libtbb-dev libboost-dev libspdlog-dev
+          iproute2)  # ip netns, veth and bridges: the partition test's network
 
 missing=()
 for p in "${packages[@]}"; do

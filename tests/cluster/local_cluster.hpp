@@ -13,6 +13,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -24,6 +26,9 @@
 #include <dhtkit/net/socket.hpp>
 #include <dhtkit/net/unique_fd.hpp>
 #include <dhtkit/peer/client.hpp>
+#include <dhtkit/store/versioned.hpp>
+
+#include "test_network.hpp"
 
 namespace test {
 
@@ -36,6 +41,10 @@ struct cluster_options {
     int backups = 2;
     bool supervised = false;  // run each peer as supervisor + worker (the pid is the supervisor's)
     int max_restarts = 5;
+    std::string consistency = "available";
+    // Each peer in a network namespace of its own, the test's threads in a hub (test_network.hpp),
+    // so that a peer can be partitioned off. Root only.
+    bool own_network = false;
 };
 
 class local_cluster {
@@ -49,12 +58,25 @@ public:
         // Hold every port at once so no two peers get the same one.
         std::vector<dhtkit::net::tcp_listener> held;
         std::string text = fmt::format(
-            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\nbackups = {}\n[supervisor]\nmax_restarts = {}\n",
-            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.backups, opt.max_restarts);
+            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\n"
+            "backups = {}\nconsistency = \"{}\"\n[supervisor]\nmax_restarts = {}\n",
+            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.backups, opt.consistency,
+            opt.max_restarts);
+        if (opt.own_network) {
+            network_ = std::make_unique<test_network>(opt.peers);
+            network_->enter();
+        }
         for (int i = 0; i < opt.peers; ++i) {
-            held.push_back(dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")));
-            text += fmt::format("[[peers]]\nid = {}\nhost = \"127.0.0.1\"\nport = {}\nshared = \"peer{}/shared\"\ndata = \"peer{}/data\"\n",
-                                i, held.back().local().port(), i, i);
+            std::string host = "127.0.0.1";
+            std::uint16_t port = 7400;  // a namespace of its own: no one else's ports there
+            if (network_) {
+                host = network_->host(i);
+            } else {
+                held.push_back(dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")));
+                port = held.back().local().port();
+            }
+            text += fmt::format("[[peers]]\nid = {}\nhost = \"{}\"\nport = {}\nshared = \"peer{}/shared\"\ndata = \"peer{}/data\"\n",
+                                i, host, port, i, i);
             std::filesystem::create_directories(dir_ / fmt::format("peer{}/shared", i));
         }
         config_file_ = dir_ / "cluster.toml";
@@ -85,8 +107,11 @@ public:
         const std::string ids = std::to_string(id);
         const std::string cfg = config_file_.string();
         const char* mode = options_.supervised ? nullptr : "--no-supervisor";  // nullptr ends the list
+        dhtkit::net::unique_fd ns;
+        if (network_) ns = network_->namespace_of(id);
         pid_t pid = ::fork();
         if (pid == 0) {
+            if (ns.valid() && ::setns(ns.get(), CLONE_NEWNET) != 0) ::_exit(126);
             int null = ::open("/dev/null", O_RDWR);
             ::dup2(null, 0);
             ::dup2(null, 1);
@@ -141,6 +166,12 @@ public:
         status = reap(p, std::max(left, std::chrono::milliseconds(0))) ? p.last_status : -1;
         return said;
     }
+
+    // Cuts peer `id` off from the others and from the test, or lets it back (own_network only).
+    void partition(int id) { network_->cut(id); }
+    void heal(int id) { network_->heal(id); }
+    // Peer `id`'s namespace, for a test thread to join (own_network only).
+    [[nodiscard]] dhtkit::net::unique_fd network_namespace(int id) const { return network_->namespace_of(id); }
 
     [[nodiscard]] pid_t pid(int id) const { return processes_.at(static_cast<std::size_t>(id)).pid; }
 
@@ -206,6 +237,7 @@ private:
     }
 
     cluster_options options_;
+    std::unique_ptr<test_network> network_;  // made first, gone last: the peers run inside it
     std::filesystem::path dir_;
     std::filesystem::path config_file_;
     dhtkit::cluster_settings config_;
@@ -239,6 +271,22 @@ inline std::string stat_value(dhtkit::client& c, std::size_t peer, std::string_v
 inline dhtkit::net::tcp_stream raw_connect(const local_cluster& c, int id) {
     return dhtkit::net::tcp_stream::connect(dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", c.port(id))),
                                             std::chrono::seconds(2));
+}
+
+// What peer `peer` holds of `key` itself, whatever its leases say: the checker's view of each
+// holder's own table. nullopt when it did not answer.
+struct own_entry {
+    bool present = false;  // an entry, live or a tombstone
+    bool deleted = false;
+    std::string value;
+};
+inline std::optional<own_entry> own_copy(dhtkit::client& c, std::size_t peer, std::string_view key) {
+    auto r = c.call(peer, dhtkit::protocol::opcode::get, key, {}, true, dhtkit::protocol::flag_own_copy);
+    if (r.code == dhtkit::protocol::status::not_found) return own_entry{};
+    if (!r.ok() || r.value.size() < 1) return std::nullopt;
+    auto v = dhtkit::read_versioned(std::string_view(r.value).substr(1));
+    if (!v) return std::nullopt;
+    return own_entry{true, v->tombstone, std::string(v->payload)};
 }
 
 }  // namespace test

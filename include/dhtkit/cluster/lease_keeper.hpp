@@ -6,10 +6,12 @@
 // or cut off — the reads of the slots shared with that node are refused until this node has
 // caught up on those slots from their holders (`catch_up`, which blocks this thread until done):
 // whatever the grantor acknowledged without this node while the lease was out is then here,
-// whether the grantor answers again, was restarted meanwhile, or cannot be reached. The lease is
-// then excused until the next grant. A grantor that says this node is "behind" (it acknowledged
-// writes without it) gets the same. While an excused grantor stays out of reach, what it could
-// still acknowledge without this node is a partition's business (see docs/replication.md).
+// whether the grantor answers again, was restarted meanwhile, or cannot be reached. A grantor
+// that answers is asked again at once (the lease counts from a grant made after the catch-up);
+// one that cannot be reached is excused until it grants again. A grantor that says this node is
+// "behind" (it acknowledged writes without it) gets the same. While an excused grantor stays out
+// of reach, what it could still acknowledge without this node is a partition's business (see
+// docs/replication.md).
 
 #include <algorithm>
 #include <chrono>
@@ -31,13 +33,16 @@ namespace dhtkit {
 class lease_keeper {
 public:
     using clock = std::chrono::steady_clock;
-    // Catches up on the slots this node shares with node `id`, from their holders; blocks.
-    using catch_up_fn = std::function<void(node_id)>;
+    // Catches up on the slots this node shares with node `id`, from their holders (`id` too when
+    // `ask_it`); blocks. Calls `waiting` once those slots answer `unavailable`, before any stream.
+    using catch_up_fn = std::function<void(node_id id, bool ask_it, const std::function<void()>& waiting)>;
+    // Told after each grant: node `id` answers (the replicator stops skipping it).
+    using grant_fn = std::function<void(node_id)>;
 
     lease_keeper(node_id self, lease_holdings& held, protocol::limits lim, protocol::hello_request hello,
-                 lease_options opt, catch_up_fn catch_up)
+                 lease_options opt, catch_up_fn catch_up, grant_fn on_grant = {})
         : self_(self), held_(held), limits_(lim), hello_(std::move(hello)), options_(opt),
-          catch_up_(std::move(catch_up)) {}
+          catch_up_(std::move(catch_up)), on_grant_(std::move(on_grant)) {}
     lease_keeper(const lease_keeper&) = delete;
     lease_keeper& operator=(const lease_keeper&) = delete;
     ~lease_keeper() { stop(); }
@@ -47,6 +52,13 @@ public:
         std::lock_guard lock(mutex_);
         if (stopping_ || !threads_.empty()) return;
         for (const auto& n : grantors) threads_.emplace_back([this, n] { run(n); });
+    }
+
+    // Waits (up to `limit`) until every grantor was asked once and its answer taken in — a grant,
+    // or a catch-up after no answer — so that a node that says it serves answers reads.
+    void wait_first_answers(std::chrono::milliseconds limit) {
+        std::unique_lock lock(mutex_);
+        wake_.wait_for(lock, limit, [&] { return stopping_ || first_answers_ >= threads_.size(); });
     }
 
     void stop() {
@@ -61,37 +73,56 @@ public:
     }
 
 private:
-    enum class answer { granted, behind, failed };
+    enum class answer { granted, behind, failed, gone };  // gone: refused, nothing listens there
 
     void run(const node& from) {
         protocol::rpc_stream rpc;
         std::uint64_t next_id = 1;
+        bool caught_up = true;  // since the lease lapsed (at first: the node's catch-up at start): the next grant counts
+        bool first = true, asked_again = false;
         for (;;) {
             const auto asked_at = clock::now();
-            const bool lapsed = held_.lapsed(from.id, asked_at);
+            const bool lapsed = !caught_up && held_.lapsed(from.id, asked_at);
             std::chrono::milliseconds term{};
-            switch (ask(rpc, from, next_id, term)) {
+            const auto got = ask(rpc, from, next_id, term);
+            switch (got) {
                 case answer::granted:
-                    if (!lapsed) {
-                        held_.renewed(from.id, asked_at, term);
-                        break;
+                    if (lapsed) {
+                        catch_up_(from.id, true, [] {});  // the grant is older than the catch-up: ask again now
+                        caught_up = true;
+                        continue;
                     }
-                    catch_up_(from.id);  // the grant is older than the catch-up: the next one counts
-                    held_.excuse(from.id);
+                    held_.renewed(from.id, asked_at, term);
+                    caught_up = false;
+                    if (on_grant_) on_grant_(from.id);
                     break;
                 case answer::behind:
                     held_.revoke(from.id);
-                    catch_up_(from.id);  // its stream clears "behind" there: the next ask is granted
-                    held_.excuse(from.id);
-                    continue;
-                case answer::failed:
-                    if (lapsed) {
-                        catch_up_(from.id);
-                        held_.excuse(from.id);
+                    catch_up_(from.id, true, [] {});  // its stream clears "behind" there: the next ask is granted
+                    caught_up = true;
+                    if (first && !asked_again) {  // a node starting waits for its first grant
+                        asked_again = true;
+                        continue;
                     }
                     break;
+                case answer::failed:
+                case answer::gone: {
+                    const auto why = got == answer::gone ? lease_holdings::absence::gone
+                                                         : lease_holdings::absence::out_of_reach;
+                    // Excused as soon as the shared slots wait for the catch-up (they answer
+                    // nothing from this copy until it is done), so that writes go on meanwhile.
+                    if (lapsed) catch_up_(from.id, false, [&] { held_.excuse(from.id, why); });
+                    caught_up = true;
+                    held_.excuse(from.id, why);
+                    break;
+                }
             }
             std::unique_lock lock(mutex_);
+            if (first) {
+                first = false;
+                ++first_answers_;
+                wake_.notify_all();
+            }
             if (wake_.wait_until(lock, asked_at + options_.renew_every, [&] { return stopping_; })) return;
         }
     }
@@ -107,6 +138,10 @@ private:
                 if (!say_hello(rpc, hello_, options_.request_timeout).agreed()) throw std::runtime_error("hello refused");
                 next_id = 1;
             }
+        } catch (const std::system_error& e) {
+            // Refused: nothing listens there, so the process that could grant (or acknowledge) is gone.
+            rpc.close();
+            return e.code().value() == ECONNREFUSED ? answer::gone : answer::failed;
         } catch (const std::exception&) {
             rpc.close();
             return answer::failed;
@@ -132,10 +167,12 @@ private:
     protocol::hello_request hello_;
     lease_options options_;
     catch_up_fn catch_up_;
+    grant_fn on_grant_;
 
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;  // guarded by mutex_
+    std::size_t first_answers_ = 0;  // guarded by mutex_
     std::vector<std::thread> threads_;
 };
 

@@ -104,13 +104,20 @@ public:
         auto it = held_.find(from);
         return it != held_.end() && now.time_since_epoch().count() < it->second.until.load(std::memory_order_acquire);
     }
-    // The lease from `from` ran out and this node caught up from the holders after that; until
-    // the next grant, what `from` could acknowledge without this node is what a partitioned
-    // coordinator can ("available" consistency accepts that; "majority" does not).
-    [[nodiscard]] bool excused(node_id from) const noexcept {
+    // Why a lapsed lease is excused: its grantor's port refuses connections (the process is gone,
+    // and a new one grants nothing before it caught up), or it does not answer at all (dead host,
+    // hung, or cut off: it might still acknowledge writes on its side of a partition).
+    enum class absence : std::uint8_t { none, gone, out_of_reach };
+
+    // The lease from `from` ran out, `from` could not be reached since, and this node caught up
+    // from the holders after that; until the next grant, what `from` could acknowledge without
+    // this node is what a partitioned coordinator can ("available" consistency accepts that for a
+    // node that still hears from another holder; "majority" does not).
+    [[nodiscard]] absence excused_as(node_id from) const noexcept {
         auto it = held_.find(from);
-        return it != held_.end() && it->second.excused.load(std::memory_order_acquire);
+        return it == held_.end() ? absence::none : it->second.excused.load(std::memory_order_acquire);
     }
+    [[nodiscard]] bool excused(node_id from) const noexcept { return excused_as(from) != absence::none; }
     // The lease from `from` is over and no catch-up has made up for it yet.
     [[nodiscard]] bool lapsed(node_id from, clock::time_point now = clock::now()) const noexcept {
         return !valid(from, now) && !excused(from);
@@ -120,27 +127,23 @@ public:
         auto it = held_.find(from);
         if (it == held_.end()) return;
         it->second.until.store((asked_at + term).time_since_epoch().count(), std::memory_order_release);
-        it->second.excused.store(false, std::memory_order_release);
+        it->second.excused.store(absence::none, std::memory_order_release);
     }
     void revoke(node_id from) noexcept {
         auto it = held_.find(from);
         if (it == held_.end()) return;
         it->second.until.store(0, std::memory_order_release);
-        it->second.excused.store(false, std::memory_order_release);
+        it->second.excused.store(absence::none, std::memory_order_release);
     }
-    void excuse(node_id from) noexcept {
+    void excuse(node_id from, absence why) noexcept {
         auto it = held_.find(from);
-        if (it != held_.end()) it->second.excused.store(true, std::memory_order_release);
-    }
-    // After the catch-up at start: every lease is as good as excused until its first grant.
-    void excuse_all() noexcept {
-        for (auto& [id, l] : held_) l.excused.store(true, std::memory_order_release);
+        if (it != held_.end()) it->second.excused.store(why, std::memory_order_release);
     }
 
 private:
     struct lease {
         std::atomic<clock::rep> until{0};
-        std::atomic<bool> excused{false};
+        std::atomic<absence> excused{absence::none};
     };
     std::unordered_map<node_id, lease> held_;  // its shape never changes after construction
 };

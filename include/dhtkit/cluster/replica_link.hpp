@@ -127,10 +127,10 @@ private:
     struct copy {
         std::uint64_t id;
         ack_fn done;
-        read_fn answer;    // set for a read, which has no hint
-        std::string hint;  // table byte + key
+        read_fn answer;    // a read's, called once
+        std::string hint;  // table byte + key; empty for a read
         clock::time_point deadline;
-        [[nodiscard]] bool read() const noexcept { return static_cast<bool>(answer); }
+        [[nodiscard]] bool read() const noexcept { return hint.empty(); }
     };
 
     // With mutex_ held. Marks the replica as behind (it missed a copy) and says whether the last
@@ -319,7 +319,7 @@ private:
                 auto& c = in_flight_.front();
                 if (c.read()) {
                     const bool ok = f.h.code == protocol::status::ok || f.h.code == protocol::status::not_found;
-                    c.answer(ok, ok && f.h.code == protocol::status::ok ? f.value : std::string_view{});
+                    if (c.answer) c.answer(ok, ok && f.h.code == protocol::status::ok ? f.value : std::string_view{});
                     c.answer = nullptr;
                 } else {
                     finish(c, f.h.code == protocol::status::ok);
@@ -333,7 +333,7 @@ private:
 
     void finish(copy& c, bool applied) {
         if (c.read()) {
-            c.answer(false, {});
+            if (c.answer) c.answer(false, {});
             c.answer = nullptr;
             return;
         }

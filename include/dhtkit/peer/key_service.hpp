@@ -13,8 +13,11 @@
 // under "available", when each missing lease is excused (its grantor is out of reach and this node
 // caught up since); under "majority", from the newest of the records of a quorum of holders, asked
 // through the replicator; else it answers `unavailable` and the client asks the next holder.
-// Under "majority" a node takes a write only while it holds leases from enough holders to make a
-// quorum: a partitioned minority refuses writes instead of diverging.
+// A node takes a write only while it knows where the other holders stand: under "available",
+// each one's lease is current or excused (so a node that was itself paused does not acknowledge
+// the writes that waited in its sockets on its own, while the others are up); under "majority",
+// it holds current leases from enough holders to make a quorum, so a partitioned minority refuses
+// writes instead of diverging.
 
 #include <atomic>
 #include <chrono>
@@ -147,25 +150,41 @@ private:
         const auto now = lease_holdings::clock::now();
         const auto holders = map.holders(slot);
         backing b{true, policy_.quorum(holders.size()), 0};
-        bool excused_all = true;
+        // Under "available" a missing lease may be excused: its grantor is gone, or out of reach
+        // while another holder's lease is current (a node cut off from all the others does not
+        // serve its copy: when the partition heals, it would until its next grant).
+        bool excused_all = true, out_of_reach = false, some_current = false;
         for (auto id : holders) {
-            if (id == self_ || held_->valid(id, now)) continue;
+            if (id == self_) continue;
+            if (held_->valid(id, now)) {
+                some_current = true;
+                continue;
+            }
             b.own_copy = false;
             b.lapsed = id;
-            excused_all = excused_all && held_->excused(id);
+            const auto why = held_->excused_as(id);
+            excused_all = excused_all && why != lease_holdings::absence::none;
+            out_of_reach = out_of_reach || why == lease_holdings::absence::out_of_reach;
         }
-        if (!b.own_copy && b.quorum == 1 && excused_all) b.own_copy = true;
+        if (!b.own_copy && b.quorum == 1 && excused_all && (!out_of_reach || some_current)) b.own_copy = true;
         return b;
     }
 
-    // Under a quorum rule: why this node must not take a write now (too few holders vouch for it).
+    // Why this node must not take a write now (see the top of the file), or nothing.
     [[nodiscard]] std::optional<std::string> quorum_short(const cluster_map& map, slot_t slot, std::size_t holders) const {
+        if (!held_) return std::nullopt;
         const auto need = policy_.quorum(holders);
-        if (!held_ || need <= 1) return std::nullopt;
         const auto now = lease_holdings::clock::now();
         std::size_t reachable = 1;
-        for (auto id : map.holders(slot))
-            if (id != self_ && held_->valid(id, now)) ++reachable;
+        for (auto id : map.holders(slot)) {
+            if (id == self_) continue;
+            if (held_->valid(id, now)) {
+                ++reachable;
+            } else if (need <= 1 && !held_->excused(id)) {
+                return fmt::format("peer {} does not know yet whether peer {} is up (its read lease lapsed): "
+                                   "ask the next holder", self_, id);
+            }
+        }
         if (reachable >= need) return std::nullopt;
         return fmt::format("peer {} reaches {} of the {} holders of slot {}; a write needs {}", self_, reachable, holders,
                            slot, need);

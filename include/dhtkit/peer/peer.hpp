@@ -68,7 +68,10 @@ public:
                 [this](const std::string& line) { log_(line); }, &held_),
           sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_),
           keeper_(self_.id, held_, frame_limits(), hello(), grants_.options(),
-                  [this](node_id with) { sync_.catch_up_again(with, log_); }),
+                  [this](node_id with, bool ask_it, const std::function<void()>& waiting) {
+                      sync_.catch_up_again(with, ask_it, waiting, log_);
+                  },
+                  [this](node_id id) { copies_.peer_is_up(id); }),
           files_(self_, *view_, client_,
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
@@ -93,8 +96,8 @@ public:
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
         sync_.catch_up_now(log_);
-        held_.excuse_all();  // caught up from every holder: the first grants make the leases current
-        keeper_.start(grantors());
+        keeper_.start(grantors());  // reads and writes wait for the first grants (or excuses)
+        keeper_.wait_first_answers(std::chrono::seconds(10));
         files_.announce_folder();
     }
 

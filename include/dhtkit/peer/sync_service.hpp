@@ -100,10 +100,12 @@ public:
     }
 
     // The same, later, for the slots this node shares with node `with` only: they wait (answer
-    // `unavailable`) until caught up again. Run by the lease keeper when its lease from `with`
-    // lapsed; one catch-up at a time.
-    void catch_up_again(node_id with, const log_fn& log, std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
-        catch_up(log, with, alone_after);
+    // `unavailable`; `waiting` is called once they do) until caught up again, from their other
+    // holders and, when `ask_it`, from `with` too. Run by the lease keeper when its lease from
+    // `with` lapsed; one catch-up at a time.
+    void catch_up_again(node_id with, bool ask_it, const std::function<void()>& waiting, const log_fn& log,
+                        std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
+        catch_up(log, with, alone_after, ask_it, waiting);
     }
 
     // Ends a catch-up under way (the peer stops): its slots stay waiting.
@@ -192,7 +194,8 @@ private:
         std::size_t shard_ = 0;  // over both tables' shards
     };
 
-    void catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after) {
+    void catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
+                  bool ask_with = true, const std::function<void()>& waiting = {}) {
         std::lock_guard one_at_a_time(catch_up_mutex_);
         const auto& m = view_.current();
         struct group {
@@ -214,7 +217,7 @@ private:
             if (with && std::find(holders.begin(), holders.end(), *with) == holders.end()) return;
             group g{r, {}, false};
             for (auto id : holders) {
-                const node* n = id == self_ ? nullptr : m.find(id);
+                const node* n = id == self_ || (with && id == *with && !ask_with) ? nullptr : m.find(id);
                 if (!n) continue;
                 g.others.push_back(id);
                 auto s = std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == id; });
@@ -226,6 +229,7 @@ private:
         });
         if (with) {
             for (const auto& g : groups) ready_.set(g.range, false);
+            if (waiting) waiting();
             // The lapsed grantor last: it is the one most likely to be out of reach, and the
             // groups it shares are served again as soon as another holder's stream is complete.
             std::stable_partition(sources.begin(), sources.end(), [&](const source& x) { return x.at.id != *with; });
