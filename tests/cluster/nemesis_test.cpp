@@ -242,7 +242,7 @@ TEST_CASE("under kill -9, pauses and partitions, nothing acknowledged is lost or
         reads += r->answered();
         refused += r->refused();
         auto stale = r->stale();
-        INFO(stale.size() << " stale reads, the first: " << (stale.empty() ? std::string() : stale.front()));
+        INFO(rule << ": " << stale.size() << " stale reads, the first: " << (stale.empty() ? std::string() : stale.front()));
         CHECK(stale.empty());
     }
     INFO(rule << ": faults " << faults << ", acknowledged writes " << acked << ", reads " << reads << " (+" << refused

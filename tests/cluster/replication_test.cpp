@@ -300,3 +300,61 @@ TEST_CASE("a write delivered late to a paused home does not overtake a newer ack
     for (auto p : holders) CHECK(eventually([&] { return held_by(reader, p, "late") == "v2"; }));
     for (auto p : holders) CHECK(held_by(reader, p, "late") == "v2");
 }
+
+TEST_CASE("a holder paused past its read lease does not answer from its stale copy when it resumes") {
+    const std::string rule = GENERATE(std::string("available"), std::string("majority"));
+    test::local_cluster cluster({.consistency = rule});
+    cluster.start_all();
+    auto c = cluster.client(2000ms);
+    const auto holders = c.holders("lease");
+    const auto backup = static_cast<int>(holders[1]);
+    REQUIRE(c.put("lease", "old").ok());
+    auto before = c.call(holders[1], opcode::get, "lease");
+    INFO(before.error);
+    REQUIRE(before.value == "old");
+
+    cluster.kill(backup, SIGSTOP);
+    REQUIRE(cluster.wait_stopped(backup));
+    // Acknowledged without the backup once its copy timed out (and its lease ran out).
+    REQUIRE(c.put("lease", "new").ok());
+    cluster.kill(backup, SIGCONT);
+    // Asked directly, the moment it runs again: it refuses, or has caught up — never "old".
+    auto direct = cluster.client(2000ms);
+    bool answered_new = false;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!answered_new && std::chrono::steady_clock::now() < until) {
+        auto r = direct.call(holders[1], opcode::get, "lease");
+        INFO(r.value << " " << r.error);
+        REQUIRE((r.code == status::unavailable || r.ok()));
+        if (r.ok()) {
+            CHECK(r.value == "new");
+            answered_new = true;
+        }
+    }
+    CHECK(answered_new);
+}
+
+TEST_CASE("under majority, a write that reaches only a minority of a slot's holders is refused") {
+    test::local_cluster cluster({.consistency = "majority"});
+    cluster.start_all();
+    auto c = cluster.client(2000ms);
+    const auto holders = c.holders("quorum");
+    REQUIRE(c.put("quorum", "1").ok());
+    // Both backups paused: the home alone is no majority.
+    for (auto p : {holders[1], holders[2]}) {
+        cluster.kill(static_cast<int>(p), SIGSTOP);
+        REQUIRE(cluster.wait_stopped(static_cast<int>(p)));
+    }
+    auto r = c.call(holders[0], opcode::put, "quorum", "2");
+    CHECK(r.code == status::unavailable);
+    // Its read cannot be vouched for either.
+    auto g = c.call(holders[0], opcode::get, "quorum");
+    CHECK(g.code == status::unavailable);
+    // One backup back: a majority again, writes and reads go on (the read from a quorum of copies).
+    cluster.kill(static_cast<int>(holders[1]), SIGCONT);
+    CHECK(test::eventually([&] { return c.call(holders[0], opcode::put, "quorum", "3").ok(); }, 10s));
+    auto after = c.call(holders[0], opcode::get, "quorum");
+    CHECK(after.ok());
+    CHECK(after.value == "3");
+    cluster.kill(static_cast<int>(holders[2]), SIGCONT);
+}

@@ -87,7 +87,7 @@ public:
                 bool was_idle = outbox_.empty();
                 std::uint64_t id = ++next_id_;
                 protocol::append_frame(outbox_, {op, protocol::flag_own_copy, protocol::status::ok, id, 0, 0}, key, {});
-                queued_.push_back({id, {}, std::move(answer), {}, {}});
+                queued_.push_back({id, {}, std::move(answer), std::string(key), {}, op});
                 if (was_idle) wake();
                 return;
             }
@@ -128,9 +128,10 @@ private:
         std::uint64_t id;
         ack_fn done;
         read_fn answer;    // a read's, called once
-        std::string hint;  // table byte + key; empty for a read
+        std::string hint;  // a copy's table byte + key; a read's key
         clock::time_point deadline;
-        [[nodiscard]] bool read() const noexcept { return hint.empty(); }
+        protocol::opcode read_op{};  // set for a read (get or search)
+        [[nodiscard]] bool read() const noexcept { return read_op != protocol::opcode{}; }
     };
 
     // With mutex_ held. Marks the replica as behind (it missed a copy) and says whether the last
@@ -227,7 +228,7 @@ private:
         auto deadline = clock::now() + options_.ack_timeout;
         std::deque<copy> again;
         for (auto& c : in_flight_) {
-            if (c.read() || !queue_current(c, deadline)) {
+            if (c.read() ? !queue_read(c, deadline) : !queue_current(c, deadline)) {
                 finish(c, false);
                 continue;
             }
@@ -247,6 +248,17 @@ private:
             c.id = ++next_id_;
         }
         protocol::append_frame(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, c.id, 0, 0}, key, *rec);
+        c.deadline = deadline;
+        return true;
+    }
+
+    // Appends a read's frame again, under a new id (its bytes went with a failed connection).
+    bool queue_read(copy& c, clock::time_point deadline) {
+        {
+            std::lock_guard lock(mutex_);
+            c.id = ++next_id_;
+        }
+        protocol::append_frame(unsent_, {c.read_op, protocol::flag_own_copy, protocol::status::ok, c.id, 0, 0}, c.hint, {});
         c.deadline = deadline;
         return true;
     }
