@@ -46,9 +46,10 @@ namespace dhtkit {
 class replica_link {
 public:
     replica_link(node to, protocol::limits lim, record_source source, protocol::hello_request hello,
-                 replicator_options opt, replication_counters& counters, lease_grants* grants = nullptr)
+                 replicator_options opt, replication_counters& counters, lease_grants* grants = nullptr,
+                 const lease_holdings* held = nullptr)
         : to_(std::move(to)), limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt),
-          counters_(counters), grants_(grants),
+          counters_(counters), grants_(grants), held_(held),
           wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), missed_(options_, counters) {
         thread_ = std::thread([this] { run(); });
     }
@@ -61,8 +62,10 @@ public:
         {
             std::lock_guard lock(mutex_);
             // A replica that may still hold a lease from here is not skipped: its copy waits in
-            // the queue, and fails (if it does) once the lease is over.
-            if (!stopping_ && (!missed_.skipping(clock::now()) || lease_may_be_held())) {
+            // the queue, and fails (if it does) once the lease is over. Nor is one that grants
+            // this node leases: it answers, whatever this link last saw (this process may have
+            // been the one paused).
+            if (!stopping_ && (!missed_.skipping(clock::now()) || lease_may_be_held() || (held_ && held_->valid(to_.id)))) {
                 bool was_idle = outbox_.empty();
                 std::uint64_t id = ++next_id_;
                 protocol::append_frame(outbox_, {protocol::opcode::replicate, 0, protocol::status::ok, id, 0, 0}, key,
@@ -404,6 +407,7 @@ private:
     replicator_options options_;
     replication_counters& counters_;
     lease_grants* grants_;
+    const lease_holdings* held_;
     net::unique_fd wake_;
 
     mutable std::mutex mutex_;

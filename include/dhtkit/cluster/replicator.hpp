@@ -22,10 +22,11 @@ namespace dhtkit {
 class replicator {
 public:
     // `hello`: what its links say first on each connection (this node's map digest and source).
-    // `grants`: the read leases this node grants, which a failed copy must outwait (may be null).
+    // `grants`: the read leases this node grants, which a failed copy must outwait; `held`: the
+    // leases it holds, whose grantors answer (either may be null).
     replicator(protocol::limits lim, record_source source, protocol::hello_request hello = {}, replicator_options opt = {},
-               lease_grants* grants = nullptr)
-        : limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt), grants_(grants) {}
+               lease_grants* grants = nullptr, const lease_holdings* held = nullptr)
+        : limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt), grants_(grants), held_(held) {}
     replicator(const replicator&) = delete;
     replicator& operator=(const replicator&) = delete;
     ~replicator() { stop(); }
@@ -88,7 +89,7 @@ private:
         auto& l = links_[target.id];
         if (!l || l->target().host != target.host || l->target().port != target.port) {
             if (l) retired_.push_back(std::move(l));
-            l = std::make_unique<replica_link>(target, limits_, source_, hello_, options_, counters_, grants_);
+            l = std::make_unique<replica_link>(target, limits_, source_, hello_, options_, counters_, grants_, held_);
         }
         return l.get();
     }
@@ -98,6 +99,7 @@ private:
     protocol::hello_request hello_;
     replicator_options options_;
     lease_grants* grants_;
+    const lease_holdings* held_;
     replication_counters counters_;
     mutable shared_spinlock lock_;
     std::unordered_map<node_id, std::unique_ptr<replica_link>> links_;  // guarded by lock_

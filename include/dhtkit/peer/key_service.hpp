@@ -115,6 +115,8 @@ public:
         if (!index_.handle(f, c.out, &record)) return;  // nothing changed: answered as it is
         auto w = std::make_shared<write_wait>();
         w->conn = c.shared_from_this();
+        w->service = this;
+        w->slot = slot;
         w->policy = &policy_;
         w->header = reply;
         w->holders = targets.size() + 1;
@@ -257,6 +259,8 @@ private:
     // (the write's own answer, already in the output) only when the write does not count.
     struct write_wait : held_reply {
         connection_ptr conn;
+        const key_service* service = nullptr;
+        slot_t slot = 0;
         const Replication* policy = nullptr;
         protocol::header header;
         std::size_t holders = 0;
@@ -270,6 +274,14 @@ private:
             if (!policy->acknowledged(n, holders)) {
                 header.code = protocol::status::unavailable;
                 protocol::append_frame(frame, header, {}, fmt::format("only {} of the {} holders applied the write", n, holders));
+            } else if (n < holders) {
+                // Asked again now, not only when the write came: a node that was paused while
+                // its copies were under way must not count them as done without holders it
+                // has not heard from since.
+                if (auto why = service->quorum_short(service->view_.current(), slot, holders)) {
+                    header.code = protocol::status::unavailable;
+                    protocol::append_frame(frame, header, {}, *why);
+                }
             }
             auto c = std::move(conn);  // the connection may go once released
             c->release();

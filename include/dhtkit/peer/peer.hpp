@@ -63,7 +63,7 @@ public:
           client_(view_, cluster_.limits, {}, cluster_.source.string()),
           held_(grantors_ids()),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
-                  hello(), {}, &grants_),
+                  hello(), {}, &grants_, &held_),
           keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
                 [this](const std::string& line) { log_(line); }, &held_),
           sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_),
