@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a loopback cluster (1 or 3 peers, a given dispatch model, BACKUPS copies per key, default
-# 2, CONSISTENCY "available" or "majority", default available, THREADS workers per peer, default 2),
+# 2, CONSISTENCY "available" or "majority", default available, SECRET=1 for a cluster secret,
+# THREADS workers per peer, default 2),
 # runs dhtkit-bench against it,
 # and stops it. Usage: benchmarks/network_bench.sh PEERS DISPATCH [dhtkit-bench flags...]
 #   e.g. benchmarks/network_bench.sh 1 loop --mix read100 --connections 50 --seconds 5
@@ -21,6 +22,10 @@ print(' '.join(str(x.getsockname()[1]) for x in s))")
   printf '[pool]\nthreads = %s\ndispatch = "%s"\n' "${THREADS:-2}" "$dispatch"
   printf "[replication]\nbackups = %s\n" "${BACKUPS:-2}"
   [[ -n "${CONSISTENCY:-}" ]] && printf 'consistency = "%s"\n' "$CONSISTENCY"
+  if [[ -n "${SECRET:-}" ]]; then  # SECRET=1: the peers sign their requests to each other
+    head -c 32 /dev/urandom > "$work/secret" && chmod 600 "$work/secret"
+    printf '[security]\ncluster_secret_file = "secret"\n'
+  fi
   i=0
   for port in $ports; do
     printf '[[peers]]\nid = %d\nhost = "127.0.0.1"\nport = %d\nshared = "p%d/shared"\ndata = "p%d/data"\n' $i "$port" $i $i

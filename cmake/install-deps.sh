@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(cmake ninja-build g++ clang pkg-config make
           libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev libxxhash-dev
           libcuckoo-dev libtbb-dev libboost-dev libspdlog-dev
+          libsodium-dev  # crypto_auth: the cluster secret's MACs
           iproute2)  # ip netns, veth and bridges: the partition test's network
 
 missing=()

@@ -84,3 +84,27 @@ TEST_CASE("load_config reads a file from disk") {
     CHECK(c.peers.size() == 2);
     CHECK(c.peers[0].shared_dir == path.parent_path() / "p0/shared");
 }
+
+TEST_CASE("a cluster secret file must be readable by its owner only, and long enough") {
+    const auto dir = std::filesystem::temp_directory_path() / ("dhtkit-secret-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto file = dir / "secret";
+    const std::string text = std::string("[security]\ncluster_secret_file = \"secret\"\n") +
+                             "[[peers]]\nid = 0\nhost = \"127.0.0.1\"\nport = 7400\nshared = \"s\"\ndata = \"d\"\n";
+    using std::filesystem::perms;
+    std::ofstream(file) << "sixteen bytes or more of secret";
+    std::filesystem::permissions(file, perms::owner_read | perms::owner_write | perms::group_read);
+    CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("can be read by others (mode 0640)") &&
+                                                              Catch::Contains("chmod 600"));
+    std::filesystem::permissions(file, perms::owner_read | perms::owner_write);
+    auto c = parse_config(text, dir / "c.toml");
+    REQUIRE(c.cluster_key);
+    CHECK(*c.cluster_key == protocol::derive_key("sixteen bytes or more of secret"));
+    CHECK_FALSE(parse_config(good, "/etc/dhtkit/cluster.toml").cluster_key);  // unset: an open cluster
+
+    std::ofstream(file, std::ios::trunc) << "short";
+    CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("at least 16"));
+    std::filesystem::remove(file);
+    CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("cannot read") && Catch::Contains("secret"));
+    std::filesystem::remove_all(dir);
+}

@@ -45,6 +45,7 @@ struct cluster_options {
     // Each peer in a network namespace of its own, the test's threads in a hub (test_network.hpp),
     // so that a peer can be partitioned off. Root only.
     bool own_network = false;
+    bool secret = false;  // a cluster secret file (mode 0600) in the cluster's folder
 };
 
 class local_cluster {
@@ -62,6 +63,12 @@ public:
             "backups = {}\nconsistency = \"{}\"\n[supervisor]\nmax_restarts = {}\n",
             opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.backups, opt.consistency,
             opt.max_restarts);
+        if (opt.secret) {
+            const auto file = dir_ / "cluster.secret";
+            std::ofstream(file) << "a secret of this test's own, long enough\n";
+            std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+            text += "[security]\ncluster_secret_file = \"cluster.secret\"\n";
+        }
         if (opt.own_network) {
             network_ = std::make_unique<test_network>(opt.peers);
             network_->enter();
@@ -269,7 +276,8 @@ inline std::string stat_value(dhtkit::client& c, std::size_t peer, std::string_v
 
 // A raw connection for speaking frames (or garbage) directly.
 inline dhtkit::net::tcp_stream raw_connect(const local_cluster& c, int id) {
-    return dhtkit::net::tcp_stream::connect(dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", c.port(id))),
+    const auto& p = c.config().peers.at(static_cast<std::size_t>(id));
+    return dhtkit::net::tcp_stream::connect(dhtkit::net::endpoint::parse(fmt::format("{}:{}", p.host, p.port)),
                                             std::chrono::seconds(2));
 }
 

@@ -3,6 +3,7 @@
 // buffers past its limit is a finding.
 
 #include <dhtkit/peer/index_service.hpp>
+#include <dhtkit/protocol/auth.hpp>
 #include <dhtkit/protocol/codec.hpp>
 #include <dhtkit/protocol/messages.hpp>
 
@@ -14,6 +15,7 @@ namespace {
 using table = dhtkit::locked_table<std::string, std::string>;
 table keys, files;
 dhtkit::index_service<table> service(keys, files, 0, 1 << 20);
+const dhtkit::protocol::cluster_key key = dhtkit::protocol::derive_key("the fuzzer's cluster secret");
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -24,6 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Two deliveries, split where the first byte says: frames cut at any point must reassemble.
     std::size_t cut = size ? static_cast<std::size_t>(data[0]) % (size + 1) : 0;
     std::string out;
+    frame_verifier verifier(key, session_nonce{});  // one connection's: ids must rise across frames
     for (std::string_view part : {input.substr(0, cut), input.substr(cut)}) {
         reader.feed(part);
         frame_view f;
@@ -38,6 +41,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)decode_sync_request(f.value);
             (void)decode_hello(f.value);
             (void)dhtkit::read_version(f.value);
+            if (f.h.flags & flag_signed) {
+                frame_view checked = f;
+                if (verifier.verify(checked) && checked.value.size() + mac_size != f.value.size()) std::abort();
+            }
             if (dhtkit::index_service<table>::handles(f.h.op)) service.handle(f, out);
             else if (f.h.op == dhtkit::protocol::opcode::replicate) service.apply(f.key, f.value);
             out.clear();

@@ -7,14 +7,20 @@
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000
 //   [supervisor]  max_restarts = 5, window_s = 60
+//   [security]    cluster_secret_file = "secret" (readable by its owner only; unset: an open cluster)
 //   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -77,6 +83,33 @@ private:
     std::filesystem::path base_;
 };
 
+// The key made from a cluster secret file, which must be a regular file that only its owner can
+// read: a secret that others on the host can read is no secret.
+inline std::shared_ptr<const protocol::cluster_key> read_cluster_secret(const std::filesystem::path& file,
+                                                                        const std::filesystem::path& source) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0)
+        throw config_error(fmt::format("{}: security.cluster_secret_file: cannot read {}: {}", source.string(),
+                                       file.string(), std::strerror(errno)));
+    if (!S_ISREG(st.st_mode))
+        throw config_error(fmt::format("{}: security.cluster_secret_file: {} is not a regular file", source.string(),
+                                       file.string()));
+    if (st.st_mode & 077)
+        throw config_error(fmt::format("{}: security.cluster_secret_file: {} can be read by others (mode {:04o}): "
+                                       "chmod 600 it",
+                                       source.string(), file.string(), st.st_mode & 07777));
+    std::ifstream in(file, std::ios::binary);
+    std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof())
+        throw config_error(fmt::format("{}: security.cluster_secret_file: cannot read {}", source.string(), file.string()));
+    if (secret.size() < 16)
+        throw config_error(fmt::format("{}: security.cluster_secret_file: {} holds {} bytes; a secret needs at least 16",
+                                       source.string(), file.string(), secret.size()));
+    auto key = std::make_shared<protocol::cluster_key>(protocol::derive_key(secret));
+    sodium_memzero(secret.data(), secret.size());
+    return key;
+}
+
 }  // namespace detail
 
 // Parses `text` as if read from `source` (which names the file in errors and anchors relative
@@ -116,6 +149,8 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     }
     c.max_clock_skew = std::chrono::milliseconds(in.integer<std::int64_t>(
         view["replication"]["max_clock_skew_ms"], "replication.max_clock_skew_ms", 1, 86'400'000, 60'000));
+    if (auto s = view["security"]["cluster_secret_file"])
+        c.cluster_key = detail::read_cluster_secret(in.path(s, "security.cluster_secret_file"), source);
     c.max_restarts = in.integer<unsigned>(view["supervisor"]["max_restarts"], "supervisor.max_restarts", 0, 1000, 5);
     c.restart_window_s = in.integer<unsigned>(view["supervisor"]["window_s"], "supervisor.window_s", 1, 86400, 60);
 

@@ -5,7 +5,9 @@
 // its digest and source; the other side answers ok, or refuses with both digests and sources.
 
 #include <chrono>
+#include <cstring>
 #include <string>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -31,7 +33,15 @@ inline hello_result say_hello(protocol::rpc_stream& rpc, const protocol::hello_r
     protocol::frame_view f;
     if (auto r = rpc.receive(f, timeout); r != protocol::rpc_status::ok)
         return {hello_result::outcome::failed, fmt::format("no answer to hello: {}", to_string(r))};
-    if (f.h.code == protocol::status::ok) return {hello_result::outcome::agreed, {}};
+    if (f.h.code == protocol::status::ok) {
+        // A nonce: the other side has a cluster secret, and takes signed requests from now on.
+        if (me.secret && f.value.size() == std::tuple_size_v<protocol::session_nonce>) {
+            protocol::session_nonce nonce{};
+            std::memcpy(nonce.data(), f.value.data(), nonce.size());
+            rpc.sign_with(protocol::frame_signer(*me.secret, nonce));
+        }
+        return {hello_result::outcome::agreed, {}};
+    }
     // A peer that does not know hello (unknown opcode) cannot tell: it is let be.
     if (f.h.code == protocol::status::unknown_opcode) return {hello_result::outcome::agreed, {}};
     return {hello_result::outcome::mismatch, std::string(f.value)};

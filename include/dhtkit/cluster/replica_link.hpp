@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -174,7 +175,8 @@ private:
         std::lock_guard lock(mutex_);
         if (!outbox_.empty()) {
             if (rpc_.valid()) {
-                unsent_.append(outbox_);
+                if (rpc_.signing()) sign_into_unsent();
+                else unsent_.append(outbox_);
             } else {
                 // Frames written for a connection that failed: resent from the keys once connected.
                 resend_ = true;
@@ -188,6 +190,18 @@ private:
         }
         queued_.clear();
         return stopping_;
+    }
+
+    // The writers' frames, signed for this connection (its nonce is the link thread's to know).
+    void sign_into_unsent() {
+        for (std::size_t at = 0; at + protocol::header_size <= outbox_.size();) {
+            auto d = protocol::decode(std::span<const std::byte, protocol::header_size>(
+                                          reinterpret_cast<const std::byte*>(outbox_.data() + at), protocol::header_size),
+                                      limits_);
+            const std::string_view frame(outbox_.data() + at + protocol::header_size, d.h.key_length + d.h.value_length);
+            rpc_.append_request(unsent_, d.h, frame.substr(0, d.h.key_length), frame.substr(d.h.key_length));
+            at += protocol::header_size + frame.size();
+        }
     }
 
     bool want_retry() {
@@ -250,7 +264,7 @@ private:
             std::lock_guard lock(mutex_);
             c.id = ++next_id_;
         }
-        protocol::append_frame(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, c.id, 0, 0}, key, *rec);
+        rpc_.append_request(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, c.id, 0, 0}, key, *rec);
         c.deadline = deadline;
         return true;
     }
@@ -261,7 +275,7 @@ private:
             std::lock_guard lock(mutex_);
             c.id = ++next_id_;
         }
-        protocol::append_frame(unsent_, {c.read_op, protocol::flag_own_copy, protocol::status::ok, c.id, 0, 0}, c.hint, {});
+        rpc_.append_request(unsent_, {c.read_op, protocol::flag_own_copy, protocol::status::ok, c.id, 0, 0}, c.hint, {});
         c.deadline = deadline;
         return true;
     }

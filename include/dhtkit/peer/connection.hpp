@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "dhtkit/net/socket.hpp"
+#include "dhtkit/protocol/auth.hpp"
 #include "dhtkit/protocol/codec.hpp"
 
 namespace dhtkit {
@@ -66,6 +68,9 @@ public:
     protocol::frame_reader reader;
     std::string out;  // replies, in request order; the serving thread's
     bool broken = false;  // the protocol broke during a batch that was then held: close once resumed
+    // Set when this node, holding the cluster's secret, answered the connection's hello: checks
+    // the signed requests that follow (protocol/auth.hpp). The serving thread's.
+    std::optional<protocol::frame_verifier> verifier;
 
     // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
     std::function<void(const connection_ptr&)> resume;

@@ -60,7 +60,7 @@ public:
           self_(cluster_.peer(id)),
           policy_(cluster_.backups, cluster_.consistency_rule),
           view_(std::make_shared<cluster_view>(static_cluster_map(cluster_, policy_))),
-          client_(view_, cluster_.limits, {}, cluster_.source.string()),
+          client_(view_, cluster_.limits, {}, cluster_.source.string(), cluster_.cluster_key),
           held_(grantors_ids()),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
                   hello(), {}, &grants_, &held_),
@@ -76,7 +76,8 @@ public:
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
           router_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
-                  [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_) {
+                  [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_,
+                  cluster_.cluster_key) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;
@@ -86,6 +87,9 @@ public:
     // Listens, catches up (answering clients `unavailable` meanwhile), serves; then registers the
     // files of the shared folder in the background (their homes may not be up yet).
     void start() {
+        if (!cluster_.cluster_key)
+            log_("warning: the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
+                 "can replicate, sync and register files here");
         files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
@@ -170,7 +174,7 @@ private:
     }
 
     // What this node says first on every connection it opens.
-    protocol::hello_request hello() const { return {view_->current().digest(), cluster_.source.string()}; }
+    protocol::hello_request hello() const { return {view_->current().digest(), cluster_.source.string(), cluster_.cluster_key}; }
 
     protocol::limits frame_limits() const noexcept {
         return protocol::frame_limits(cluster_.limits.max_key_bytes, cluster_.limits.max_value_bytes);

@@ -10,8 +10,12 @@
 // water mark, so a client that does not read stops being read.
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
+#include <limits>
+#include <memory>
 #include <string>
 
 #include <fmt/format.h>
@@ -36,9 +40,10 @@ public:
 
     router(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
            const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
-           std::function<std::string()> report, log_fn log, lease_grants* grants = nullptr)
+           std::function<std::string()> report, log_fn log, lease_grants* grants = nullptr,
+           std::shared_ptr<const protocol::cluster_key> secret = nullptr)
         : keys_(keys), files_(files), sync_(sync), self_(self), view_(view), source_(std::move(source)), limits_(lim),
-          stats_(stats), report_(std::move(report)), log_(std::move(log)), grants_(grants) {}
+          stats_(stats), report_(std::move(report)), log_(std::move(log)), grants_(grants), secret_(std::move(secret)) {}
 
     next_step serve(connection& c) {
         if (c.held()) return next_step::park;  // woken while parked
@@ -109,12 +114,49 @@ private:
         protocol::append_frame(c.out, h, {}, why);
     }
 
+    // Requests only the cluster's own nodes may make: with a cluster secret, they must be signed.
+    [[nodiscard]] static bool between_nodes(const protocol::frame_view& f) noexcept {
+        using protocol::opcode;
+        switch (f.h.op) {
+            case opcode::replicate:
+            case opcode::sync:
+            case opcode::replicate_file:
+            case opcode::lease:
+            case opcode::register_file:
+            case opcode::unregister_file: return true;
+            case opcode::get:
+            case opcode::search: return f.h.flags & protocol::flag_own_copy;
+            default: return false;
+        }
+    }
+
+    // With a cluster secret: checks a signed request (and takes its MAC off), and refuses a
+    // request between nodes that is not signed. True when `f` may go on.
+    bool admit(protocol::frame_view& f, connection& c) {
+        const bool is_signed = f.h.flags & protocol::flag_signed;
+        if (!is_signed && !(secret_ && between_nodes(f))) return true;
+        if (is_signed && secret_ && c.verifier && c.verifier->verify(f)) return true;
+        stats_.count_error();
+        protocol::header reply{f.h.op, 0, protocol::status::refused, f.h.request_id, 0, 0};
+        std::string why = !secret_      ? "this peer has no cluster secret: it takes no signed requests"
+                          : is_signed   ? "bad signature: not signed with this cluster's secret for this connection, or replayed"
+                                        : "this cluster requires its secret: requests between nodes must be signed";
+        protocol::append_frame(c.out, reply, {}, why);
+        const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        auto last = last_refusal_log_.load(std::memory_order_relaxed);
+        if (now - last >= std::chrono::nanoseconds(std::chrono::seconds(1)).count() &&
+            last_refusal_log_.compare_exchange_strong(last, now, std::memory_order_relaxed))
+            log_(fmt::format("refused {} from {}: {}", static_cast<unsigned>(f.h.op), c.stream.remote().to_string(), why));
+        return false;
+    }
+
     // One request. True when a stream follows its reply.
-    bool handle(const protocol::frame_view& f, connection& c) {
+    bool handle(protocol::frame_view f, connection& c) {
         using protocol::opcode;
         using protocol::status;
         stats_.count(f.h.op);
         protocol::header reply{f.h.op, 0, status::ok, f.h.request_id, 0, 0};
+        if (f.h.op != opcode::hello && !admit(f, c)) return false;
         if (f.h.op == opcode::replicate) {
             keys_.handle(f, c);
             return false;
@@ -173,8 +215,18 @@ private:
                     stats_.count_error();
                     reply.code = them ? status::refused : status::bad_request;
                     log_(fmt::format("refused {}: {}", c.stream.remote().to_string(), refusal));
+                    protocol::append_frame(c.out, reply, {}, refusal);
+                    return false;
                 }
-                protocol::append_frame(c.out, reply, {}, refusal);
+                if (!secret_) {
+                    protocol::append_frame(c.out, reply, {}, {});
+                    return false;
+                }
+                // A fresh nonce: what the other side signs from now on is good on this connection only.
+                const auto nonce = protocol::new_nonce();
+                c.verifier.emplace(*secret_, nonce);
+                protocol::append_frame(c.out, reply, {},
+                                       std::string_view(reinterpret_cast<const char*>(nonce.data()), nonce.size()));
                 return false;
             }
             default:
@@ -197,6 +249,8 @@ private:
     std::function<std::string()> report_;
     log_fn log_;
     lease_grants* grants_;
+    std::shared_ptr<const protocol::cluster_key> secret_;
+    std::atomic<std::int64_t> last_refusal_log_{std::numeric_limits<std::int64_t>::min() / 2};
 };
 
 }  // namespace dhtkit

@@ -6,11 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "dhtkit/cluster/replication.hpp"
+#include "dhtkit/protocol/auth.hpp"
 
 namespace dhtkit {
 
@@ -44,6 +46,9 @@ struct cluster_settings {
     consistency consistency_rule = consistency::available;  // how many holders a write and a read need
     // A write or record stamped further ahead of a peer's clock is refused.
     std::chrono::milliseconds max_clock_skew{60000};
+    // The key made from [security] cluster_secret_file: peers sign their requests to each other
+    // with it, and refuse unsigned ones (protocol/auth.hpp). Null: an open cluster.
+    std::shared_ptr<const protocol::cluster_key> cluster_key;
     unsigned max_restarts = 5;   // worker restarts allowed within restart_window_s before the supervisor gives up
     unsigned restart_window_s = 60;
     std::vector<peer_settings> peers;  // the configured nodes, in file order

@@ -4,12 +4,14 @@
 // std::nullopt on any malformed input, never read past the end, and never throw.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "dhtkit/protocol/auth.hpp"
 #include "dhtkit/protocol/frame.hpp"
 
 namespace dhtkit::protocol {
@@ -165,6 +167,9 @@ inline std::optional<sync_request> decode_sync_request(std::string_view in) {
 struct hello_request {
     std::uint64_t map_digest = 0;
     std::string source;
+    // Not sent: the cluster's key, with which the connecting side signs what follows the hello
+    // when the other side answers with a session nonce (protocol/auth.hpp). Null: nothing signed.
+    std::shared_ptr<const cluster_key> secret;
 };
 
 inline std::string encode(const hello_request& h) {

@@ -9,12 +9,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "dhtkit/net/address.hpp"
 #include "dhtkit/net/socket.hpp"
+#include "dhtkit/protocol/auth.hpp"
 #include "dhtkit/protocol/codec.hpp"
 
 namespace dhtkit::protocol {
@@ -46,11 +48,21 @@ public:
     void close() noexcept {
         stream_.close();
         reader_ = frame_reader(reader_.frame_limits());
+        signer_.reset();  // a new connection gets a new nonce
+    }
+
+    // Signs every request sent from now on, for this connection (protocol/auth.hpp).
+    void sign_with(frame_signer s) { signer_.emplace(std::move(s)); }
+    [[nodiscard]] bool signing() const noexcept { return signer_.has_value(); }
+    // Appends a request frame for this connection: signed when it signs.
+    void append_request(std::string& out, const header& h, std::string_view key, std::string_view value) const {
+        if (signer_) signer_->append(out, h, key, value);
+        else append_frame(out, h, key, value);
     }
 
     rpc_status send(const header& h, std::string_view key, std::string_view value, std::chrono::milliseconds timeout) {
         out_.clear();
-        append_frame(out_, h, key, value);
+        append_request(out_, h, key, value);
         return send_bytes(out_, timeout);
     }
     rpc_status send_bytes(std::string_view bytes, std::chrono::milliseconds timeout) {
@@ -94,6 +106,7 @@ private:
     net::tcp_stream stream_;
     frame_reader reader_;
     std::string out_;
+    std::optional<frame_signer> signer_;
 };
 
 }  // namespace dhtkit::protocol
