@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "flags.hpp"
@@ -23,7 +24,10 @@ constexpr const char* usage =
     "                  unregister of a file in N's own shared folder\n"
     "  --timeout MS    how long to wait for a peer's answer before trying the next holder\n"
     "                  of the key (default 800)\n"
-    "  --help          this text and the commands\n";
+    "  --help          this text and the commands\n"
+    "\n"
+    "The client password, when the cluster has one, comes from DHTKIT_PASSWORD, else from the\n"
+    "file's [security] client_password_file.\n";
 
 }  // namespace
 
@@ -42,6 +46,8 @@ int main(int argc, char** argv) try {
     if (!config) throw std::invalid_argument("--config is required (see --help)");
 
     auto cluster = dhtkit::load_config(*config);
+    // The client password: the environment's, else the cluster file's.
+    if (const char* password = std::getenv("DHTKIT_PASSWORD"); password && *password) cluster.client_password = password;
     if (peer) (void)cluster.peer(*peer);
     dhtkit::client_options options;
     if (timeout) options.request_timeout = std::chrono::milliseconds(*timeout);

@@ -70,7 +70,8 @@ TEST_CASE("more backups than other peers are capped, and a missing file is a cle
     std::string one = "[replication]\nbackups=5\n[[peers]]\nid=3\nhost=\"h\"\nport=1\nshared=\"s\"\ndata=\"d\"\n";
     CHECK(parse_config(one, "c.toml").backups == 0);
     CHECK_THROWS_WITH(load_config("/nonexistent/dhtkit.toml"),
-                      Catch::Contains("/nonexistent/dhtkit.toml") && Catch::Contains("cannot read"));
+                      Catch::Contains("/nonexistent/dhtkit.toml") && Catch::Contains("no such config file"));
+    CHECK_THROWS_WITH(load_config("/tmp"), Catch::Contains("/tmp") && Catch::Contains("not a regular file"));
 }
 
 TEST_CASE("load_config reads a file from disk") {
@@ -107,4 +108,26 @@ TEST_CASE("a cluster secret file must be readable by its owner only, and long en
     std::filesystem::remove(file);
     CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("cannot read") && Catch::Contains("secret"));
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("an unknown table or key is an error that names the nearest known one") {
+    const std::string peer = "[[peers]]\nid = 0\nhost = \"127.0.0.1\"\nport = 7400\nshared = \"s\"\ndata = \"d\"\n";
+    CHECK_THROWS_WITH(parse_config("[pool]\nthreds = 4\n" + peer, "/x/c.toml"),
+                      Catch::Contains("/x/c.toml") && Catch::Contains("unknown key 'pool.threds'") &&
+                          Catch::Contains("did you mean 'pool.threads'?"));
+    CHECK_THROWS_WITH(parse_config("[replicaton]\nbackups = 1\n" + peer, "/x/c.toml"),
+                      Catch::Contains("unknown table 'replicaton'") && Catch::Contains("did you mean 'replication'?"));
+    CHECK_THROWS_WITH(parse_config(peer + "colour = \"blue\"\n", "/x/c.toml"),
+                      Catch::Contains("unknown key 'peers[0].colour'"));
+    CHECK_THROWS_WITH(parse_config("verbose = true\n" + peer, "/x/c.toml"), Catch::Contains("unknown key 'verbose'"));
+    // Far from every known name: no guess.
+    CHECK_THROWS_WITH(parse_config("[pool]\nzzzzzzzzzz = 1\n" + peer, "/x/c.toml"),
+                      !Catch::Contains("did you mean"));
+}
+
+TEST_CASE("two peers on one host and port are an error") {
+    const std::string twice = "[[peers]]\nid = 0\nhost = \"127.0.0.1\"\nport = 7400\nshared = \"a\"\ndata = \"a\"\n"
+                              "[[peers]]\nid = 1\nhost = \"127.0.0.1\"\nport = 7400\nshared = \"b\"\ndata = \"b\"\n";
+    CHECK_THROWS_WITH(parse_config(twice, "/x/c.toml"),
+                      Catch::Contains("peers[1].port") && Catch::Contains("127.0.0.1:7400 is peers[0]'s too"));
 }

@@ -46,6 +46,7 @@ struct cluster_options {
     // so that a peer can be partitioned off. Root only.
     bool own_network = false;
     bool secret = false;  // a cluster secret file (mode 0600) in the cluster's folder
+    std::string password = {};  // when not empty: a client password file holding it
 };
 
 class local_cluster {
@@ -67,7 +68,16 @@ public:
             const auto file = dir_ / "cluster.secret";
             std::ofstream(file) << "a secret of this test's own, long enough\n";
             std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-            text += "[security]\ncluster_secret_file = \"cluster.secret\"\n";
+        }
+        if (!opt.password.empty()) {
+            const auto file = dir_ / "client.password";
+            std::ofstream(file) << opt.password << "\n";
+            std::filesystem::permissions(file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        }
+        if (opt.secret || !opt.password.empty()) {
+            text += "[security]\n";
+            if (opt.secret) text += "cluster_secret_file = \"cluster.secret\"\n";
+            if (!opt.password.empty()) text += "client_password_file = \"client.password\"\n";
         }
         if (opt.own_network) {
             network_ = std::make_unique<test_network>(opt.peers);

@@ -135,3 +135,39 @@ TEST_CASE("a signed request is good once, on its own connection") {
     REQUIRE(bad.size() == 1);
     CHECK(bad[0].first.code == status::refused);
 }
+
+TEST_CASE("with a client password, a connection sends it before anything but ping") {
+    test::local_cluster cluster({.password = "open sesame"});
+    REQUIRE(cluster.config().client_password == "open sesame");
+    cluster.start_all();
+    auto c = cluster.client(2000ms);  // has the password from the cluster file
+    REQUIRE(c.put("guarded", "v").ok());
+    CHECK(c.get("guarded").value == "v");
+
+    test::raw_session s{test::raw_connect(cluster, 0)};
+    s.send(test::frame(opcode::ping, 1, {}) + test::frame(opcode::put, 2, "guarded", "forged") +
+           test::frame(opcode::get, 3, "guarded") + test::frame(opcode::auth, 4, {}, "guess") +
+           test::frame(opcode::put, 5, "guarded", "forged") + test::frame(opcode::auth, 6, {}, "open sesame") +
+           test::frame(opcode::get, 7, "guarded"));
+    auto got = s.read(7);
+    REQUIRE(got.size() == 7);
+    CHECK(got[0].first.code == status::ok);  // ping needs no password
+    CHECK(got[1].first.code == status::refused);
+    CHECK(got[1].second.find("authentication required") != std::string::npos);
+    CHECK(got[2].first.code == status::refused);  // reads too
+    CHECK(got[3].first.code == status::refused);
+    CHECK(got[3].second == "wrong password");
+    CHECK(got[4].first.code == status::refused);
+    CHECK(got[5].first.code == status::ok);
+    CHECK(got[6].first.code == status::ok);
+    CHECK(got[6].second == "v");  // nothing forged got in
+
+    // A client with a wrong password hears why.
+    auto settings = cluster.config();
+    settings.client_password = "guess";
+    client wrong(settings);
+    auto r = wrong.put("guarded", "forged");
+    CHECK_FALSE(r.ok());
+    CHECK(r.error.find("wrong password") != std::string::npos);
+    CHECK(c.get("guarded").value == "v");
+}

@@ -7,11 +7,13 @@
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000
 //   [supervisor]  max_restarts = 5, window_s = 60
-//   [security]    cluster_secret_file = "secret" (readable by its owner only; unset: an open cluster)
+//   [security]    cluster_secret_file = "secret" (readable by its owner only; unset: an open cluster),
+//                 client_password_file = "password" (readable by its owner only; unset: no password)
 //   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data"
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -83,31 +85,116 @@ private:
     std::filesystem::path base_;
 };
 
-// The key made from a cluster secret file, which must be a regular file that only its owner can
-// read: a secret that others on the host can read is no secret.
-inline std::shared_ptr<const protocol::cluster_key> read_cluster_secret(const std::filesystem::path& file,
-                                                                        const std::filesystem::path& source) {
+// The content of a file that holds a secret, which must be a regular file that only its owner
+// can read: a secret that others on the host can read is no secret.
+inline std::string read_secret_file(const std::filesystem::path& file, const std::filesystem::path& source,
+                                    std::string_view key) {
     struct stat st {};
     if (::stat(file.c_str(), &st) != 0)
-        throw config_error(fmt::format("{}: security.cluster_secret_file: cannot read {}: {}", source.string(),
-                                       file.string(), std::strerror(errno)));
+        throw config_error(fmt::format("{}: {}: cannot read {}: {}", source.string(), key, file.string(), std::strerror(errno)));
     if (!S_ISREG(st.st_mode))
-        throw config_error(fmt::format("{}: security.cluster_secret_file: {} is not a regular file", source.string(),
-                                       file.string()));
+        throw config_error(fmt::format("{}: {}: {} is not a regular file", source.string(), key, file.string()));
     if (st.st_mode & 077)
-        throw config_error(fmt::format("{}: security.cluster_secret_file: {} can be read by others (mode {:04o}): "
-                                       "chmod 600 it",
-                                       source.string(), file.string(), st.st_mode & 07777));
+        throw config_error(fmt::format("{}: {}: {} can be read by others (mode {:04o}): chmod 600 it", source.string(),
+                                       key, file.string(), st.st_mode & 07777));
     std::ifstream in(file, std::ios::binary);
     std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in.good() && !in.eof())
-        throw config_error(fmt::format("{}: security.cluster_secret_file: cannot read {}", source.string(), file.string()));
+        throw config_error(fmt::format("{}: {}: cannot read {}", source.string(), key, file.string()));
+    return secret;
+}
+
+// The key made from a cluster secret file (at least 16 bytes).
+inline std::shared_ptr<const protocol::cluster_key> read_cluster_secret(const std::filesystem::path& file,
+                                                                        const std::filesystem::path& source) {
+    auto secret = read_secret_file(file, source, "security.cluster_secret_file");
     if (secret.size() < 16)
         throw config_error(fmt::format("{}: security.cluster_secret_file: {} holds {} bytes; a secret needs at least 16",
                                        source.string(), file.string(), secret.size()));
     auto key = std::make_shared<protocol::cluster_key>(protocol::derive_key(secret));
     sodium_memzero(secret.data(), secret.size());
     return key;
+}
+
+// A client password file: its first line.
+inline std::string read_client_password(const std::filesystem::path& file, const std::filesystem::path& source) {
+    auto text = read_secret_file(file, source, "security.client_password_file");
+    auto password = text.substr(0, text.find_first_of("\r\n"));
+    sodium_memzero(text.data(), text.size());
+    if (password.empty())
+        throw config_error(fmt::format("{}: security.client_password_file: {} holds no password on its first line",
+                                       source.string(), file.string()));
+    return password;
+}
+
+// Every table and key a cluster file may hold; anything else is a mistake worth stopping for
+// (`threds`, `[replicaton]`), not a setting to ignore.
+struct known_table {
+    std::string_view name;
+    std::vector<std::string_view> keys;
+};
+inline const std::vector<known_table>& known_tables() {
+    static const std::vector<known_table> tables{
+        {"pool", {"threads", "dispatch"}},
+        {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight"}},
+        {"replication", {"backups", "consistency", "max_clock_skew_ms"}},
+        {"security", {"cluster_secret_file", "client_password_file"}},
+        {"supervisor", {"max_restarts", "window_s"}},
+        {"peers", {"id", "host", "port", "shared", "data"}},
+    };
+    return tables;
+}
+
+// Levenshtein distance, for "did you mean".
+inline std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = up;
+        }
+    }
+    return row[b.size()];
+}
+
+// ", did you mean 'x'?" for the nearest of `names` to `name`, when one is near enough.
+inline std::string nearest(std::string_view name, const std::vector<std::string_view>& names, std::string_view prefix) {
+    std::string_view best;
+    std::size_t best_distance = std::max<std::size_t>(2, name.size() / 3) + 1;
+    for (auto n : names)
+        if (auto d = edit_distance(name, n); d < best_distance) {
+            best = n;
+            best_distance = d;
+        }
+    return best.empty() ? std::string() : fmt::format(" (did you mean '{}{}'?)", prefix, best);
+}
+
+// Throws for the first table or key the file has that no setting reads.
+inline void check_known(const toml::table& root, const std::filesystem::path& source) {
+    std::vector<std::string_view> tables;
+    for (const auto& t : known_tables()) tables.push_back(t.name);
+    auto check_keys = [&](const toml::table& t, const known_table& spec, const std::string& where) {
+        for (const auto& [k, v] : t) {
+            if (std::find(spec.keys.begin(), spec.keys.end(), k.str()) != spec.keys.end()) continue;
+            throw config_error(fmt::format("{}: unknown key '{}.{}'{}", source.string(), where, k.str(),
+                                           nearest(k.str(), spec.keys, std::string(where) + ".")));
+        }
+    };
+    for (const auto& [k, v] : root) {
+        auto spec = std::find_if(known_tables().begin(), known_tables().end(),
+                                 [&](const known_table& t) { return t.name == k.str(); });
+        if (spec == known_tables().end())
+            throw config_error(fmt::format("{}: unknown {} '{}'{}", source.string(), v.is_table() ? "table" : "key",
+                                           k.str(), nearest(k.str(), tables, "")));
+        if (const auto* t = v.as_table()) check_keys(*t, *spec, std::string(k.str()));
+        if (const auto* a = v.as_array())
+            for (std::size_t i = 0; i < a->size(); ++i)
+                if (const auto* t = (*a)[i].as_table()) check_keys(*t, *spec, fmt::format("{}[{}]", k.str(), i));
+    }
 }
 
 }  // namespace detail
@@ -123,6 +210,7 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
                                        e.source().begin.line, e.source().begin.column,
                                        e.description()));
     }
+    detail::check_known(root, source);
     detail::config_reader in(root, std::filesystem::absolute(source));
     cluster_settings c;
     c.source = source;
@@ -151,6 +239,8 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         view["replication"]["max_clock_skew_ms"], "replication.max_clock_skew_ms", 1, 86'400'000, 60'000));
     if (auto s = view["security"]["cluster_secret_file"])
         c.cluster_key = detail::read_cluster_secret(in.path(s, "security.cluster_secret_file"), source);
+    if (auto s = view["security"]["client_password_file"])
+        c.client_password = detail::read_client_password(in.path(s, "security.client_password_file"), source);
     c.max_restarts = in.integer<unsigned>(view["supervisor"]["max_restarts"], "supervisor.max_restarts", 0, 1000, 5);
     c.restart_window_s = in.integer<unsigned>(view["supervisor"]["window_s"], "supervisor.window_s", 1, 86400, 60);
 
@@ -168,6 +258,9 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         pc.port = in.integer<std::uint16_t>(p["port"], at + ".port", 1, 65535, std::nullopt);
         pc.shared_dir = in.path(p["shared"], at + ".shared");
         pc.data_dir = in.path(p["data"], at + ".data");
+        for (std::size_t j = 0; j < c.peers.size(); ++j)
+            if (c.peers[j].host == pc.host && c.peers[j].port == pc.port)
+                in.fail(at + ".port", fmt::format("an address of its own ({}:{} is peers[{}]'s too)", pc.host, pc.port, j));
         c.peers.push_back(std::move(pc));
     }
     // More backups than other peers would only copy a key onto the same peers again.
@@ -178,8 +271,12 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
 
 inline cluster_settings load_config(const std::filesystem::path& file) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(file, ec))
-        throw config_error(fmt::format("{}: cannot read the config: not a regular file", file.string()));
+    const auto st = std::filesystem::status(file, ec);
+    if (st.type() == std::filesystem::file_type::not_found)
+        throw config_error(fmt::format("{}: no such config file", file.string()));
+    if (!std::filesystem::is_regular_file(st))
+        throw config_error(fmt::format("{}: cannot read the config: {}", file.string(),
+                                       ec ? ec.message() : std::string("not a regular file")));
     std::ifstream in(file, std::ios::binary);
     if (!in) throw config_error(fmt::format("{}: cannot open the config", file.string()));
     std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -40,6 +40,13 @@ inline hello_result say_hello(protocol::rpc_stream& rpc, const protocol::hello_r
             std::memcpy(nonce.data(), f.value.data(), nonce.size());
             rpc.sign_with(protocol::frame_signer(*me.secret, nonce));
         }
+        if (!me.password.empty()) {
+            if (rpc.send({protocol::opcode::auth, 0, protocol::status::ok, id, 0, 0}, {}, me.password, timeout) !=
+                    protocol::rpc_status::ok ||
+                rpc.receive(f, timeout) != protocol::rpc_status::ok)
+                return {hello_result::outcome::failed, "no answer to auth"};
+            if (f.h.code != protocol::status::ok) return {hello_result::outcome::mismatch, std::string(f.value)};
+        }
         return {hello_result::outcome::agreed, {}};
     }
     // A peer that does not know hello (unknown opcode) cannot tell: it is let be.

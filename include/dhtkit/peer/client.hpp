@@ -145,14 +145,16 @@ public:
     // Follows `view`, which the caller may share (a peer's own client reads the peer's map).
     // `source` names where the map came from (a config file), for the words of a mismatch.
     // `secret`: the cluster's key, when this client is one of its nodes (or their operator's tool).
+    // `password`: the cluster's client password, sent on every connection it opens, if any.
     client(std::shared_ptr<const cluster_view> view, limits_settings lim, client_options opt = {}, std::string source = {},
-           std::shared_ptr<const protocol::cluster_key> secret = nullptr)
-        : view_(std::move(view)), limits_(lim), options_(opt), source_(std::move(source)), secret_(std::move(secret)) {}
+           std::shared_ptr<const protocol::cluster_key> secret = nullptr, std::string password = {})
+        : view_(std::move(view)), limits_(lim), options_(opt), source_(std::move(source)), secret_(std::move(secret)),
+          password_(std::move(password)) {}
     // A client of the static cluster in `cluster` (its peers in file order, static backup), with
     // the cluster's secret when the settings name one.
     explicit client(const cluster_settings& cluster, client_options opt = {})
         : client(std::make_shared<cluster_view>(static_cluster_map(cluster, static_backup(cluster.backups))),
-                 cluster.limits, opt, cluster.source.string(), cluster.cluster_key) {}
+                 cluster.limits, opt, cluster.source.string(), cluster.cluster_key, cluster.client_password) {}
 
     [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
     [[nodiscard]] node_id home_of(std::string_view key) const { return map().holders_of_key(key).front(); }
@@ -253,7 +255,7 @@ private:
         if (!n) return nullptr;
         auto& slot = links_[id];
         slot = std::make_unique<peer_link>(*n, protocol::frame_limits(limits_.max_key_bytes, limits_.max_value_bytes),
-                                           options_, protocol::hello_request{map().digest(), source_, secret_});
+                                           options_, protocol::hello_request{map().digest(), source_, secret_, password_});
         return slot.get();
     }
 
@@ -282,6 +284,7 @@ private:
     client_options options_;
     std::string source_;
     std::shared_ptr<const protocol::cluster_key> secret_;
+    std::string password_;
     version_clock clock_{random_id()};
     std::mutex links_mutex_;
     // Links are kept while the client lives: a caller may be inside one when the map changes.

@@ -71,6 +71,7 @@ public:
     // Set when this node, holding the cluster's secret, answered the connection's hello: checks
     // the signed requests that follow (protocol/auth.hpp). The serving thread's.
     std::optional<protocol::frame_verifier> verifier;
+    bool authenticated = false;  // sent the client password (when the peer has one)
 
     // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
     std::function<void(const connection_ptr&)> resume;

@@ -60,7 +60,7 @@ public:
           self_(cluster_.peer(id)),
           policy_(cluster_.backups, cluster_.consistency_rule),
           view_(std::make_shared<cluster_view>(static_cluster_map(cluster_, policy_))),
-          client_(view_, cluster_.limits, {}, cluster_.source.string(), cluster_.cluster_key),
+          client_(view_, cluster_.limits, {}, cluster_.source.string(), cluster_.cluster_key, cluster_.client_password),
           held_(grantors_ids()),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
                   hello(), {}, &grants_, &held_),
@@ -77,7 +77,7 @@ public:
                  stats_),
           router_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
                   [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_,
-                  cluster_.cluster_key) {
+                  cluster_.cluster_key, cluster_.client_password) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;
@@ -174,7 +174,10 @@ private:
     }
 
     // What this node says first on every connection it opens.
-    protocol::hello_request hello() const { return {view_->current().digest(), cluster_.source.string(), cluster_.cluster_key}; }
+    // No password: what a node asks of another node is the cluster secret's business, not the password's.
+    protocol::hello_request hello() const {
+        return {view_->current().digest(), cluster_.source.string(), cluster_.cluster_key, {}};
+    }
 
     protocol::limits frame_limits() const noexcept {
         return protocol::frame_limits(cluster_.limits.max_key_bytes, cluster_.limits.max_value_bytes);

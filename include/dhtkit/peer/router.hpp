@@ -41,9 +41,10 @@ public:
     router(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
            const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
            std::function<std::string()> report, log_fn log, lease_grants* grants = nullptr,
-           std::shared_ptr<const protocol::cluster_key> secret = nullptr)
+           std::shared_ptr<const protocol::cluster_key> secret = nullptr, std::string password = {})
         : keys_(keys), files_(files), sync_(sync), self_(self), view_(view), source_(std::move(source)), limits_(lim),
-          stats_(stats), report_(std::move(report)), log_(std::move(log)), grants_(grants), secret_(std::move(secret)) {}
+          stats_(stats), report_(std::move(report)), log_(std::move(log)), grants_(grants), secret_(std::move(secret)),
+          password_(std::move(password)) {}
 
     next_step serve(connection& c) {
         if (c.held()) return next_step::park;  // woken while parked
@@ -131,23 +132,38 @@ private:
     }
 
     // With a cluster secret: checks a signed request (and takes its MAC off), and refuses a
-    // request between nodes that is not signed. True when `f` may go on.
+    // request between nodes that is not signed. With a client password: refuses a client's
+    // request, but ping, on a connection that has not sent it (a signed request needs none: the
+    // secret says more). True when `f` may go on.
     bool admit(protocol::frame_view& f, connection& c) {
+        using protocol::opcode;
         const bool is_signed = f.h.flags & protocol::flag_signed;
-        if (!is_signed && !(secret_ && between_nodes(f))) return true;
-        if (is_signed && secret_ && c.verifier && c.verifier->verify(f)) return true;
+        std::string_view why;
+        if (is_signed) {
+            if (secret_ && c.verifier && c.verifier->verify(f)) return true;
+            why = secret_ ? "bad signature: not signed with this cluster's secret for this connection, or replayed"
+                          : "this peer has no cluster secret: it takes no signed requests";
+        } else if (secret_ && between_nodes(f)) {
+            why = "this cluster requires its secret: requests between nodes must be signed";
+        } else if (!password_.empty() && !c.authenticated && !between_nodes(f) && f.h.op != opcode::ping &&
+                   f.h.op != opcode::auth) {
+            why = "authentication required: send the client password first (auth)";
+        } else {
+            return true;
+        }
+        refuse(f, c, why);
+        return false;
+    }
+
+    void refuse(const protocol::frame_view& f, connection& c, std::string_view why) {
         stats_.count_error();
         protocol::header reply{f.h.op, 0, protocol::status::refused, f.h.request_id, 0, 0};
-        std::string why = !secret_      ? "this peer has no cluster secret: it takes no signed requests"
-                          : is_signed   ? "bad signature: not signed with this cluster's secret for this connection, or replayed"
-                                        : "this cluster requires its secret: requests between nodes must be signed";
         protocol::append_frame(c.out, reply, {}, why);
         const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
         auto last = last_refusal_log_.load(std::memory_order_relaxed);
         if (now - last >= std::chrono::nanoseconds(std::chrono::seconds(1)).count() &&
             last_refusal_log_.compare_exchange_strong(last, now, std::memory_order_relaxed))
             log_(fmt::format("refused {} from {}: {}", static_cast<unsigned>(f.h.op), c.stream.remote().to_string(), why));
-        return false;
     }
 
     // One request. True when a stream follows its reply.
@@ -207,6 +223,22 @@ private:
                 }
                 return false;
             }
+            case opcode::auth: {
+                if (password_.empty()) {
+                    reply.code = status::bad_request;
+                    protocol::append_frame(c.out, reply, {}, "this peer has no client password");
+                    return false;
+                }
+                // Compared in constant time: how long a wrong guess takes says nothing.
+                if (f.value.size() != password_.size() ||
+                    sodium_memcmp(f.value.data(), password_.data(), password_.size()) != 0) {
+                    refuse(f, c, "wrong password");
+                    return false;
+                }
+                c.authenticated = true;
+                protocol::append_frame(c.out, reply, {}, {});
+                return false;
+            }
             case opcode::hello: {
                 auto them = protocol::decode_hello(f.value);
                 std::string refusal = them ? hello_refusal(*them, view_.current().digest(), source_, self_)
@@ -250,6 +282,7 @@ private:
     log_fn log_;
     lease_grants* grants_;
     std::shared_ptr<const protocol::cluster_key> secret_;
+    std::string password_;
     std::atomic<std::int64_t> last_refusal_log_{std::numeric_limits<std::int64_t>::min() / 2};
 };
 

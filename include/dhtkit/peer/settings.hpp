@@ -49,6 +49,9 @@ struct cluster_settings {
     // The key made from [security] cluster_secret_file: peers sign their requests to each other
     // with it, and refuse unsigned ones (protocol/auth.hpp). Null: an open cluster.
     std::shared_ptr<const protocol::cluster_key> cluster_key;
+    // From [security] client_password_file (or, for dhtkit-cli, DHTKIT_PASSWORD): when set, a
+    // connection sends it (`auth`) before anything but ping. Empty: no password.
+    std::string client_password;
     unsigned max_restarts = 5;   // worker restarts allowed within restart_window_s before the supervisor gives up
     unsigned restart_window_s = 60;
     std::vector<peer_settings> peers;  // the configured nodes, in file order

@@ -51,9 +51,10 @@ enum class opcode : std::uint8_t {
     replicate_file = 14,  // to a backup: copy file NAME from the holder in the value, then hold it
     hello = 15,           // first on a connection: the digest of the sender's cluster map, and its source
     lease = 16,           // to a node sharing slots: grant the asker (node id in the value) a read lease
+    auth = 17,            // the client password (value), when the peer has one: then anything else may follow
 };
 
-inline constexpr std::uint8_t max_opcode = 16;
+inline constexpr std::uint8_t max_opcode = 17;
 
 // Header flag of a sync reply: more records follow under the same request id.
 inline constexpr std::uint8_t flag_more = 1;

@@ -169,7 +169,9 @@ struct hello_request {
     std::string source;
     // Not sent: the cluster's key, with which the connecting side signs what follows the hello
     // when the other side answers with a session nonce (protocol/auth.hpp). Null: nothing signed.
-    std::shared_ptr<const cluster_key> secret;
+    std::shared_ptr<const cluster_key> secret = nullptr;
+    // Not sent in the hello either: when not empty, sent as an `auth` request right after it.
+    std::string password = {};
 };
 
 inline std::string encode(const hello_request& h) {
