@@ -330,3 +330,30 @@ TEST_CASE("a client or a peer started with another cluster file is refused on bo
     auto c = cluster.client();
     CHECK(c.put("after", "fine").ok());
 }
+
+TEST_CASE("obtain skips a holder whose file changed since it was registered, and names it") {
+    test::local_cluster cluster({.backups = 0, .password = "files too"});  // only the holders the test makes
+    write_file(cluster.shared(1) / "doc.bin", 4096, 5);
+    std::filesystem::copy_file(cluster.shared(1) / "doc.bin", cluster.shared(2) / "doc.bin");
+    const auto original = read_file(cluster.shared(1) / "doc.bin");
+    cluster.start_all();
+    auto c = cluster.client();
+    REQUIRE(test::eventually([&] { return c.search("doc.bin").second.size() == 2; }));
+
+    // Both holders' copies change behind the registry's back, one after the other.
+    write_file(cluster.shared(1) / "doc.bin", 4096, 6);  // same size, other bytes
+    auto dest = cluster.dir() / "doc.copy";
+    auto first = c.obtain("doc.bin", dest);
+    REQUIRE(first.ok());
+    CHECK(read_file(dest) == original);  // from the holder whose file is still the registered one
+
+    write_file(cluster.shared(2) / "doc.bin", 100, 7);
+    auto dest2 = cluster.dir() / "doc.second";
+    auto second = c.obtain("doc.bin", dest2);
+    CHECK_FALSE(second.ok());
+    INFO(second.error);
+    CHECK(second.error.find("peer 1") != std::string::npos);
+    CHECK(second.error.find("peer 2") != std::string::npos);
+    CHECK(second.error.find("changed since it was registered") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dest2));
+}

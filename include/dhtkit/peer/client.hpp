@@ -157,6 +157,8 @@ public:
                  cluster.limits, opt, cluster.source.string(), cluster.cluster_key, cluster.client_password) {}
 
     [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
+    // What this client says first on a connection: its map's digest, and its credentials.
+    [[nodiscard]] protocol::hello_request hello() const { return {map().digest(), source_, secret_, password_}; }
     [[nodiscard]] node_id home_of(std::string_view key) const { return map().holders_of_key(key).front(); }
 
     // The nodes that hold `key`, in the order requests for it try them.
@@ -238,10 +240,13 @@ public:
                                                  ? fmt::format("no peer has registered '{}'", name)
                                                  : found.error};
         download_result last{protocol::status::unavailable, "no holder could be reached"};
+        std::string errors;  // every holder tried, by name
         for (const auto& h : holders) {
-            last = download_file(h, name, dest, options_.connect_timeout, options_.transfer_timeout, progress);
+            last = download_file(h, name, dest, options_.connect_timeout, options_.transfer_timeout, progress, hello());
             if (last.ok()) return last;
+            errors += (errors.empty() ? "" : "; ") + last.error;
         }
+        if (!errors.empty()) last.error = errors;
         return last;
     }
 
@@ -255,7 +260,7 @@ private:
         if (!n) return nullptr;
         auto& slot = links_[id];
         slot = std::make_unique<peer_link>(*n, protocol::frame_limits(limits_.max_key_bytes, limits_.max_value_bytes),
-                                           options_, protocol::hello_request{map().digest(), source_, secret_, password_});
+                                           options_, hello());
         return slot.get();
     }
 

@@ -28,9 +28,11 @@ public:
     using announce_fn = std::function<void(std::string_view name)>;
     using log_fn = std::function<void(const std::string&)>;
 
-    // `announce` registers a copy that landed; `log` hears of copies that failed.
-    file_copier(shared_folder& shared, std::uint64_t self, announce_fn announce, log_fn log)
-        : shared_(shared), self_(self), announce_(std::move(announce)), log_(std::move(log)) {
+    // `announce` registers a copy that landed; `log` hears of copies that failed; `hello` is what
+    // a download says first.
+    file_copier(shared_folder& shared, std::uint64_t self, announce_fn announce, log_fn log,
+                protocol::hello_request hello = {})
+        : shared_(shared), self_(self), announce_(std::move(announce)), log_(std::move(log)), hello_(std::move(hello)) {
         thread_ = std::thread([this] { run(); });
     }
     file_copier(const file_copier&) = delete;
@@ -93,7 +95,7 @@ private:
             }
         } else {
             auto r = download_file(j.from, j.name, shared_.root() / j.name, std::chrono::milliseconds(250),
-                                   std::chrono::seconds(5));
+                                   std::chrono::seconds(5), {}, hello_);
             if (!r.ok()) {
                 log_(fmt::format("copying '{}' from peer {} failed: {}", j.name, j.from.peer_id, r.error));
                 return;
@@ -106,6 +108,7 @@ private:
     std::uint64_t self_;
     announce_fn announce_;
     log_fn log_;
+    protocol::hello_request hello_;
 
     std::mutex mutex_;
     std::condition_variable wake_;

@@ -1,8 +1,9 @@
 #pragma once
 // Downloads one file from one holder: ask for it (fetch), read its size and checksum, stream the
 // bytes into a temporary file beside the destination while hashing them, and rename it into place
-// only when every byte arrived and the checksum matches. A holder that vanishes mid-transfer
-// leaves no partial file behind.
+// only when every byte arrived and the checksum matches — both the holder's and the registry
+// entry's, so that what arrives is what `search` promised: a file changed on its holder after it
+// was registered is refused. A holder that vanishes mid-transfer leaves no partial file behind.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/net/unique_fd.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/rpc.hpp"
@@ -76,9 +78,12 @@ inline bool write_all(int fd, const char* data, std::size_t n) {
 }
 }  // namespace detail
 
+// `from` is the registry's entry for the holder; `hello`, what to say first (the map digest, and
+// the cluster's secret and client password where there are some).
 inline download_result download_file(const protocol::holder& from, std::string_view name,
                                      const std::filesystem::path& dest, std::chrono::milliseconds connect_timeout,
-                                     std::chrono::milliseconds io_timeout, const download_progress& progress = {}) {
+                                     std::chrono::milliseconds io_timeout, const download_progress& progress = {},
+                                     const protocol::hello_request& hello = {}) {
     using protocol::status;
     const std::string who = fmt::format("peer {} ({}:{})", from.peer_id, from.host, from.port);
     auto fail = [&](status code, std::string why) {
@@ -91,6 +96,8 @@ inline download_result download_file(const protocol::holder& from, std::string_v
     } catch (const std::exception& e) {
         return fail(status::unavailable, e.what());
     }
+    if (auto h = say_hello(rpc, hello, io_timeout); !h.agreed())
+        return fail(h.how == hello_result::outcome::mismatch ? status::refused : status::unavailable, h.why);
     if (rpc.send({protocol::opcode::fetch, 0, status::ok, 1, 0, 0}, name, {}, io_timeout) != protocol::rpc_status::ok)
         return fail(status::unavailable, "the request could not be sent");
 
@@ -103,6 +110,11 @@ inline download_result download_file(const protocol::holder& from, std::string_v
         return fail(answer.h.code, fmt::format("{}{}{}", to_string(answer.h.code), answer.value.empty() ? "" : ": ", answer.value));
     auto meta = protocol::decode_file_meta(answer.value);
     if (!meta) return fail(status::bad_request, "malformed size and checksum");
+    if (meta->size != from.size || meta->checksum != from.checksum)
+        return fail(status::unavailable,
+                    fmt::format("its file changed since it was registered ({} bytes, checksum {:016x}; now {} bytes, "
+                                "checksum {:016x})",
+                                from.size, from.checksum, meta->size, meta->checksum));
 
     std::optional<temp_file> part;
     try {

@@ -60,7 +60,7 @@ public:
     void start(log_fn log) {
         log_ = std::move(log);
         copier_ = std::make_unique<file_copier>(shared_, self_.id, [this](std::string_view name) { announce(name, false); },
-                                                log_);
+                                                log_, client_.hello());
         workers_ = std::make_unique<thread_pool>(2);
     }
 
