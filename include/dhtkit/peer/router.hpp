@@ -115,21 +115,7 @@ private:
         protocol::append_frame(c.out, h, {}, why);
     }
 
-    // Requests only the cluster's own nodes may make: with a cluster secret, they must be signed.
-    [[nodiscard]] static bool between_nodes(const protocol::frame_view& f) noexcept {
-        using protocol::opcode;
-        switch (f.h.op) {
-            case opcode::replicate:
-            case opcode::sync:
-            case opcode::replicate_file:
-            case opcode::lease:
-            case opcode::register_file:
-            case opcode::unregister_file: return true;
-            case opcode::get:
-            case opcode::search: return f.h.flags & protocol::flag_own_copy;
-            default: return false;
-        }
-    }
+    [[nodiscard]] static bool between_nodes(const protocol::frame_view& f) noexcept { return protocol::needs_signature(f.h); }
 
     // With a cluster secret: checks a signed request (and takes its MAC off), and refuses a
     // request between nodes that is not signed. With a client password: refuses a client's

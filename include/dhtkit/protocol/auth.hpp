@@ -2,8 +2,9 @@
 // Signed frames: how the nodes of a cluster that share a secret know each other's requests.
 //
 // A node that has the cluster's secret answers every hello with a fresh random session nonce.
-// The connecting side, if it has the secret too, signs every request it sends on that connection
-// after the hello: the frame carries flag `signed` and its value ends with a MAC (libsodium's
+// The connecting side, if it has the secret too, signs the requests that only the cluster's own
+// nodes may make (needs_signature) that it sends on that connection after the hello (a client's
+// put or get needs none, and is spared the cost): the frame carries flag `signed` and its value ends with a MAC (libsodium's
 // crypto_auth, HMAC-SHA-512-256) over the nonce, the request's opcode, flags and id, its key and
 // the rest of its value. The answering side accepts a signed request only with a good MAC and an
 // id above the last one it accepted on that connection. So a recorded request is worth nothing:
@@ -40,11 +41,20 @@ inline void sodium_ready() {
     if (!ready) throw std::runtime_error("libsodium could not be initialised");
 }
 
-inline void mac_of(const cluster_key& key, const session_nonce& nonce, const header& h, std::string_view k,
-                   std::string_view v, unsigned char* out) {
-    crypto_auth_hmacsha512256_state st;
+using mac_state = crypto_auth_hmacsha512256_state;
+
+// The HMAC's state once it has taken the key and a connection's nonce: made once per connection
+// and copied for each frame, which saves hashing the key's two padded blocks every time.
+inline mac_state keyed_state(const cluster_key& key, const session_nonce& nonce) {
+    sodium_ready();
+    mac_state st;
     crypto_auth_hmacsha512256_init(&st, key.data(), key.size());
     crypto_auth_hmacsha512256_update(&st, nonce.data(), nonce.size());
+    return st;
+}
+
+inline void mac_of(const mac_state& keyed, const header& h, std::string_view k, std::string_view v, unsigned char* out) {
+    mac_state st = keyed;
     unsigned char fixed[2 + 8 + 4 + 4];
     fixed[0] = static_cast<unsigned char>(h.op);
     fixed[1] = static_cast<unsigned char>(h.flags | flag_signed);
@@ -58,6 +68,21 @@ inline void mac_of(const cluster_key& key, const session_nonce& nonce, const hea
     crypto_auth_hmacsha512256_final(&st, out);
 }
 }  // namespace detail
+
+// The requests only the cluster's own nodes make: with a cluster secret, they must be signed.
+[[nodiscard]] constexpr bool needs_signature(const header& h) noexcept {
+    switch (h.op) {
+        case opcode::replicate:
+        case opcode::sync:
+        case opcode::replicate_file:
+        case opcode::lease:
+        case opcode::register_file:
+        case opcode::unregister_file: return true;
+        case opcode::get:
+        case opcode::search: return h.flags & flag_own_copy;
+        default: return false;
+    }
+}
 
 // The key a secret's bytes make.
 [[nodiscard]] inline cluster_key derive_key(std::string_view secret) {
@@ -79,12 +104,12 @@ inline void mac_of(const cluster_key& key, const session_nonce& nonce, const hea
 // The connecting side's: appends request frames signed for one connection.
 class frame_signer {
 public:
-    frame_signer(const cluster_key& key, const session_nonce& nonce) : key_(key), nonce_(nonce) {}
+    frame_signer(const cluster_key& key, const session_nonce& nonce) : keyed_(detail::keyed_state(key, nonce)) {}
 
     void append(std::string& out, header h, std::string_view key, std::string_view value) const {
         h.flags |= flag_signed;
         unsigned char mac[mac_size];
-        detail::mac_of(key_, nonce_, h, key, value, mac);
+        detail::mac_of(keyed_, h, key, value, mac);
         h.key_length = static_cast<std::uint32_t>(key.size());
         h.value_length = static_cast<std::uint32_t>(value.size() + mac_size);
         const auto at = out.size();
@@ -96,14 +121,13 @@ public:
     }
 
 private:
-    cluster_key key_;
-    session_nonce nonce_;
+    detail::mac_state keyed_;
 };
 
 // The answering side's, one per connection: checks signed requests.
 class frame_verifier {
 public:
-    frame_verifier(const cluster_key& key, const session_nonce& nonce) : key_(key), nonce_(nonce) {}
+    frame_verifier(const cluster_key& key, const session_nonce& nonce) : keyed_(detail::keyed_state(key, nonce)) {}
 
     // For a frame with flag `signed`: true when its MAC is good and its id unspent; then
     // `f.value` no longer includes the MAC.
@@ -112,7 +136,7 @@ public:
         if (spent_ && f.h.request_id <= last_id_) return false;
         auto value = f.value.substr(0, f.value.size() - mac_size);
         unsigned char mac[mac_size];
-        detail::mac_of(key_, nonce_, f.h, f.key, value, mac);
+        detail::mac_of(keyed_, f.h, f.key, value, mac);
         if (sodium_memcmp(mac, f.value.data() + value.size(), mac_size) != 0) return false;
         last_id_ = f.h.request_id;
         spent_ = true;
@@ -121,8 +145,7 @@ public:
     }
 
 private:
-    cluster_key key_;
-    session_nonce nonce_;
+    detail::mac_state keyed_;
     std::uint64_t last_id_ = 0;
     bool spent_ = false;
 };

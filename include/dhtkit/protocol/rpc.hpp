@@ -51,12 +51,12 @@ public:
         signer_.reset();  // a new connection gets a new nonce
     }
 
-    // Signs every request sent from now on, for this connection (protocol/auth.hpp).
+    // Signs the requests sent from now on that need it, for this connection (protocol/auth.hpp).
     void sign_with(frame_signer s) { signer_.emplace(std::move(s)); }
     [[nodiscard]] bool signing() const noexcept { return signer_.has_value(); }
-    // Appends a request frame for this connection: signed when it signs.
+    // Appends a request frame for this connection: signed when it signs and the request needs it.
     void append_request(std::string& out, const header& h, std::string_view key, std::string_view value) const {
-        if (signer_) signer_->append(out, h, key, value);
+        if (signer_ && needs_signature(h)) signer_->append(out, h, key, value);
         else append_frame(out, h, key, value);
     }
 
