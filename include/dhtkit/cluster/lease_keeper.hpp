@@ -111,9 +111,12 @@ private:
                                                          : lease_holdings::absence::out_of_reach;
                     // Excused as soon as the shared slots wait for the catch-up (they answer
                     // nothing from this copy until it is done), so that writes go on meanwhile.
-                    if (lapsed) catch_up_(from.id, false, [&] { held_.excuse(from.id, why); });
-                    caught_up = true;
-                    held_.excuse(from.id, why);
+                    if (lapsed) {
+                        catch_up_(from.id, false, [&] { held_.excuse(from.id, why); });
+                        caught_up = true;
+                    }
+                    // Not while the lease still runs: if it lapses, the next round catches up first.
+                    if (caught_up && !held_.valid(from.id)) held_.excuse(from.id, why);
                     break;
                 }
             }
