@@ -75,8 +75,13 @@ TEST_CASE("malformed registry requests are refused without touching the registry
 TEST_CASE("a value over the limit is refused and the key keeps its old value") {
     harness h;
     CHECK(h.ask(opcode::put, "k", "small").h.code == status::ok);
-    CHECK(h.ask(opcode::put, "k", std::string(65, 'x')).h.code == status::too_large);
+    auto big = h.ask(opcode::put, "k", std::string(65, 'x'));
+    CHECK(big.h.code == status::too_large);
+    CHECK(big.value == "the value is 65 bytes; this peer's limit is 64");
     CHECK_FALSE(h.wrote);
+    auto empty = h.ask(opcode::put, "", "v");
+    CHECK(empty.h.code == status::bad_request);
+    CHECK(empty.value == "the key is empty");
     CHECK(h.ask(opcode::get, "k").value == "small");
 }
 

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/store/locked_table.hpp"
@@ -76,9 +78,19 @@ public:
         }
         switch (f.h.op) {
             case opcode::put:
-                if (f.key.empty() || value.size() > max_value_bytes_) {
-                    reply.code = f.key.empty() ? status::bad_request : status::too_large;
-                    break;
+                // A whole frame whose payload is refused: the stream is still in step, so the
+                // connection stays open, and the reply says why.
+                if (f.key.empty()) {
+                    reply.code = status::bad_request;
+                    protocol::append_frame(out, reply, {}, "the key is empty");
+                    return false;
+                }
+                if (value.size() > max_value_bytes_) {
+                    reply.code = status::too_large;
+                    protocol::append_frame(out, reply, {},
+                                           fmt::format("the value is {} bytes; this peer's limit is {}", value.size(),
+                                                       max_value_bytes_));
+                    return false;
                 }
                 wrote = write(keys_, protocol::table_id::keys, f.key, false, value, rec, stamp);
                 break;
