@@ -23,7 +23,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <limits>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -40,6 +39,7 @@
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/index_service.hpp"
+#include "dhtkit/peer/log_limiter.hpp"
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/codec.hpp"
@@ -290,11 +290,7 @@ private:
 
     // A record stamped too far ahead was refused: said at most once a second, naming the sender.
     void note_refused(std::string_view key, const connection& c) {
-        const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-        auto last = last_refusal_log_.load(std::memory_order_relaxed);
-        if (now - last < std::chrono::nanoseconds(std::chrono::seconds(1)).count() ||
-            !last_refusal_log_.compare_exchange_strong(last, now, std::memory_order_relaxed))
-            return;
+        if (!refusal_log_.allow()) return;
         log_(fmt::format("refused a record of '{}' from {}: stamped more than the allowed clock skew ahead "
                          "({} refused so far)",
                          key.substr(0, 64), c.stream.remote().to_string(), index_.refused_ahead()));
@@ -336,7 +332,7 @@ private:
     replicator& copies_;
     log_fn log_;
     const lease_holdings* held_;
-    std::atomic<std::int64_t> last_refusal_log_{std::numeric_limits<std::int64_t>::min() / 2};
+    log_limiter refusal_log_;
 };
 
 }  // namespace dhtkit

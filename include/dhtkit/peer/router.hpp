@@ -10,11 +10,8 @@
 // water mark, so a client that does not read stops being read.
 
 #include <array>
-#include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <functional>
-#include <limits>
 #include <memory>
 #include <string>
 
@@ -26,6 +23,7 @@
 #include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/file_service.hpp"
 #include "dhtkit/peer/key_service.hpp"
+#include "dhtkit/peer/log_limiter.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
 #include "dhtkit/peer/sync_service.hpp"
@@ -115,8 +113,6 @@ private:
         protocol::append_frame(c.out, h, {}, why);
     }
 
-    [[nodiscard]] static bool between_nodes(const protocol::frame_view& f) noexcept { return protocol::needs_signature(f.h); }
-
     // With a cluster secret: checks a signed request (and takes its MAC off), and refuses a
     // request between nodes that is not signed. With a client password: refuses a client's
     // request, but ping, on a connection that has not sent it (a signed request needs none: the
@@ -129,9 +125,9 @@ private:
             if (secret_ && c.verifier && c.verifier->verify(f)) return true;
             why = secret_ ? "bad signature: not signed with this cluster's secret for this connection, or replayed"
                           : "this peer has no cluster secret: it takes no signed requests";
-        } else if (secret_ && between_nodes(f)) {
+        } else if (secret_ && protocol::needs_signature(f.h)) {
             why = "this cluster requires its secret: requests between nodes must be signed";
-        } else if (!password_.empty() && !c.authenticated && !between_nodes(f) && f.h.op != opcode::ping &&
+        } else if (!password_.empty() && !c.authenticated && !protocol::needs_signature(f.h) && f.h.op != opcode::ping &&
                    f.h.op != opcode::auth) {
             why = "authentication required: send the client password first (auth)";
         } else {
@@ -145,10 +141,7 @@ private:
         stats_.count_error();
         protocol::header reply{f.h.op, 0, protocol::status::refused, f.h.request_id, 0, 0};
         protocol::append_frame(c.out, reply, {}, why);
-        const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-        auto last = last_refusal_log_.load(std::memory_order_relaxed);
-        if (now - last >= std::chrono::nanoseconds(std::chrono::seconds(1)).count() &&
-            last_refusal_log_.compare_exchange_strong(last, now, std::memory_order_relaxed))
+        if (refusal_log_.allow())
             log_(fmt::format("refused {} from {}: {}", static_cast<unsigned>(f.h.op), c.stream.remote().to_string(), why));
     }
 
@@ -269,7 +262,7 @@ private:
     lease_grants* grants_;
     std::shared_ptr<const protocol::cluster_key> secret_;
     std::string password_;
-    std::atomic<std::int64_t> last_refusal_log_{std::numeric_limits<std::int64_t>::min() / 2};
+    log_limiter refusal_log_;
 };
 
 }  // namespace dhtkit
