@@ -37,6 +37,8 @@ struct cluster_options {
     int pool_threads = 2;
     std::size_t max_key_bytes = 1024;
     std::size_t max_value_bytes = 1 << 20;
+    std::size_t max_output_bytes = 1 << 20;
+    int idle_timeout_s = 30;
     std::string dispatch = "loop";
     int backups = 2;
     bool supervised = false;  // run each peer as supervisor + worker (the pid is the supervisor's)
@@ -60,10 +62,11 @@ public:
         // Hold every port at once so no two peers get the same one.
         std::vector<dhtkit::net::tcp_listener> held;
         std::string text = fmt::format(
-            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n[replication]\n"
+            "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n"
+            "max_output_bytes = {}\nidle_timeout_s = {}\n[replication]\n"
             "backups = {}\nconsistency = \"{}\"\n[supervisor]\nmax_restarts = {}\n",
-            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.backups, opt.consistency,
-            opt.max_restarts);
+            opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.max_output_bytes,
+            opt.idle_timeout_s, opt.backups, opt.consistency, opt.max_restarts);
         if (opt.secret) {
             const auto file = dir_ / "cluster.secret";
             std::ofstream(file) << "a secret of this test's own, long enough\n";

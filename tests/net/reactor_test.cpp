@@ -197,3 +197,29 @@ TEST_CASE("adding a descriptor twice is a logic error, not a silent replacement"
     CHECK_THROWS_AS(r.add(a.get(), interest::read, trigger::level, [](readiness) {}), std::logic_error);
     r.remove(a.get());
 }
+
+TEST_CASE("a timer calls its task on the loop thread, again and again, until it is cancelled") {
+    loop_thread loop;
+    latch_flag ticks;
+    std::atomic<bool> on_loop{true};
+    const int id = loop.reactor.every(5ms, [&] {
+        on_loop = on_loop && loop.reactor.in_loop_thread();
+        ticks.add();
+    });
+    REQUIRE(ticks.wait_for(3, 5s));
+    CHECK(on_loop);
+    loop.reactor.cancel(id);
+    // Once a task posted after the cancel has run, no tick can come any more.
+    std::promise<int> settled;
+    loop.reactor.post([&] {
+        std::lock_guard l(ticks.m);
+        settled.set_value(ticks.count);
+    });
+    const int seen = settled.get_future().get();
+    latch_flag later;
+    const int probe = loop.reactor.every(20ms, [&] { later.add(); });
+    REQUIRE(later.wait_for(3, 5s));  // several periods of the first timer have passed
+    loop.reactor.cancel(probe);
+    std::lock_guard l(ticks.m);
+    CHECK(ticks.count == seen);
+}

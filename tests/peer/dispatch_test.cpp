@@ -75,7 +75,7 @@ TEST_CASE("a held reply released after its client left closes the connection onc
         }
     };
     {
-        any_dispatch<net::epoll_reactor, thread_pool> dispatch(model, listener_loop, 2, {64, 1024}, serve, stats);
+        any_dispatch<net::epoll_reactor, thread_pool> dispatch(model, listener_loop, 2, {64, 1024}, std::chrono::milliseconds(0), serve, stats);
         stops_loop loop_first{listener_loop, loop};
         auto listener = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
         std::mt19937 rng(7);

@@ -4,7 +4,8 @@
 // means the same thing from whatever directory a peer is started.
 //
 //   [pool]     threads = 4, dispatch = "loop" (or "pool")
-//   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128
+//   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128,
+//              max_output_bytes = 1048576, idle_timeout_s = 30 (0: never)
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000
 //   [supervisor]  max_restarts = 5, window_s = 60
 //   [security]    cluster_secret_file = "secret" (readable by its owner only; unset: an open cluster),
@@ -136,7 +137,7 @@ struct known_table {
 inline const std::vector<known_table>& known_tables() {
     static const std::vector<known_table> tables{
         {"pool", {"threads", "dispatch"}},
-        {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight"}},
+        {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
         {"replication", {"backups", "consistency", "max_clock_skew_ms"}},
         {"security", {"cluster_secret_file", "client_password_file"}},
         {"supervisor", {"max_restarts", "window_s"}},
@@ -229,6 +230,10 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
                                                        "limits.max_value_bytes", 0, size_max, 1 << 20);
     c.limits.max_in_flight = in.integer<std::size_t>(view["limits"]["max_in_flight"],
                                                      "limits.max_in_flight", 1, 65536, 128);
+    c.limits.max_output_bytes = in.integer<std::size_t>(view["limits"]["max_output_bytes"],
+                                                        "limits.max_output_bytes", 4096, size_max, 1 << 20);
+    c.limits.idle_timeout = std::chrono::seconds(
+        in.integer<std::int64_t>(view["limits"]["idle_timeout_s"], "limits.idle_timeout_s", 0, 86'400, 30));
     c.backups = in.integer<unsigned>(view["replication"]["backups"], "replication.backups", 0, 16, 2);
     if (auto r = view["replication"]["consistency"]) {
         auto rule = in.text(r, "replication.consistency");

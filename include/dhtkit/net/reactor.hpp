@@ -3,18 +3,23 @@
 // ready. `reactor` names what the peer needs; `epoll_reactor` is the Linux implementation. The
 // concept speaks of interests and triggers, not of epoll, so that an io_uring poller can stand in.
 //
-// Threading: run() belongs to one thread (the loop thread). add/modify/remove/post/stop may be
-// called from any thread; post() is the one door through which other threads hand the loop work.
+// Threading: run() belongs to one thread (the loop thread). add/modify/remove/post/every/cancel/
+// stop may be called from any thread; post() is the one door through which other threads hand the
+// loop work. Timers live in the loop (every()), so that no component needs a polling thread of its own.
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <system_error>
@@ -50,6 +55,8 @@ concept reactor = requires(R& r, int fd, interest what, trigger how,
     r.modify(fd, what, how);
     r.remove(fd);
     r.post(std::move(task));
+    { r.every(std::chrono::milliseconds(1), std::move(task)) } -> std::same_as<int>;
+    r.cancel(fd);
     r.run();
     r.stop();
     { r.in_loop_thread() } -> std::same_as<bool>;
@@ -118,6 +125,39 @@ public:
             posted_.push_back(std::move(task));
         }
         wake();
+    }
+
+    // Calls `task` on the loop thread every `period` (a late loop calls it once, not once per missed
+    // period) until cancel() is given the id returned.
+    int every(std::chrono::milliseconds period, std::function<void()> task) {
+        unique_fd t(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+        if (!t) throw std::system_error(errno, std::generic_category(), "epoll_reactor: timerfd_create");
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::max(period, std::chrono::milliseconds(1)));
+        itimerspec spec{};
+        spec.it_interval.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
+        spec.it_interval.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
+        spec.it_value = spec.it_interval;
+        if (::timerfd_settime(t.get(), 0, &spec, nullptr) != 0)
+            throw std::system_error(errno, std::generic_category(), "epoll_reactor: timerfd_settime");
+        const int id = t.get();
+        {
+            std::lock_guard lock(mutex_);
+            timers_.emplace(id, std::move(t));
+        }
+        add(id, interest::read, trigger::level, [id, task = std::move(task)](readiness) {
+            std::uint64_t expirations;
+            if (::read(id, &expirations, sizeof expirations) == sizeof expirations) task();
+        });
+        return id;
+    }
+    void cancel(int timer) {
+        remove(timer);
+        unique_fd closing;  // closed outside the lock
+        std::lock_guard lock(mutex_);
+        if (auto it = timers_.find(timer); it != timers_.end()) {
+            closing = std::move(it->second);
+            timers_.erase(it);
+        }
     }
 
     void run() {
@@ -210,8 +250,9 @@ private:
 
     unique_fd epoll_;
     unique_fd wake_;
-    std::mutex mutex_;  // guards slots_ and posted_
+    std::mutex mutex_;  // guards slots_, posted_ and timers_
     std::vector<slot> slots_;
+    std::map<int, unique_fd> timers_;
     std::vector<std::function<void()>> posted_;
     std::atomic<bool> stopping_{false};
     std::atomic<std::thread::id> loop_thread_{};

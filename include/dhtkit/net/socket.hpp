@@ -120,6 +120,9 @@ public:
         ::setsockopt(fd(), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
     }
     void shutdown_write() noexcept { ::shutdown(fd(), SHUT_WR); }
+    // Ends both directions without closing the descriptor: whichever thread uses it next sees
+    // the end, so another thread can end a stream it does not serve.
+    void shutdown_both() noexcept { ::shutdown(fd(), SHUT_RDWR); }
 
     // True once there is something to read (or the peer closed); false at the timeout.
     [[nodiscard]] bool wait_readable(std::chrono::milliseconds timeout) const noexcept {

@@ -13,6 +13,10 @@
 //
 // A reply may be followed by a stream (a file's bytes, a sync's records): an output_source, pumped
 // whenever the socket has room, until it ends. Requests after it wait until it has.
+//
+// The idle clock: after each serve the dispatcher notes whether a request is half received or a
+// reply half sent, and when a byte last moved; its sweep closes a connection stalled so for longer
+// than [limits] idle_timeout_s (a client that sends half a frame and waits, or stops reading).
 
 #include <poll.h>
 
@@ -43,6 +47,11 @@ public:
     // Adds to `out` (which the connection then sends) or sends on `s` directly; never waits.
     // `more` when it has more to give once the socket has room again.
     virtual progress pump(net::tcp_stream& s, std::string& out) = 0;
+    // The bytes pump() has sent on the socket itself: they count as the connection moving.
+    [[nodiscard]] std::uint64_t sent_directly() const noexcept { return sent_directly_; }
+
+protected:
+    std::uint64_t sent_directly_ = 0;
 };
 
 // A reply completed elsewhere: the frame, and what streams after it. A reply held with a
@@ -57,9 +66,6 @@ using connection_ptr = std::shared_ptr<connection>;
 
 class connection : public std::enable_shared_from_this<connection> {
 public:
-    // Output beyond this stops the reading of requests until the client has taken it.
-    static constexpr std::size_t high_water = 1 << 20;
-
     connection(net::tcp_stream s, protocol::limits lim) : stream(std::move(s)), reader(lim) {}
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -79,6 +85,7 @@ public:
     enum class watch : std::uint8_t { read, write, parked };
     watch watching = watch::read;
     bool closed = false;
+    bool timed_out = false;  // the sweep's, under the connection set's lock
 
     // --- holding replies (serving thread, except release) ---------------------------------------
 
@@ -148,11 +155,15 @@ public:
                 if (!r) return flush_result::failed;
                 if (r.bytes == 0) return flush_result::pending;
                 sent_ += r.bytes;
+                moved_ += r.bytes;
             }
             out.clear();
             sent_ = 0;
             if (!source_) return flush_result::done;
-            switch (source_->pump(stream, out)) {
+            const auto direct = source_->sent_directly();
+            const auto step = source_->pump(stream, out);
+            moved_ += source_->sent_directly() - direct;
+            switch (step) {
                 case output_source::progress::failed: return flush_result::failed;
                 case output_source::progress::done: source_.reset(); break;
                 case output_source::progress::more:
@@ -180,8 +191,32 @@ public:
         if (out.empty() && out.capacity() > 64 * 1024) std::string().swap(out);
     }
 
+    // --- the idle clock --------------------------------------------------------------------------
+
+    // The serving thread, for bytes it read.
+    void count_received(std::size_t n) noexcept { moved_ += n; }
+    // The serving thread, after each serve.
+    void note_progress() noexcept {
+        if (moved_ != noted_) {
+            noted_ = moved_;
+            last_moved_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+        }
+        midway_.store(reader.buffered() > 0 || unsent() > 0 || source_ != nullptr, std::memory_order_relaxed);
+    }
+    // Any thread: stalled midway (and not waiting on a reply of ours) for longer than `limit`.
+    [[nodiscard]] bool stalled(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) const noexcept {
+        if (!midway_.load(std::memory_order_relaxed) || held()) return false;
+        const std::chrono::steady_clock::time_point last{
+            std::chrono::steady_clock::duration(last_moved_.load(std::memory_order_relaxed))};
+        return now - last > limit;
+    }
+
 private:
     mutable std::atomic<std::size_t> awaiting_{0};
+    std::uint64_t moved_ = 0;  // bytes read and sent; the serving thread's
+    std::uint64_t noted_ = 0;  // moved_ when last noted; the serving thread's
+    std::atomic<std::chrono::steady_clock::rep> last_moved_{std::chrono::steady_clock::now().time_since_epoch().count()};
+    std::atomic<bool> midway_{false};
     struct hold_entry {
         std::size_t at;           // where its frame goes in `out`
         std::size_t provisional;  // bytes there that its frame replaces, if it has one

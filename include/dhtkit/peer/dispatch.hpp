@@ -12,8 +12,10 @@
 //   any_dispatch     either of the two, chosen at run time ([pool] dispatch in the config file):
 //                    a program is compiled once, whatever its config says.
 
+#include <malloc.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -72,6 +74,30 @@ public:
         if (open_.erase(c->stream.fd()) > 0) stats_.closed();
     }
 
+    // Ends every connection stalled midway for longer than `limit` (connection.hpp, the idle
+    // clock). It is shut down, not closed: the thread that serves it next sees the end and closes
+    // it as it would any client that left, so nothing here races with a serve in progress.
+    //
+    // The sweep after one that ended connections gives free memory back to the system: what a
+    // crowd of stalled connections held would otherwise stay with the process (the allocator
+    // keeps freed memory for reuse, in as many arenas as threads touched it).
+    void sweep(std::chrono::milliseconds limit) {
+        const auto now = std::chrono::steady_clock::now();
+        bool ended = false;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& [fd, c] : open_) {
+                if (c->timed_out || !c->stalled(now, limit)) continue;
+                c->timed_out = true;
+                c->stream.shutdown_both();
+                stats_.timed_out();
+                ended = true;
+            }
+        }
+        if (trim_due_ && !ended) ::malloc_trim(0);
+        trim_due_ = ended;
+    }
+
     // The graceful end, once no worker serves any more: each connection gets its buffered
     // requests answered and sent, then a FIN; the client has up to `linger` to close its side
     // (its unread bytes would turn our close into a reset), then everything is closed.
@@ -122,15 +148,26 @@ private:
     peer_stats& stats_;
     std::mutex mutex_;
     std::unordered_map<int, connection_ptr> open_;  // guarded by mutex_
+    bool trim_due_ = false;                         // the sweeping thread's
 };
+
+// Sweeps `open` on `loop` a few times per `idle_timeout` (none when it is zero). The timer's id, or -1.
+template <net::reactor Reactor>
+int start_sweeping(Reactor& loop, connection_set& open, std::chrono::milliseconds idle_timeout) {
+    if (idle_timeout.count() <= 0) return -1;
+    const auto period = std::clamp(idle_timeout / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+    return loop.every(period, [&open, idle_timeout] { open.sweep(idle_timeout); });
+}
 
 }  // namespace detail
 
 template <net::reactor Reactor, executor Executor>
 class pool_dispatch {
 public:
-    pool_dispatch(Reactor& listener_loop, std::size_t workers, protocol::limits lim, serve_fn serve, peer_stats& stats)
-        : loop_(listener_loop), pool_(workers), limits_(lim), serve_(std::move(serve)), open_(stats) {}
+    pool_dispatch(Reactor& listener_loop, std::size_t workers, protocol::limits lim, std::chrono::milliseconds idle_timeout,
+                  serve_fn serve, peer_stats& stats)
+        : loop_(listener_loop), pool_(workers), limits_(lim), serve_(std::move(serve)), open_(stats),
+          sweeper_(detail::start_sweeping(listener_loop, open_, idle_timeout)) {}
     ~pool_dispatch() { stop(); }
 
     // On the listener thread.
@@ -144,6 +181,7 @@ public:
     // After the listener loop has stopped: finishes the requests in flight, then closes all.
     void stop() {
         if (stopped_.exchange(true)) return;
+        if (sweeper_ >= 0) loop_.cancel(sweeper_);
         pool_.stop();
         open_.finish_all(serve_, linger);
     }
@@ -157,7 +195,9 @@ private:
     // one is handed off again only by its last release().
     void serve(const connection_ptr& conn) {
         if (conn->closed) return;
-        switch (serve_(*conn)) {
+        const auto step = serve_(*conn);
+        conn->note_progress();
+        switch (step) {
             case next_step::wait:
                 loop_.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
                 return;
@@ -181,16 +221,19 @@ private:
     protocol::limits limits_;
     serve_fn serve_;
     detail::connection_set open_;
+    int sweeper_;
     std::atomic<bool> stopped_{false};
 };
 
 template <net::reactor Reactor, executor>
 class loop_dispatch {
 public:
-    loop_dispatch(Reactor&, std::size_t workers, protocol::limits lim, serve_fn serve, peer_stats& stats)
-        : limits_(lim), serve_(std::move(serve)), open_(stats) {
+    loop_dispatch(Reactor& listener_loop, std::size_t workers, protocol::limits lim, std::chrono::milliseconds idle_timeout,
+                  serve_fn serve, peer_stats& stats)
+        : listener_loop_(listener_loop), limits_(lim), serve_(std::move(serve)), open_(stats) {
         for (std::size_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker>());
         for (auto& w : workers_) w->thread = std::thread([&loop = w->loop] { loop.run(); });
+        sweeper_ = detail::start_sweeping(listener_loop, open_, idle_timeout);
     }
     ~loop_dispatch() { stop(); }
 
@@ -215,6 +258,7 @@ public:
     // Each loop finishes the round it is in (posted work included), then all connections close.
     void stop() {
         if (stopped_.exchange(true)) return;
+        if (sweeper_ >= 0) listener_loop_.cancel(sweeper_);
         for (auto& w : workers_) w->loop.stop();
         for (auto& w : workers_) w->thread.join();
         open_.finish_all(serve_, linger);
@@ -230,6 +274,7 @@ private:
     void serve(worker& w, const connection_ptr& conn) {
         if (conn->closed) return;
         auto step = serve_(*conn);
+        conn->note_progress();
         switch (step) {
             case next_step::wait:
                 return watch(w, *conn, connection::watch::read);
@@ -262,9 +307,11 @@ private:
         }
     }
 
+    Reactor& listener_loop_;
     protocol::limits limits_;
     serve_fn serve_;
     detail::connection_set open_;
+    int sweeper_ = -1;
     std::vector<std::unique_ptr<worker>> workers_;
     std::size_t next_ = 0;  // only the listener thread adopts
     std::atomic<bool> stopped_{false};
@@ -274,12 +321,14 @@ private:
 template <net::reactor Reactor, executor Executor>
 class any_dispatch {
 public:
-    any_dispatch(dispatch_model model, Reactor& listener_loop, std::size_t workers, protocol::limits lim, serve_fn serve,
-                 peer_stats& stats) {
+    any_dispatch(dispatch_model model, Reactor& listener_loop, std::size_t workers, protocol::limits lim,
+                 std::chrono::milliseconds idle_timeout, serve_fn serve, peer_stats& stats) {
         if (model == dispatch_model::pool)
-            chosen_ = std::make_unique<pool_dispatch<Reactor, Executor>>(listener_loop, workers, lim, std::move(serve), stats);
+            chosen_ = std::make_unique<pool_dispatch<Reactor, Executor>>(listener_loop, workers, lim, idle_timeout,
+                                                                         std::move(serve), stats);
         else
-            chosen_ = std::make_unique<loop_dispatch<Reactor, Executor>>(listener_loop, workers, lim, std::move(serve), stats);
+            chosen_ = std::make_unique<loop_dispatch<Reactor, Executor>>(listener_loop, workers, lim, idle_timeout,
+                                                                         std::move(serve), stats);
     }
     void adopt(net::tcp_stream s) {
         std::visit([&](auto& d) { d->adopt(std::move(s)); }, chosen_);

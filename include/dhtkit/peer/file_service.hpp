@@ -1,7 +1,9 @@
 #pragma once
 // The file service: what a peer does as a file server and as the keeper of its shared folder.
 //   fetch           streams a registered file to a client (an output_source: sent as the socket
-//                   takes it, on no loop's time; the file is opened and checked off the loop)
+//                   takes it, on no loop's time; the file is opened and checked off the loop).
+//                   A file whose size or mtime changed since this node registered it is refused
+//                   (its entry promises other bytes) and registered again as it is now.
 //   announce        registers a file of the shared folder on its name's home, and asks this
 //                   node's backups to copy it; withdraw takes this node's copy off the registry
 //   replicate_file  a node whose backup this is asks it to copy a file (file_copier)
@@ -14,9 +16,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -131,7 +134,7 @@ public:
         protocol::holder h{self_.id, self_.host, self_.port, file->size, file->checksum};
         {
             std::lock_guard lock(registered_mutex_);
-            registered_.insert(std::string(name));
+            registered_.insert_or_assign(std::string(name), file->stamp);
         }
         std::string value;
         protocol::append(value, h);
@@ -172,6 +175,7 @@ private:
             while (left_ > 0) {
                 auto r = s.send_file_some(fd_.get(), at_, static_cast<std::size_t>(std::min<std::uint64_t>(left_, 1 << 20)));
                 stats_.served_bytes(r.bytes);
+                sent_directly_ += r.bytes;
                 if (!r) return progress::failed;  // the client vanished or the file shrank: nothing more to say
                 if (r.bytes == 0) return progress::more;
                 at_ += static_cast<off_t>(r.bytes);
@@ -190,11 +194,12 @@ private:
     // On a service thread: opens NAME (its checksum may need a read of the whole file) and fills
     // the reply, with the file to stream after it.
     void open_for_fetch(const std::string& name, protocol::header reply_header, held_reply& out) {
-        bool known;
+        std::optional<file_stamp> registered;
         {
             std::lock_guard lock(registered_mutex_);
-            known = registered_.contains(name);
+            if (auto it = registered_.find(name); it != registered_.end()) registered = it->second;
         }
+        const bool known = registered.has_value();
         shared_folder::refusal why = shared_folder::refusal::missing;
         auto file = known ? shared_.open(name, &why) : std::nullopt;
         if (!is_plain_file_name(name)) why = shared_folder::refusal::bad_name;
@@ -203,6 +208,20 @@ private:
             reply_header.code = why == shared_folder::refusal::missing ? protocol::status::not_found : protocol::status::refused;
             protocol::append_frame(out.frame, reply_header, name,
                                    known ? shared_folder::describe(why) : std::string_view("not registered by this peer"));
+            return;
+        }
+        if (file->stamp != *registered) {
+            // Its registry entry promises other bytes: refused here (the client tries the next
+            // holder), and registered again with what the file holds now.
+            stats_.count_error();
+            reply_header.code = protocol::status::unavailable;
+            protocol::append_frame(out.frame, reply_header, name,
+                                   fmt::format("'{}' changed on this peer since it was registered (now {} bytes); "
+                                               "registering it again",
+                                               name, file->size));
+            (void)workers_->post([this, name] {
+                if (auto r = announce(name); !r.ok()) log_(fmt::format("registering changed '{}' again: {}", name, r.error));
+            });
             return;
         }
         protocol::append_frame(out.frame, reply_header, name, protocol::encode(protocol::file_meta{file->size, file->checksum}));
@@ -255,7 +274,8 @@ private:
     bool stopping_ = false;  // guarded by stop_mutex_
 
     std::mutex registered_mutex_;
-    std::set<std::string, std::less<>> registered_;  // names this node announced; guarded by registered_mutex_
+    // The files this node announced, as they were then; guarded by registered_mutex_.
+    std::map<std::string, file_stamp, std::less<>> registered_;
 };
 
 }  // namespace dhtkit

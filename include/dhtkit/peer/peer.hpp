@@ -93,7 +93,7 @@ public:
         files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
-            cluster_.dispatch, reactor_, cluster_.pool_threads, frame_limits(),
+            cluster_.dispatch, reactor_, cluster_.pool_threads, frame_limits(), cluster_.limits.idle_timeout,
             [this](connection& c) { return router_.serve(c); }, stats_);
         spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });

@@ -6,8 +6,8 @@
 //
 // A request that starts a stream (fetch, sync) ends its batch: the requests after it are read
 // once the stream has gone. A batch also ends after `max_in_flight` requests, so one pipelining
-// client cannot keep a worker from the others, and when the output passes the connection's high
-// water mark, so a client that does not read stops being read.
+// client cannot keep a worker from the others, and when the output passes [limits]
+// max_output_bytes, so a client that does not read stops being read (until it has taken it).
 
 #include <array>
 #include <cstddef>
@@ -78,6 +78,7 @@ private:
         for (;;) {
             auto in = c.stream.receive_some(scratch);
             if (!in) return false;
+            c.count_received(in.bytes);
             c.reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
             // A short read drained the socket; the level-triggered re-arm catches anything later.
             if (in.bytes < read_chunk) return true;
@@ -87,7 +88,7 @@ private:
     bool handle_frames(connection& c, bool& more) {
         protocol::frame_view f;
         for (std::size_t n = 0; n < limits_.max_in_flight; ++n) {
-            if (c.unsent() > connection::high_water) break;
+            if (c.unsent() > limits_.max_output_bytes) break;
             auto r = c.reader.next(f);
             if (r == protocol::frame_reader::result::need_more) return true;
             if (r == protocol::frame_reader::result::error) {

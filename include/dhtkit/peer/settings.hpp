@@ -33,6 +33,12 @@ struct limits_settings {
     std::size_t max_key_bytes = 1024;
     std::size_t max_value_bytes = 1 << 20;
     std::size_t max_in_flight = 128;  // requests answered per connection before others get a turn
+    // Queued replies beyond this stop the reading of a connection's requests until its client has
+    // taken them: a client that does not read holds at most this much (plus one reply) of memory.
+    std::size_t max_output_bytes = 1 << 20;
+    // A connection that moves no byte for this long while a request is half received or a reply
+    // half sent is closed. Zero: never. An idle connection between requests is never closed.
+    std::chrono::seconds idle_timeout{30};
 };
 
 enum class dispatch_model { loop, pool };

@@ -49,12 +49,21 @@ inline constexpr std::size_t max_file_name = 255;
     return hash.digest();
 }
 
+// What tells a changed file from the one that was opened before: its size and modification time.
+struct file_stamp {
+    std::uint64_t size = 0;
+    std::int64_t sec = 0;
+    std::int64_t nsec = 0;
+    friend bool operator==(const file_stamp&, const file_stamp&) = default;
+};
+
 class shared_folder {
 public:
     struct open_file {
         net::unique_fd fd;
         std::uint64_t size = 0;
         std::uint64_t checksum = 0;
+        file_stamp stamp;
     };
 
     enum class refusal { none, bad_name, outside, missing, unreadable };
@@ -81,8 +90,9 @@ public:
         if (!fd) return fail(errno == ENOENT ? refusal::missing : refusal::unreadable);
         struct stat st {};
         if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return fail(refusal::unreadable);
-        open_file f{std::move(fd), static_cast<std::uint64_t>(st.st_size), 0};
-        const stamp now{f.size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+        open_file f{std::move(fd), static_cast<std::uint64_t>(st.st_size), 0,
+                    {static_cast<std::uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec}};
+        const file_stamp now = f.stamp;
         {
             std::lock_guard lock(mutex_);
             if (auto it = checksums_.find(std::string(name)); it != checksums_.end() && it->second.first == now) {
@@ -119,16 +129,9 @@ public:
     }
 
 private:
-    struct stamp {
-        std::uint64_t size;
-        std::int64_t sec;
-        std::int64_t nsec;
-        friend bool operator==(const stamp&, const stamp&) = default;
-    };
-
     std::filesystem::path root_;
     std::mutex mutex_;
-    std::unordered_map<std::string, std::pair<stamp, std::uint64_t>> checksums_;  // guarded by mutex_
+    std::unordered_map<std::string, std::pair<file_stamp, std::uint64_t>> checksums_;  // guarded by mutex_
 };
 
 }  // namespace dhtkit
