@@ -6,6 +6,7 @@ packages=(cmake ninja-build g++ clang pkg-config make
           libfmt-dev catch2 libbenchmark-dev libtomlplusplus-dev libxxhash-dev
           libcuckoo-dev libtbb-dev libboost-dev libspdlog-dev
           libsodium-dev  # crypto_auth: the cluster secret's MACs
+          libcli11-dev libedit-dev  # the programs' flags; the prompt's line editing and history
           iproute2)  # ip netns, veth and bridges: the partition test's network
 
 missing=()

@@ -15,6 +15,8 @@
 #include <deque>
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <string>
 #include <random>
 #include <thread>
 #include <vector>
@@ -26,13 +28,10 @@ using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* usage =
-    "usage: dhtkit-bench --config FILE [--peer N] [--connections C] [--pipeline D] [--mix read90|read50|read100|write100]\n"
-    "                    [--seconds S] [--value-size B] [--keys K] [--threads T (default 1)] [--json]\n"
-    "\n"
-    "Loads a running cluster: C connections (default 50) spread over the peers (or all to peer N),\n"
-    "each with D requests in flight (default 1), for S seconds (default 5), after putting K keys\n"
-    "(default 100000) of B-byte values (default 100). Reports ops/s and p50/p99/p99.9 latency.\n";
+constexpr const char* about =
+    "dhtkit-bench: loads a running cluster. C connections spread over the peers (or all to peer N),\n"
+    "each with D requests in flight, for S seconds, after putting K keys of B-byte values.\n"
+    "Reports ops/s and p50/p99/p99.9 latency.";
 
 struct options {
     std::vector<std::size_t> targets;  // peer indexes
@@ -199,32 +198,27 @@ double percentile(const std::vector<std::uint32_t>& sorted, double p) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-    examples::flags f(argc, argv);
-    if (f.take_switch("--help")) {
-        std::fputs(usage, stdout);
-        return 0;
-    }
-    auto config = f.take("--config");
-    if (!config) throw std::invalid_argument("--config is required (see --help)");
+    CLI::App app(about, "dhtkit-bench");
+    std::string config;
+    std::optional<std::uint64_t> peer;
     options o;
-    auto peer = f.take_number<std::uint64_t>("--peer");
-    o.connections = f.take_number<std::size_t>("--connections").value_or(o.connections);
-    o.pipeline = std::max<std::size_t>(1, f.take_number<std::size_t>("--pipeline").value_or(o.pipeline));
-    o.seconds = f.take_number<double>("--seconds").value_or(o.seconds);
-    o.value_size = f.take_number<std::size_t>("--value-size").value_or(o.value_size);
-    o.keys = std::max<std::size_t>(1, f.take_number<std::size_t>("--keys").value_or(o.keys));
-    o.threads = std::max<std::size_t>(1, f.take_number<std::size_t>("--threads").value_or(o.threads));
-    o.json = f.take_switch("--json");
-    auto mix = f.take("--mix").value_or("read90");
-    if (mix == "read90") o.read_percent = 90;
-    else if (mix == "read50") o.read_percent = 50;
-    else if (mix == "read100") o.read_percent = 100;
-    else if (mix == "write100") o.read_percent = 0;
-    else throw std::invalid_argument("--mix expects read90, read50, read100 or write100");
-    f.rest(false);
+    std::string mix = "read90";
+    app.add_option("--config", config, "the cluster's TOML file")->required();
+    app.add_option("--peer", peer, "load only peer N");
+    app.add_option("--connections", o.connections, "connections in all")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--pipeline", o.pipeline, "requests in flight per connection")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--mix", mix, "the operations")->check(CLI::IsMember({"read90", "read50", "read100", "write100"}))
+        ->capture_default_str();
+    app.add_option("--seconds", o.seconds, "how long to measure")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--value-size", o.value_size, "bytes per value")->capture_default_str();
+    app.add_option("--keys", o.keys, "keys put first, then read and written")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--threads", o.threads, "load threads")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_flag("--json", o.json, "one line of JSON instead of text");
+    if (auto status = examples::parse_flags(app, argc, argv)) return *status;
+    o.read_percent = mix == "read90" ? 90 : mix == "read50" ? 50 : mix == "read100" ? 100 : 0;
     o.threads = std::min(o.threads, std::max<std::size_t>(1, o.connections));
 
-    auto cluster = load_config(*config);
+    auto cluster = load_config(config);
     for (std::size_t i = 0; i < cluster.peers.size(); ++i)
         if (!peer || cluster.peers[i].id == *peer) o.targets.push_back(i);
     if (o.targets.empty()) (void)cluster.peer(*peer);  // throws: no such peer

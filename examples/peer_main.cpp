@@ -19,30 +19,19 @@
 #include <spdlog/spdlog.h>
 
 #include "flags.hpp"
+#include "line_editor.hpp"
 
 namespace {
 
-constexpr const char* usage =
-    "usage: dhtkit-peer --config FILE --id N [--no-client] [--no-supervisor]\n"
-    "                   [--daemon] [--pid-file PATH] [--log-file PATH] [--stop]\n"
+constexpr const char* about =
+    "dhtkit-peer: runs peer N of the cluster in FILE: an index server for the keys and file names\n"
+    "that hash to it, a file server for its shared folder, and a client of the whole cluster; as two\n"
+    "processes (a supervisor that restarts the worker when it dies, and the worker).\n"
     "\n"
-    "Runs peer N of the cluster in FILE: an index server for the keys and file names that hash to\n"
-    "it, a file server for its shared folder, and a client of the whole cluster.\n"
-    "\n"
-    "  --config FILE    the cluster's TOML file (peers, folders, pool size, limits)\n"
-    "  --id N           which peer of the file this process is\n"
-    "  --no-client      serve only, with no command reading, until SIGTERM or SIGINT\n"
-    "  --no-supervisor  run the worker alone, with no monitor process restarting it\n"
-    "  --daemon         detach (implies --no-client); returns 0 once the peer accepts connections,\n"
-    "                   1 with the reason otherwise. Logs go to --log-file.\n"
-    "  --pid-file PATH  the daemon's pid file (default: dhtkit-peer-N.pid in the peer's data folder)\n"
-    "  --log-file PATH  the daemon's log, rotated at 5 MiB, 3 kept (default: dhtkit-peer-N.log there)\n"
-    "  --stop           stop the daemon of this pid file (SIGTERM) and wait for it to exit\n"
-    "  --help           this text\n"
-    "\n"
-    "Without --no-client the peer reads commands from stdin: with a prompt when stdin is a\n"
-    "terminal, line by line without one otherwise (one result per command; errors on stderr,\n"
-    "starting with 'error:'). Type 'help' for the commands.\n";
+    "Without --no-client the peer reads commands from stdin: with a prompt, line editing and history\n"
+    "when stdin is a terminal (Ctrl-C cancels the command in progress; quit or Ctrl-D stops the\n"
+    "peer), line by line without one otherwise (one result per command; errors on stderr, starting\n"
+    "with 'error:'). Type 'help' for the commands.";
 
 // The worker's exit status when it cannot start (bad config, address in use): not restarted.
 constexpr int cannot_start = 3;
@@ -80,13 +69,21 @@ int run(const run_context& ctx_in) {
                                 [&](std::string_view n) { return peer->announce(n); },
                                 [&](std::string_view n) { return peer->withdraw(n); },
                                 peer->self().shared_dir, ::isatty(1) != 0};
-    if (!ctx_in.serve_only && ::isatty(0)) std::fputs("type 'help' for the commands\n", stdout);
-    auto prompt = fmt::format("dhtkit[{}]> ", ctx_in.id);
-    dhtkit::run_console(ctx_in.signal_fd, !ctx_in.serve_only, prompt, [&](std::string_view line) {
-        auto status = dhtkit::run_command(line, ctx, std::cout, std::cerr);
-        std::cout.flush();
-        return status != dhtkit::command_status::quit;
-    });
+    std::unique_ptr<dhtkit::line_input> input;
+    if (!ctx_in.serve_only) {
+        if (::isatty(0)) {
+            std::fputs("type 'help' for the commands\n", stdout);
+            input = std::make_unique<examples::line_editor>(fmt::format("dhtkit[{}]> ", ctx_in.id));
+        } else {
+            input = std::make_unique<dhtkit::line_input>();
+        }
+    }
+    dhtkit::run_console(ctx_in.signal_fd, input.get(),
+                        [&](const std::string& line, std::stop_token stop, std::ostream& out, std::ostream& err) {
+                            auto mine = ctx;
+                            mine.stop = stop;
+                            return dhtkit::run_command(line, mine, out, err) != dhtkit::command_status::quit;
+                        });
     ctx_in.log->info("stopping: answering what is in flight, then closing the connections");
     peer->stop();
     ctx_in.log->info("stopped");
@@ -112,27 +109,29 @@ std::shared_ptr<spdlog::logger> make_logger(std::uint64_t id, const std::optiona
 int main(int argc, char** argv) try {
     auto signals = dhtkit::block_stop_signals();
     ::signal(SIGPIPE, SIG_IGN);
-    examples::flags f(argc, argv);
-    if (f.take_switch("--help")) {
-        std::fputs(usage, stdout);
-        return 0;
-    }
-    auto config = f.take("--config");
-    auto id = f.take_number<std::uint64_t>("--id");
-    bool serve_only = f.take_switch("--no-client");
-    bool alone = f.take_switch("--no-supervisor");
-    bool daemon = f.take_switch("--daemon");
-    bool stop = f.take_switch("--stop");
-    auto pid_flag = f.take("--pid-file");
-    auto log_flag = f.take("--log-file");
-    f.rest(false);
-    if (!config || !id) throw std::invalid_argument("--config and --id are required (see --help)");
+    CLI::App app(about, "dhtkit-peer");
+    std::string config;
+    std::uint64_t id = 0;
+    bool serve_only = false, alone = false, daemon = false, stop = false;
+    std::optional<std::string> pid_flag, log_flag;
+    app.add_option("--config", config, "the cluster's TOML file (peers, folders, pool size, limits)")->required();
+    app.add_option("--id", id, "which peer of the file this process is")->required();
+    app.add_flag("--no-client", serve_only, "serve only, with no command reading, until SIGTERM or SIGINT");
+    app.add_flag("--no-supervisor", alone, "run the worker alone, with no monitor process restarting it");
+    app.add_flag("--daemon", daemon,
+                 "detach (implies --no-client); returns 0 once the peer accepts connections, 1 with the reason "
+                 "otherwise. Logs go to --log-file");
+    app.add_option("--pid-file", pid_flag, "the daemon's pid file (default: dhtkit-peer-N.pid in the peer's data folder)");
+    app.add_option("--log-file", log_flag,
+                   "the daemon's log, rotated at 5 MiB, 3 kept (default: dhtkit-peer-N.log in the data folder)");
+    app.add_flag("--stop", stop, "stop the daemon of this pid file (SIGTERM) and wait for it to exit");
+    if (auto status = examples::parse_flags(app, argc, argv)) return *status;
 
-    auto cluster = dhtkit::load_config(*config);
-    const auto& self = cluster.peer(*id);
+    auto cluster = dhtkit::load_config(config);
+    const auto& self = cluster.peer(id);
     // Every path is absolute before a daemon detaches, whatever its working directory.
     auto pid_path = std::filesystem::absolute(pid_flag ? std::filesystem::path(*pid_flag)
-                                                        : self.data_dir / fmt::format("dhtkit-peer-{}.pid", *id));
+                                                        : self.data_dir / fmt::format("dhtkit-peer-{}.pid", id));
     if (stop) {
         std::puts(dhtkit::stop_daemon(pid_path, std::chrono::seconds(30)).c_str());
         return 0;
@@ -145,16 +144,16 @@ int main(int argc, char** argv) try {
     dhtkit::readiness ready;
     if (daemon) {
         log_path = std::filesystem::absolute(log_flag ? std::filesystem::path(*log_flag)
-                                                      : self.data_dir / fmt::format("dhtkit-peer-{}.log", *id));
+                                                      : self.data_dir / fmt::format("dhtkit-peer-{}.log", id));
         serve_only = true;
         ready = dhtkit::detach(std::chrono::seconds(60), [](const std::string& line) {
             std::fprintf(stderr, "%s\n", line.c_str());
         });
     }
     if (pid) pid->write_self();
-    auto log = make_logger(*id, log_path);
+    auto log = make_logger(id, log_path);
 
-    run_context ctx{cluster, *id, serve_only, signals.get(), ready, log, ::getpid()};
+    run_context ctx{cluster, id, serve_only, signals.get(), ready, log, ::getpid()};
     auto worker = [&] { return run(ctx); };
     if (alone) return worker();
 
@@ -169,7 +168,7 @@ int main(int argc, char** argv) try {
     });
     log->info("supervisor pid {}: starting the worker", ::getpid());
     int rc = monitor.run(worker, signals.get());
-    if (rc != 0) ready.tell(fmt::format("error: dhtkit-peer {}: {}", *id, last));
+    if (rc != 0) ready.tell(fmt::format("error: dhtkit-peer {}: {}", id, last));
     return rc;
 } catch (const dhtkit::daemon_error& e) {  // nothing to stop, or already running
     std::fprintf(stderr, "error: %s\n", e.what());

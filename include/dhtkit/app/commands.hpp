@@ -1,6 +1,7 @@
 #pragma once
-// The command language shared by the peer's prompt and dhtkit-cli: parse a line, run it against
-// the cluster, print the result. Results go to `out`, one per command; errors go to `err` and
+// The command language shared by the peer's prompt and dhtkit-cli: split a line into words as a
+// shell does (or take dhtkit-cli's arguments as they are), run it against the cluster, print the
+// result. Results go to `out`, one per command; errors go to `err` and
 // start with "error:". The status follows dhtkit-cli's exit codes: 0 done, 1 not found, 2 error.
 
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,18 +28,18 @@ namespace dhtkit {
 enum class command_status { done = 0, not_found = 1, error = 2, quit = 3 };
 
 inline constexpr std::string_view command_help =
-    "commands:\n"
-    "  put KEY VALUE        store VALUE (the rest of the line) under KEY on KEY's home peer\n"
+    "commands (one word per argument: quote a key, value or name that holds spaces, as in a shell):\n"
+    "  put KEY VALUE        store VALUE under KEY on KEY's home peer\n"
     "  get KEY              print KEY's value\n"
     "  del KEY              delete KEY\n"
     "  where KEY            KEY's slot, and the peers that hold it (home first)\n"
     "  register NAME        register file NAME from the peer's shared folder\n"
     "  unregister NAME      withdraw the peer's copy of NAME from the registry\n"
     "  search NAME          list the peers that hold NAME\n"
-    "  obtain NAME [DEST]   download NAME from a holder, verified, to DEST\n"
+    "  obtain NAME [DEST]   download NAME from a holder, verified, to DEST (Ctrl-C cancels)\n"
     "  peers                the cluster, and which peers answer\n"
-    "  stats [ID]           a peer's counters (all peers without ID)\n"
-    "  ping [ID]            ask a peer (all peers without ID) whether it is up\n"
+    "  stats [ID]           a peer's counters (every peer without ID)\n"
+    "  ping [ID]            ask a peer (every peer without ID) whether it is up\n"
     "  help                 this text\n"
     "  quit                 leave\n";
 
@@ -53,28 +55,59 @@ struct command_context {
     std::function<reply(std::string_view)> withdraw_here;
     std::filesystem::path download_folder = ".";
     bool progress_bar = false;
+    // The peer that ping and stats without an ID ask (dhtkit-cli --peer N); every peer when unset.
+    std::optional<node_id> chosen_peer = {};
+    // Requested when the user cancels the command in progress (Ctrl-C at the prompt).
+    std::stop_token stop = {};
 };
 
-namespace detail {
+// A command line split into words as a shell splits them: blanks separate words; inside '...'
+// every character stands for itself; inside "..." a backslash escapes '"' and '\\'; outside
+// quotes a backslash escapes the next character. `error` says what is wrong with the line.
+struct parsed_line {
+    std::vector<std::string> words;
+    std::string error;
+};
 
-inline std::vector<std::string_view> split_words(std::string_view line, std::size_t max_words,
-                                                 std::string_view* rest) {
-    std::vector<std::string_view> words;
-    std::size_t at = 0;
-    auto skip_space = [&] {
-        while (at < line.size() && (line[at] == ' ' || line[at] == '\t')) ++at;
-    };
-    skip_space();
-    while (at < line.size() && words.size() < max_words) {
-        auto end = line.find_first_of(" \t", at);
-        if (end == std::string_view::npos) end = line.size();
-        words.push_back(line.substr(at, end - at));
-        at = end;
-        skip_space();
+inline parsed_line parse_line(std::string_view line) {
+    parsed_line p;
+    std::string word;
+    bool in_word = false;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        const char c = line[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            if (in_word) p.words.push_back(std::move(word));
+            word.clear();
+            in_word = false;
+        } else if (c == '\'') {
+            const auto close = line.find('\'', i + 1);
+            if (close == std::string_view::npos) return {{}, "unterminated ' quote"};
+            word.append(line.substr(i + 1, close - i - 1));
+            i = close;
+            in_word = true;
+        } else if (c == '"') {
+            std::size_t j = i + 1;
+            for (; j < line.size() && line[j] != '"'; ++j) {
+                if (line[j] == '\\' && j + 1 < line.size() && (line[j + 1] == '"' || line[j + 1] == '\\')) ++j;
+                word += line[j];
+            }
+            if (j >= line.size()) return {{}, "unterminated \" quote"};
+            i = j;
+            in_word = true;
+        } else if (c == '\\') {
+            if (i + 1 == line.size()) return {{}, "a backslash at the end of the line"};
+            word += line[++i];
+            in_word = true;
+        } else {
+            word += c;
+            in_word = true;
+        }
     }
-    if (rest) *rest = line.substr(at);
-    return words;
+    if (in_word) p.words.push_back(std::move(word));
+    return p;
 }
+
+namespace detail {
 
 inline command_status report(const reply& r, std::ostream& err, std::string_view what) {
     if (r.ok()) return command_status::done;
@@ -98,12 +131,12 @@ inline void draw_progress(std::uint64_t done, std::uint64_t total) {
 
 }  // namespace detail
 
-inline command_status run_command(std::string_view line, command_context& ctx, std::ostream& out, std::ostream& err) {
-    std::string_view rest;
-    auto words = detail::split_words(line, 2, &rest);
+inline command_status run_command(const std::vector<std::string>& words, command_context& ctx, std::ostream& out,
+                                  std::ostream& err) {
     if (words.empty() || words[0].starts_with('#')) return command_status::done;
     const std::string_view cmd = words[0];
-    const std::string_view arg = words.size() > 1 ? words[1] : std::string_view{};
+    const std::size_t args = words.size() - 1;
+    const std::string_view arg = args > 0 ? std::string_view(words[1]) : std::string_view{};
     auto need = [&](std::string_view usage) {
         fmt::print(err, "error: usage: {}\n", usage);
         return command_status::error;
@@ -123,8 +156,8 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
                 return command_status::error;
             }
             targets.push_back(*i);
-        } else if (ctx.acting_peer) {
-            targets.push_back(*ctx.acting_peer);
+        } else if (ctx.chosen_peer) {
+            targets.push_back(*ctx.chosen_peer);
         } else {
             for (const auto& n : ctx.cluster.map().nodes()) targets.push_back(n.id);
         }
@@ -140,19 +173,19 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
     }
     if (cmd == "quit" || cmd == "exit") return command_status::quit;
     if (cmd == "put") {
-        if (arg.empty()) return need("put KEY VALUE");
-        auto r = ctx.cluster.put(arg, rest);
+        if (args != 2) return need("put KEY VALUE (quote a key or value with spaces: put 'my key' 'my value')");
+        auto r = ctx.cluster.put(arg, words[2]);
         if (r.ok()) out << "ok\n";
         return detail::report(r, err, fmt::format("key '{}'", arg));
     }
     if (cmd == "get" || cmd == "del") {
-        if (arg.empty() || !rest.empty()) return need(fmt::format("{} KEY", cmd));
+        if (args != 1) return need(fmt::format("{} KEY", cmd));
         auto r = cmd == "get" ? ctx.cluster.get(arg) : ctx.cluster.del(arg);
         if (r.ok()) out << (cmd == "get" ? r.value : std::string("ok")) << '\n';
         return detail::report(r, err, fmt::format("key '{}'", arg));
     }
     if (cmd == "where") {
-        if (arg.empty() || !rest.empty()) return need("where KEY");
+        if (args != 1) return need("where KEY");
         // The slot, then its home and the backups in the order a client falls over to them.
         auto holders = ctx.cluster.holders(arg);
         fmt::print(out, "slot {}: ", key_slot(arg));
@@ -163,7 +196,7 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
         return command_status::done;
     }
     if (cmd == "register" || cmd == "unregister") {
-        if (arg.empty() || !rest.empty()) return need(fmt::format("{} NAME", cmd));
+        if (args != 1) return need(fmt::format("{} NAME", cmd));
         reply r;
         bool reg = cmd == "register";
         if (reg && ctx.announce_here) r = ctx.announce_here(arg);
@@ -178,18 +211,22 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
         return detail::report(r, err, fmt::format("file '{}'", arg));
     }
     if (cmd == "search") {
-        if (arg.empty() || !rest.empty()) return need("search NAME");
+        if (args != 1) return need("search NAME");
         auto [r, holders] = ctx.cluster.search(arg);
         for (const auto& h : holders)
             fmt::print(out, "peer {} {}:{} size={} checksum={:016x}\n", h.peer_id, h.host, h.port, h.size, h.checksum);
         return detail::report(r, err, fmt::format("file '{}'", arg));
     }
     if (cmd == "obtain") {
-        auto more = detail::split_words(rest, 2, nullptr);
-        if (arg.empty() || more.size() > 1) return need("obtain NAME [DEST]");
-        std::filesystem::path dest = more.empty() ? ctx.download_folder / std::string(arg) : std::filesystem::path(more[0]);
+        if (args != 1 && args != 2) return need("obtain NAME [DEST]");
+        std::filesystem::path dest = args == 1 ? ctx.download_folder / std::string(arg) : std::filesystem::path(words[2]);
         if (std::filesystem::is_directory(dest)) dest /= std::string(arg);
-        auto result = ctx.cluster.obtain(arg, dest, ctx.progress_bar ? download_progress(detail::draw_progress) : download_progress{});
+        download_progress bar;
+        if (ctx.progress_bar)
+            bar = [stop = ctx.stop](std::uint64_t done, std::uint64_t total) {
+                if (!stop.stop_requested()) detail::draw_progress(done, total);
+            };
+        auto result = ctx.cluster.obtain(arg, dest, bar, ctx.stop);
         if (result.ok()) {
             fmt::print(out, "obtained {} ({} bytes, checksum {:016x}) from peer {} -> {}\n", arg, result.size,
                        result.checksum, result.from_peer, dest.string());
@@ -205,7 +242,7 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
         return command_status::done;
     }
     if (cmd == "ping" || cmd == "stats") {
-        if (!rest.empty()) return need(fmt::format("{} [ID]", cmd));
+        if (args > 1) return need(fmt::format("{} [ID]", cmd));
         return each_peer(arg, [&](node_id id) {
             auto r = ctx.cluster.call(id, cmd == "ping" ? protocol::opcode::ping : protocol::opcode::stats, {});
             if (!r.ok()) return detail::report(r, err, fmt::format("peer {}", id));
@@ -216,6 +253,16 @@ inline command_status run_command(std::string_view line, command_context& ctx, s
     }
     fmt::print(err, "error: unknown command '{}' (try 'help')\n", cmd);
     return command_status::error;
+}
+
+// A line of the prompt or of dhtkit-cli's input, split as a shell would.
+inline command_status run_command(std::string_view line, command_context& ctx, std::ostream& out, std::ostream& err) {
+    auto parsed = parse_line(line);
+    if (!parsed.error.empty()) {
+        fmt::print(err, "error: {}\n", parsed.error);
+        return command_status::error;
+    }
+    return run_command(parsed.words, ctx, out, err);
 }
 
 }  // namespace dhtkit

@@ -1,19 +1,34 @@
 #pragma once
-// The peer program's foreground: reads command lines from stdin (with a prompt when stdin is a
-// terminal) until end of input, `quit`, or SIGINT/SIGTERM. Signals arrive through a signalfd,
-// so they end the wait cleanly instead of interrupting whatever thread they happen to hit.
+// The programs' foreground: reads command lines (with a prompt when stdin is a terminal) until
+// end of input, `quit`, SIGTERM, or — when stdin is not a terminal — SIGINT. Signals arrive
+// through a signalfd, so they end a wait cleanly instead of interrupting whatever thread they hit.
+//
+// Each line runs on a thread of its own while the console keeps watching the signals. At a
+// terminal, Ctrl-C cancels the command in progress: its stop is requested, its output dropped, and
+// the prompt is back at once (the command ends in the background, at its next check of the stop
+// or its own timeout). Ctrl-C at the prompt drops what was typed. Where lines come from is a
+// line_input: stdin as it is (line_input's default), or a line editor with history, which a
+// program supplies (examples/line_editor.hpp: libedit).
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <functional>
+#include <iostream>
+#include <list>
+#include <memory>
+#include <sstream>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <thread>
 
 #include "dhtkit/net/unique_fd.hpp"
 
@@ -33,51 +48,159 @@ inline net::unique_fd block_stop_signals() {
     return fd;
 }
 
-enum class console_end { input_closed, quit, signal };
+// Where the console's lines come from. This one reads stdin as it comes (a pipe, a file, a
+// terminal in its own line mode), showing `prompt` before each line when stdin is a terminal.
+class line_input {
+public:
+    explicit line_input(std::string prompt = {}) : prompt_(std::move(prompt)) {}
+    virtual ~line_input() = default;
 
-// Calls `on_line` for each line; it returns false to quit. `prompt` is shown before each line
-// when stdin is a terminal. With `read_input` false, only waits for a signal.
-inline console_end run_console(int signal_fd, bool read_input, std::string_view prompt,
-                               const std::function<bool(std::string_view)>& on_line) {
-    const bool interactive = read_input && ::isatty(0);
-    std::string pending;
-    auto show_prompt = [&] {
-        if (interactive) {
-            std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    // Ready for the next line: shows the prompt.
+    virtual void start_line() {
+        if (!prompt_.empty() && ::isatty(0)) {
+            std::fwrite(prompt_.data(), 1, prompt_.size(), stdout);
             std::fflush(stdout);
         }
+    }
+    // Stdin is readable: takes what is there and passes each whole line to `line`; false at end
+    // of input. Called only between start_line() and the next line.
+    virtual bool read_some(const std::function<void(std::string)>& line) {
+        char buf[4096];
+        ssize_t got;
+        do got = ::read(0, buf, sizeof buf);
+        while (got < 0 && errno == EINTR);
+        if (got <= 0) {
+            if (!pending_.empty()) line(std::exchange(pending_, {}));
+            return false;
+        }
+        pending_.append(buf, static_cast<std::size_t>(got));
+        std::size_t start = 0;
+        for (auto nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n', start)) {
+            std::string one = pending_.substr(start, nl - start);
+            if (!one.empty() && one.back() == '\r') one.pop_back();
+            start = nl + 1;
+            line(std::move(one));
+        }
+        pending_.erase(0, start);
+        return true;
+    }
+    // Ctrl-C at the prompt: drops what was typed.
+    virtual void discard_line() {
+        pending_.clear();
+        std::fputs("\n", stdout);
+    }
+    // A command is about to run: the terminal is the command's again.
+    virtual void end_line() {}
+
+protected:
+    std::string prompt_;
+    std::string pending_;
+};
+
+enum class console_end { input_closed, quit, signal };
+
+// Runs one line; writes its results to `out` and errors to `err`, which the console prints when it
+// ends (not at all when it was cancelled); false to quit.
+using line_handler = std::function<bool(const std::string& line, std::stop_token stop, std::ostream& out, std::ostream& err)>;
+
+namespace detail {
+
+// One line being carried out on its own thread.
+struct console_job {
+    std::ostringstream out, err;
+    std::atomic<bool> done{false};
+    bool go_on = true;  // written by the job's thread before `done`
+    std::jthread thread;
+};
+
+}  // namespace detail
+
+// With `input` null, only waits for a signal (a peer serving without a prompt).
+inline console_end run_console(int signal_fd, line_input* input, const line_handler& on_line) {
+    const bool interactive = input && ::isatty(0);
+    net::unique_fd finished(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!finished) throw std::system_error(errno, std::generic_category(), "eventfd");
+    std::list<std::unique_ptr<detail::console_job>> abandoned;  // cancelled, still ending
+    std::unique_ptr<detail::console_job> running;
+    std::list<std::string> queued;  // lines read ahead of the one running (a pipe gives many at once)
+    bool input_open = input != nullptr;
+    bool at_prompt = false;
+
+    auto start_next = [&] {
+        if (running || queued.empty()) return;
+        auto job = std::make_unique<detail::console_job>();
+        job->thread = std::jthread([&on_line, j = job.get(), line = std::move(queued.front()),
+                                    fd = finished.get()](std::stop_token stop) {
+            try {
+                j->go_on = on_line(line, stop, j->out, j->err);
+            } catch (const std::exception& e) {
+                j->err << "error: " << e.what() << '\n';
+            }
+            j->done.store(true, std::memory_order_release);
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto r = ::write(fd, &one, sizeof one);
+        });
+        queued.pop_front();
+        running = std::move(job);
     };
-    show_prompt();
+
+    if (input) {
+        input->start_line();
+        at_prompt = true;
+    }
     for (;;) {
-        pollfd fds[2] = {{signal_fd, POLLIN, 0}, {0, POLLIN, 0}};
-        int n = ::poll(fds, read_input ? 2 : 1, -1);
+        pollfd fds[3] = {{signal_fd, POLLIN, 0}, {finished.get(), POLLIN, 0}, {0, POLLIN, 0}};
+        const bool reading = input_open && !running && queued.empty();
+        int n = ::poll(fds, reading ? 3 : 2, -1);
         if (n < 0) {
             if (errno == EINTR) continue;
             throw std::system_error(errno, std::generic_category(), "poll on stdin");
         }
         if (fds[0].revents) {
-            signalfd_siginfo info;
+            signalfd_siginfo info{};
             [[maybe_unused]] auto r = ::read(signal_fd, &info, sizeof info);
-            return console_end::signal;
+            if (!interactive || info.ssi_signo != SIGINT) return console_end::signal;
+            if (running) {
+                running->thread.request_stop();
+                abandoned.push_back(std::move(running));
+                queued.clear();
+                std::fputs("^C cancelled\n", stdout);
+            } else {
+                input->discard_line();
+            }
+            input->start_line();
+            at_prompt = true;
+            continue;
         }
-        if (!read_input || !fds[1].revents) continue;
-        char buf[4096];
-        ssize_t got = ::read(0, buf, sizeof buf);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-            if (!pending.empty() && !on_line(pending)) return console_end::quit;
-            return console_end::input_closed;
+        if (fds[1].revents) {
+            std::uint64_t count;
+            [[maybe_unused]] auto r = ::read(finished.get(), &count, sizeof count);
+            abandoned.remove_if([](const auto& j) { return j->done.load(std::memory_order_acquire); });
+            if (running && running->done.load(std::memory_order_acquire)) {
+                running->thread.join();
+                std::cout << running->out.str() << std::flush;
+                std::cerr << running->err.str() << std::flush;
+                const bool go_on = running->go_on;
+                running.reset();
+                if (!go_on) return console_end::quit;
+                start_next();
+                if (!running) {
+                    if (!input_open) return console_end::input_closed;
+                    input->start_line();
+                    at_prompt = true;
+                }
+            }
+            continue;
         }
-        pending.append(buf, static_cast<std::size_t>(got));
-        std::size_t start = 0;
-        for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n', start)) {
-            std::string_view line(pending.data() + start, nl - start);
-            if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-            start = nl + 1;
-            if (!on_line(line)) return console_end::quit;
-            show_prompt();
+        if (reading && fds[2].revents) {
+            input_open = input->read_some([&](std::string line) { queued.push_back(std::move(line)); });
+            if (!queued.empty() && at_prompt) {
+                input->end_line();
+                at_prompt = false;
+            }
+            start_next();
+            if (!running && !input_open) return console_end::input_closed;
         }
-        pending.erase(0, start);
     }
 }
 

@@ -233,8 +233,13 @@ public:
     }
 
     // Downloads NAME to `dest` from the first holder that delivers it whole and verified.
+    // Checks first that DEST can be written; tries no other holder once the failure is this side's
+    // (the destination, or a stop requested through `stop`).
     download_result obtain(std::string_view name, const std::filesystem::path& dest,
-                           const download_progress& progress = {}) {
+                           const download_progress& progress = {}, std::stop_token stop = {}) {
+        if (auto folder = dest.parent_path(); !folder.empty() && !std::filesystem::is_directory(folder))
+            return {protocol::status::refused,
+                    fmt::format("obtain '{}': cannot write {}: no such folder {}", name, dest.string(), folder.string())};
         auto [found, holders] = search(name);
         if (!found.ok()) return {found.code, found.code == protocol::status::not_found
                                                  ? fmt::format("no peer has registered '{}'", name)
@@ -242,8 +247,8 @@ public:
         download_result last{protocol::status::unavailable, "no holder could be reached"};
         std::string errors;  // every holder tried, by name
         for (const auto& h : holders) {
-            last = download_file(h, name, dest, options_.connect_timeout, options_.transfer_timeout, progress, hello());
-            if (last.ok()) return last;
+            last = download_file(h, name, dest, options_.connect_timeout, options_.transfer_timeout, progress, hello(), stop);
+            if (last.ok() || last.here) return last;
             errors += (errors.empty() ? "" : "; ") + last.error;
         }
         if (!errors.empty()) last.error = errors;

@@ -6,14 +6,18 @@
 // was registered is refused. A holder that vanishes mid-transfer leaves no partial file behind.
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <stop_token>
 #include <vector>
 
 #include <fmt/format.h>
@@ -35,6 +39,7 @@ struct download_result {
     std::uint64_t size = 0;
     std::uint64_t checksum = 0;
     std::uint64_t from_peer = 0;
+    bool here = false;  // the failure is on this side (the destination, a cancel): no other holder would do better
 
     [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };
@@ -79,11 +84,12 @@ inline bool write_all(int fd, const char* data, std::size_t n) {
 }  // namespace detail
 
 // `from` is the registry's entry for the holder; `hello`, what to say first (the map digest, and
-// the cluster's secret and client password where there are some).
+// the cluster's secret and client password where there are some). A stop requested through
+// `stop` ends the transfer at the next block (or wait's end) and leaves no file behind.
 inline download_result download_file(const protocol::holder& from, std::string_view name,
                                      const std::filesystem::path& dest, std::chrono::milliseconds connect_timeout,
                                      std::chrono::milliseconds io_timeout, const download_progress& progress = {},
-                                     const protocol::hello_request& hello = {}) {
+                                     const protocol::hello_request& hello = {}, std::stop_token stop = {}) {
     using protocol::status;
     const std::string who = fmt::format("peer {} ({}:{})", from.peer_id, from.host, from.port);
     auto fail = [&](status code, std::string why) {
@@ -117,29 +123,50 @@ inline download_result download_file(const protocol::holder& from, std::string_v
                                 from.size, from.checksum, meta->size, meta->checksum));
 
     std::optional<temp_file> part;
+    if (auto folder = dest.parent_path(); !folder.empty() && !std::filesystem::is_directory(folder))
+        return download_result{status::refused, fmt::format("obtain '{}': cannot write {}: no such folder {}", name,
+                                                            dest.string(), folder.string()),
+                               0, 0, from.peer_id, true};
     try {
         part.emplace(dest);
     } catch (const std::exception& e) {
-        return fail(status::internal_error, e.what());
+        return download_result{status::internal_error, fmt::format("obtain '{}': cannot write beside {}: {}", name,
+                                                                   dest.string(), std::strerror(errno)),
+                               0, 0, from.peer_id, true};
     }
     checksum_stream hash;
     std::vector<char> block(1 << 20);
     std::uint64_t received = 0;
     while (received < meta->size) {
+        if (stop.stop_requested()) {
+            auto r = fail(status::unavailable, fmt::format("cancelled after {} of {} bytes", received, meta->size));
+            r.here = true;
+            return r;
+        }
         auto want = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), meta->size - received));
         auto got = rpc.receive_raw(std::as_writable_bytes(std::span(block.data(), want)), io_timeout);
         if (got.status == net::io_status::timed_out)
             return fail(status::unavailable, fmt::format("stalled after {} of {} bytes", received, meta->size));
         if (!got) return fail(status::unavailable, fmt::format("the holder went away after {} of {} bytes", received, meta->size));
         hash.update(block.data(), got.bytes);
-        if (!detail::write_all(part->fd(), block.data(), got.bytes))
-            return fail(status::internal_error, fmt::format("writing {}: {}", dest.string(), std::strerror(errno)));
+        if (!detail::write_all(part->fd(), block.data(), got.bytes)) {
+            auto r = fail(status::internal_error, fmt::format("writing {}: {}", dest.string(), std::strerror(errno)));
+            r.here = true;
+            return r;
+        }
         received += got.bytes;
         if (progress) progress(received, meta->size);
     }
     const std::uint64_t sum = hash.digest();
     if (sum != meta->checksum)
         return fail(status::unavailable, fmt::format("checksum mismatch: got {:016x}, the holder said {:016x}", sum, meta->checksum));
+    if (stop.stop_requested()) {
+        auto r = fail(status::unavailable, "cancelled");
+        r.here = true;
+        return r;
+    }
+    if (::fchmod(part->fd(), static_cast<mode_t>(meta->mode)) != 0)
+        return fail(status::internal_error, fmt::format("setting the mode of {}: {}", dest.string(), std::strerror(errno)));
     if (!part->commit(dest))
         return fail(status::internal_error, fmt::format("renaming into {}: {}", dest.string(), std::strerror(errno)));
     return {status::ok, {}, meta->size, sum, from.peer_id};

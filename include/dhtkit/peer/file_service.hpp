@@ -202,7 +202,7 @@ private:
         const bool known = registered.has_value();
         shared_folder::refusal why = shared_folder::refusal::missing;
         auto file = known ? shared_.open(name, &why) : std::nullopt;
-        if (!is_plain_file_name(name)) why = shared_folder::refusal::bad_name;
+        if (auto bad = shared_folder::check_name(name); bad != shared_folder::refusal::none) why = bad;
         if (!file) {
             stats_.count_error();
             reply_header.code = why == shared_folder::refusal::missing ? protocol::status::not_found : protocol::status::refused;
@@ -224,7 +224,7 @@ private:
             });
             return;
         }
-        protocol::append_frame(out.frame, reply_header, name, protocol::encode(protocol::file_meta{file->size, file->checksum}));
+        protocol::append_frame(out.frame, reply_header, name, protocol::encode(protocol::file_meta{file->size, file->checksum, file->mode}));
         out.then = std::make_unique<file_stream>(std::move(file->fd), file->size, stats_);
     }
 

@@ -64,9 +64,16 @@ public:
         std::uint64_t size = 0;
         std::uint64_t checksum = 0;
         file_stamp stamp;
+        std::uint32_t mode = 0644;  // permission bits
     };
 
-    enum class refusal { none, bad_name, outside, missing, unreadable };
+    enum class refusal { none, bad_name, too_long, outside, missing, unreadable };
+
+    // Why `name` is not a plain file name (none when it is).
+    [[nodiscard]] static refusal check_name(std::string_view name) noexcept {
+        if (name.size() > max_file_name) return refusal::too_long;
+        return is_plain_file_name(name) ? refusal::none : refusal::bad_name;
+    }
 
     explicit shared_folder(std::filesystem::path root) : root_(std::move(root)) {
         std::filesystem::create_directories(root_);
@@ -82,7 +89,7 @@ public:
             if (why) *why = r;
             return std::nullopt;
         };
-        if (!is_plain_file_name(name)) return fail(refusal::bad_name);
+        if (auto r = check_name(name); r != refusal::none) return fail(r);
         std::error_code ec;
         auto path = std::filesystem::weakly_canonical(root_ / std::string(name), ec);
         if (ec || path.parent_path() != root_) return fail(refusal::outside);
@@ -91,7 +98,8 @@ public:
         struct stat st {};
         if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return fail(refusal::unreadable);
         open_file f{std::move(fd), static_cast<std::uint64_t>(st.st_size), 0,
-                    {static_cast<std::uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec}};
+                    {static_cast<std::uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec},
+                    static_cast<std::uint32_t>(st.st_mode & 0777)};
         const file_stamp now = f.stamp;
         {
             std::lock_guard lock(mutex_);
@@ -120,7 +128,8 @@ public:
     [[nodiscard]] static std::string_view describe(refusal r) noexcept {
         switch (r) {
             case refusal::none: return "ok";
-            case refusal::bad_name: return "not a plain file name (no '/', no '..')";
+            case refusal::bad_name: return "not a plain file name (it must not be empty, '.' or '..', nor hold '/', '\\' or NUL)";
+            case refusal::too_long: return "a file name is at most 255 bytes";
             case refusal::outside: return "resolves outside the shared folder";
             case refusal::missing: return "no such file in the shared folder";
             case refusal::unreadable: return "not a readable regular file";

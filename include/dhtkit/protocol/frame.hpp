@@ -68,8 +68,8 @@ inline constexpr std::uint8_t flag_own_copy = 4;
 enum class status : std::uint8_t {
     ok = 0,
     not_found = 1,
-    bad_request = 2,     // malformed frame; the connection is closed after the reply
-    too_large = 3,       // key or value over the configured limit; the connection is closed
+    bad_request = 2,     // malformed frame (closed after the reply) or malformed payload (left open)
+    too_large = 3,       // key or value over a limit: closed when over the frame limit, else left open
     unknown_opcode = 4,  // well-formed, but not an operation this peer knows
     refused = 5,         // e.g. a file name outside the shared folder
     unavailable = 6,     // the peer cannot do it now (a holder down, a file gone)

@@ -31,6 +31,7 @@ struct holder {
 struct file_meta {
     std::uint64_t size = 0;
     std::uint64_t checksum = 0;
+    std::uint32_t mode = 0644;  // the permission bits of the holder's file, which its copies keep
 };
 
 namespace detail {
@@ -111,13 +112,15 @@ inline std::string encode(const file_meta& m) {
     detail::writer w(out);
     w.integer(m.size);
     w.integer(m.checksum);
+    w.integer(m.mode);
     return out;
 }
 
 inline std::optional<file_meta> decode_file_meta(std::string_view in) {
     detail::reader r(in);
     file_meta m;
-    if (!r.integer(m.size) || !r.integer(m.checksum) || !r.done()) return std::nullopt;
+    if (!r.integer(m.size) || !r.integer(m.checksum)) return std::nullopt;
+    if (!r.done() && (!r.integer(m.mode) || !r.done() || m.mode > 0777)) return std::nullopt;  // without: 0644
     return m;
 }
 
