@@ -36,6 +36,7 @@
 
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/handshake.hpp"
+#include "dhtkit/cluster/in_flight.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/missed_copies.hpp"
 #include "dhtkit/net/unique_fd.hpp"
@@ -51,7 +52,7 @@ public:
                  const lease_holdings* held = nullptr)
         : to_(std::move(to)), limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt),
           counters_(counters), grants_(grants), held_(held),
-          wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), missed_(options_, counters) {
+          wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), missed_(options_, counters), in_flight_(counters) {
         thread_ = std::thread([this] { run(); });
     }
     replica_link(const replica_link&) = delete;
@@ -128,16 +129,6 @@ public:
 private:
     using clock = std::chrono::steady_clock;
 
-    struct copy {
-        std::uint64_t id;
-        ack_fn done;
-        read_fn answer;    // a read's, called once
-        std::string hint;  // a copy's table byte + key; a read's key
-        clock::time_point deadline;
-        protocol::opcode read_op{};  // set for a read (get or search)
-        [[nodiscard]] bool read() const noexcept { return read_op != protocol::opcode{}; }
-    };
-
     // With mutex_ held. Marks the replica as behind (it missed a copy) and says whether the last
     // lease granted to it may still run.
     bool lease_may_be_held() {
@@ -160,14 +151,13 @@ private:
             if (stopping && stop_deadline_ == clock::time_point{}) stop_deadline_ = clock::now() + options_.ack_timeout;
             if (stopping && clock::now() >= stop_deadline_) break;
             wait_and_transfer();
-            if (!in_flight_.empty() && clock::now() >= in_flight_.front().deadline) fail_connection(false);
+            if (!in_flight_.empty() && clock::now() >= in_flight_.next_deadline()) fail_connection(false);
             if (!rpc_.valid() && want_retry()) {
                 if (connect()) replay_hints();
             }
         }
         drop_connection();
-        for (auto& c : in_flight_) finish(c, false);
-        in_flight_.clear();
+        in_flight_.fail_all();
     }
 
     // Moves what writers queued into this thread's hands. True once stop() was called.
@@ -184,9 +174,9 @@ private:
             outbox_.clear();
         }
         auto deadline = clock::now() + options_.ack_timeout;
-        for (auto& c : queued_) {
-            c.deadline = deadline;
-            in_flight_.push_back(std::move(c));
+        for (auto& r : queued_) {
+            r.deadline = deadline;
+            in_flight_.push(std::move(r));
         }
         queued_.clear();
         return stopping_;
@@ -243,20 +233,12 @@ private:
         unsent_.clear();
         sent_ = 0;
         auto deadline = clock::now() + options_.ack_timeout;
-        std::deque<copy> again;
-        for (auto& c : in_flight_) {
-            if (c.read() ? !queue_read(c, deadline) : !queue_current(c, deadline)) {
-                finish(c, false);
-                continue;
-            }
-            again.push_back(std::move(c));
-        }
-        in_flight_ = std::move(again);
+        in_flight_.resend([&](link_request& r) { return r.read() ? queue_read(r, deadline) : queue_current(r, deadline); });
     }
 
     // Appends a replicate frame with the current record of c's key to the unsent bytes, under a
     // new id. False when the key has no record here any more.
-    bool queue_current(copy& c, clock::time_point deadline) {
+    bool queue_current(link_request& c, clock::time_point deadline) {
         auto key = std::string_view(c.hint).substr(1);
         auto rec = source_(static_cast<protocol::table_id>(c.hint[0]), key);
         if (!rec) return false;
@@ -270,7 +252,7 @@ private:
     }
 
     // Appends a read's frame again, under a new id (its bytes went with a failed connection).
-    bool queue_read(copy& c, clock::time_point deadline) {
+    bool queue_read(link_request& c, clock::time_point deadline) {
         {
             std::lock_guard lock(mutex_);
             c.id = ++next_id_;
@@ -290,10 +272,10 @@ private:
         }
         auto deadline = clock::now() + options_.ack_timeout;
         for (auto& h : batch) {
-            copy c{0, {}, {}, std::move(h), {}};
-            if (!queue_current(c, deadline)) continue;
+            link_request r{0, {}, {}, std::move(h), {}};
+            if (!queue_current(r, deadline)) continue;
             counters_.replayed.fetch_add(1, std::memory_order_relaxed);
-            in_flight_.push_back(std::move(c));
+            in_flight_.push(std::move(r));
         }
     }
 
@@ -320,7 +302,7 @@ private:
             int v = static_cast<int>(std::max<long long>(ms, 0));
             timeout = timeout < 0 ? v : std::min(timeout, v);
         };
-        if (!in_flight_.empty()) until(in_flight_.front().deadline);
+        if (!in_flight_.empty()) until(in_flight_.next_deadline());
         if (stop_deadline_ != clock::time_point{}) until(stop_deadline_);
         {
             std::lock_guard lock(mutex_);
@@ -342,33 +324,11 @@ private:
             if (!in) return fail_connection(true);
             protocol::frame_view f;
             protocol::frame_reader::result r;
-            while ((r = rpc_.next(f)) == protocol::frame_reader::result::frame) {
-                // A replica answers a connection's requests in the order they were sent.
-                if (in_flight_.empty() || in_flight_.front().id != f.h.request_id) return fail_connection(false);
-                auto& c = in_flight_.front();
-                if (c.read()) {
-                    const bool ok = f.h.code == protocol::status::ok || f.h.code == protocol::status::not_found;
-                    if (c.answer) c.answer(ok, ok && f.h.code == protocol::status::ok ? f.value : std::string_view{});
-                    c.answer = nullptr;
-                } else {
-                    finish(c, f.h.code == protocol::status::ok);
-                }
-                in_flight_.pop_front();
-            }
+            while ((r = rpc_.next(f)) == protocol::frame_reader::result::frame)
+                if (!in_flight_.answered(f)) return fail_connection(false);
             if (r == protocol::frame_reader::result::error) return fail_connection(false);
             if (in.bytes < 64 * 1024) return;
         }
-    }
-
-    void finish(copy& c, bool applied) {
-        if (c.read()) {
-            if (c.answer) c.answer(false, {});
-            c.answer = nullptr;
-            return;
-        }
-        (applied ? counters_.acked : counters_.missed).fetch_add(1, std::memory_order_relaxed);
-        if (c.done) c.done(applied);
-        c.done = nullptr;
     }
 
     // The connection broke or stalled. A connection that broke (the replica restarted, say) is
@@ -377,7 +337,7 @@ private:
     void fail_connection(bool try_again) {
         drop_connection();
         if (in_flight_.empty()) return;  // an idle connection closed: reopened on the next copy
-        if (try_again && !in_flight_.empty()) {
+        if (try_again) {
             resend_ = true;
             if (connect()) return;
         }
@@ -387,8 +347,7 @@ private:
     void fail_all() {
         drop_connection();
         resend_ = false;
-        for (auto& c : in_flight_)
-            if (c.read()) finish(c, false);
+        in_flight_.fail_reads();
         if (grants_) {
             // A write may count without this replica only once the lease it may hold from here
             // has run out; a process that is gone holds none. This thread waits, not the writer's.
@@ -397,15 +356,7 @@ private:
         }
         std::lock_guard lock(mutex_);
         if (!missed_.down()) missed_.mark_down();
-        for (auto& c : in_flight_) {
-            if (c.read()) continue;
-            missed_.add(std::move(c.hint));
-            if (c.done) {
-                counters_.missed.fetch_add(1, std::memory_order_relaxed);
-                c.done(false);
-            }
-        }
-        in_flight_.clear();
+        in_flight_.fail_copies([&](std::string hint) { missed_.add(std::move(hint)); });
     }
 
     void drop_connection() {
@@ -426,7 +377,7 @@ private:
 
     mutable std::mutex mutex_;
     std::string outbox_;                     // guarded by mutex_
-    std::deque<copy> queued_;                // guarded by mutex_
+    std::deque<link_request> queued_;        // guarded by mutex_
     std::uint64_t next_id_ = 0;              // guarded by mutex_
     bool stopping_ = false;                  // guarded by mutex_
     missed_copies missed_;                   // guarded by mutex_
@@ -435,7 +386,7 @@ private:
     protocol::rpc_stream rpc_;
     std::string unsent_;
     std::size_t sent_ = 0;
-    std::deque<copy> in_flight_;
+    in_flight_requests in_flight_;
     bool resend_ = false;
     bool gone_ = false;  // the last connect was refused
     clock::time_point stop_deadline_{};
