@@ -161,6 +161,7 @@ int main(int argc, char** argv) try {
     opt.max_restarts = cluster.max_restarts;
     opt.window = std::chrono::seconds(cluster.restart_window_s);
     opt.fatal_status = cannot_start;
+    opt.forward_interrupt = serve_only || !::isatty(0);
     std::string last;
     dhtkit::supervisor monitor(opt, [&](const std::string& line) {
         last = line;

@@ -63,16 +63,21 @@ cli_result run_cli(const test::local_cluster& cluster, const std::vector<std::st
 // dhtkit-cli at a terminal: a pseudo-terminal whose other side the test types into and reads.
 class terminal_session {
 public:
-    terminal_session(const test::local_cluster& cluster, const std::filesystem::path& home) {
-        std::string cli = DHTKIT_CLI_BINARY, flag = "--config", config = cluster.config_file().string();
+    // Runs `program` --config (the cluster's file) ARGS... with HOME at `home`.
+    terminal_session(const test::local_cluster& cluster, const std::filesystem::path& home,
+                     std::string program = DHTKIT_CLI_BINARY, std::vector<std::string> args = {}) {
+        std::vector<std::string> argv_s = {std::move(program), "--config", cluster.config_file().string()};
+        argv_s.insert(argv_s.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& a : argv_s) argv.push_back(a.data());
+        argv.push_back(nullptr);
         std::string home_env = "HOME=" + home.string();
         pid_ = ::forkpty(&master_, nullptr, nullptr, nullptr);
         REQUIRE(pid_ >= 0);
         if (pid_ == 0) {
             ::putenv(home_env.data());
             ::putenv(const_cast<char*>("TERM=dumb"));
-            char* argv[] = {cli.data(), flag.data(), config.data(), nullptr};
-            ::execv(argv[0], argv);
+            ::execv(argv[0], argv.data());
             ::_exit(127);
         }
     }
@@ -253,4 +258,36 @@ TEST_CASE("at a terminal: history, and Ctrl-C cancels a stuck command and return
     // Kept for the next session (libedit writes a space as \040).
     const auto history = slurp(home / ".dhtkit_history");
     CHECK_THAT(history, Catch::Contains("typed") && Catch::Contains("where"));
+}
+
+TEST_CASE("the peer's own prompt: Ctrl-C cancels a stuck command and the peer keeps serving") {
+    test::local_cluster cluster({.backups = 0});
+    auto c = cluster.client();
+    std::string name;
+    for (int i = 0; name.empty() || c.home_of(name) == 2; ++i) name = fmt::format("stuck{}.txt", i);
+    std::ofstream(cluster.shared(2) / name) << "the holder will be paused";
+    cluster.start(1);
+    cluster.start(2);
+    const auto home = cluster.dir() / "home";
+    std::filesystem::create_directories(home);
+    // Peer 0 in the foreground of a terminal, with its supervisor (both in the terminal's group).
+    terminal_session t(cluster, home, DHTKIT_PEER_BINARY, {"--id", "0"});
+    REQUIRE(t.wait_for("dhtkit[0]> "));
+    REQUIRE(test::eventually([&] { return c.search(name).first.ok(); }));
+
+    cluster.kill(2, SIGSTOP);
+    REQUIRE(cluster.wait_stopped(2));
+    t.type(fmt::format("obtain {} {}\r", name, (cluster.dir() / "stuck.copy").string()));
+    REQUIRE(t.wait_for("stuck.copy"));
+    REQUIRE(t.wait_for("\n"));
+    t.type("\x03");
+    INFO(t.screen());
+    REQUIRE(t.wait_for("cancelled"));
+    REQUIRE(t.wait_for("dhtkit[0]> "));
+    cluster.kill(2, SIGCONT);
+    // The peer was not stopped by it: it serves, from the prompt and to others.
+    t.type("where somewhere\r");
+    REQUIRE(t.wait_for("slot "));
+    CHECK(c.call(0, dhtkit::protocol::opcode::ping, {}).ok());
+    CHECK(t.quit() == 0);
 }

@@ -37,6 +37,10 @@ struct supervisor_options {
     unsigned max_restarts = 5;                // within `window`; one more and the supervisor gives up
     std::chrono::milliseconds window{60000};
     int fatal_status = 3;  // a worker exit status that means restarting cannot help (a bad config)
+    // False when the worker reads a terminal: the terminal sends Ctrl-C's SIGINT to the whole
+    // foreground group, worker included (which cancels a command with it), so passing it on
+    // would deliver it twice. SIGTERM is always passed on.
+    bool forward_interrupt = true;
 };
 
 // How a process ended, in words.
@@ -119,7 +123,8 @@ private:
             if (n < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll on the worker");
             if (n > 0 && fds[1].revents) {
                 signalfd_siginfo info{};
-                if (::read(signal_fd, &info, sizeof info) == sizeof info) {
+                if (::read(signal_fd, &info, sizeof info) == sizeof info &&
+                    (info.ssi_signo != SIGINT || options_.forward_interrupt)) {
                     ::kill(pid, static_cast<int>(info.ssi_signo));
                     forwarded = true;
                 }
