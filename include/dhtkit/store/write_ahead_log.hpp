@@ -1,0 +1,467 @@
+#pragma once
+// A write-ahead log with snapshots, in one folder: what a peer with `[storage] mode = "log"` keeps
+// so that its writes survive its restart.
+//
+//   log.<G>        records appended since generation G began (store/log_format.hpp)
+//   snapshot.<G>   every record the owner had when generation G began, written whole
+//
+// Appending never waits on the disk: append() hands the record to the log's thread, which writes
+// everything that piled up since its last write in one write() and calls each record's `done`
+// once the record is as durable as the fsync rule promises (the names are Redis's appendfsync):
+//   always    fdatasync before `done`; the records of one write share one sync (group commit)
+//   everysec  `done` after the write() (the process may die: the OS has the bytes), a sync at most
+//             a second later (a power cut loses about the last second)
+//   no        `done` after the write(); the OS syncs when it likes
+//
+// Compaction: once the current log passes compact_after_bytes, the log thread starts generation
+// G+1 (a new log file) and a compaction thread writes snapshot.<G+1> from the owner's table
+// (temporary name, fsync, rename, fsync of the folder), then removes the files of older
+// generations. Writes go on meanwhile. A crash at any point leaves either the old snapshot and
+// every log after it, or the new snapshot and the logs after it: both replay to everything that
+// was acknowledged (records apply by version, so a record seen twice does no harm).
+//
+// Opening replays the newest snapshot and the logs of its generation and after. A torn tail of
+// the last log (a crash in mid-write) is cut off and reported with the file and offset. Any other
+// damage stops the opening with the file, the offset and the way out (`repair`): with it, the
+// bytes from the damage on are moved aside into <file>.corrupt-at-<offset>, never deleted.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/store/log_format.hpp"
+
+namespace dhtkit {
+
+enum class fsync_rule { always, everysec, no };
+
+// A log that cannot be opened as it is, or a disk that refuses a write: says which file and where.
+struct storage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct log_options {
+    fsync_rule sync = fsync_rule::everysec;
+    std::uint64_t compact_after_bytes = 64u << 20;
+    bool repair = false;  // move damage aside instead of refusing to open
+    // A test's hook: called after a snapshot is written and synced, before it is renamed into
+    // place; throwing from it leaves the files as a crash at that moment would.
+    std::function<void()> before_snapshot_rename;
+};
+
+// What opening found.
+struct log_recovery {
+    std::size_t snapshot_records = 0;
+    std::size_t log_records = 0;
+    std::uint64_t generation = 0;
+    std::vector<std::string> notes;  // torn tails cut, damage moved aside
+    double seconds = 0;
+};
+
+class write_ahead_log {
+public:
+    using entry_fn = std::function<void(std::string_view key, std::string_view entry)>;
+    // Calls its argument for every record the owner holds now (for a snapshot).
+    using table_source = std::function<void(const entry_fn&)>;
+    using done_fn = std::function<void(bool written)>;
+
+    // Opens (creating) the log in `dir`, replaying what it holds into `apply`. Throws
+    // storage_error when it cannot.
+    write_ahead_log(std::filesystem::path dir, log_options opt, const entry_fn& apply, table_source source)
+        : dir_(std::move(dir)), options_(std::move(opt)), source_(std::move(source)) {
+        std::filesystem::create_directories(dir_);
+        recover(apply);
+        thread_ = std::thread([this] { run(); });
+    }
+    write_ahead_log(const write_ahead_log&) = delete;
+    write_ahead_log& operator=(const write_ahead_log&) = delete;
+    ~write_ahead_log() { stop(); }
+
+    // Hands one record to the log; `done` runs on the log's thread once it is durable as the rule
+    // says (false: the disk refused it). Never waits on the disk.
+    void append(std::string_view key, std::string_view entry, done_fn done) {
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) {
+                if (done) done(false);
+                return;
+            }
+            append_log_record(pending_, key, entry);
+            if (done) waiting_.push_back(std::move(done));
+        }
+        wake_.notify_one();
+    }
+
+    // Writes and syncs what was handed over, then stops the threads.
+    void stop() {
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) return;
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        if (thread_.joinable()) thread_.join();
+        if (compactor_.joinable()) compactor_.join();
+    }
+
+    [[nodiscard]] const log_recovery& recovery() const noexcept { return recovery_; }
+
+    // The figures `stats` shows.
+    struct figures {
+        std::uint64_t log_bytes = 0;  // of the current generation's log
+        std::uint64_t generation = 0;
+        std::int64_t last_snapshot_time = 0;  // seconds since the epoch; 0 for none
+        std::uint64_t last_snapshot_records = 0;
+        std::uint64_t fsync_p99_us = 0;  // over the last 1024 syncs
+        std::uint64_t compactions = 0;
+    };
+    [[nodiscard]] figures report() const {
+        std::lock_guard lock(figures_mutex_);
+        figures f = figures_;
+        if (!sync_us_.empty()) {
+            auto v = sync_us_;
+            auto at = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) * 99 / 100);
+            std::nth_element(v.begin(), at, v.end());
+            f.fsync_p99_us = *at;
+        }
+        return f;
+    }
+
+    // Starts a compaction now (normally the log's size decides). For tests and tools.
+    void compact_now() {
+        {
+            std::lock_guard lock(mutex_);
+            compact_asked_ = true;
+        }
+        wake_.notify_one();
+    }
+    // Waits until no compaction is under way. For tests and tools.
+    void wait_compacted() {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return !compact_asked_ && !compacting_; });
+    }
+
+    [[nodiscard]] static std::filesystem::path log_path(const std::filesystem::path& dir, std::uint64_t g) {
+        return dir / fmt::format("log.{}", g);
+    }
+    [[nodiscard]] static std::filesystem::path snapshot_path(const std::filesystem::path& dir, std::uint64_t g) {
+        return dir / fmt::format("snapshot.{}", g);
+    }
+
+private:
+    using clock = std::chrono::steady_clock;
+
+    // --- opening ------------------------------------------------------------------------------
+
+    // The generations of the files named `prefix`.<G> in the folder.
+    std::vector<std::uint64_t> generations(std::string_view prefix) const {
+        std::vector<std::uint64_t> out;
+        for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+            const auto name = e.path().filename().string();
+            if (!name.starts_with(prefix) || name.size() == prefix.size()) continue;
+            const auto digits = std::string_view(name).substr(prefix.size());
+            if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) || digits.size() > 18)
+                continue;
+            out.push_back(std::stoull(std::string(digits)));
+        }
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+
+    static std::string read_whole(const std::filesystem::path& p) {
+        std::ifstream in(p, std::ios::binary);
+        if (!in) throw storage_error(fmt::format("{}: cannot read: {}", p.string(), std::strerror(errno)));
+        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+
+    // Moves the bytes of `file` from `at` on into <file>.corrupt-at-<at>, and cuts the file there.
+    static std::string set_aside(const std::filesystem::path& file, const std::string& bytes, std::size_t at) {
+        const auto aside = std::filesystem::path(file.string() + fmt::format(".corrupt-at-{}", at));
+        {
+            std::ofstream out(aside, std::ios::binary | std::ios::trunc);
+            out.write(bytes.data() + at, static_cast<std::streamsize>(bytes.size() - at));
+            if (!out) throw storage_error(fmt::format("{}: cannot write: {}", aside.string(), std::strerror(errno)));
+        }
+        std::filesystem::resize_file(file, at);
+        return aside.string();
+    }
+
+    void recover(const entry_fn& apply) {
+        const auto start = clock::now();
+        // A snapshot that a crash left unrenamed is not one: the files before it hold everything.
+        for (const auto& e : std::filesystem::directory_iterator(dir_))
+            if (e.path().filename().string().starts_with("snapshot.") && e.path().extension() == ".tmp")
+                std::filesystem::remove(e.path());
+        const auto snapshots = generations("snapshot.");
+        const auto logs = generations("log.");
+        std::uint64_t from = 0;
+        if (!snapshots.empty()) {
+            from = snapshots.back();
+            const auto file = snapshot_path(dir_, from);
+            const auto bytes = read_whole(file);
+            auto s = scan_log(bytes, snapshot_magic, apply);
+            if (s.how != log_scan::end::clean)  // written whole before its rename: any damage is damage
+                throw storage_error(fmt::format("{}: damaged at byte {} ({}); move it aside to start from the logs "
+                                                "alone, or restore it",
+                                                file.string(), s.valid_bytes, s.why));
+            recovery_.snapshot_records = s.records;
+            struct stat st {};
+            std::lock_guard lock(figures_mutex_);
+            figures_.last_snapshot_records = s.records;
+            if (::stat(file.c_str(), &st) == 0) figures_.last_snapshot_time = st.st_mtim.tv_sec;
+        }
+        std::uint64_t current = std::max<std::uint64_t>(from, 1);
+        for (std::size_t i = 0; i < logs.size(); ++i) {
+            const auto g = logs[i];
+            if (g < from) continue;  // covered by the snapshot, left by a compaction that stopped
+            const auto file = log_path(dir_, g);
+            const auto bytes = read_whole(file);
+            auto s = scan_log(bytes, log_magic, apply);
+            recovery_.log_records += s.records;
+            current = g;
+            const bool last = i + 1 == logs.size();
+            if (s.how == log_scan::end::clean) continue;
+            if (s.how == log_scan::end::bad_header && bytes.size() < log_header_size && last) {
+                // A log created but not yet headed when the process died: nothing in it.
+                std::filesystem::resize_file(file, 0);
+                recovery_.notes.push_back(fmt::format("{}: an empty log begun at a crash; started again", file.string()));
+                continue;
+            }
+            if (s.how == log_scan::end::torn_tail && last) {
+                std::filesystem::resize_file(file, s.valid_bytes);
+                recovery_.notes.push_back(fmt::format("{}: cut a torn tail at byte {} ({}; {} bytes dropped)",
+                                                      file.string(), s.valid_bytes, s.why, bytes.size() - s.valid_bytes));
+                continue;
+            }
+            if (!options_.repair)
+                throw storage_error(fmt::format("{}: damaged at byte {} ({}), with {} bytes after it; start with "
+                                                "--repair to keep the {} records before it and move the rest aside",
+                                                file.string(), s.valid_bytes, s.why, bytes.size() - s.valid_bytes,
+                                                s.records));
+            const auto aside = set_aside(file, bytes, s.valid_bytes);
+            recovery_.notes.push_back(fmt::format("{}: damaged at byte {} ({}); kept the {} records before it, moved "
+                                                  "the rest to {}",
+                                                  file.string(), s.valid_bytes, s.why, s.records, aside));
+        }
+        recovery_.generation = current;
+        open_log(current);
+        recovery_.seconds = std::chrono::duration<double>(clock::now() - start).count();
+    }
+
+    // Makes log.<g> the file appended to (creating it with its header).
+    void open_log(std::uint64_t g) {
+        const auto file = log_path(dir_, g);
+        net::unique_fd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+        if (!fd) throw storage_error(fmt::format("{}: cannot open for writing: {}", file.string(), std::strerror(errno)));
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0) throw storage_error(fmt::format("{}: {}", file.string(), std::strerror(errno)));
+        std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+        if (size == 0) {
+            if (!write_all(fd.get(), log_magic) || ::fdatasync(fd.get()) != 0 || !sync_folder())
+                throw storage_error(fmt::format("{}: cannot write its header: {}", file.string(), std::strerror(errno)));
+            size = log_header_size;
+        }
+        log_fd_ = std::move(fd);
+        generation_ = g;
+        std::lock_guard lock(figures_mutex_);
+        figures_.log_bytes = size;
+        figures_.generation = g;
+    }
+
+    // --- the log's thread ---------------------------------------------------------------------
+
+    static bool write_all(int fd, std::string_view bytes) {
+        while (!bytes.empty()) {
+            ssize_t n = ::write(fd, bytes.data(), bytes.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return false;
+            bytes.remove_prefix(static_cast<std::size_t>(n));
+        }
+        return true;
+    }
+
+    bool sync_folder() const {
+        net::unique_fd d(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        return d && ::fsync(d.get()) == 0;
+    }
+
+    bool sync_log() {
+        const auto t0 = clock::now();
+        const bool ok = ::fdatasync(log_fd_.get()) == 0;
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count();
+        std::lock_guard lock(figures_mutex_);
+        if (sync_us_.size() < 1024) sync_us_.push_back(static_cast<std::uint64_t>(us));
+        else sync_us_[sync_at_++ % 1024] = static_cast<std::uint64_t>(us);
+        return ok;
+    }
+
+    void run() {
+        std::string batch;
+        std::vector<done_fn> done;
+        auto last_sync = clock::now();
+        bool dirty = false;  // written since the last sync
+        for (;;) {
+            bool stopping, compact;
+            {
+                std::unique_lock lock(mutex_);
+                auto until = last_sync + std::chrono::seconds(1);
+                auto ready = [&] { return stopping_ || !pending_.empty() || (compact_asked_ && !compacting_); };
+                if (options_.sync == fsync_rule::everysec && dirty) wake_.wait_until(lock, until, ready);
+                else wake_.wait(lock, ready);
+                batch.swap(pending_);
+                done.swap(waiting_);
+                stopping = stopping_;
+                compact = compact_asked_ && !compacting_;
+            }
+            bool ok = true;
+            if (!batch.empty()) {
+                ok = write_all(log_fd_.get(), batch);
+                dirty = true;
+                if (ok && options_.sync == fsync_rule::always) {
+                    ok = sync_log();
+                    last_sync = clock::now();
+                    dirty = false;
+                }
+                std::lock_guard lock(figures_mutex_);
+                figures_.log_bytes += batch.size();
+            }
+            for (auto& d : done) d(ok);
+            done.clear();
+            batch.clear();
+            if (dirty && (stopping || (options_.sync == fsync_rule::everysec && clock::now() - last_sync >= std::chrono::seconds(1)))) {
+                (void)sync_log();
+                last_sync = clock::now();
+                dirty = false;
+            }
+            if (stopping) return;
+            std::uint64_t size;
+            {
+                std::lock_guard lock(figures_mutex_);
+                size = figures_.log_bytes;
+            }
+            if (compact || (size > options_.compact_after_bytes && !compacting())) start_compaction();
+        }
+    }
+
+    bool compacting() {
+        std::lock_guard lock(mutex_);
+        return compacting_;
+    }
+
+    // On the log's thread: generation G+1 begins now (its log takes the next writes), and a
+    // thread writes its snapshot from the owner's table.
+    void start_compaction() {
+        if (compactor_.joinable()) compactor_.join();  // the last one has ended (compacting_ is false)
+        const auto next = generation_ + 1;
+        try {
+            open_log(next);
+        } catch (const storage_error&) {
+            std::lock_guard lock(mutex_);
+            compact_asked_ = false;
+            wake_.notify_all();
+            return;  // the old log goes on; tried again at the next size check
+        }
+        {
+            std::lock_guard lock(mutex_);
+            compacting_ = true;
+            compact_asked_ = false;
+        }
+        compactor_ = std::thread([this, next] { write_snapshot(next); });
+    }
+
+    void write_snapshot(std::uint64_t g) {
+        const auto final_path = snapshot_path(dir_, g);
+        const auto temporary = std::filesystem::path(final_path.string() + ".tmp");
+        bool ok = false;
+        std::uint64_t records = 0;
+        try {
+            net::unique_fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+            if (!fd) throw storage_error(fmt::format("{}: {}", temporary.string(), std::strerror(errno)));
+            std::string buffer(snapshot_magic);
+            bool written = true;
+            source_([&](std::string_view key, std::string_view entry) {
+                append_log_record(buffer, key, entry);
+                ++records;
+                if (buffer.size() >= (1u << 20)) {
+                    written = written && write_all(fd.get(), buffer);
+                    buffer.clear();
+                }
+            });
+            written = written && write_all(fd.get(), buffer) && ::fdatasync(fd.get()) == 0;
+            if (!written) throw storage_error(fmt::format("{}: {}", temporary.string(), std::strerror(errno)));
+            fd.reset();
+            if (options_.before_snapshot_rename) options_.before_snapshot_rename();
+            std::filesystem::rename(temporary, final_path);
+            if (!sync_folder()) throw storage_error(fmt::format("{}: cannot sync the folder", dir_.string()));
+            // Now the new snapshot and the logs from g on hold everything: the rest can go.
+            for (auto old : generations("log."))
+                if (old < g) std::filesystem::remove(log_path(dir_, old));
+            for (auto old : generations("snapshot."))
+                if (old < g) std::filesystem::remove(snapshot_path(dir_, old));
+            ok = true;
+        } catch (const std::exception&) {
+            // Left as a crash would leave it: the older snapshot and logs still hold everything.
+        }
+        {
+            std::lock_guard lock(figures_mutex_);
+            if (ok) {
+                figures_.last_snapshot_records = records;
+                figures_.last_snapshot_time =
+                    std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+                ++figures_.compactions;
+            }
+        }
+        std::lock_guard lock(mutex_);
+        compacting_ = false;
+        wake_.notify_all();
+    }
+
+    std::filesystem::path dir_;
+    log_options options_;
+    table_source source_;
+    log_recovery recovery_;
+
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::string pending_;           // guarded by mutex_
+    std::vector<done_fn> waiting_;  // guarded by mutex_
+    bool stopping_ = false;         // guarded by mutex_
+    bool compact_asked_ = false;    // guarded by mutex_
+    bool compacting_ = false;       // guarded by mutex_
+
+    // The log thread's (and the constructor's, before it starts).
+    net::unique_fd log_fd_;
+    std::uint64_t generation_ = 0;
+
+    mutable std::mutex figures_mutex_;
+    figures figures_;                    // guarded by figures_mutex_
+    std::vector<std::uint64_t> sync_us_;  // guarded by figures_mutex_
+    std::size_t sync_at_ = 0;            // guarded by figures_mutex_
+
+    std::thread thread_;
+    std::thread compactor_;
+};
+
+}  // namespace dhtkit
