@@ -125,9 +125,14 @@ int main(int argc, char** argv) try {
     app.add_option("--log-file", log_flag,
                    "the daemon's log, rotated at 5 MiB, 3 kept (default: dhtkit-peer-N.log in the data folder)");
     app.add_flag("--stop", stop, "stop the daemon of this pid file (SIGTERM) and wait for it to exit");
+    bool repair = false;
+    app.add_flag("--repair", repair,
+                 "with [storage] mode = \"log\": start from a damaged log, keeping every record before the damage "
+                 "and moving the rest aside (never deleting it)");
     if (auto status = examples::parse_flags(app, argc, argv)) return *status;
 
     auto cluster = dhtkit::load_config(config);
+    cluster.storage.repair = repair;
     const auto& self = cluster.peer(id);
     // Every path is absolute before a daemon detaches, whatever its working directory.
     auto pid_path = std::filesystem::absolute(pid_flag ? std::filesystem::path(*pid_flag)

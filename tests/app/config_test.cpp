@@ -131,3 +131,23 @@ TEST_CASE("two peers on one host and port are an error") {
     CHECK_THROWS_WITH(parse_config(twice, "/x/c.toml"),
                       Catch::Contains("peers[1].port") && Catch::Contains("127.0.0.1:7400 is peers[0]'s too"));
 }
+
+TEST_CASE("[storage] and the new [limits] keys are read, and wrong values named") {
+    auto c = parse_config(std::string(good) + "", "/etc/dhtkit/cluster.toml");
+    CHECK_FALSE(c.storage.log);  // memory by default
+    CHECK(c.limits.idle_timeout == std::chrono::seconds(30));
+    auto with = [](std::string extra) {
+        std::string text = good;
+        text.insert(text.find("[[peers]]"), extra);
+        return parse_config(text, "/etc/dhtkit/cluster.toml");
+    };
+    auto logged = with("[storage]\nmode = \"log\"\nfsync = \"always\"\ncompact_after_mb = 8\n");
+    CHECK(logged.storage.log);
+    CHECK(logged.storage.sync == fsync_rule::always);
+    CHECK(logged.storage.compact_after_bytes == 8u << 20);
+    auto limits = with("[storage]\nmode = \"memory\"\n");
+    CHECK_FALSE(limits.storage.log);
+    CHECK_THROWS_WITH(with("[storage]\nmode = \"disk\"\n"), Catch::Contains("storage.mode"));
+    CHECK_THROWS_WITH(with("[storage]\nfsync = \"sometimes\"\n"), Catch::Contains("storage.fsync"));
+    CHECK_THROWS_WITH(with("[storage]\nfsinc = \"always\"\n"), Catch::Contains("did you mean 'storage.fsync'"));
+}

@@ -49,6 +49,8 @@ struct cluster_options {
     bool own_network = false;
     bool secret = false;  // a cluster secret file (mode 0600) in the cluster's folder
     std::string password = {};  // when not empty: a client password file holding it
+    std::string storage = "memory";  // or "log"
+    std::string fsync = "everysec";
 };
 
 class local_cluster {
@@ -67,6 +69,7 @@ public:
             "backups = {}\nconsistency = \"{}\"\n[supervisor]\nmax_restarts = {}\n",
             opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.max_output_bytes,
             opt.idle_timeout_s, opt.backups, opt.consistency, opt.max_restarts);
+        text += fmt::format("[storage]\nmode = \"{}\"\nfsync = \"{}\"\n", opt.storage, opt.fsync);
         if (opt.secret) {
             const auto file = dir_ / "cluster.secret";
             std::ofstream(file) << "a secret of this test's own, long enough\n";

@@ -7,6 +7,7 @@
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128,
 //              max_output_bytes = 1048576, idle_timeout_s = 30 (0: never)
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000
+//   [storage]     mode = "memory" (or "log"), fsync = "everysec" (or "always", "no"), compact_after_mb = 64
 //   [supervisor]  max_restarts = 5, window_s = 60
 //   [security]    cluster_secret_file = "secret" (readable by its owner only; unset: an open cluster),
 //                 client_password_file = "password" (readable by its owner only; unset: no password)
@@ -139,6 +140,7 @@ inline const std::vector<known_table>& known_tables() {
         {"pool", {"threads", "dispatch"}},
         {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
         {"replication", {"backups", "consistency", "max_clock_skew_ms"}},
+        {"storage", {"mode", "fsync", "compact_after_mb"}},
         {"security", {"cluster_secret_file", "client_password_file"}},
         {"supervisor", {"max_restarts", "window_s"}},
         {"peers", {"id", "host", "port", "shared", "data"}},
@@ -242,6 +244,18 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     }
     c.max_clock_skew = std::chrono::milliseconds(in.integer<std::int64_t>(
         view["replication"]["max_clock_skew_ms"], "replication.max_clock_skew_ms", 1, 86'400'000, 60'000));
+    if (auto m = view["storage"]["mode"]) {
+        auto mode = in.text(m, "storage.mode");
+        if (mode != "memory" && mode != "log") in.fail("storage.mode", "\"memory\" or \"log\"");
+        c.storage.log = mode == "log";
+    }
+    if (auto f = view["storage"]["fsync"]) {
+        auto rule = in.text(f, "storage.fsync");
+        if (rule != "always" && rule != "everysec" && rule != "no") in.fail("storage.fsync", "\"always\", \"everysec\" or \"no\"");
+        c.storage.sync = rule == "always" ? fsync_rule::always : rule == "no" ? fsync_rule::no : fsync_rule::everysec;
+    }
+    c.storage.compact_after_bytes = in.integer<std::uint64_t>(view["storage"]["compact_after_mb"], "storage.compact_after_mb",
+                                                              1, 1'000'000, 64) << 20;
     if (auto s = view["security"]["cluster_secret_file"])
         c.cluster_key = detail::read_cluster_secret(in.path(s, "security.cluster_secret_file"), source);
     if (auto s = view["security"]["client_password_file"])

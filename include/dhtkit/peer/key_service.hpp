@@ -43,6 +43,7 @@
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
 
@@ -54,9 +55,9 @@ public:
     // `held`: this node's read leases; null for a node that answers every read from its own copy.
     key_service(Table& keys, Table& files, node_id self, const limits_settings& lim, std::chrono::milliseconds max_skew,
                 const cluster_view& view, const Replication& policy, replicator& copies, log_fn log,
-                const lease_holdings* held = nullptr)
+                const lease_holdings* held = nullptr, any_storage* storage = nullptr)
         : index_(keys, files, self, lim.max_value_bytes, max_skew), self_(self), view_(view), policy_(policy),
-          copies_(copies), log_(std::move(log)), held_(held) {}
+          copies_(copies), log_(std::move(log)), held_(held), storage_(storage && storage->keeps() ? storage : nullptr) {}
 
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
         return index_service<Table>::handles(op) || op == protocol::opcode::replicate;
@@ -70,6 +71,15 @@ public:
             if (!index_.apply(f.key, f.value)) {
                 reply.code = protocol::status::bad_request;
                 if (index_.refused_ahead() != ahead) note_refused(f.key, c);
+            } else if (storage_) {
+                // Applied: acknowledged to its sender once it is in this node's log.
+                auto held = c.hold();
+                storage_->append(f.key, f.value, [held, conn = c.shared_from_this(), reply](bool kept) mutable {
+                    if (!kept) reply.code = protocol::status::internal_error;
+                    protocol::append_frame(held->frame, reply, {}, kept ? "" : "this node could not write its log");
+                    conn->release();
+                });
+                return;
             }
             protocol::append_frame(c.out, reply, {}, {});
             return;
@@ -107,7 +117,7 @@ public:
             return;
         }
         thread_local std::string record;  // sent below: the replicator copies it into its outbox
-        if (targets.empty()) {  // the only holder: nothing to wait for
+        if (targets.empty() && !storage_) {  // the only holder, kept in memory: nothing to wait for
             index_.handle(f, c.out, &record);
             return;
         }
@@ -120,10 +130,13 @@ public:
         w->policy = &policy_;
         w->header = reply;
         w->holders = targets.size() + 1;
-        // Counted before any is sent: a copy may be answered before send() returns.
-        w->left.store(targets.size(), std::memory_order_relaxed);
+        // Counted before any is sent: a copy may be answered before send() returns. With a log,
+        // this node's own copy counts once it is in the log, like another holder's.
+        w->left.store(targets.size() + (storage_ ? 1 : 0), std::memory_order_relaxed);
+        w->applied.store(storage_ ? 0 : 1, std::memory_order_relaxed);
         c.hold(w, c.out.size() - provisional_at);
         const auto table = *protocol::record_table(record);
+        if (storage_) storage_->append(f.key, record, [w](bool ok) { w->done(ok); });
         for (const node* target : targets) copies_.send(*target, table, f.key, record, [w](bool ok) { w->done(ok); });
     }
 
@@ -315,7 +328,12 @@ private:
         };
         auto w = std::make_shared<waiter>();
         const auto targets = other_holders(map, key);  // a copy: send() may run another write's callback
-        w->left = targets.size();
+        w->left = targets.size() + (storage_ ? 1 : 0);
+        auto one_done = [w](bool) {
+            std::lock_guard lock(w->mutex);
+            if (--w->left == 0) w->done.notify_all();
+        };
+        if (storage_) storage_->append(key, record, one_done);
         for (const node* target : targets)
             copies_.send(*target, *protocol::record_table(record), key, record, [w](bool) {
                 std::lock_guard lock(w->mutex);
@@ -332,6 +350,7 @@ private:
     replicator& copies_;
     log_fn log_;
     const lease_holdings* held_;
+    any_storage* storage_;  // null when nothing is kept beyond the table
     log_limiter refusal_log_;
 };
 

@@ -64,9 +64,10 @@ public:
           held_(grantors_ids()),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
                   hello(), {}, &grants_, &held_),
+          storage_(self_.data_dir, cluster_.storage),
           keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
-                [this](const std::string& line) { log_(line); }, &held_),
-          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_),
+                [this](const std::string& line) { log_(line); }, &held_, &storage_),
+          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_, &storage_),
           keeper_(self_.id, held_, frame_limits(), hello(), grants_.options(),
                   [this](node_id with, bool ask_it, const std::function<void()>& waiting) {
                       sync_.catch_up_again(with, ask_it, waiting, log_);
@@ -90,6 +91,14 @@ public:
         if (!cluster_.cluster_key)
             log_("warning: the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
                  "can replicate, sync and register files here");
+        // What this node kept beyond its table comes back first; the replicas then fill in the rest.
+        storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record); },
+                      [this](const write_ahead_log::entry_fn& each) { keys_.index().for_each_record(each); });
+        if (const auto* r = storage_.recovery()) {
+            for (const auto& note : r->notes) log_(note);
+            log_(fmt::format("replayed {} records ({} from the snapshot) in {:.3f} s", r->snapshot_records + r->log_records,
+                             r->snapshot_records, r->seconds));
+        }
         files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
@@ -115,7 +124,8 @@ public:
         listener_.close();  // new connections are refused, as by a node that is gone
         dispatch_->stop();
         files_.stop();
-        copies_.stop();  // last: the writes answered above were copied through it
+        copies_.stop();   // the writes answered above were copied through it
+        storage_.stop();  // last: and kept through it
     }
 
     [[nodiscard]] const net::endpoint& local() const noexcept { return listener_.local(); }
@@ -148,7 +158,8 @@ public:
                            sync_.serving() ? "serving" : "catching_up", self_.id, m.epoch(), m.nodes().size(), home,
                            held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
                            load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
-                           keys_.index().refused_ahead());
+                           keys_.index().refused_ahead()) +
+               storage_.report();
     }
 
 private:
@@ -216,6 +227,7 @@ private:
     lease_grants grants_;
     lease_holdings held_;
     replicator copies_;
+    any_storage storage_;
     key_service<Table, Replication> keys_;
     sync_service<Table> sync_;
     lease_keeper keeper_;

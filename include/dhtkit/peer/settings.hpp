@@ -13,6 +13,7 @@
 
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/protocol/auth.hpp"
+#include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
 
@@ -52,6 +53,7 @@ struct cluster_settings {
     consistency consistency_rule = consistency::available;  // how many holders a write and a read need
     // A write or record stamped further ahead of a peer's clock is refused.
     std::chrono::milliseconds max_clock_skew{60000};
+    storage_settings storage;  // [storage]: what outlives a peer's process (memory: nothing)
     // The key made from [security] cluster_secret_file: peers sign their requests to each other
     // with it, and refuse unsigned ones (protocol/auth.hpp). Null: an open cluster.
     std::shared_ptr<const protocol::cluster_key> cluster_key;

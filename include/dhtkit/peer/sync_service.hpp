@@ -32,6 +32,7 @@
 #include "dhtkit/peer/index_service.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
+#include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
 
@@ -72,10 +73,12 @@ public:
     using log_fn = std::function<void(const std::string&)>;
 
     // `grants`: the read leases this node grants; a node that asks for a sync has caught up.
+    // `storage`: where records applied by a catch-up are kept beyond the table (null: nowhere).
     sync_service(index_service<Table>& index, node_id self, const cluster_view& view, replicator& copies,
-                 protocol::limits lim, protocol::hello_request hello = {}, lease_grants* grants = nullptr)
+                 protocol::limits lim, protocol::hello_request hello = {}, lease_grants* grants = nullptr,
+                 any_storage* storage = nullptr)
         : index_(index), self_(self), view_(view), copies_(copies), limits_(lim), hello_(std::move(hello)),
-          grants_(grants) {}
+          grants_(grants), storage_(storage && storage->keeps() ? storage : nullptr) {}
 
     // True once the catch-up at start is done (slots may wait again later, one group at a time).
     [[nodiscard]] bool serving() const noexcept { return serving_.load(std::memory_order_acquire); }
@@ -262,7 +265,10 @@ private:
             for (auto& s : sources) {
                 if (s.tried && s.last.complete() && s.last.from_serving) continue;
                 s.last = catch_up_from(self_, hello_, s.at, s.ranges, limits_,
-                                       [&](std::string_view key, std::string_view record) { index_.apply(key, record); },
+                                       [&](std::string_view key, std::string_view record) {
+                                           // Kept without waiting: a record lost to a crash here is caught up again.
+                                           if (index_.apply(key, record) && storage_) storage_->append(key, record, nullptr);
+                                       },
                                        std::chrono::milliseconds(250), with ? std::chrono::seconds(1) : std::chrono::seconds(5));
                 // Another map: this node and that one disagree about who holds what. Serving
                 // would misroute silently; not starting says why.
@@ -293,6 +299,7 @@ private:
     protocol::limits limits_;
     protocol::hello_request hello_;
     lease_grants* grants_;
+    any_storage* storage_;
 
     std::atomic<bool> serving_{false};
     std::atomic<bool> stopping_{false};

@@ -1,0 +1,128 @@
+#pragma once
+// The storage policy: where a peer's records outlive its process. The table holds the entries;
+// storage keeps each change (a key and its record, as the replicas exchange them) so that a
+// restarted process finds what it acknowledged.
+//
+//   memory_storage   nothing is kept (the default; what the seed did): a restart relies on the
+//                    replicas
+//   log_storage      a write-ahead log with snapshots (store/write_ahead_log.hpp)
+//   any_storage      either, as [storage] mode in the config says: chosen at run time
+//
+// A write is acknowledged only once append()'s `done` said true: the peer holds its reply until
+// then. With memory_storage `done` runs at once, and `keeps()` is false so that the caller can
+// skip holding anything.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "dhtkit/store/write_ahead_log.hpp"
+
+namespace dhtkit {
+
+struct storage_settings {
+    bool log = false;  // [storage] mode = "log"
+    fsync_rule sync = fsync_rule::everysec;
+    std::uint64_t compact_after_bytes = 64u << 20;
+    bool repair = false;  // the peer's --repair
+};
+
+template <class S>
+concept storage_policy = requires(S& s, const S& cs, std::string_view key, std::string_view record,
+                                  write_ahead_log::done_fn done, const write_ahead_log::entry_fn& apply,
+                                  write_ahead_log::table_source source) {
+    s.open(apply, std::move(source));  // replays what it kept into `apply`
+    { cs.keeps() } -> std::same_as<bool>;
+    s.append(key, record, std::move(done));
+    s.stop();
+    { cs.report() } -> std::same_as<std::string>;
+};
+
+class memory_storage {
+public:
+    void open(const write_ahead_log::entry_fn&, write_ahead_log::table_source) {}
+    [[nodiscard]] bool keeps() const noexcept { return false; }
+    void append(std::string_view, std::string_view, const write_ahead_log::done_fn& done) {
+        if (done) done(true);
+    }
+    void stop() {}
+    [[nodiscard]] std::string report() const { return "storage=memory\n"; }
+};
+
+class log_storage {
+public:
+    log_storage(std::filesystem::path dir, storage_settings s) : dir_(std::move(dir)), settings_(s) {}
+
+    void open(const write_ahead_log::entry_fn& apply, write_ahead_log::table_source source) {
+        log_options o;
+        o.sync = settings_.sync;
+        o.compact_after_bytes = settings_.compact_after_bytes;
+        o.repair = settings_.repair;
+        log_.emplace(dir_, std::move(o), apply, std::move(source));
+    }
+    [[nodiscard]] bool keeps() const noexcept { return true; }
+    void append(std::string_view key, std::string_view record, write_ahead_log::done_fn done) {
+        if (!log_) {
+            if (done) done(false);
+            return;
+        }
+        log_->append(key, record, std::move(done));
+    }
+    void stop() {
+        if (log_) log_->stop();
+    }
+    [[nodiscard]] const log_recovery* recovery() const { return log_ ? &log_->recovery() : nullptr; }
+    [[nodiscard]] std::string report() const {
+        if (!log_) return "storage=log\n";
+        const auto f = log_->report();
+        const auto& r = log_->recovery();
+        return fmt::format("storage=log\nfsync={}\nlog_bytes={}\nlog_generation={}\nlast_snapshot={}\n"
+                           "last_snapshot_records={}\nfsync_p99_us={}\ncompactions={}\nreplayed_records={}\n"
+                           "replay_seconds={:.3f}\n",
+                           settings_.sync == fsync_rule::always ? "always" : settings_.sync == fsync_rule::no ? "no" : "everysec",
+                           f.log_bytes, f.generation, f.last_snapshot_time, f.last_snapshot_records, f.fsync_p99_us,
+                           f.compactions, r.snapshot_records + r.log_records, r.seconds);
+    }
+
+private:
+    std::filesystem::path dir_;
+    storage_settings settings_;
+    std::optional<write_ahead_log> log_;
+};
+
+// The storage the settings name, chosen when the peer starts.
+class any_storage {
+public:
+    any_storage(std::filesystem::path dir, storage_settings s) {
+        if (s.log) log_ = std::make_unique<log_storage>(std::move(dir), s);
+    }
+    void open(const write_ahead_log::entry_fn& apply, write_ahead_log::table_source source) {
+        if (log_) log_->open(apply, std::move(source));
+    }
+    [[nodiscard]] bool keeps() const noexcept { return log_ != nullptr; }
+    void append(std::string_view key, std::string_view record, write_ahead_log::done_fn done) {
+        if (log_) log_->append(key, record, std::move(done));
+        else memory_.append(key, record, done);
+    }
+    void stop() {
+        if (log_) log_->stop();
+    }
+    [[nodiscard]] const log_recovery* recovery() const { return log_ ? log_->recovery() : nullptr; }
+    [[nodiscard]] std::string report() const { return log_ ? log_->report() : memory_.report(); }
+
+private:
+    memory_storage memory_;
+    std::unique_ptr<log_storage> log_;
+};
+
+static_assert(storage_policy<memory_storage>);
+static_assert(storage_policy<log_storage>);
+static_assert(storage_policy<any_storage>);
+
+}  // namespace dhtkit
