@@ -45,6 +45,9 @@ fuzz: deps
 	rm -rf build-fuzz/corpus && mkdir -p build-fuzz/corpus && cp tests/fuzz/seeds/* build-fuzz/corpus/
 	build-fuzz/tests/fuzz/frame_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
 	  -artifact_prefix=build-fuzz/ build-fuzz/corpus
+	rm -rf build-fuzz/text-corpus && mkdir -p build-fuzz/text-corpus
+	build-fuzz/tests/fuzz/text_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
+	  -artifact_prefix=build-fuzz/ build-fuzz/text-corpus
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -1,0 +1,42 @@
+// libFuzzer target for the decoders of what is not a frame: the records of a write-ahead log or a
+// snapshot (store/log_format.hpp), and a command line as the prompt splits it (app/commands.hpp).
+// The first byte picks which. A crash, a sanitizer report, or a scan that claims more valid bytes
+// than it was given is a finding.
+
+#include <dhtkit/app/commands.hpp>
+#include <dhtkit/store/log_format.hpp>
+
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size == 0) return 0;
+    const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+    switch (data[0] % 3) {
+        case 0:
+        case 1: {
+            const auto magic = data[0] % 3 == 0 ? dhtkit::log_magic : dhtkit::snapshot_magic;
+            std::string file(magic);
+            file.append(input);
+            std::size_t seen = 0;
+            auto s = dhtkit::scan_log(file, magic, [&](std::string_view k, std::string_view e) { seen += k.size() + e.size(); });
+            if (s.valid_bytes > file.size() || seen > file.size()) std::abort();
+            if (s.how == dhtkit::log_scan::end::clean && s.valid_bytes != file.size()) std::abort();
+            // What a scan accepted reads back the same when written again.
+            std::string again(magic);
+            (void)dhtkit::scan_log(std::string_view(file).substr(0, s.valid_bytes), magic,
+                                   [&](std::string_view k, std::string_view e) { dhtkit::append_log_record(again, k, e); });
+            if (again != std::string_view(file).substr(0, s.valid_bytes)) std::abort();
+            break;
+        }
+        case 2: {
+            auto p = dhtkit::parse_line(input);
+            std::size_t letters = 0;
+            for (const auto& w : p.words) letters += w.size();
+            if (letters > input.size()) std::abort();
+            break;
+        }
+    }
+    return 0;
+}
