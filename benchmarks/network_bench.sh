@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a loopback cluster (1 or 3 peers, a given dispatch model, BACKUPS copies per key, default
 # 2, CONSISTENCY "available" or "majority", default available, SECRET=1 for a cluster secret,
+# STORAGE "memory" or "log" and FSYNC "always", "everysec" or "no" for [storage],
 # THREADS workers per peer, default 2),
 # runs dhtkit-bench against it,
 # and stops it. Usage: benchmarks/network_bench.sh PEERS DISPATCH [dhtkit-bench flags...]
@@ -22,6 +23,7 @@ print(' '.join(str(x.getsockname()[1]) for x in s))")
   printf '[pool]\nthreads = %s\ndispatch = "%s"\n' "${THREADS:-2}" "$dispatch"
   printf "[replication]\nbackups = %s\n" "${BACKUPS:-2}"
   [[ -n "${CONSISTENCY:-}" ]] && printf 'consistency = "%s"\n' "$CONSISTENCY"
+  [[ -n "${STORAGE:-}" ]] && printf '[storage]\nmode = "%s"\nfsync = "%s"\n' "$STORAGE" "${FSYNC:-everysec}"
   if [[ -n "${SECRET:-}" ]]; then  # SECRET=1: the peers sign their requests to each other
     head -c 32 /dev/urandom > "$work/secret" && chmod 600 "$work/secret"
     printf '[security]\ncluster_secret_file = "secret"\n'

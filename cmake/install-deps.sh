@@ -7,7 +7,8 @@ packages=(cmake ninja-build g++ clang pkg-config make
           libcuckoo-dev libtbb-dev libboost-dev libspdlog-dev
           libsodium-dev  # crypto_auth: the cluster secret's MACs
           libcli11-dev libedit-dev  # the programs' flags; the prompt's line editing and history
-          iproute2)  # ip netns, veth and bridges: the partition test's network
+          iproute2  # ip netns, veth and bridges: the partition test's network
+          redis-server redis-tools)  # the durability benchmark runs Redis beside us (no service is started)
 
 missing=()
 for p in "${packages[@]}"; do

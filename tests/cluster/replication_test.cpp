@@ -57,7 +57,10 @@ public:
             auto key = fmt::format("k{}", k);
             auto [acked, tried] = state_.at(static_cast<std::size_t>(k));
             if (acked == 0) continue;
-            auto r = reader.get(key);
+            // A holder may answer `unavailable` for a while (its lease from a killed peer lapsed
+            // and it waits to catch up, up to 5 s alone): allowed, and asked again. A wrong value is not.
+            reply r;
+            eventually([&] { return (r = reader.get(key)).code != status::unavailable; }, 15s);
             INFO(key << " acknowledged " << acked << " tried " << tried << ": " << r.error);
             REQUIRE(r.ok());
             auto v = std::stoull(r.value);

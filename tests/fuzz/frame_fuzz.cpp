@@ -39,6 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)decode_file_meta(f.value);
             (void)decode_u64(f.value);
             (void)decode_sync_request(f.value);
+            (void)decode_sync_request(f.value, true);
             (void)decode_hello(f.value);
             (void)dhtkit::read_version(f.value);
             if (f.h.flags & flag_signed) {

@@ -142,3 +142,21 @@ TEST_CASE("a reader gives its memory back once everything buffered was consumed"
     r.release_if_empty();
     CHECK(r.reserved_bytes() <= 4096);
 }
+
+TEST_CASE("a sync request carries the asker's slot digests when it has some") {
+    using namespace dhtkit::protocol;
+    sync_request plain{7, {{0, 3}, {10, 10}}};
+    auto back = decode_sync_request(encode(plain));
+    REQUIRE(back);
+    CHECK(back->ranges == plain.ranges);
+    CHECK(back->digests.empty());
+
+    sync_request with{7, {{0, 3}, {10, 10}}, {1, 2, 3, 4, 5}};
+    auto bytes = encode(with);
+    auto d = decode_sync_request(bytes, true);
+    REQUIRE(d);
+    CHECK(d->ranges == with.ranges);
+    CHECK(d->digests == with.digests);
+    CHECK_FALSE(decode_sync_request(bytes.substr(0, bytes.size() - 1), true));  // a digest short
+    CHECK_FALSE(decode_sync_request(bytes + "x", true));                        // bytes after the last
+}

@@ -35,14 +35,21 @@ struct sync_outcome {
     [[nodiscard]] bool complete() const noexcept { return how == ended::complete; }
 };
 
-// Asks node `from` for the records of `ranges`, calling apply(key, record) for each.
+// Asks node `from` for the records of `ranges`, calling apply(key, record) for each. With
+// `digests` (this node's digest of every slot, by slot number), the slots whose digests agree
+// with `from`'s are left out of the answer.
 template <class Apply>
 sync_outcome catch_up_from(node_id asker, const protocol::hello_request& hello, const node& from,
                            const std::vector<slot_range>& ranges, protocol::limits lim, Apply&& apply,
-                           std::chrono::milliseconds connect_timeout, std::chrono::milliseconds io_timeout) {
+                           std::chrono::milliseconds connect_timeout, std::chrono::milliseconds io_timeout,
+                           const std::vector<std::uint64_t>* digests = nullptr) {
     sync_outcome out;
     protocol::sync_request ask{asker, {}};
-    for (auto r : ranges) ask.ranges.emplace_back(r.first, r.last);
+    for (auto r : ranges) {
+        ask.ranges.emplace_back(r.first, r.last);
+        if (digests)
+            for (std::size_t s = r.first; s <= r.last; ++s) ask.digests.push_back((*digests)[s]);
+    }
     protocol::rpc_stream rpc;
     try {
         rpc = protocol::rpc_stream::connect(from.host, from.port, lim, connect_timeout);
@@ -55,7 +62,8 @@ sync_outcome catch_up_from(node_id asker, const protocol::hello_request& hello, 
         out.why = h.why;
         return out;
     }
-    if (rpc.send({protocol::opcode::sync, 0, protocol::status::ok, 1, 0, 0}, {}, protocol::encode(ask), io_timeout) !=
+    const std::uint8_t flags = ask.digests.empty() ? 0 : protocol::flag_digests;
+    if (rpc.send({protocol::opcode::sync, flags, protocol::status::ok, 1, 0, 0}, {}, protocol::encode(ask), io_timeout) !=
         protocol::rpc_status::ok) {
         out.why = "sending the request failed";
         return out;

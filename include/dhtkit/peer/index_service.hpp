@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <limits>
@@ -20,9 +21,11 @@
 
 #include <fmt/format.h>
 
+#include "dhtkit/cluster/slots.hpp"
 #include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/store/locked_table.hpp"
+#include "dhtkit/store/stable_hash.hpp"
 #include "dhtkit/store/versioned.hpp"
 
 namespace dhtkit {
@@ -175,6 +178,9 @@ public:
         return true;
     }
 
+    // Entries held, both tables, tombstones included.
+    [[nodiscard]] std::size_t size() const { return keys_.size() + files_.size(); }
+
     // Records refused because their stamp was too far ahead of this host's clock.
     [[nodiscard]] std::uint64_t refused_ahead() const noexcept { return refused_ahead_.load(std::memory_order_relaxed); }
 
@@ -203,6 +209,27 @@ public:
     template <class F>
     void for_each_record(F&& f) const {
         for_each_record(std::forward<F>(f), [] {});
+    }
+
+    // Adds each entry of one shard of one table to the digest of its slot, for the slots set in
+    // `wanted`. A slot's digest is the XOR of its entries' hashes (key, table and the whole
+    // versioned entry), so equal digests mean the same keys at the same versions, whatever order
+    // they were written in.
+    void add_digests_in(protocol::table_id t, std::size_t shard, const std::bitset<slot_count>& wanted,
+                        std::vector<std::uint64_t>& digests) const {
+        (t == protocol::table_id::keys ? keys_ : files_).for_each_in(shard, [&](std::string_view k, std::string_view v) {
+            const auto slot = key_slot(k);
+            if (!wanted.test(slot)) return;
+            const auto seed = XXH3_64bits(k.data(), k.size()) + static_cast<std::uint64_t>(t);
+            digests[slot] ^= XXH3_64bits_withSeed(v.data(), v.size(), seed);
+        });
+    }
+    // Every wanted slot's digest (the others are 0), one shard's lock at a time.
+    [[nodiscard]] std::vector<std::uint64_t> slot_digests(const std::bitset<slot_count>& wanted) const {
+        std::vector<std::uint64_t> digests(slot_count, 0);
+        for (auto t : {protocol::table_id::keys, protocol::table_id::files})
+            for (std::size_t shard = 0; shard < Table::shard_count; ++shard) add_digests_in(t, shard, wanted, digests);
+        return digests;
     }
 
     // The same for one shard (below Table::shard_count) of one table.

@@ -133,7 +133,7 @@ public:
     // Answers a sync request on `c`: the records stream after the reply's place; ends the batch.
     void handle(const protocol::frame_view& f, connection& c) {
         protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
-        auto ask = protocol::decode_sync_request(f.value);
+        auto ask = protocol::decode_sync_request(f.value, f.h.flags & protocol::flag_digests);
         if (!ask || ask->ranges.empty()) {
             reply.code = protocol::status::bad_request;
             protocol::append_frame(c.out, reply, {}, "a sync request is the asker's node id, then slot ranges");
@@ -146,8 +146,16 @@ public:
             copies_.peer_is_up(ask->asker);
         }
         auto stream = std::make_unique<records>(index_, reply, ready_);
+        std::size_t at = 0;
         for (auto [first, last] : ask->ranges)
-            for (std::size_t s = first; s <= last && s < slot_count; ++s) stream->wanted.set(s);
+            for (std::size_t s = first; s <= last; ++s, ++at) {
+                if (s >= slot_count) continue;
+                stream->wanted.set(s);
+                if (ask->digests.empty()) continue;
+                stream->compare.set(s);
+                stream->theirs[s] = ask->digests[at];
+            }
+        stream->asked = stream->wanted;
         // Behind any reply still held, so that it starts only when they have gone.
         auto h = c.hold();
         h->then = std::move(stream);
@@ -159,16 +167,34 @@ public:
 
 private:
     // One sync answer: the wanted records, one shard of each table per pump, then the end frame.
+    // When the asker sent its slots' digests, this node's digests of those slots come first (a
+    // few shards per pump, so that no loop is held for the whole table), and the slots that agree
+    // are left out.
     class records : public output_source {
     public:
         records(const index_service<Table>& index, protocol::header h, const slot_readiness& ready)
             : index_(index), header_(h), ready_(ready) {
             header_.flags = protocol::flag_more;
         }
-        std::bitset<slot_count> wanted;
+        std::bitset<slot_count> wanted;   // the slots whose records go
+        std::bitset<slot_count> asked;    // the slots asked for (for the end frame)
+        std::bitset<slot_count> compare;  // the slots the asker sent a digest of
+        std::vector<std::uint64_t> theirs = std::vector<std::uint64_t>(slot_count, 0);
 
         progress pump(net::tcp_stream&, std::string& out) override {
             constexpr std::size_t batch_bytes = 256 * 1024;
+            if (compare.any()) {
+                if (ours_.empty()) ours_.assign(slot_count, 0);
+                for (int n = 0; n < 32 && digest_shard_ < 2 * Table::shard_count; ++n, ++digest_shard_) {
+                    auto t = digest_shard_ < Table::shard_count ? protocol::table_id::keys : protocol::table_id::files;
+                    index_.add_digests_in(t, digest_shard_ % Table::shard_count, compare, ours_);
+                }
+                if (digest_shard_ < 2 * Table::shard_count) return progress::more;
+                for (std::size_t s = 0; s < slot_count; ++s)
+                    if (compare.test(s) && ours_[s] == theirs[s]) wanted.reset(s);
+                compare.reset();
+                std::vector<std::uint64_t>().swap(ours_);
+            }
             while (out.size() < batch_bytes) {
                 if (shard_ == 2 * Table::shard_count) {
                     // The end says whether this node was serving every slot asked for: an asker
@@ -176,7 +202,7 @@ private:
                     // that node missed.
                     bool serving = true;
                     for (std::size_t s = 0; s < slot_count && serving; ++s)
-                        serving = !wanted.test(s) || ready_.ready(static_cast<slot_t>(s));
+                        serving = !asked.test(s) || ready_.ready(static_cast<slot_t>(s));
                     header_.flags = 0;
                     protocol::append_frame(out, header_, {}, serving ? std::string_view("\1", 1) : std::string_view("\0", 1));
                     return progress::done;
@@ -194,7 +220,9 @@ private:
         const index_service<Table>& index_;
         protocol::header header_;
         const slot_readiness& ready_;
-        std::size_t shard_ = 0;  // over both tables' shards
+        std::size_t shard_ = 0;         // over both tables' shards
+        std::size_t digest_shard_ = 0;  // the same, for the digests
+        std::vector<std::uint64_t> ours_;
     };
 
     void catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
@@ -259,6 +287,16 @@ private:
             }
             return all;
         };
+        // What this node holds already, slot by slot: a holder leaves out the slots that agree, so
+        // that a node back from a short absence (a restart with its log, a lapsed lease) pulls
+        // only what changed. A node with nothing sends none.
+        std::vector<std::uint64_t> digests;
+        if (index_.size() > 0) {
+            std::bitset<slot_count> mine;
+            for (const auto& g : groups)
+                for (std::size_t x = g.range.first; x <= g.range.last; ++x) mine.set(x);
+            digests = index_.slot_digests(mine);
+        }
         auto wait = std::chrono::milliseconds(100);
         for (;;) {
             if (stopping_.load(std::memory_order_acquire)) return;
@@ -269,7 +307,8 @@ private:
                                            // Kept without waiting: a record lost to a crash here is caught up again.
                                            if (index_.apply(key, record) && storage_) storage_->append(key, record, nullptr);
                                        },
-                                       std::chrono::milliseconds(250), with ? std::chrono::seconds(1) : std::chrono::seconds(5));
+                                       std::chrono::milliseconds(250), with ? std::chrono::seconds(1) : std::chrono::seconds(5),
+                                       digests.empty() ? nullptr : &digests);
                 // Another map: this node and that one disagree about who holds what. Serving
                 // would misroute silently; not starting says why.
                 if (s.last.how == sync_outcome::ended::other_map) throw settings_error(s.last.why);

@@ -64,6 +64,9 @@ inline constexpr std::uint8_t flag_stamped = 2;
 // Header flag of a get or search from another holder (a majority read): answer with this node's
 // own record of the key (table byte, version header, value), whatever its leases say.
 inline constexpr std::uint8_t flag_own_copy = 4;
+// On a sync request: after the ranges, the asker's digest of each slot it asks for (u64 each, in
+// slot order), so that the answer leaves out the slots that already agree.
+inline constexpr std::uint8_t flag_digests = 16;
 
 enum class status : std::uint8_t {
     ok = 0,

@@ -139,29 +139,51 @@ inline std::optional<table_id> record_table(std::string_view record) noexcept {
 struct sync_request {
     std::uint64_t asker = 0;
     std::vector<std::pair<std::uint16_t, std::uint16_t>> ranges;  // inclusive [first, last]
+    // With flag_digests: the asker's digest of every slot of the ranges, in order.
+    std::vector<std::uint64_t> digests = {};
 };
 
+// Without digests: asker, then ranges. With them (flag_digests on the frame): asker, the count of
+// ranges (u16), the ranges, then one digest per slot of the ranges.
 inline std::string encode(const sync_request& r) {
     std::string out;
     detail::writer w(out);
     w.integer(r.asker);
+    if (!r.digests.empty()) w.integer(static_cast<std::uint16_t>(r.ranges.size()));
     for (auto [first, last] : r.ranges) {
         w.integer(first);
         w.integer(last);
     }
+    for (auto d : r.digests) w.integer(d);
     return out;
 }
 
-inline std::optional<sync_request> decode_sync_request(std::string_view in) {
-    if (in.size() < 8 || (in.size() - 8) % 4 != 0) return std::nullopt;
+inline std::optional<sync_request> decode_sync_request(std::string_view in, bool with_digests = false) {
     detail::reader r(in);
     sync_request out;
-    r.integer(out.asker);
+    if (!r.integer(out.asker)) return std::nullopt;
     std::uint16_t first = 0, last = 0;
-    while (r.integer(first) && r.integer(last)) {
-        if (first > last) return std::nullopt;
-        out.ranges.emplace_back(first, last);
+    if (!with_digests) {
+        if ((in.size() - 8) % 4 != 0) return std::nullopt;
+        while (r.integer(first) && r.integer(last)) {
+            if (first > last) return std::nullopt;
+            out.ranges.emplace_back(first, last);
+        }
+        return out;
     }
+    std::uint16_t count = 0;
+    if (!r.integer(count)) return std::nullopt;
+    std::size_t slots = 0;
+    for (std::uint16_t i = 0; i < count; ++i) {
+        if (!r.integer(first) || !r.integer(last) || first > last) return std::nullopt;
+        out.ranges.emplace_back(first, last);
+        slots += std::size_t{last} - first + 1;
+    }
+    if (slots > 65536) return std::nullopt;
+    out.digests.resize(slots);
+    for (auto& d : out.digests)
+        if (!r.integer(d)) return std::nullopt;
+    if (!r.done()) return std::nullopt;
     return out;
 }
 
