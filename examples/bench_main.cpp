@@ -74,15 +74,24 @@ public:
             std::string batch;
             protocol::frame_reader reader({1024, 1 << 20});
             std::size_t sent = 0;
+            std::size_t got = 0;
+            protocol::frame_view f;
             for (const auto& k : keys_by_peer_[p]) {
                 protocol::append_frame(batch, {protocol::opcode::put, 0, protocol::status::ok, ++sent, 0, 0}, k, value_);
                 if (batch.size() > (1 << 20) || &k == &keys_by_peer_[p].back()) {
                     (void)s.send_all(std::as_bytes(std::span(batch)), std::chrono::seconds(30));
                     batch.clear();
+                    // Take the replies that are there: a peer stops reading a client that does
+                    // not read (its max_output_bytes), and a million puts answer 24 MB.
+                    for (;;) {
+                        auto in = s.receive_some(reader.prepare(1 << 16));
+                        if (!in) throw std::runtime_error("preload: the peer closed the connection");
+                        if (in.bytes == 0) break;
+                        reader.commit(in.bytes);
+                        while (reader.next(f) == protocol::frame_reader::result::frame) ++got;
+                    }
                 }
             }
-            std::size_t got = 0;
-            protocol::frame_view f;
             while (got < sent) {
                 while (reader.next(f) == protocol::frame_reader::result::frame) ++got;
                 if (got == sent) break;

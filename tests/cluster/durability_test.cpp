@@ -159,3 +159,32 @@ TEST_CASE("without a log a restarted peer pulls everything again") {
     cluster.start(1);
     CHECK(std::stoull(test::stat_value(c, 1, "caught_up_records")) >= 500);
 }
+
+TEST_CASE("a peer whose log is damaged before its tail does not start, says where, and starts with --repair") {
+    test::local_cluster cluster({.peers = 1, .backups = 0, .storage = "log", .fsync = "always"});
+    cluster.start_all();
+    auto c = cluster.client(2000ms);
+    for (int i = 0; i < 50; ++i) REQUIRE(c.put(fmt::format("k{}", i), std::string(100, 'v')).ok());
+    cluster.stop(0);
+    const auto log = cluster.dir() / "peer0/data/log.1";
+    REQUIRE(std::filesystem::exists(log));
+    {
+        std::fstream f(log, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(log) / 2));
+        f.put('\x7f');
+    }
+    try {
+        cluster.start(0);
+        FAIL("a peer started on a damaged log, with " << test::stat_value(c, 0, "keys") << " keys");
+    } catch (const std::exception& e) {
+        CHECK_THAT(e.what(), Catch::Contains("log.1") && Catch::Contains("damaged at byte") && Catch::Contains("--repair"));
+    }
+    cluster.start(0, "--repair");
+    const auto kept = std::stoull(test::stat_value(c, 0, "keys"));
+    CHECK(kept > 0);
+    CHECK(kept < 50);
+    bool aside = false;
+    for (const auto& f : std::filesystem::directory_iterator(cluster.dir() / "peer0/data"))
+        aside = aside || f.path().filename().string().starts_with("log.1.corrupt-at-");
+    CHECK(aside);
+}

@@ -120,8 +120,9 @@ public:
         for (int i = 0; i < options_.peers; ++i) start(i);
     }
 
-    // Starts peer `id` and returns once it serves (or throws, after 10 s).
-    void start(int id) {
+    // Starts peer `id` and returns once it serves (or throws, after 10 s, or when it exits first,
+    // with what it said). `extra`: one more flag for it (nullptr: none).
+    void start(int id, const char* extra = nullptr) {
         auto& p = processes_.at(static_cast<std::size_t>(id));
         if (p.pid > 0) throw std::logic_error("peer already running");
         int err[2];
@@ -129,7 +130,9 @@ public:
         // Built before fork: the child may only make async-signal-safe calls.
         const std::string ids = std::to_string(id);
         const std::string cfg = config_file_.string();
-        const char* mode = options_.supervised ? nullptr : "--no-supervisor";  // nullptr ends the list
+        // nullptr ends the list: the flags after the first nullptr are not passed.
+        const char* mode = options_.supervised ? extra : "--no-supervisor";
+        const char* more = options_.supervised ? nullptr : extra;
         dhtkit::net::unique_fd ns;
         if (network_) ns = network_->namespace_of(id);
         pid_t pid = ::fork();
@@ -140,14 +143,19 @@ public:
             ::dup2(null, 1);
             ::dup2(err[1], 2);
             ::execl(DHTKIT_PEER_BINARY, DHTKIT_PEER_BINARY, "--config", cfg.c_str(), "--id", ids.c_str(),
-                    "--no-client", mode, static_cast<char*>(nullptr));
+                    "--no-client", mode, more, static_cast<char*>(nullptr));
             ::_exit(127);
         }
         ::close(err[1]);
         p.pid = pid;
         p.stderr_pipe.reset(err[0]);
         p.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-        wait_serving(p, id);
+        try {
+            wait_serving(p, id);
+        } catch (...) {
+            stop(id);  // reaped (it has exited, or is made to): the peer may be started again
+            throw;
+        }
     }
 
     // Sends `sig`; for SIGKILL also reaps the process.

@@ -74,7 +74,8 @@ TEST_CASE("a flipped byte before the tail is corruption, named by the offset of 
     std::vector<std::size_t> starts;
     const auto bytes = file_of(rs, &starts);
     for (std::size_t victim = 0; victim + 1 < rs.size(); ++victim) {
-        for (std::size_t within : {std::size_t{0}, std::size_t{5}, std::size_t{13}}) {
+        // In the length, its check, the checksum, and the body.
+        for (std::size_t within : {std::size_t{0}, std::size_t{2}, std::size_t{5}, std::size_t{13}, std::size_t{17}}) {
             auto bad = bytes;
             bad[starts[victim] + within] ^= 0x40;
             log_scan s;
@@ -92,4 +93,22 @@ TEST_CASE("a flipped byte before the tail is corruption, named by the offset of 
     read_back(bad, s);
     CHECK(s.how == log_scan::end::torn_tail);
     CHECK(s.valid_bytes == starts.back());
+}
+
+TEST_CASE("a flipped length reads as damage, even in the last record; zeros after the last record are a torn tail") {
+    const auto rs = sample();
+    std::vector<std::size_t> starts;
+    const auto bytes = file_of(rs, &starts);
+    auto bad = bytes;
+    bad[starts.back() + 1] ^= 0x10;  // a length that would run past the end of the file
+    log_scan s;
+    read_back(bad, s);
+    CHECK(s.how == log_scan::end::corrupt);
+    CHECK(s.valid_bytes == starts.back());
+
+    auto padded = bytes + std::string(4096, '\0');  // a power cut's zeroed blocks past the last write
+    auto got = read_back(padded, s);
+    CHECK(s.how == log_scan::end::torn_tail);
+    CHECK(s.valid_bytes == bytes.size());
+    CHECK(got == rs);
 }

@@ -207,3 +207,27 @@ TEST_CASE("a crash between writing a snapshot and renaming it restarts cleanly a
     CHECK(reopened(dir.path) == o.table);
     for (const auto& f : std::filesystem::directory_iterator(dir.path)) CHECK(f.path().extension() != ".tmp");
 }
+
+TEST_CASE("a log cut at every byte of its last record reopens with that record whole or gone") {
+    temp_folder dir;
+    owner o;
+    {
+        write_ahead_log log(dir.path, with(fsync_rule::no), o.applier(), o.source());
+        write(log, o, 0, 20, 100);
+    }
+    const auto file = write_ahead_log::log_path(dir.path, 1);
+    std::string whole;
+    {
+        std::ifstream in(file, std::ios::binary);
+        whole.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    auto without_last = o.table;
+    without_last.erase("k19");
+    const std::size_t last_start = whole.size() - (log_record_overhead + 3 + 6);  // key "k19", entry "v19@19"
+    for (std::size_t cut = last_start; cut <= whole.size(); ++cut) {
+        std::ofstream(file, std::ios::binary | std::ios::trunc).write(whole.data(), static_cast<std::streamsize>(cut));
+        INFO("cut at " << cut);
+        REQUIRE(reopened(dir.path) == (cut == whole.size() ? o.table : without_last));
+        REQUIRE(std::filesystem::file_size(file) == (cut == whole.size() ? whole.size() : last_start));
+    }
+}

@@ -52,7 +52,7 @@ public:
     }
 
     // Signs the requests sent from now on that need it, for this connection (protocol/auth.hpp).
-    void sign_with(frame_signer s) { signer_.emplace(std::move(s)); }
+    void sign_with(const frame_signer& s) { signer_.emplace(s); }
     [[nodiscard]] bool signing() const noexcept { return signer_.has_value(); }
     // Appends a request frame for this connection: signed when it signs and the request needs it.
     void append_request(std::string& out, const header& h, std::string_view key, std::string_view value) const {

@@ -2,15 +2,18 @@
 // The bytes of a write-ahead log and of a snapshot: a file header, then records back to back.
 //
 //   file:    magic (8 bytes: "DHTKLOG1" for a log, "DHTKSNP1" for a snapshot)
-//   record:  length of the body (u32) | XXH3-64 of the length and the body (u64) | body
+//   record:  length of the body (u32) | check of the length (u32: XXH3-64 of it, low half)
+//            | XXH3-64 of the length and the body (u64) | body
 //   body:    key length (u32) | key | the entry as the table's owner stores it (opaque here)
 //
-// Integers are little-endian. The checksum covers the length too, so a length torn or flipped is
-// caught like a body is. A scan reads records until the bytes end; it tells a torn tail (the last
-// record cut short, or whole but not matching its checksum with nothing after it: a crash in
-// mid-write) from corruption before the tail (a bad record with more bytes after it), and says
-// where each starts.
+// Integers are little-endian. A length is trusted only with its own check, so a flipped length
+// reads as the damage it is, not as a record running past the end of the file. A scan reads
+// records until the bytes end; it tells a torn tail (a crash in mid-write: the file ends inside
+// the last record's header or body, or the last record is whole but does not match its checksum,
+// or nothing but zero bytes follow) from damage before the tail (anything else), and says where
+// each starts.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -25,7 +28,8 @@ namespace dhtkit {
 inline constexpr std::string_view log_magic = "DHTKLOG1";
 inline constexpr std::string_view snapshot_magic = "DHTKSNP1";
 inline constexpr std::size_t log_header_size = 8;
-inline constexpr std::size_t log_record_overhead = 4 + 8 + 4;  // length, checksum, key length
+inline constexpr std::size_t log_record_header = 4 + 4 + 8;        // length, its check, checksum
+inline constexpr std::size_t log_record_overhead = log_record_header + 4;  // and the key length
 // A body longer than this is taken for a corrupt length, not allocated or trusted.
 inline constexpr std::size_t max_log_body = std::size_t{1} << 30;
 
@@ -43,11 +47,16 @@ inline std::uint64_t get_u64(const char* p) noexcept {
     for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
     return v;
 }
-inline std::uint64_t record_checksum(const char* length_and_body_without_sum, std::string_view body) noexcept {
+inline std::uint64_t record_checksum(const char* length, std::string_view body) noexcept {
     checksum_stream h;
-    h.update(length_and_body_without_sum, 4);
+    h.update(length, 4);
     h.update(body.data(), body.size());
     return h.digest();
+}
+inline std::uint32_t length_check(const char* length) noexcept {
+    checksum_stream h;
+    h.update(length, 4);
+    return static_cast<std::uint32_t>(h.digest());
 }
 }  // namespace detail
 
@@ -56,12 +65,13 @@ inline void append_log_record(std::string& out, std::string_view key, std::strin
     const auto body_size = static_cast<std::uint32_t>(4 + key.size() + entry.size());
     const auto at = out.size();
     detail::put_u32(out, body_size);
+    detail::put_u32(out, detail::length_check(out.data() + at));
     out.append(8, '\0');  // the checksum, once the body is there
     detail::put_u32(out, static_cast<std::uint32_t>(key.size()));
     out.append(key);
     out.append(entry);
-    const auto sum = detail::record_checksum(out.data() + at, std::string_view(out).substr(at + 12, body_size));
-    for (int i = 0; i < 8; ++i) out[at + 4 + static_cast<std::size_t>(i)] = static_cast<char>(sum >> (8 * i));
+    const auto sum = detail::record_checksum(out.data() + at, std::string_view(out).substr(at + log_record_header, body_size));
+    for (int i = 0; i < 8; ++i) out[at + 8 + static_cast<std::size_t>(i)] = static_cast<char>(sum >> (8 * i));
 }
 
 struct log_scan {
@@ -84,42 +94,40 @@ inline log_scan scan_log(std::string_view bytes, std::string_view magic,
     }
     std::size_t at = log_header_size;
     s.valid_bytes = at;
+    // Only zero bytes from `from` on: what a file system may show past the last write after a
+    // power cut. Such a tail is torn, not damaged.
+    auto zeros_from = [&](std::size_t from) {
+        return std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(from), bytes.end(), [](char c) { return c == 0; });
+    };
+    auto ends = [&](log_scan::end how, const char* why) {
+        s.how = how;
+        s.why = why;
+        return s;
+    };
     while (at < bytes.size()) {
         const std::size_t left = bytes.size() - at;
-        if (left < 12) {
-            s.how = log_scan::end::torn_tail;
-            s.why = "a record cut short in its header";
-            return s;
-        }
+        if (left < log_record_header) return ends(log_scan::end::torn_tail, "a record cut short in its header");
         const std::uint32_t body_size = detail::get_u32(bytes.data() + at);
-        const std::uint64_t sum = detail::get_u64(bytes.data() + at + 4);
-        if (body_size < 4 || body_size > max_log_body) {
-            // A length no writer makes: the tail only if nothing could follow it.
-            s.how = left <= 12 + 4 ? log_scan::end::torn_tail : log_scan::end::corrupt;
-            s.why = "a record length no writer makes";
-            return s;
+        if (detail::get_u32(bytes.data() + at + 4) != detail::length_check(bytes.data() + at) || body_size < 4 ||
+            body_size > max_log_body) {
+            if (zeros_from(at)) return ends(log_scan::end::torn_tail, "zero bytes where a record should start");
+            return ends(log_scan::end::corrupt, "a record length that does not match its check");
         }
-        if (left < 12 + std::size_t{body_size}) {
-            s.how = log_scan::end::torn_tail;
-            s.why = "the last record cut short";
-            return s;
-        }
-        const std::string_view body = bytes.substr(at + 12, body_size);
+        if (left < log_record_header + std::size_t{body_size})
+            return ends(log_scan::end::torn_tail, "the last record cut short");
+        const std::uint64_t sum = detail::get_u64(bytes.data() + at + 8);
+        const std::string_view body = bytes.substr(at + log_record_header, body_size);
         if (detail::record_checksum(bytes.data() + at, body) != sum) {
-            const bool last = at + 12 + body_size == bytes.size();
-            s.how = last ? log_scan::end::torn_tail : log_scan::end::corrupt;
-            s.why = last ? "the last record does not match its checksum" : "a record does not match its checksum";
-            return s;
+            const auto next = at + log_record_header + body_size;
+            if (next == bytes.size() || zeros_from(next))
+                return ends(log_scan::end::torn_tail, "the last record does not match its checksum");
+            return ends(log_scan::end::corrupt, "a record does not match its checksum");
         }
         const std::uint32_t key_size = detail::get_u32(body.data());
-        if (key_size > body_size - 4) {
-            s.how = log_scan::end::corrupt;
-            s.why = "a record's key runs past its end";
-            return s;
-        }
+        if (key_size > body_size - 4) return ends(log_scan::end::corrupt, "a record's key runs past its end");
         each(body.substr(4, key_size), body.substr(4 + key_size));
         ++s.records;
-        at += 12 + body_size;
+        at += log_record_header + body_size;
         s.valid_bytes = at;
     }
     return s;
