@@ -21,7 +21,7 @@ dhtkit() {  # STORAGE FSYNC
 redis() {  # appendonly appendfsync
   local port
   port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-  rm -f "$redis_dir"/*
+  rm -rf "${redis_dir:?}"/*
   redis-server --port "$port" --bind 127.0.0.1 --save '' --dir "$redis_dir" --appendonly "$1" \
     --appendfsync "$2" --daemonize no > "$redis_dir.log" 2>&1 &
   local pid=$!

@@ -14,19 +14,22 @@ port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); pr
 printf '[replication]\nbackups = 0\n[storage]\nmode = "log"\nfsync = "%s"\ncompact_after_mb = 100000\n' "${FSYNC:-everysec}" > "$work/cluster.toml"
 printf '[[peers]]\nid = 0\nhost = "127.0.0.1"\nport = %d\nshared = "shared"\ndata = "data"\n' "$port" >> "$work/cluster.toml"
 
-start() {
+took=
+start() {  # sets pid, and took: seconds to "serving on"
   local t0 t1
   t0=$(date +%s.%N)
-  "$bin/dhtkit-peer" --config "$work/cluster.toml" --id 0 --no-client --no-supervisor 2> "$work/peer.log" &
+  "$bin/dhtkit-peer" --config "$work/cluster.toml" --id 0 --no-client --no-supervisor > /dev/null 2> "$work/peer.log" &
   pid=$!
   until grep -q "serving on" "$work/peer.log" 2> /dev/null; do sleep 0.01; done
   t1=$(date +%s.%N)
-  echo "$t0 $t1" | awk '{ printf "%.2f", $2 - $1 }'
+  took=$(echo "$t0 $t1" | awk '{ printf "%.2f", $2 - $1 }')
 }
 
-echo "first start: $(start) s"
+start
+echo "first start: $took s"
 "$bin/dhtkit-bench" --config "$work/cluster.toml" --keys "$keys" --seconds 0.1 --connections 1 > /dev/null
 kill -TERM "$pid"; wait "$pid" || true; pid=
 echo "log: $(du -h "$work/data" | tail -1 | cut -f1)"
-echo "restart with $keys keys: $(start) s to serving"
+start
+echo "restart with $keys keys: $took s to serving"
 "$bin/dhtkit-cli" --config "$work/cluster.toml" stats 0 | grep -E "^(keys|replayed_records|replay_seconds)="

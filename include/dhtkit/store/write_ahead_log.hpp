@@ -102,6 +102,7 @@ public:
     // Hands one record to the log; `done` runs on the log's thread once it is durable as the rule
     // says (false: the disk refused it). Never waits on the disk.
     void append(std::string_view key, std::string_view entry, done_fn done) {
+        bool wake;
         {
             std::lock_guard lock(mutex_);
             if (stopping_) {
@@ -110,8 +111,11 @@ public:
             }
             append_log_record(pending_, key, entry);
             if (done) waiting_.push_back(std::move(done));
+            // A busy log thread takes what piled up when it comes back: no need to wake it.
+            wake = idle_;
+            idle_ = false;
         }
-        wake_.notify_one();
+        if (wake) wake_.notify_one();
     }
 
     // Writes and syncs what was handed over, then stops the threads.
@@ -155,7 +159,7 @@ public:
             std::lock_guard lock(mutex_);
             compact_asked_ = true;
         }
-        wake_.notify_one();
+        wake_.notify_all();  // the log thread, whatever else waits on the same condition
     }
     // Waits until no compaction is under way. For tests and tools.
     void wait_compacted() {
@@ -328,8 +332,12 @@ private:
                 std::unique_lock lock(mutex_);
                 auto until = last_sync + std::chrono::seconds(1);
                 auto ready = [&] { return stopping_ || !pending_.empty() || (compact_asked_ && !compacting_); };
-                if (options_.sync == fsync_rule::everysec && dirty) wake_.wait_until(lock, until, ready);
-                else wake_.wait(lock, ready);
+                if (!ready()) {
+                    idle_ = true;
+                    if (options_.sync == fsync_rule::everysec && dirty) wake_.wait_until(lock, until, ready);
+                    else wake_.wait(lock, ready);
+                }
+                idle_ = false;
                 batch.swap(pending_);
                 done.swap(waiting_);
                 stopping = stopping_;
@@ -450,6 +458,7 @@ private:
     bool stopping_ = false;         // guarded by mutex_
     bool compact_asked_ = false;    // guarded by mutex_
     bool compacting_ = false;       // guarded by mutex_
+    bool idle_ = false;             // the log thread waits for work; guarded by mutex_
 
     // The log thread's (and the constructor's, before it starts).
     net::unique_fd log_fd_;
