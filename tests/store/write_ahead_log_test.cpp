@@ -76,6 +76,12 @@ void write(write_ahead_log& log, owner& o, std::uint64_t first, std::uint64_t co
     REQUIRE(failed == 0);
 }
 
+// A closed log of `count` records in `dir`; `o` holds what they say.
+void fill(const std::filesystem::path& dir, owner& o, std::uint64_t count, log_options opt = {}) {
+    write_ahead_log log(dir, std::move(opt), o.applier(), o.source());
+    write(log, o, 0, count, 100);
+}
+
 std::map<std::string, std::string> reopened(const std::filesystem::path& dir, log_options opt = {}) {
     owner fresh;
     write_ahead_log log(dir, opt, fresh.applier(), fresh.source());
@@ -115,10 +121,7 @@ TEST_CASE("writers on many threads share syncs, and every write is acknowledged 
 TEST_CASE("a torn tail is cut off and reported; the records before it are kept") {
     temp_folder dir;
     owner o;
-    {
-        write_ahead_log log(dir.path, {}, o.applier(), o.source());
-        write(log, o, 0, 10, 100);
-    }
+    fill(dir.path, o, 10);
     const auto file = write_ahead_log::log_path(dir.path, 1);
     const auto size = std::filesystem::file_size(file);
     std::filesystem::resize_file(file, size - 3);  // a crash in the middle of the last write
@@ -137,10 +140,7 @@ TEST_CASE("a torn tail is cut off and reported; the records before it are kept")
 TEST_CASE("damage before the tail stops the opening, naming the file and offset; repair keeps what is before it") {
     temp_folder dir;
     owner o;
-    {
-        write_ahead_log log(dir.path, {}, o.applier(), o.source());
-        write(log, o, 0, 10, 100);
-    }
+    fill(dir.path, o, 10);
     const auto file = write_ahead_log::log_path(dir.path, 1);
     std::string bytes;
     {
@@ -211,10 +211,7 @@ TEST_CASE("a crash between writing a snapshot and renaming it restarts cleanly a
 TEST_CASE("a log cut at every byte of its last record reopens with that record whole or gone") {
     temp_folder dir;
     owner o;
-    {
-        write_ahead_log log(dir.path, with(fsync_rule::no), o.applier(), o.source());
-        write(log, o, 0, 20, 100);
-    }
+    fill(dir.path, o, 20, with(fsync_rule::no));
     const auto file = write_ahead_log::log_path(dir.path, 1);
     std::string whole;
     {
