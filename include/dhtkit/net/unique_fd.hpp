@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <string_view>
 #include <utility>
 
 namespace dhtkit::net {
@@ -37,5 +39,17 @@ public:
 private:
     int fd_ = -1;
 };
+
+// Writes all of `bytes` to a blocking descriptor (a file), through EINTR and short writes. False
+// on an error, errno saying which. Not for a loop's sockets: it waits as long as the write does.
+inline bool write_all(int fd, std::string_view bytes) noexcept {
+    while (!bytes.empty()) {
+        ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
 
 }  // namespace dhtkit::net

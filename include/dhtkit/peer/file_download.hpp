@@ -70,19 +70,6 @@ private:
     bool committed_ = false;
 };
 
-namespace detail {
-inline bool write_all(int fd, const char* data, std::size_t n) {
-    while (n > 0) {
-        ssize_t w = ::write(fd, data, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        data += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return true;
-}
-}  // namespace detail
-
 // `from` is the registry's entry for the holder; `hello`, what to say first (the map digest, and
 // the cluster's secret and client password where there are some). A stop requested through
 // `stop` ends the transfer at the next block (or wait's end) and leaves no file behind.
@@ -149,7 +136,7 @@ inline download_result download_file(const protocol::holder& from, std::string_v
             return fail(status::unavailable, fmt::format("stalled after {} of {} bytes", received, meta->size));
         if (!got) return fail(status::unavailable, fmt::format("the holder went away after {} of {} bytes", received, meta->size));
         hash.update(block.data(), got.bytes);
-        if (!detail::write_all(part->fd(), block.data(), got.bytes)) {
+        if (!net::write_all(part->fd(), std::string_view(block.data(), got.bytes))) {
             auto r = fail(status::internal_error, fmt::format("writing {}: {}", dest.string(), std::strerror(errno)));
             r.here = true;
             return r;

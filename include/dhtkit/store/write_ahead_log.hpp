@@ -283,7 +283,7 @@ private:
         if (::fstat(fd.get(), &st) != 0) throw storage_error(fmt::format("{}: {}", file.string(), std::strerror(errno)));
         std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
         if (size == 0) {
-            if (!write_all(fd.get(), log_magic) || ::fdatasync(fd.get()) != 0 || !sync_folder())
+            if (!net::write_all(fd.get(), log_magic) || ::fdatasync(fd.get()) != 0 || !sync_folder())
                 throw storage_error(fmt::format("{}: cannot write its header: {}", file.string(), std::strerror(errno)));
             size = log_header_size;
         }
@@ -295,16 +295,6 @@ private:
     }
 
     // --- the log's thread ---------------------------------------------------------------------
-
-    static bool write_all(int fd, std::string_view bytes) {
-        while (!bytes.empty()) {
-            ssize_t n = ::write(fd, bytes.data(), bytes.size());
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return false;
-            bytes.remove_prefix(static_cast<std::size_t>(n));
-        }
-        return true;
-    }
 
     bool sync_folder() const {
         net::unique_fd d(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -345,7 +335,7 @@ private:
             }
             bool ok = true;
             if (!batch.empty()) {
-                ok = write_all(log_fd_.get(), batch);
+                ok = net::write_all(log_fd_.get(), batch);
                 dirty = true;
                 if (ok && options_.sync == fsync_rule::always) {
                     ok = sync_log();
@@ -413,11 +403,11 @@ private:
                 append_log_record(buffer, key, entry);
                 ++records;
                 if (buffer.size() >= (1u << 20)) {
-                    written = written && write_all(fd.get(), buffer);
+                    written = written && net::write_all(fd.get(), buffer);
                     buffer.clear();
                 }
             });
-            written = written && write_all(fd.get(), buffer) && ::fdatasync(fd.get()) == 0;
+            written = written && net::write_all(fd.get(), buffer) && ::fdatasync(fd.get()) == 0;
             if (!written) throw storage_error(fmt::format("{}: {}", temporary.string(), std::strerror(errno)));
             fd.reset();
             if (options_.before_snapshot_rename) options_.before_snapshot_rename();
