@@ -20,8 +20,22 @@ TEST_CASE("a grantor refuses a lease to a node that missed a copy, until it catc
     CHECK(grants.grant(8) == 300ms);  // others are not affected
     grants.caught_up(7);
     CHECK(grants.grant(7) == 300ms);
-    // A node never granted anything holds no lease: a write need not wait for it.
+    // A node that asked since this one started and was refused holds no lease from here, and
+    // knows this node is back: a write need not wait for it.
+    grants.missed(9);
+    CHECK_FALSE(grants.grant(9));
     CHECK(grants.missed(9) == lease_grants::clock::time_point{});
+}
+
+TEST_CASE("a grantor that just started counts no write without a holder that has not asked it yet") {
+    // That holder may excuse this node as gone (it was, before this start) and answer reads
+    // from a copy without the write: it must have asked once, or had time to find out.
+    lease_grants grants({.term = 300ms, .first_ask_wait = 2000ms});
+    const auto before = lease_grants::clock::now();
+    grants.start();
+    CHECK(grants.missed(5) >= before + 2000ms);
+    CHECK_FALSE(grants.grant(5));  // it asks: behind, so refused, and now it knows
+    CHECK(grants.missed(5) == lease_grants::clock::time_point{});
 }
 
 TEST_CASE("a held lease is current for its term from when it was asked, then lapses until renewed or excused") {
@@ -33,9 +47,12 @@ TEST_CASE("a held lease is current for its term from when it was asked, then lap
     CHECK(held.valid(1, now));
     CHECK_FALSE(held.valid(1, now + 250ms));  // a pause this long makes it lapse
     CHECK(held.lapsed(1, now + 250ms));
-    held.excuse(1, lease_holdings::absence::out_of_reach);
-    CHECK(held.excused_as(1) == lease_holdings::absence::out_of_reach);
+    held.excuse(1, lease_holdings::absence::out_of_reach, now + 1000ms);
+    CHECK(held.excused_as(1, now + 250ms) == lease_holdings::absence::out_of_reach);
     CHECK_FALSE(held.lapsed(1, now + 250ms));
+    // An excuse runs out: a node paused that long asks (and catches up) before it answers again.
+    CHECK_FALSE(held.excused(1, now + 1000ms));
+    CHECK(held.lapsed(1, now + 1000ms));
     held.renewed(1, now, 300ms);  // a grant ends the excuse
     CHECK_FALSE(held.excused(1));
     held.revoke(1);  // "behind": not current any more

@@ -8,7 +8,10 @@
 // whatever the grantor acknowledged without this node while the lease was out is then here,
 // whether the grantor answers again, was restarted meanwhile, or cannot be reached. A grantor
 // that answers is asked again at once (the lease counts from a grant made after the catch-up);
-// one that cannot be reached is excused until it grants again. A grantor that says this node is
+// one that cannot be reached is excused until it grants again, each failed request renewing the
+// excuse for excuse_term; an excuse that ran out (this node was paused or starved that long: the
+// grantor may have come back, acknowledged writes without it, and gone again) is made up for by a
+// catch-up before it is given again. A grantor that says this node is
 // "behind" (it acknowledged writes without it) gets the same. While an excused grantor stays out
 // of reach, what it could still acknowledge without this node is a partition's business (see
 // docs/replication.md).
@@ -80,8 +83,13 @@ private:
         std::uint64_t next_id = 1;
         bool caught_up = true;  // since the lease lapsed (at first: the node's catch-up at start): the next grant counts
         bool first = true, asked_again = false;
+        bool excusing = false;  // this thread excused `from`, and no answer came since
         for (;;) {
             const auto asked_at = clock::now();
+            if (excusing && held_.lapsed(from.id, asked_at)) {  // the excuse ran out
+                caught_up = false;
+                excusing = false;
+            }
             const bool lapsed = !caught_up && held_.lapsed(from.id, asked_at);
             std::chrono::milliseconds term{};
             const auto got = ask(rpc, from, next_id, term);
@@ -94,10 +102,12 @@ private:
                     }
                     held_.renewed(from.id, asked_at, term);
                     caught_up = false;
+                    excusing = false;
                     if (on_grant_) on_grant_(from.id);
                     break;
                 case answer::behind:
                     held_.revoke(from.id);
+                    excusing = false;
                     catch_up_(from.id, true, [] {});  // its stream clears "behind" there: the next ask is granted
                     caught_up = true;
                     if (first && !asked_again) {  // a node starting waits for its first grant
@@ -112,11 +122,15 @@ private:
                     // Excused as soon as the shared slots wait for the catch-up (they answer
                     // nothing from this copy until it is done), so that writes go on meanwhile.
                     if (lapsed) {
-                        catch_up_(from.id, false, [&] { held_.excuse(from.id, why); });
+                        catch_up_(from.id, false, [&] { held_.excuse(from.id, why, clock::time_point::max()); });
                         caught_up = true;
                     }
                     // Not while the lease still runs: if it lapses, the next round catches up first.
-                    if (caught_up && !held_.valid(from.id)) held_.excuse(from.id, why);
+                    // Counted from the failed request: what this node knows is no newer.
+                    if (caught_up && !held_.valid(from.id)) {
+                        held_.excuse(from.id, why, asked_at + options_.excuse_term);
+                        excusing = true;
+                    }
                     break;
                 }
             }

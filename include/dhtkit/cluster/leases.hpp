@@ -10,7 +10,15 @@
 // that node has run out (term plus a margin for clocks that tick at slightly different rates), and
 // grants it no new lease once it missed a copy, until it has caught up from the grantor again.
 // A holder whose lease from every other holder of a slot is current has therefore seen every
-// write acknowledged on that slot before now. Steady clocks on both sides: wall-clock jumps do not
+// write acknowledged on that slot before now.
+//
+// A holder may also answer reads while a grantor it cannot reach is *excused* (see
+// cluster/lease_keeper.hpp): the grantor's port refused (gone) or did not answer (out of reach).
+// An excuse lasts `excuse_term` from the failed request that gave it, so a holder that was paused
+// asks again before it answers. A grantor that starts (again) does not know which holders excuse
+// it as gone: it counts no write without a holder that has not asked it for a lease since it
+// started, for `first_ask_wait` (longer than an excuse lasts); once asked, that holder knows it is
+// back. Steady clocks on both sides: wall-clock jumps do not
 // matter, and a pause of either process only makes the lease look older.
 //
 //   lease_grants     the grantor's side: what it granted whom, and who is behind
@@ -36,30 +44,45 @@ struct lease_options {
     std::chrono::milliseconds term{300};
     std::chrono::milliseconds renew_every{100};
     std::chrono::milliseconds request_timeout{200};
+    // Longer than one renewal round whose request fails (renew_every + a connect and a request).
+    std::chrono::milliseconds excuse_term{1000};
+    // Longer than excuse_term plus a renewal round: a holder that asked nothing since this
+    // grantor started is then either asking, dead, or cut off (a partition's business).
+    std::chrono::milliseconds first_ask_wait{2000};
 };
 
 class lease_grants {
 public:
     using clock = std::chrono::steady_clock;
 
-    explicit lease_grants(lease_options opt = {}) : options_(opt) {}
+    explicit lease_grants(lease_options opt = {}) : options_(opt), started_(clock::now()) {}
+
+    // This node starts answering (its port is open): holders that excused it as gone learn that
+    // it is back when they next ask, and not before.
+    void start() {
+        std::lock_guard lock(mutex_);
+        started_ = clock::now();
+    }
 
     // A lease for `asker` from now on, or nothing while it is behind (it missed a copy from here
     // and has not caught up since).
     [[nodiscard]] std::optional<std::chrono::milliseconds> grant(node_id asker) {
         std::lock_guard lock(mutex_);
         auto& g = granted_[asker];
+        g.asked = true;
         if (g.behind) return std::nullopt;
         g.last = clock::now();
         return options_.term;
     }
 
-    // `id` missed a copy: no lease for it until it catches up. Returns the moment after which the
-    // last lease granted to it has surely run out; a write may count without it only from then on.
+    // `id` missed a copy: no lease for it until it catches up. Returns the moment from which a
+    // write may count without it: when the last lease granted to it has surely run out, or, if
+    // it has not asked since this node started, when an excuse it may hold has (see the top).
     clock::time_point missed(node_id id) {
         std::lock_guard lock(mutex_);
         auto& g = granted_[id];
         g.behind = true;
+        if (!g.asked) return started_ + options_.first_ask_wait;
         if (g.last == clock::time_point{}) return {};
         return g.last + options_.term + options_.term / 10 + std::chrono::milliseconds(5);
     }
@@ -83,9 +106,11 @@ private:
     struct grant_state {
         clock::time_point last{};
         bool behind = false;
+        bool asked = false;  // since this node started
     };
     lease_options options_;
     mutable std::mutex mutex_;
+    clock::time_point started_;  // guarded by mutex_
     std::unordered_map<node_id, grant_state> granted_;  // guarded by mutex_
 };
 
@@ -113,14 +138,21 @@ public:
     // from the holders after that; until the next grant, what `from` could acknowledge without
     // this node is what a partitioned coordinator can ("available" consistency accepts that for a
     // node that still hears from another holder; "majority" does not).
-    [[nodiscard]] absence excused_as(node_id from) const noexcept {
+    // An excuse runs out (see the top): a node paused past it asks again before it answers.
+    [[nodiscard]] absence excused_as(node_id from, clock::time_point now = clock::now()) const noexcept {
         auto it = held_.find(from);
-        return it == held_.end() ? absence::none : it->second.excused.load(std::memory_order_acquire);
+        if (it == held_.end()) return absence::none;
+        const auto why = it->second.excused.load(std::memory_order_acquire);
+        if (why == absence::none || now.time_since_epoch().count() >= it->second.excused_until.load(std::memory_order_acquire))
+            return absence::none;
+        return why;
     }
-    [[nodiscard]] bool excused(node_id from) const noexcept { return excused_as(from) != absence::none; }
+    [[nodiscard]] bool excused(node_id from, clock::time_point now = clock::now()) const noexcept {
+        return excused_as(from, now) != absence::none;
+    }
     // The lease from `from` is over and no catch-up has made up for it yet.
     [[nodiscard]] bool lapsed(node_id from, clock::time_point now = clock::now()) const noexcept {
-        return !valid(from, now) && !excused(from);
+        return !valid(from, now) && !excused(from, now);
     }
 
     void renewed(node_id from, clock::time_point asked_at, std::chrono::milliseconds term) noexcept {
@@ -135,15 +167,19 @@ public:
         it->second.until.store(0, std::memory_order_release);
         it->second.excused.store(absence::none, std::memory_order_release);
     }
-    void excuse(node_id from, absence why) noexcept {
+    // Excused until `until` (the failed request's time plus excuse_term).
+    void excuse(node_id from, absence why, clock::time_point until) noexcept {
         auto it = held_.find(from);
-        if (it != held_.end()) it->second.excused.store(why, std::memory_order_release);
+        if (it == held_.end()) return;
+        it->second.excused_until.store(until.time_since_epoch().count(), std::memory_order_release);
+        it->second.excused.store(why, std::memory_order_release);
     }
 
 private:
     struct lease {
         std::atomic<clock::rep> until{0};
         std::atomic<absence> excused{absence::none};
+        std::atomic<clock::rep> excused_until{0};
     };
     std::unordered_map<node_id, lease> held_;  // its shape never changes after construction
 };

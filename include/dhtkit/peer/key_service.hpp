@@ -177,7 +177,7 @@ private:
             }
             b.own_copy = false;
             b.lapsed = id;
-            const auto why = held_->excused_as(id);
+            const auto why = held_->excused_as(id, now);
             excused_all = excused_all && why != lease_holdings::absence::none;
             out_of_reach = out_of_reach || why == lease_holdings::absence::out_of_reach;
         }
@@ -195,7 +195,7 @@ private:
             if (id == self_) continue;
             if (held_->valid(id, now)) {
                 ++reachable;
-            } else if (need <= 1 && !held_->excused(id)) {
+            } else if (need <= 1 && !held_->excused(id, now)) {
                 return fmt::format("peer {} does not know yet whether peer {} is up (its read lease lapsed): "
                                    "ask the next holder", self_, id);
             }

@@ -101,6 +101,7 @@ public:
         }
         files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
+        grants_.start();  // from now on a holder that excused this node as gone can learn it is back
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
             cluster_.dispatch, reactor_, cluster_.pool_threads, frame_limits(), cluster_.limits.idle_timeout,
             [this](connection& c) { return router_.serve(c); }, stats_);
