@@ -5,13 +5,18 @@
 //   log.<G>        records appended since generation G began (store/log_format.hpp)
 //   snapshot.<G>   every record the owner had when generation G began, written whole
 //
-// Appending never waits on the disk: append() hands the record to the log's thread, which writes
-// everything that piled up since its last write in one write() and calls each record's `done`
-// once the record is as durable as the fsync rule promises (the names are Redis's appendfsync):
-//   always    fdatasync before `done`; the records of one write share one sync (group commit)
+// Each record's `done` runs once the record is as durable as the fsync rule promises (the names
+// are Redis's appendfsync):
+//   always    fdatasync before `done`; the records of one write share one sync (group commit).
+//             The log's thread writes and syncs: appending never waits on the disk.
 //   everysec  `done` after the write() (the process may die: the OS has the bytes), a sync at most
-//             a second later (a power cut loses about the last second)
+//             a second later on the log's thread (a power cut loses about the last second)
 //   no        `done` after the write(); the OS syncs when it likes
+// Under everysec and no, the thread that appends writes the record itself — with whatever else
+// piled up, unless another thread is writing, which then takes it along — and `done` runs before
+// append() returns: a write() into the page cache, as Redis's event loop makes, costs less than
+// handing the record to another thread and the reply back. It does not wait for the disk unless
+// the kernel holds writers back because too much is waiting to be written out.
 //
 // Compaction: once the current log passes compact_after_bytes, the log thread starts generation
 // G+1 (a new log file) and a compaction thread writes snapshot.<G+1> from the owner's table
@@ -99,8 +104,9 @@ public:
     write_ahead_log& operator=(const write_ahead_log&) = delete;
     ~write_ahead_log() { stop(); }
 
-    // Hands one record to the log; `done` runs on the log's thread once it is durable as the rule
-    // says (false: the disk refused it). Never waits on the disk.
+    // Hands one record to the log; `done` runs once it is durable as the rule says (false: the
+    // disk refused it): on the log's thread under `always`, else on this thread or on the one
+    // writing now, perhaps before this returns (see the top).
     void append(std::string_view key, std::string_view entry, done_fn done) {
         bool wake;
         {
@@ -112,10 +118,11 @@ public:
             append_log_record(pending_, key, entry);
             if (done) waiting_.push_back(std::move(done));
             // A busy log thread takes what piled up when it comes back: no need to wake it.
-            wake = idle_;
-            idle_ = false;
+            wake = options_.sync == fsync_rule::always && idle_;
+            if (wake) idle_ = false;
         }
         if (wake) wake_.notify_one();
+        if (options_.sync != fsync_rule::always) write_pending();
     }
 
     // Writes and syncs what was handed over, then stops the threads.
@@ -311,47 +318,102 @@ private:
         return ok;
     }
 
+    // Writes what piled up in pending_ and runs its `done`s, unless another thread is writing
+    // (it looks again once it lets go, so nothing handed over is left behind). Under everysec and
+    // no; `wait` (the log's thread, stopping) takes the writer's place even when it is taken.
+    void write_pending(bool wait = false) {
+        std::string batch;
+        std::vector<done_fn> done;
+        for (;;) {
+            bool ok = true;
+            {
+                std::unique_lock writing(write_mutex_, std::defer_lock);
+                if (wait) writing.lock();
+                else if (!writing.try_lock()) return;  // its holder looks at pending_ after it lets go
+                {
+                    std::lock_guard lock(mutex_);
+                    batch.swap(pending_);
+                    done.swap(waiting_);
+                }
+                if (batch.empty() && done.empty()) return;
+                ok = write_batch(batch);
+            }
+            // Outside the writer's lock: a `done` may hand over another record.
+            for (auto& d : done) d(ok);
+            done.clear();
+            batch.clear();
+            std::lock_guard lock(mutex_);
+            if (pending_.empty()) return;
+        }
+    }
+
+    // With write_mutex_ held: appends `batch` to the current log (and syncs it under `always`).
+    bool write_batch(const std::string& batch) {
+        if (batch.empty()) return true;
+        bool ok = net::write_all(log_fd_.get(), batch);
+        if (ok && options_.sync == fsync_rule::always) ok = sync_log();
+        else dirty_.store(true, std::memory_order_release);
+        std::uint64_t size;
+        {
+            std::lock_guard lock(figures_mutex_);
+            size = figures_.log_bytes += batch.size();
+        }
+        if (size > options_.compact_after_bytes && options_.sync != fsync_rule::always) {
+            // The log's thread starts the compaction (it may be asleep until the next sync).
+            std::lock_guard lock(mutex_);
+            if (!compacting_ && !compact_asked_) {
+                compact_asked_ = true;
+                wake_.notify_all();
+            }
+        }
+        return ok;
+    }
+
+    // On the log's thread: syncs what was written since the last sync. Appenders go on writing
+    // meanwhile (the log's thread is the only one that changes log_fd_).
+    void sync_if_dirty() {
+        if (dirty_.exchange(false, std::memory_order_acq_rel)) (void)sync_log();
+    }
+
     void run() {
         std::string batch;
         std::vector<done_fn> done;
         auto last_sync = clock::now();
-        bool dirty = false;  // written since the last sync
+        const bool always = options_.sync == fsync_rule::always;
         for (;;) {
             bool stopping, compact;
             {
                 std::unique_lock lock(mutex_);
-                auto until = last_sync + std::chrono::seconds(1);
-                auto ready = [&] { return stopping_ || !pending_.empty() || (compact_asked_ && !compacting_); };
+                // Under everysec and no the appenders write: this thread syncs and compacts.
+                auto ready = [&] { return stopping_ || (always && !pending_.empty()) || (compact_asked_ && !compacting_); };
                 if (!ready()) {
                     idle_ = true;
-                    if (options_.sync == fsync_rule::everysec && dirty) wake_.wait_until(lock, until, ready);
+                    if (options_.sync == fsync_rule::everysec) wake_.wait_until(lock, last_sync + std::chrono::seconds(1), ready);
                     else wake_.wait(lock, ready);
                 }
                 idle_ = false;
-                batch.swap(pending_);
-                done.swap(waiting_);
+                if (always) {
+                    batch.swap(pending_);
+                    done.swap(waiting_);
+                }
                 stopping = stopping_;
                 compact = compact_asked_ && !compacting_;
             }
-            bool ok = true;
-            if (!batch.empty()) {
-                ok = net::write_all(log_fd_.get(), batch);
-                dirty = true;
-                if (ok && options_.sync == fsync_rule::always) {
-                    ok = sync_log();
-                    last_sync = clock::now();
-                    dirty = false;
+            if (always) {
+                bool ok;
+                {
+                    std::lock_guard writing(write_mutex_);
+                    ok = write_batch(batch);
                 }
-                std::lock_guard lock(figures_mutex_);
-                figures_.log_bytes += batch.size();
+                for (auto& d : done) d(ok);
+                done.clear();
+                batch.clear();
+            } else if (stopping) {
+                write_pending(true);  // what an appender handed over as it stopped
             }
-            for (auto& d : done) d(ok);
-            done.clear();
-            batch.clear();
-            if (dirty && (stopping || (options_.sync == fsync_rule::everysec && clock::now() - last_sync >= std::chrono::seconds(1)))) {
-                (void)sync_log();
+            if (stopping || (options_.sync == fsync_rule::everysec && clock::now() - last_sync >= std::chrono::seconds(1))) {
+                sync_if_dirty();
                 last_sync = clock::now();
-                dirty = false;
             }
             if (stopping) return;
             std::uint64_t size;
@@ -373,19 +435,26 @@ private:
     void start_compaction() {
         if (compactor_.joinable()) compactor_.join();  // the last one has ended (compacting_ is false)
         const auto next = generation_ + 1;
+        net::unique_fd previous;
+        bool opened = true;
         try {
+            std::lock_guard writing(write_mutex_);  // no appender writes to the old log meanwhile
+            previous.reset(::dup(log_fd_.get()));
             open_log(next);
         } catch (const storage_error&) {
-            std::lock_guard lock(mutex_);
-            compact_asked_ = false;
+            opened = false;  // the old log goes on; tried again at the next size check
+        }
+        // Appenders that found the writer's place taken while the log changed left their records.
+        if (options_.sync != fsync_rule::always) write_pending(true);
+        // The old log's last second, whole, before the snapshot that replaces it is begun.
+        if (opened && options_.sync == fsync_rule::everysec && previous) (void)::fdatasync(previous.get());
+        std::lock_guard lock(mutex_);
+        compact_asked_ = false;
+        if (!opened) {
             wake_.notify_all();
-            return;  // the old log goes on; tried again at the next size check
+            return;
         }
-        {
-            std::lock_guard lock(mutex_);
-            compacting_ = true;
-            compact_asked_ = false;
-        }
+        compacting_ = true;
         compactor_ = std::thread([this, next] { write_snapshot(next); });
     }
 
@@ -450,9 +519,11 @@ private:
     bool compacting_ = false;       // guarded by mutex_
     bool idle_ = false;             // the log thread waits for work; guarded by mutex_
 
-    // The log thread's (and the constructor's, before it starts).
+    // Whoever holds write_mutex_ (the constructor before the log's thread starts).
+    std::mutex write_mutex_;
     net::unique_fd log_fd_;
     std::uint64_t generation_ = 0;
+    std::atomic<bool> dirty_{false};  // written since the last sync
 
     mutable std::mutex figures_mutex_;
     figures figures_;                    // guarded by figures_mutex_
