@@ -102,6 +102,13 @@ TEST_CASE("what was acknowledged is there after reopening, under every fsync rul
     CHECK(reopened(dir.path) == o.table);
 }
 
+TEST_CASE("a replay applies batches on several threads and ends with the table the writes made") {
+    temp_folder dir;
+    owner o;
+    fill(dir.path, o, 40000, with(fsync_rule::no));  // many batches, keys overwritten across them
+    CHECK(reopened(dir.path) == o.table);
+}
+
 TEST_CASE("writers on many threads, while the log compacts: every write acknowledged once, and kept") {
     const auto rule = GENERATE(fsync_rule::always, fsync_rule::everysec, fsync_rule::no);
     temp_folder dir;

@@ -25,10 +25,12 @@
 // every log after it, or the new snapshot and the logs after it: both replay to everything that
 // was acknowledged (records apply by version, so a record seen twice does no harm).
 //
-// Opening replays the newest snapshot and the logs of its generation and after. A torn tail of
-// the last log (a crash in mid-write) is cut off and reported with the file and offset. Any other
-// damage stops the opening with the file, the offset and the way out (`repair`): with it, the
-// bytes from the damage on are moved aside into <file>.corrupt-at-<offset>, never deleted.
+// Opening replays the newest snapshot and the logs of its generation and after (on several
+// threads: `apply` must be safe to call from them at once). A torn tail of the last log (a crash
+// in mid-write) is cut off and reported with the file and offset. Any other damage stops the
+// opening with the file, the offset and the way out (`repair`): with it, the bytes from the
+// damage on are moved aside into <file>.corrupt-at-<offset>, never deleted. See
+// store/log_replay.hpp.
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -42,9 +44,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -57,15 +57,11 @@
 
 #include "dhtkit/net/unique_fd.hpp"
 #include "dhtkit/store/log_format.hpp"
+#include "dhtkit/store/log_replay.hpp"
 
 namespace dhtkit {
 
 enum class fsync_rule { always, everysec, no };
-
-// A log that cannot be opened as it is, or a disk that refuses a write: says which file and where.
-struct storage_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 struct log_options {
     fsync_rule sync = fsync_rule::everysec;
@@ -74,15 +70,6 @@ struct log_options {
     // A test's hook: called after a snapshot is written and synced, before it is renamed into
     // place; throwing from it leaves the files as a crash at that moment would.
     std::function<void()> before_snapshot_rename;
-};
-
-// What opening found.
-struct log_recovery {
-    std::size_t snapshot_records = 0;
-    std::size_t log_records = 0;
-    std::uint64_t generation = 0;
-    std::vector<std::string> notes;  // torn tails cut, damage moved aside
-    double seconds = 0;
 };
 
 class write_ahead_log {
@@ -175,10 +162,10 @@ public:
     }
 
     [[nodiscard]] static std::filesystem::path log_path(const std::filesystem::path& dir, std::uint64_t g) {
-        return dir / fmt::format("log.{}", g);
+        return log_files::log_path(dir, g);
     }
     [[nodiscard]] static std::filesystem::path snapshot_path(const std::filesystem::path& dir, std::uint64_t g) {
-        return dir / fmt::format("snapshot.{}", g);
+        return log_files::snapshot_path(dir, g);
     }
 
 private:
@@ -186,99 +173,14 @@ private:
 
     // --- opening ------------------------------------------------------------------------------
 
-    // The generations of the files named `prefix`.<G> in the folder.
-    std::vector<std::uint64_t> generations(std::string_view prefix) const {
-        std::vector<std::uint64_t> out;
-        for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-            const auto name = e.path().filename().string();
-            if (!name.starts_with(prefix) || name.size() == prefix.size()) continue;
-            const auto digits = std::string_view(name).substr(prefix.size());
-            if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) || digits.size() > 18)
-                continue;
-            out.push_back(std::stoull(std::string(digits)));
-        }
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-
-    static std::string read_whole(const std::filesystem::path& p) {
-        std::ifstream in(p, std::ios::binary);
-        if (!in) throw storage_error(fmt::format("{}: cannot read: {}", p.string(), std::strerror(errno)));
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
-
-    // Moves the bytes of `file` from `at` on into <file>.corrupt-at-<at>, and cuts the file there.
-    static std::string set_aside(const std::filesystem::path& file, const std::string& bytes, std::size_t at) {
-        const auto aside = std::filesystem::path(file.string() + fmt::format(".corrupt-at-{}", at));
-        {
-            std::ofstream out(aside, std::ios::binary | std::ios::trunc);
-            out.write(bytes.data() + at, static_cast<std::streamsize>(bytes.size() - at));
-            if (!out) throw storage_error(fmt::format("{}: cannot write: {}", aside.string(), std::strerror(errno)));
-        }
-        std::filesystem::resize_file(file, at);
-        return aside.string();
-    }
-
     void recover(const entry_fn& apply) {
-        const auto start = clock::now();
-        // A snapshot that a crash left unrenamed is not one: the files before it hold everything.
-        for (const auto& e : std::filesystem::directory_iterator(dir_))
-            if (e.path().filename().string().starts_with("snapshot.") && e.path().extension() == ".tmp")
-                std::filesystem::remove(e.path());
-        const auto snapshots = generations("snapshot.");
-        const auto logs = generations("log.");
-        std::uint64_t from = 0;
-        if (!snapshots.empty()) {
-            from = snapshots.back();
-            const auto file = snapshot_path(dir_, from);
-            const auto bytes = read_whole(file);
-            auto s = scan_log(bytes, snapshot_magic, apply);
-            if (s.how != log_scan::end::clean)  // written whole before its rename: any damage is damage
-                throw storage_error(fmt::format("{}: damaged at byte {} ({}); move it aside to start from the logs "
-                                                "alone, or restore it",
-                                                file.string(), s.valid_bytes, s.why));
-            recovery_.snapshot_records = s.records;
-            struct stat st {};
+        recovery_ = replay_folder(dir_, options_.repair, apply);
+        {
             std::lock_guard lock(figures_mutex_);
-            figures_.last_snapshot_records = s.records;
-            if (::stat(file.c_str(), &st) == 0) figures_.last_snapshot_time = st.st_mtim.tv_sec;
+            figures_.last_snapshot_records = recovery_.snapshot_records;
+            figures_.last_snapshot_time = recovery_.snapshot_time;
         }
-        std::uint64_t current = std::max<std::uint64_t>(from, 1);
-        for (std::size_t i = 0; i < logs.size(); ++i) {
-            const auto g = logs[i];
-            if (g < from) continue;  // covered by the snapshot, left by a compaction that stopped
-            const auto file = log_path(dir_, g);
-            const auto bytes = read_whole(file);
-            auto s = scan_log(bytes, log_magic, apply);
-            recovery_.log_records += s.records;
-            current = g;
-            const bool last = i + 1 == logs.size();
-            if (s.how == log_scan::end::clean) continue;
-            if (s.how == log_scan::end::bad_header && bytes.size() < log_header_size && last) {
-                // A log created but not yet headed when the process died: nothing in it.
-                std::filesystem::resize_file(file, 0);
-                recovery_.notes.push_back(fmt::format("{}: an empty log begun at a crash; started again", file.string()));
-                continue;
-            }
-            if (s.how == log_scan::end::torn_tail && last) {
-                std::filesystem::resize_file(file, s.valid_bytes);
-                recovery_.notes.push_back(fmt::format("{}: cut a torn tail at byte {} ({}; {} bytes dropped)",
-                                                      file.string(), s.valid_bytes, s.why, bytes.size() - s.valid_bytes));
-                continue;
-            }
-            if (!options_.repair)
-                throw storage_error(fmt::format("{}: damaged at byte {} ({}), with {} bytes after it; start with "
-                                                "--repair to keep the {} records before it and move the rest aside",
-                                                file.string(), s.valid_bytes, s.why, bytes.size() - s.valid_bytes,
-                                                s.records));
-            const auto aside = set_aside(file, bytes, s.valid_bytes);
-            recovery_.notes.push_back(fmt::format("{}: damaged at byte {} ({}); kept the {} records before it, moved "
-                                                  "the rest to {}",
-                                                  file.string(), s.valid_bytes, s.why, s.records, aside));
-        }
-        recovery_.generation = current;
-        open_log(current);
-        recovery_.seconds = std::chrono::duration<double>(clock::now() - start).count();
+        open_log(recovery_.generation);
     }
 
     // Makes log.<g> the file appended to (creating it with its header).
@@ -358,8 +260,9 @@ private:
             std::lock_guard lock(figures_mutex_);
             size = figures_.log_bytes += batch.size();
         }
-        if (size > options_.compact_after_bytes && options_.sync != fsync_rule::always) {
-            // The log's thread starts the compaction (it may be asleep until the next sync).
+        if (size > options_.compact_after_bytes) {
+            // The log's thread starts the compaction (it may be asleep until the next sync);
+            // asked before any `done` runs, so that a writer that saw its ack sees it asked.
             std::lock_guard lock(mutex_);
             if (!compacting_ && !compact_asked_) {
                 compact_asked_ = true;
@@ -483,9 +386,9 @@ private:
             std::filesystem::rename(temporary, final_path);
             if (!sync_folder()) throw storage_error(fmt::format("{}: cannot sync the folder", dir_.string()));
             // Now the new snapshot and the logs from g on hold everything: the rest can go.
-            for (auto old : generations("log."))
+            for (auto old : log_files::generations(dir_, "log."))
                 if (old < g) std::filesystem::remove(log_path(dir_, old));
-            for (auto old : generations("snapshot."))
+            for (auto old : log_files::generations(dir_, "snapshot."))
                 if (old < g) std::filesystem::remove(snapshot_path(dir_, old));
             ok = true;
         } catch (const std::exception&) {
