@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "local_cluster.hpp"
+#include "run_program.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -18,46 +19,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string slurp(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-struct cli_result {
-    int status = -1;  // the exit status; -1 when it did not exit normally
-    std::string out, err;
-};
+using test::program_result;
 
 // Runs dhtkit-cli --config (the cluster's file) ARGS..., with `input` on its stdin.
-cli_result run_cli(const test::local_cluster& cluster, const std::vector<std::string>& args, const std::string& input = {}) {
-    static int runs = 0;
-    const auto base = cluster.dir() / fmt::format("cli-{}", ++runs);
-    std::ofstream(base.string() + ".in", std::ios::binary) << input;
-    std::vector<std::string> argv_s = {DHTKIT_CLI_BINARY, "--config", cluster.config_file().string()};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        auto redirect = [](const std::string& path, int flags, int to) {
-            int fd = ::open(path.c_str(), flags, 0600);
-            if (fd < 0 || ::dup2(fd, to) < 0) ::_exit(127);
-            ::close(fd);
-        };
-        redirect(base.string() + ".in", O_RDONLY, 0);
-        redirect(base.string() + ".out", O_WRONLY | O_CREAT | O_TRUNC, 1);
-        redirect(base.string() + ".err", O_WRONLY | O_CREAT | O_TRUNC, 2);
-        ::execv(argv[0], argv.data());
-        ::_exit(127);
-    }
-    REQUIRE(pid > 0);
-    int status = 0;
-    // Bounded: the client's own timeouts end every command within seconds.
-    REQUIRE(test::eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 60s));
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(base.string() + ".out"), slurp(base.string() + ".err")};
+program_result run_cli(const test::local_cluster& cluster, const std::vector<std::string>& args, const std::string& input = {}) {
+    std::vector<std::string> argv = {DHTKIT_CLI_BINARY, "--config", cluster.config_file().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run_program(cluster.dir(), std::move(argv), input);
 }
 
 // dhtkit-cli at a terminal: a pseudo-terminal whose other side the test types into and reads.
@@ -256,7 +224,7 @@ TEST_CASE("at a terminal: history, and Ctrl-C cancels a stuck command and return
         CHECK_FALSE(std::filesystem::exists(dest));
     }
     // Kept for the next session (libedit writes a space as \040).
-    const auto history = slurp(home / ".dhtkit_history");
+    const auto history = test::slurp(home / ".dhtkit_history");
     CHECK_THAT(history, Catch::Contains("typed") && Catch::Contains("where"));
 }
 

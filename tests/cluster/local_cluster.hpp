@@ -51,6 +51,7 @@ struct cluster_options {
     std::string password = {};  // when not empty: a client password file holding it
     std::string storage = "memory";  // or "log"
     std::string fsync = "everysec";
+    bool resp = false;  // each peer also listens for RESP (resp_port)
 };
 
 class local_cluster {
@@ -100,6 +101,14 @@ public:
             }
             text += fmt::format("[[peers]]\nid = {}\nhost = \"{}\"\nport = {}\nshared = \"peer{}/shared\"\ndata = \"peer{}/data\"\n",
                                 i, host, port, i, i);
+            if (opt.resp) {
+                std::uint16_t resp_port = 7500;
+                if (!network_) {
+                    held.push_back(dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0")));
+                    resp_port = held.back().local().port();
+                }
+                text += fmt::format("resp_port = {}\n", resp_port);
+            }
             std::filesystem::create_directories(dir_ / fmt::format("peer{}/shared", i));
         }
         config_file_ = dir_ / "cluster.toml";
@@ -224,6 +233,7 @@ public:
     [[nodiscard]] std::filesystem::path shared(int id) const { return dir_ / fmt::format("peer{}/shared", id); }
     [[nodiscard]] const std::filesystem::path& dir() const noexcept { return dir_; }
     [[nodiscard]] std::uint16_t port(int id) const { return config_.peers.at(static_cast<std::size_t>(id)).port; }
+    [[nodiscard]] std::uint16_t resp_port(int id) const { return config_.peers.at(static_cast<std::size_t>(id)).resp_port; }
 
     dhtkit::client client(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000)) const {
         dhtkit::client_options o;

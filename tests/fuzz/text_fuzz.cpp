@@ -1,19 +1,22 @@
 // libFuzzer target for the decoders of what is not a frame: the records of a write-ahead log or a
-// snapshot (store/log_format.hpp), and a command line as the prompt splits it (app/commands.hpp).
-// The first byte picks which. A crash, a sanitizer report, or a scan that claims more valid bytes
-// than it was given is a finding.
+// snapshot (store/log_format.hpp), a command line as the prompt splits it (app/commands.hpp), and
+// RESP commands as a RESP client sends them (protocol/resp.hpp). The first byte picks which. A
+// crash, a sanitizer report, a scan that claims more valid bytes than it was given, or a RESP
+// reader that reads differently when the bytes arrive in two pieces is a finding.
 
 #include <dhtkit/app/commands.hpp>
+#include <dhtkit/protocol/resp.hpp>
 #include <dhtkit/store/log_format.hpp>
 
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
         case 0:
         case 1: {
             const auto magic = data[0] % 3 == 0 ? dhtkit::log_magic : dhtkit::snapshot_magic;
@@ -35,6 +38,41 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             std::size_t letters = 0;
             for (const auto& w : p.words) letters += w.size();
             if (letters > input.size()) std::abort();
+            break;
+        }
+        case 3: {
+            // Small limits, so that the fuzzer reaches them; the split point comes from the data.
+            const dhtkit::protocol::resp_limits lim{64, 16, 512, 128};
+            auto read_all = [&](std::size_t split) {
+                dhtkit::protocol::resp_reader r(lim);
+                std::vector<std::string> out;
+                std::vector<std::string_view> args;
+                auto drain = [&] {
+                    for (;;) {
+                        auto res = r.next(args);
+                        if (res == dhtkit::protocol::resp_reader::result::need_more) return true;
+                        if (res == dhtkit::protocol::resp_reader::result::error) {
+                            out.push_back("error: " + r.last_error());
+                            return false;
+                        }
+                        if (args.size() > lim.max_arguments && input.front() == '*') std::abort();
+                        std::string joined;
+                        for (auto a : args) {
+                            if (a.size() > lim.max_bulk_bytes && input.front() == '*') std::abort();
+                            joined += std::string(a) + '\0';
+                        }
+                        out.push_back(std::move(joined));
+                    }
+                };
+                r.feed(input.substr(0, split));
+                if (drain()) {
+                    r.feed(input.substr(split));
+                    drain();
+                }
+                return out;
+            };
+            if (input.empty()) break;
+            if (read_all(input.size()) != read_all(data[0] / 4 % input.size())) std::abort();
             break;
         }
     }

@@ -11,7 +11,8 @@
 //   [supervisor]  max_restarts = 5, window_s = 60
 //   [security]    cluster_secret_file = "secret" (readable by its owner only; unset: an open cluster),
 //                 client_password_file = "password" (readable by its owner only; unset: no password)
-//   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data"
+//   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data",
+//              resp_port = 7500 (optional: RESP clients, as redis-cli, connect there)
 
 #include <sys/stat.h>
 
@@ -143,7 +144,7 @@ inline const std::vector<known_table>& known_tables() {
         {"storage", {"mode", "fsync", "compact_after_mb"}},
         {"security", {"cluster_secret_file", "client_password_file"}},
         {"supervisor", {"max_restarts", "window_s"}},
-        {"peers", {"id", "host", "port", "shared", "data"}},
+        {"peers", {"id", "host", "port", "resp_port", "shared", "data"}},
     };
     return tables;
 }
@@ -275,11 +276,16 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         if (!ids.insert(pc.id).second) in.fail(at + ".id", fmt::format("a unique id ({} is used twice)", pc.id));
         pc.host = in.text(p["host"], at + ".host");
         pc.port = in.integer<std::uint16_t>(p["port"], at + ".port", 1, 65535, std::nullopt);
+        if (p["resp_port"]) pc.resp_port = in.integer<std::uint16_t>(p["resp_port"], at + ".resp_port", 1, 65535, std::nullopt);
         pc.shared_dir = in.path(p["shared"], at + ".shared");
         pc.data_dir = in.path(p["data"], at + ".data");
         for (std::size_t j = 0; j < c.peers.size(); ++j)
             if (c.peers[j].host == pc.host && c.peers[j].port == pc.port)
                 in.fail(at + ".port", fmt::format("an address of its own ({}:{} is peers[{}]'s too)", pc.host, pc.port, j));
+            else if (c.peers[j].host == pc.host && pc.resp_port &&
+                     (c.peers[j].port == pc.resp_port || c.peers[j].resp_port == pc.resp_port || c.peers[j].resp_port == pc.port))
+                in.fail(at + ".resp_port", fmt::format("a port no other peer on {} uses", pc.host));
+        if (pc.resp_port && pc.resp_port == pc.port) in.fail(at + ".resp_port", "a port other than its own port");
         c.peers.push_back(std::move(pc));
     }
     // More backups than other peers would only copy a key onto the same peers again.

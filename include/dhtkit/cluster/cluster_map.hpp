@@ -38,6 +38,7 @@ struct node {
     std::string host;
     std::uint16_t port = 0;
     node_state state = node_state::member;
+    std::uint16_t resp_port = 0;  // where it speaks RESP (0: it does not)
     friend bool operator==(const node&, const node&) = default;
 };
 
@@ -117,7 +118,10 @@ private:
         fmt::memory_buffer text;
         auto out = std::back_inserter(text);
         fmt::format_to(out, "{}", epoch_);
-        for (const auto& n : nodes_) fmt::format_to(out, "|{}@{}:{}/{}", n.id, n.host, n.port, static_cast<int>(n.state));
+        for (const auto& n : nodes_) {
+            fmt::format_to(out, "|{}@{}:{}/{}", n.id, n.host, n.port, static_cast<int>(n.state));
+            if (n.resp_port) fmt::format_to(out, "+{}", n.resp_port);
+        }
         slots_.for_each_range([&](slot_range r, std::span<const node_id> holders) {
             fmt::format_to(out, "|{}-{}:", r.first, r.last);
             for (auto id : holders) fmt::format_to(out, "{},", id);

@@ -134,7 +134,7 @@ private:
 template <replication_policy R>
 [[nodiscard]] cluster_map static_cluster_map(const cluster_settings& cluster, const R& policy) {
     std::vector<node> nodes;
-    for (const auto& p : cluster.peers) nodes.push_back({p.id, p.host, p.port, node_state::member});
+    for (const auto& p : cluster.peers) nodes.push_back({p.id, p.host, p.port, node_state::member, p.resp_port});
     return make_cluster_map(policy, 1, std::move(nodes));
 }
 

@@ -36,6 +36,7 @@
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/protocol/auth.hpp"
 #include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/protocol/resp.hpp"
 
 namespace dhtkit {
 
@@ -78,6 +79,8 @@ public:
     // the signed requests that follow (protocol/auth.hpp). The serving thread's.
     std::optional<protocol::frame_verifier> verifier;
     bool authenticated = false;  // sent the client password (when the peer has one)
+    // Set for a connection that speaks RESP (peer/resp_service.hpp) instead of our frames.
+    std::unique_ptr<protocol::resp_session> resp;
 
     // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
     std::function<void(const connection_ptr&)> resume;
@@ -201,7 +204,8 @@ public:
             noted_ = moved_;
             last_moved_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
         }
-        midway_.store(reader.buffered() > 0 || unsent() > 0 || source_ != nullptr, std::memory_order_relaxed);
+        const bool half_read = reader.buffered() > 0 || (resp && resp->reader.buffered() > 0);
+        midway_.store(half_read || unsent() > 0 || source_ != nullptr, std::memory_order_relaxed);
     }
     // Any thread: stalled midway (and not waiting on a reply of ours) for longer than `limit`.
     [[nodiscard]] bool stalled(std::chrono::steady_clock::time_point now, std::chrono::milliseconds limit) const noexcept {

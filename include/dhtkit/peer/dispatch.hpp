@@ -53,8 +53,9 @@ enum class next_step {
 using serve_fn = std::function<next_step(connection&)>;
 
 template <class D>
-concept dispatch_policy = requires(D& d, net::tcp_stream s) {
+concept dispatch_policy = requires(D& d, net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp) {
     d.adopt(std::move(s));
+    d.adopt(std::move(s), std::move(resp));  // a connection that speaks RESP
     d.stop();
 };
 
@@ -171,8 +172,9 @@ public:
     ~pool_dispatch() { stop(); }
 
     // On the listener thread.
-    void adopt(net::tcp_stream s) {
+    void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
         auto conn = std::make_shared<connection>(std::move(s), limits_);
+        conn->resp = std::move(resp);
         conn->resume = [this](const connection_ptr& c) { hand_off(c); };
         open_.add(conn);
         loop_.add(conn->stream.fd(), net::interest::read, net::trigger::oneshot, [this, conn](net::readiness) { hand_off(conn); });
@@ -238,8 +240,9 @@ public:
     ~loop_dispatch() { stop(); }
 
     // On the listener thread: the connection goes to the next worker, for good.
-    void adopt(net::tcp_stream s) {
+    void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
         auto conn = std::make_shared<connection>(std::move(s), limits_);
+        conn->resp = std::move(resp);
         open_.add(conn);
         worker& w = *workers_[next_++ % workers_.size()];
         conn->resume = [this, &w](const connection_ptr& c) {
@@ -330,8 +333,8 @@ public:
             chosen_ = std::make_unique<loop_dispatch<Reactor, Executor>>(listener_loop, workers, lim, idle_timeout,
                                                                          std::move(serve), stats);
     }
-    void adopt(net::tcp_stream s) {
-        std::visit([&](auto& d) { d->adopt(std::move(s)); }, chosen_);
+    void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
+        std::visit([&](auto& d) { d->adopt(std::move(s), std::move(resp)); }, chosen_);
     }
     void stop() {
         std::visit([](auto& d) { d->stop(); }, chosen_);

@@ -181,6 +181,16 @@ public:
     // Entries held, both tables, tombstones included.
     [[nodiscard]] std::size_t size() const { return keys_.size() + files_.size(); }
 
+    // Keys with a live value (tombstones left out): a walk over the key table, one shard at a time.
+    [[nodiscard]] std::size_t live_keys() const {
+        std::size_t n = 0;
+        keys_.for_each([&](std::string_view, std::string_view v) {
+            auto r = read_versioned(v);
+            n += r && !r->tombstone;
+        });
+        return n;
+    }
+
     // Records refused because their stamp was too far ahead of this host's clock.
     [[nodiscard]] std::uint64_t refused_ahead() const noexcept { return refused_ahead_.load(std::memory_order_relaxed); }
 

@@ -11,6 +11,8 @@
 //
 // A request flows one way: listener -> dispatch (peer/dispatch.hpp) -> router (peer/router.hpp)
 // -> key, file or sync service -> table -> replicator -> the reply in the connection's output.
+// With a resp_port, a second listener takes RESP clients: their commands become the same requests
+// (peer/resp_service.hpp) on the same workers.
 //
 // At start the peer listens first, then catches up from the other holders of its slots while
 // answering client requests with `unavailable`, then serves. Why listen first: copies of new writes
@@ -42,6 +44,7 @@
 #include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/file_service.hpp"
 #include "dhtkit/peer/key_service.hpp"
+#include "dhtkit/peer/resp_service.hpp"
 #include "dhtkit/peer/router.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
@@ -78,7 +81,11 @@ public:
                  stats_),
           router_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
                   [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_,
-                  cluster_.cluster_key, cluster_.client_password) {
+                  cluster_.cluster_key, cluster_.client_password),
+          resp_(self_.id, *view_, cluster_.limits, cluster_.client_password,
+                {[this](const protocol::frame_view& f, connection& c) { router_.answer(f, c); },
+                 [this] { return stats_report(); }, [this] { return keys_.index().live_keys(); },
+                 cluster_.storage.log ? "yes" : "no"}) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;
@@ -104,9 +111,14 @@ public:
         grants_.start();  // from now on a holder that excused this node as gone can learn it is back
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
             cluster_.dispatch, reactor_, cluster_.pool_threads, frame_limits(), cluster_.limits.idle_timeout,
-            [this](connection& c) { return router_.serve(c); }, stats_);
+            [this](connection& c) { return c.resp ? resp_.serve(c) : router_.serve(c); }, stats_);
         spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
+        if (self_.resp_port) {
+            resp_listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.resp_port));
+            reactor_.add(resp_listener_.fd(), net::interest::read, net::trigger::level,
+                         [this](net::readiness) { accept_all(true); });
+        }
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
         sync_.catch_up_now(log_);
@@ -123,6 +135,7 @@ public:
         reactor_.stop();
         loop_.join();
         listener_.close();  // new connections are refused, as by a node that is gone
+        resp_listener_.close();
         dispatch_->stop();
         files_.stop();
         copies_.stop();   // the writes answered above were copied through it
@@ -196,23 +209,25 @@ private:
     }
 
     // On the listener thread.
-    void accept_all() {
+    void accept_all(bool resp = false) {
+        auto& from = resp ? resp_listener_ : listener_;
         for (;;) {
             int error = 0;
-            auto s = listener_.try_accept(&error);
+            auto s = from.try_accept(&error);
             if (!s) {
-                if (error == EMFILE || error == ENFILE) shed_one_connection();
+                if (error == EMFILE || error == ENFILE) shed_one_connection(from);
                 return;
             }
-            dispatch_->adopt(std::move(*s));
+            if (resp) dispatch_->adopt(std::move(*s), std::make_unique<protocol::resp_session>(resp_.wire_limits()));
+            else dispatch_->adopt(std::move(*s));
         }
     }
 
     // Out of descriptors: accept the waiting connection on a reserved descriptor and close it at
     // once, so the client hears a close instead of the listener spinning on it.
-    void shed_one_connection() {
+    void shed_one_connection(net::tcp_listener& from) {
         spare_fd_.reset();
-        if (auto s = listener_.try_accept()) s->close();
+        if (auto s = from.try_accept()) s->close();
         spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     }
 
@@ -234,12 +249,14 @@ private:
     lease_keeper keeper_;
     file_service files_;
     router<Table, Replication> router_;
+    resp_service resp_;
     std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {
         std::fprintf(stderr, "dhtkit-peer %llu: %s\n", static_cast<unsigned long long>(id), line.c_str());
     };
 
     Reactor reactor_;
     net::tcp_listener listener_;
+    net::tcp_listener resp_listener_;  // open when this node has a resp_port
     std::unique_ptr<any_dispatch<Reactor, Executor>> dispatch_;
     net::unique_fd spare_fd_;
     std::thread loop_;

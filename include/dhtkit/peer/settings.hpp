@@ -28,6 +28,7 @@ struct peer_settings {
     std::uint16_t port = 0;
     std::filesystem::path shared_dir;
     std::filesystem::path data_dir;
+    std::uint16_t resp_port = 0;  // RESP clients (redis-cli and the like) connect here; 0: none
 };
 
 struct limits_settings {

@@ -1,0 +1,761 @@
+#pragma once
+// The RESP front: serves a connection that speaks RESP2 (protocol/resp.hpp) on the same workers as
+// our frames. Each command becomes the requests a binary client would send (a SET is a put, an
+// MGET one get per key) and goes through the same router, services, replication and log: a SET is
+// acknowledged exactly when a put would be. The replies of a batch are our frames, in order; once
+// none is held, each command's plan turns its share of them into one RESP reply.
+//
+// Cluster mode as Redis Cluster clients expect it: CLUSTER SLOTS / SHARDS / NODES / INFO / MYID /
+// KEYSLOT describe the cluster map with each node's resp_port; a key that this node does not hold
+// gets `-MOVED <slot> <host>:<resp_port>` of its home; the keys of one command must share a slot
+// (-CROSSSLOT otherwise). A holder that is not the home serves the key too, as it does our frames.
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <sodium.h>
+
+#include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/peer/connection.hpp"
+#include "dhtkit/peer/dispatch.hpp"
+#include "dhtkit/peer/settings.hpp"
+#include "dhtkit/protocol/frame.hpp"
+#include "dhtkit/protocol/messages.hpp"
+#include "dhtkit/protocol/resp.hpp"
+
+namespace dhtkit {
+
+// What the RESP front asks of the peer that composes it.
+struct resp_context {
+    // Answers one of our requests on the connection, as the router does for a binary client.
+    std::function<void(const protocol::frame_view&, connection&)> answer;
+    std::function<std::string()> stats;      // `stats` lines (name=value), for INFO
+    std::function<std::size_t()> key_count;  // DBSIZE: live keys held here (a walk over the table)
+    std::string appendonly;                  // CONFIG GET appendonly: "yes" with a log
+};
+
+class resp_service {
+public:
+    resp_service(node_id self, const cluster_view& view, limits_settings lim, std::string password, resp_context ctx)
+        : self_(self), view_(view), limits_(lim), password_(std::move(password)), ctx_(std::move(ctx)) {}
+
+    [[nodiscard]] protocol::resp_limits wire_limits() const noexcept {
+        protocol::resp_limits l;
+        l.max_bulk_bytes = std::max(limits_.max_key_bytes, limits_.max_value_bytes);
+        return l;
+    }
+
+    // As router::serve, for a connection whose `resp` is set.
+    next_step serve(connection& c) {
+        auto& s = *c.resp;
+        if (c.held()) return next_step::park;  // woken while parked
+        finish_batch(c);
+        switch (c.flush()) {
+            case connection::flush_result::failed: return next_step::close;
+            case connection::flush_result::pending: return next_step::drain;
+            case connection::flush_result::done: break;
+        }
+        if (s.closing) return next_step::close;  // its last reply has gone
+        bool more = false;
+        c.begin_batch();
+        const bool open = receive(c) && handle_commands(c, more);
+        s.closing = s.closing || !open;  // before end_batch: once it returns, a release may serve c elsewhere
+        if (c.end_batch()) return next_step::park;
+        finish_batch(c);
+        auto sent = c.flush();
+        if (sent == connection::flush_result::failed) return next_step::close;
+        if (sent == connection::flush_result::pending) return next_step::drain;
+        if (s.closing) return next_step::close;
+        c.trim();
+        s.reader.release_if_empty();
+        return more ? next_step::again : next_step::wait;
+    }
+
+private:
+    using kind = protocol::resp_plan::kind;
+    using args_t = std::vector<std::string_view>;
+
+    static bool receive(connection& c) {
+        thread_local std::array<std::byte, 64 * 1024> scratch;
+        for (;;) {
+            auto in = c.stream.receive_some(scratch);
+            if (!in) return false;
+            c.count_received(in.bytes);
+            c.resp->reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
+            if (in.bytes < scratch.size()) return true;
+        }
+    }
+
+    bool handle_commands(connection& c, bool& more) {
+        args_t args;
+        for (std::size_t n = 0; n < limits_.max_in_flight; ++n) {
+            if (c.unsent() > limits_.max_output_bytes) break;
+            switch (c.resp->reader.next(args)) {
+                case protocol::resp_reader::result::need_more: return true;
+                case protocol::resp_reader::result::error:
+                    text(c, [&](std::string& o) { protocol::resp::error(o, "ERR " + c.resp->reader.last_error()); });
+                    return false;
+                case protocol::resp_reader::result::command: break;
+            }
+            if (!execute(args, c)) return false;
+        }
+        more = true;
+        return true;
+    }
+
+    // --- replies --------------------------------------------------------------------------------
+
+    template <class F>
+    static void text(connection& c, F&& write) {
+        protocol::resp_plan p;
+        write(p.text);
+        c.resp->plans.push_back(std::move(p));
+    }
+    static void error(connection& c, std::string_view message) {
+        text(c, [&](std::string& o) { protocol::resp::error(o, message); });
+    }
+    static void ok(connection& c) {
+        text(c, [](std::string& o) { protocol::resp::simple(o, "OK"); });
+    }
+
+    // Sends one of our requests for the command being planned.
+    void request(connection& c, protocol::opcode op, std::string_view key, std::string_view value = {}) {
+        protocol::frame_view f{{op, 0, protocol::status::ok, 0, static_cast<std::uint32_t>(key.size()),
+                                static_cast<std::uint32_t>(value.size())},
+                               key, value};
+        ctx_.answer(f, c);
+    }
+    void plan(connection& c, kind how, std::size_t frames) {
+        c.resp->plans.push_back({how, static_cast<std::uint32_t>(frames), {}});
+    }
+
+    // Once nothing is held: c.out is this batch's frames; each plan turns its share into RESP.
+    static void finish_batch(connection& c) {
+        c.settle();
+        auto& plans = c.resp->plans;
+        if (plans.empty()) return;
+        std::string out;
+        std::size_t at = 0;
+        const auto any = protocol::frame_limits(~std::size_t{0}, ~std::size_t{0});  // our own frames
+        auto next_frame = [&](protocol::header& h, std::string_view& value) {
+            const auto d = protocol::decode(std::span<const std::byte, protocol::header_size>(
+                                                reinterpret_cast<const std::byte*>(c.out.data() + at), protocol::header_size),
+                                            any);
+            h = d.h;
+            value = std::string_view(c.out).substr(at + protocol::header_size + h.key_length, h.value_length);
+            at += protocol::header_size + h.payload_size();
+        };
+        for (auto& p : plans) {
+            if (p.how == kind::text) {
+                out += p.text;
+                continue;
+            }
+            std::string failed;
+            std::int64_t count = 0;
+            std::vector<std::optional<std::string_view>> values;
+            for (std::uint32_t i = 0; i < p.frames; ++i) {
+                protocol::header h;
+                std::string_view value;
+                next_frame(h, value);
+                if (h.code == protocol::status::ok) {
+                    ++count;
+                    values.emplace_back(value);
+                } else if (h.code == protocol::status::not_found) {
+                    values.emplace_back(std::nullopt);
+                } else if (failed.empty()) {
+                    failed = fmt::format("{} {}", h.code == protocol::status::unavailable ? "TRYAGAIN" : "ERR", value);
+                }
+            }
+            if (!failed.empty()) {
+                protocol::resp::error(out, failed);
+                continue;
+            }
+            switch (p.how) {
+                case kind::ok: protocol::resp::simple(out, "OK"); break;
+                case kind::bulk:
+                    if (values.front()) protocol::resp::bulk(out, *values.front());
+                    else protocol::resp::null_bulk(out);
+                    break;
+                case kind::count_ok: protocol::resp::integer(out, count); break;
+                case kind::values:
+                    protocol::resp::array(out, values.size());
+                    for (const auto& v : values) {
+                        if (v) protocol::resp::bulk(out, *v);
+                        else protocol::resp::null_bulk(out);
+                    }
+                    break;
+                case kind::type: protocol::resp::simple(out, values.front() ? "string" : "none"); break;
+                case kind::holders: {
+                    auto hs = values.front() ? protocol::decode_holders(*values.front())
+                                             : std::optional<std::vector<protocol::holder>>(std::vector<protocol::holder>{});
+                    if (!hs) {
+                        protocol::resp::error(out, "ERR a registry entry this peer cannot read");
+                        break;
+                    }
+                    protocol::resp::array(out, hs->size());
+                    for (const auto& h : *hs) protocol::resp::bulk(out, fmt::format("{} {}:{}", h.peer_id, h.host, h.port));
+                    break;
+                }
+                case kind::text: break;
+            }
+        }
+        plans.clear();
+        c.out = std::move(out);
+    }
+
+    // --- commands -------------------------------------------------------------------------------
+
+    static std::string upper(std::string_view s) {
+        std::string u(s);
+        for (auto& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        return u;
+    }
+    static std::string lower(std::string_view s) {
+        std::string u(s);
+        for (auto& ch : u) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        return u;
+    }
+
+    struct command_info {
+        std::string_view name;  // lower case, as COMMAND lists it
+        int arity;              // Redis's: n exactly, -n at least n (the name counts)
+        int first_key, last_key, step;
+        std::string_view flags;  // space-separated
+    };
+    static constexpr command_info commands[] = {
+        {"ping", -1, 0, 0, 0, "fast"},
+        {"echo", 2, 0, 0, 0, "fast"},
+        {"quit", -1, 0, 0, 0, "fast"},
+        {"hello", -1, 0, 0, 0, "fast"},
+        {"auth", -2, 0, 0, 0, "fast"},
+        {"client", -2, 0, 0, 0, "admin"},
+        {"select", 2, 0, 0, 0, "fast"},
+        {"readonly", 1, 0, 0, 0, "fast"},
+        {"readwrite", 1, 0, 0, 0, "fast"},
+        {"get", 2, 1, 1, 1, "readonly fast"},
+        {"set", -3, 1, 1, 1, "write"},
+        {"del", -2, 1, -1, 1, "write"},
+        {"unlink", -2, 1, -1, 1, "write fast"},
+        {"exists", -2, 1, -1, 1, "readonly fast"},
+        {"mget", -2, 1, -1, 1, "readonly fast"},
+        {"mset", -3, 1, -1, 2, "write"},
+        {"type", 2, 1, 1, 1, "readonly fast"},
+        {"dbsize", 1, 0, 0, 0, "readonly fast"},
+        {"info", -1, 0, 0, 0, "loading stale"},
+        {"config", -2, 0, 0, 0, "admin"},
+        {"command", -1, 0, 0, 0, "loading stale"},
+        {"cluster", -2, 0, 0, 0, "stale"},
+        {"dht.search", 2, 1, 1, 1, "readonly"},
+        {"dht.where", 2, 1, 1, 1, "readonly fast"},
+    };
+    static const command_info* find_command(std::string_view lower_name) {
+        for (const auto& c : commands)
+            if (c.name == lower_name) return &c;
+        return nullptr;
+    }
+
+    // The keys of a command, per its entry: first_key to last_key (negative: from the end) by step.
+    static std::vector<std::string_view> keys_of(const command_info& ci, const args_t& args) {
+        std::vector<std::string_view> keys;
+        if (ci.first_key == 0) return keys;
+        const int last = ci.last_key < 0 ? static_cast<int>(args.size()) + ci.last_key : ci.last_key;
+        for (int i = ci.first_key; i <= last && i < static_cast<int>(args.size()); i += ci.step) keys.push_back(args[i]);
+        return keys;
+    }
+
+    // False when the connection closes once its replies have gone.
+    bool execute(const args_t& args, connection& c) {
+        const auto name = lower(args[0]);
+        const auto* ci = find_command(name);
+        if (!ci) {
+            std::string shown;
+            for (std::size_t i = 1; i < args.size() && i < 4; ++i) shown += fmt::format("'{}' ", args[i]);
+            error(c, fmt::format("ERR unknown command '{}', with args beginning with: {}", args[0], shown));
+            return true;
+        }
+        const auto n = static_cast<int>(args.size());
+        if ((ci->arity > 0 && n != ci->arity) || (ci->arity < 0 && n < -ci->arity) ||
+            (name == "mset" && n % 2 == 0)) {
+            error(c, fmt::format("ERR wrong number of arguments for '{}' command", name));
+            return true;
+        }
+        if (!password_.empty() && !c.authenticated && name != "auth" && name != "hello" && name != "quit") {
+            error(c, "NOAUTH Authentication required.");
+            return true;
+        }
+        // Cluster routing: the keys must share a slot this node holds.
+        const auto keys = keys_of(*ci, args);
+        if (!keys.empty() && name != "dht.where") {
+            const auto slot = key_slot(keys.front());
+            for (auto k : keys) {
+                if (k.size() > limits_.max_key_bytes) {
+                    error(c, fmt::format("ERR key of {} bytes: this cluster's limit is {}", k.size(), limits_.max_key_bytes));
+                    return true;
+                }
+                if (key_slot(k) != slot) {
+                    error(c, "CROSSSLOT Keys in request don't hash to the same slot");
+                    return true;
+                }
+            }
+            if (auto moved = moved_to(slot)) {
+                error(c, *moved);
+                return true;
+            }
+        }
+        if (name == "ping") {
+            if (n > 2) error(c, "ERR wrong number of arguments for 'ping' command");
+            else if (n == 2) text(c, [&](std::string& o) { protocol::resp::bulk(o, args[1]); });
+            else text(c, [](std::string& o) { protocol::resp::simple(o, "PONG"); });
+        } else if (name == "echo") {
+            text(c, [&](std::string& o) { protocol::resp::bulk(o, args[1]); });
+        } else if (name == "quit") {
+            ok(c);
+            return false;
+        } else if (name == "hello") {
+            return hello(args, c);
+        } else if (name == "auth") {
+            auth(args.back(), c);
+        } else if (name == "client") {
+            client(args, c);
+        } else if (name == "select") {
+            if (args[1] == "0") ok(c);
+            else error(c, "ERR SELECT is not allowed in cluster mode");
+        } else if (name == "readonly" || name == "readwrite") {
+            ok(c);
+        } else if (name == "get") {
+            plan(c, kind::bulk, 1);
+            request(c, protocol::opcode::get, args[1]);
+        } else if (name == "set") {
+            if (n != 3) {
+                error(c, "ERR syntax error");  // its options come with expiry
+                return true;
+            }
+            if (args[2].size() > limits_.max_value_bytes) {
+                error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", args[2].size(), limits_.max_value_bytes));
+                return true;
+            }
+            plan(c, kind::ok, 1);
+            request(c, protocol::opcode::put, args[1], args[2]);
+        } else if (name == "del" || name == "unlink") {
+            plan(c, kind::count_ok, keys.size());
+            for (auto k : keys) request(c, protocol::opcode::del, k);
+        } else if (name == "exists") {
+            plan(c, kind::count_ok, keys.size());
+            for (auto k : keys) request(c, protocol::opcode::get, k);
+        } else if (name == "mget") {
+            plan(c, kind::values, keys.size());
+            for (auto k : keys) request(c, protocol::opcode::get, k);
+        } else if (name == "mset") {
+            for (int i = 2; i < n; i += 2)
+                if (args[static_cast<std::size_t>(i)].size() > limits_.max_value_bytes) {
+                    error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", args[static_cast<std::size_t>(i)].size(),
+                                         limits_.max_value_bytes));
+                    return true;
+                }
+            plan(c, kind::ok, keys.size());
+            for (int i = 1; i < n; i += 2)
+                request(c, protocol::opcode::put, args[static_cast<std::size_t>(i)], args[static_cast<std::size_t>(i) + 1]);
+        } else if (name == "type") {
+            plan(c, kind::type, 1);
+            request(c, protocol::opcode::get, args[1]);
+        } else if (name == "dbsize") {
+            text(c, [&](std::string& o) { protocol::resp::integer(o, static_cast<std::int64_t>(ctx_.key_count())); });
+        } else if (name == "info") {
+            info(args, c);
+        } else if (name == "config") {
+            config(args, c);
+        } else if (name == "command") {
+            command(args, c);
+        } else if (name == "cluster") {
+            cluster(args, c);
+        } else if (name == "dht.search") {
+            plan(c, kind::holders, 1);
+            request(c, protocol::opcode::search, args[1]);
+        } else if (name == "dht.where") {
+            where(args[1], c);
+        }
+        return true;
+    }
+
+    // -MOVED to the home of `slot` when this node does not hold it, or nothing.
+    std::optional<std::string> moved_to(slot_t slot) const {
+        const auto& map = view_.current();
+        if (map.holds(self_, slot)) return std::nullopt;
+        const auto h = map.holders(slot);
+        if (h.empty()) return fmt::format("CLUSTERDOWN Hash slot not served");
+        const auto* home = map.find(h.front());
+        if (!home || !home->resp_port)
+            return fmt::format("ERR slot {} is held by peer {}, which has no resp_port", slot, h.front());
+        return fmt::format("MOVED {} {}:{}", slot, home->host, home->resp_port);
+    }
+
+    static std::string node_name(node_id id) { return fmt::format("{:040x}", id); }
+
+    bool hello(const args_t& args, connection& c) {
+        std::size_t i = 1;
+        if (args.size() > 1) {
+            if (args[1] != "2") {
+                if (args[1] == "3" || args[1] == "1" || std::all_of(args[1].begin(), args[1].end(), ::isdigit))
+                    error(c, "NOPROTO sorry, this protocol version is not supported.");
+                else
+                    error(c, "ERR Protocol version is not an integer or out of range");
+                return true;
+            }
+            i = 2;
+        }
+        for (; i < args.size(); ++i) {
+            const auto opt = upper(args[i]);
+            if (opt == "AUTH" && i + 2 < args.size()) {
+                if (!check_password(args[i + 2])) {
+                    error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+                    return true;
+                }
+                c.authenticated = true;
+                i += 2;
+            } else if (opt == "SETNAME" && i + 1 < args.size()) {
+                c.resp->name = std::string(args[++i]);
+            } else {
+                error(c, fmt::format("ERR Syntax error in HELLO option '{}'", args[i]));
+                return true;
+            }
+        }
+        if (!password_.empty() && !c.authenticated) {
+            error(c, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> "
+                     "AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol "
+                     "version at the same time");
+            return true;
+        }
+        text(c, [&](std::string& o) {
+            protocol::resp::array(o, 14);
+            protocol::resp::bulk(o, "server");
+            protocol::resp::bulk(o, "redis");
+            protocol::resp::bulk(o, "version");
+            protocol::resp::bulk(o, "7.0.0");
+            protocol::resp::bulk(o, "proto");
+            protocol::resp::integer(o, 2);
+            protocol::resp::bulk(o, "id");
+            protocol::resp::integer(o, static_cast<std::int64_t>(c.stream.fd()));
+            protocol::resp::bulk(o, "mode");
+            protocol::resp::bulk(o, "cluster");
+            protocol::resp::bulk(o, "role");
+            protocol::resp::bulk(o, "master");
+            protocol::resp::bulk(o, "modules");
+            protocol::resp::array(o, 0);
+        });
+        return true;
+    }
+
+    bool check_password(std::string_view given) const {
+        return given.size() == password_.size() && sodium_memcmp(given.data(), password_.data(), given.size()) == 0;
+    }
+
+    void auth(std::string_view given, connection& c) {
+        if (password_.empty()) {
+            error(c, "ERR AUTH <password> called without any password configured for the default user. Are you sure "
+                     "your configuration is correct?");
+        } else if (!check_password(given)) {
+            error(c, "WRONGPASS invalid username-password pair or user is disabled.");
+        } else {
+            c.authenticated = true;
+            ok(c);
+        }
+    }
+
+    void client(const args_t& args, connection& c) {
+        const auto sub = upper(args[1]);
+        if (sub == "SETNAME" && args.size() == 3) {
+            if (std::any_of(args[2].begin(), args[2].end(), [](char ch) { return ch <= ' ' || ch > '~'; })) {
+                error(c, "ERR Client names cannot contain spaces, newlines or special characters.");
+                return;
+            }
+            c.resp->name = std::string(args[2]);
+            ok(c);
+        } else if (sub == "GETNAME" && args.size() == 2) {
+            text(c, [&](std::string& o) {
+                if (c.resp->name.empty()) protocol::resp::null_bulk(o);
+                else protocol::resp::bulk(o, c.resp->name);
+            });
+        } else if (sub == "ID" && args.size() == 2) {
+            text(c, [&](std::string& o) { protocol::resp::integer(o, c.stream.fd()); });
+        } else if (sub == "SETINFO" && args.size() == 4) {
+            ok(c);
+        } else {
+            error(c, fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.", args[1]));
+        }
+    }
+
+    void info(const args_t& args, connection& c) {
+        std::vector<std::string> wanted;
+        for (std::size_t i = 1; i < args.size(); ++i) wanted.push_back(lower(args[i]));
+        auto want = [&](std::string_view section) {
+            return wanted.empty() || std::find(wanted.begin(), wanted.end(), "all") != wanted.end() ||
+                   std::find(wanted.begin(), wanted.end(), "everything") != wanted.end() ||
+                   std::find(wanted.begin(), wanted.end(), "default") != wanted.end() ||
+                   std::find(wanted.begin(), wanted.end(), section) != wanted.end();
+        };
+        // Our figures, name=value per line.
+        std::vector<std::pair<std::string, std::string>> figures;
+        const auto lines = ctx_.stats();
+        for (std::size_t at = 0; at < lines.size();) {
+            auto end = lines.find('\n', at);
+            if (end == std::string::npos) end = lines.size();
+            const std::string_view line(lines.data() + at, end - at);
+            if (auto eq = line.find('='); eq != std::string_view::npos)
+                figures.emplace_back(std::string(line.substr(0, eq)), std::string(line.substr(eq + 1)));
+            at = end + 1;
+        }
+        auto figure = [&](std::string_view key) -> std::string {
+            for (const auto& [k, v] : figures)
+                if (k == key) return v;
+            return "0";
+        };
+        const auto& map = view_.current();
+        const auto* me = map.find(self_);
+        std::string body;
+        auto out = std::back_inserter(body);
+        if (want("server"))
+            fmt::format_to(out, "# Server\r\nredis_version:7.0.0\r\ndhtkit_node_id:{}\r\nredis_mode:cluster\r\nos:Linux\r\n"
+                                "tcp_port:{}\r\nuptime_in_seconds:{}\r\n\r\n",
+                           self_, me ? me->resp_port : 0, figure("uptime_s"));
+        if (want("clients")) fmt::format_to(out, "# Clients\r\nconnected_clients:{}\r\n\r\n", figure("connections_open"));
+        if (want("stats")) {
+            fmt::format_to(out, "# Stats\r\ntotal_connections_received:{}\r\n", figure("connections_accepted"));
+            for (const auto& [k, v] : figures)
+                if (v.find_first_of(" \r") == std::string::npos) fmt::format_to(out, "dhtkit_{}:{}\r\n", k, v);
+            body += "\r\n";
+        }
+        if (want("replication")) {
+            fmt::format_to(out, "# Replication\r\nrole:master\r\nconnected_slaves:0\r\ndhtkit_backups:{}\r\n\r\n",
+                           figure("backups"));
+        }
+        if (want("cluster")) body += "# Cluster\r\ncluster_enabled:1\r\n\r\n";
+        if (want("keyspace")) {
+            const auto keys = ctx_.key_count();
+            body += "# Keyspace\r\n";
+            if (keys) fmt::format_to(out, "db0:keys={},expires=0,avg_ttl=0\r\n", keys);
+        }
+        text(c, [&](std::string& o) { protocol::resp::bulk(o, body); });
+    }
+
+    void config(const args_t& args, connection& c) {
+        const auto sub = upper(args[1]);
+        if (sub != "GET" || args.size() < 3) {
+            error(c, fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.", args[1]));
+            return;
+        }
+        std::vector<std::pair<std::string_view, std::string>> known = {
+            {"save", ""},
+            {"appendonly", ctx_.appendonly},
+            {"maxmemory", "0"},
+            {"databases", "1"},
+            {"cluster-enabled", "yes"},
+        };
+        std::vector<std::pair<std::string_view, std::string>> found;
+        for (std::size_t i = 2; i < args.size(); ++i) {
+            const auto wanted = lower(args[i]);
+            for (const auto& kv : known)
+                if (wanted == "*" || wanted == kv.first) found.push_back(kv);
+        }
+        text(c, [&](std::string& o) {
+            protocol::resp::array(o, found.size() * 2);
+            for (const auto& [k, v] : found) {
+                protocol::resp::bulk(o, k);
+                protocol::resp::bulk(o, v);
+            }
+        });
+    }
+
+    void command(const args_t& args, connection& c) {
+        const auto sub = args.size() > 1 ? upper(args[1]) : std::string();
+        auto info = [](std::string& o, const command_info& ci) {
+            protocol::resp::array(o, 6);
+            protocol::resp::bulk(o, ci.name);
+            protocol::resp::integer(o, ci.arity);
+            std::vector<std::string_view> flags;
+            for (std::size_t at = 0; at < ci.flags.size();) {
+                auto end = ci.flags.find(' ', at);
+                if (end == std::string_view::npos) end = ci.flags.size();
+                flags.push_back(ci.flags.substr(at, end - at));
+                at = end + 1;
+            }
+            protocol::resp::array(o, flags.size());
+            for (auto f : flags) protocol::resp::simple(o, f);
+            protocol::resp::integer(o, ci.first_key);
+            protocol::resp::integer(o, ci.last_key);
+            protocol::resp::integer(o, ci.step);
+        };
+        if (sub.empty()) {
+            text(c, [&](std::string& o) {
+                protocol::resp::array(o, std::size(commands));
+                for (const auto& ci : commands) info(o, ci);
+            });
+        } else if (sub == "COUNT") {
+            text(c, [&](std::string& o) { protocol::resp::integer(o, static_cast<std::int64_t>(std::size(commands))); });
+        } else if (sub == "INFO") {
+            text(c, [&](std::string& o) {
+                protocol::resp::array(o, args.size() - 2);
+                for (std::size_t i = 2; i < args.size(); ++i) {
+                    if (const auto* ci = find_command(lower(args[i]))) info(o, *ci);
+                    else protocol::resp::null_bulk(o);
+                }
+            });
+        } else if (sub == "DOCS") {
+            // Names and summaries would be all we have: clients that ask (redis-cli, for its
+            // hints) do without them.
+            text(c, [](std::string& o) { protocol::resp::array(o, 0); });
+        } else {
+            error(c, fmt::format("ERR unknown subcommand '{}'. Try COMMAND HELP.", args[1]));
+        }
+    }
+
+    // Writes [host, resp_port, name] of node `id`; false when it has no resp_port.
+    static bool endpoint(std::string& o, const cluster_map& map, node_id id) {
+        const auto* n = map.find(id);
+        if (!n || !n->resp_port) return false;
+        protocol::resp::array(o, 3);
+        protocol::resp::bulk(o, n->host);
+        protocol::resp::integer(o, n->resp_port);
+        protocol::resp::bulk(o, node_name(id));
+        return true;
+    }
+    static bool speaks_resp(const cluster_map& map, node_id id) {
+        const auto* n = map.find(id);
+        return n && n->resp_port;
+    }
+
+    void cluster(const args_t& args, connection& c) {
+        const auto sub = upper(args[1]);
+        const auto& map = view_.current();
+        if (sub == "KEYSLOT" && args.size() == 3) {
+            text(c, [&](std::string& o) { protocol::resp::integer(o, key_slot(args[2])); });
+        } else if (sub == "MYID" && args.size() == 2) {
+            text(c, [&](std::string& o) { protocol::resp::bulk(o, node_name(self_)); });
+        } else if (sub == "SLOTS" && args.size() == 2) {
+            std::string body;
+            std::size_t ranges = 0;
+            map.slots().for_each_range([&](slot_range r, std::span<const node_id> h) {
+                std::size_t shown = 0;
+                for (auto id : h) shown += speaks_resp(map, id);
+                if (h.empty() || !speaks_resp(map, h.front())) return;
+                ++ranges;
+                protocol::resp::array(body, 2 + shown);
+                protocol::resp::integer(body, r.first);
+                protocol::resp::integer(body, r.last);
+                for (auto id : h) endpoint(body, map, id);
+            });
+            text(c, [&](std::string& o) {
+                protocol::resp::array(o, ranges);
+                o += body;
+            });
+        } else if (sub == "SHARDS" && args.size() == 2) {
+            shards(map, c);
+        } else if (sub == "NODES" && args.size() == 2) {
+            std::string body;
+            for (const auto& n : map.nodes()) {
+                if (!n.resp_port) continue;
+                std::string ranges;
+                for (auto r : map.slots().ranges_held_by(n.id)) {
+                    // A node is the "master" of the slots it is home of.
+                    std::size_t first = r.first;
+                    for (std::size_t s = r.first; s <= r.last + 1u; ++s) {
+                        const bool home = s <= r.last && map.holders(static_cast<slot_t>(s)).front() == n.id;
+                        if (home) continue;
+                        if (s > first) ranges += s - 1 == first ? fmt::format(" {}", first) : fmt::format(" {}-{}", first, s - 1);
+                        first = s + 1;
+                    }
+                }
+                fmt::format_to(std::back_inserter(body), "{} {}:{}@{} {}master - 0 0 {} connected{}\n", node_name(n.id), n.host,
+                               n.resp_port, n.port, n.id == self_ ? "myself," : "", map.epoch(), ranges);
+            }
+            text(c, [&](std::string& o) { protocol::resp::bulk(o, body); });
+        } else if (sub == "INFO" && args.size() == 2) {
+            std::size_t known = 0;
+            for (const auto& n : map.nodes()) known += n.resp_port != 0;
+            const auto body = fmt::format(
+                "cluster_state:ok\r\ncluster_slots_assigned:{0}\r\ncluster_slots_ok:{0}\r\ncluster_slots_pfail:0\r\n"
+                "cluster_slots_fail:0\r\ncluster_known_nodes:{1}\r\ncluster_size:{1}\r\ncluster_current_epoch:{2}\r\n"
+                "cluster_my_epoch:{2}\r\n",
+                slot_count, known, map.epoch());
+            text(c, [&](std::string& o) { protocol::resp::bulk(o, body); });
+        } else {
+            error(c, fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.", args[1]));
+        }
+    }
+
+    // CLUSTER SHARDS: one shard per replica set, with its slot ranges and its nodes (home first).
+    void shards(const cluster_map& map, connection& c) {
+        std::vector<std::pair<std::vector<node_id>, std::vector<slot_range>>> sets;
+        map.slots().for_each_range([&](slot_range r, std::span<const node_id> h) {
+            if (h.empty()) return;
+            std::vector<node_id> ids(h.begin(), h.end());
+            auto it = std::find_if(sets.begin(), sets.end(), [&](const auto& s) { return s.first == ids; });
+            if (it == sets.end()) sets.push_back({std::move(ids), {r}});
+            else it->second.push_back(r);
+        });
+        text(c, [&](std::string& o) {
+            protocol::resp::array(o, sets.size());
+            for (const auto& [ids, ranges] : sets) {
+                protocol::resp::array(o, 4);
+                protocol::resp::bulk(o, "slots");
+                protocol::resp::array(o, ranges.size() * 2);
+                for (auto r : ranges) {
+                    protocol::resp::integer(o, r.first);
+                    protocol::resp::integer(o, r.last);
+                }
+                protocol::resp::bulk(o, "nodes");
+                std::size_t shown = 0;
+                for (auto id : ids) shown += speaks_resp(map, id);
+                protocol::resp::array(o, shown);
+                for (std::size_t i = 0; i < ids.size(); ++i) {
+                    const auto* n = map.find(ids[i]);
+                    if (!n || !n->resp_port) continue;
+                    protocol::resp::array(o, 12);
+                    protocol::resp::bulk(o, "id");
+                    protocol::resp::bulk(o, node_name(n->id));
+                    protocol::resp::bulk(o, "port");
+                    protocol::resp::integer(o, n->resp_port);
+                    protocol::resp::bulk(o, "ip");
+                    protocol::resp::bulk(o, n->host);
+                    protocol::resp::bulk(o, "endpoint");
+                    protocol::resp::bulk(o, n->host);
+                    protocol::resp::bulk(o, "role");
+                    protocol::resp::bulk(o, i == 0 ? "master" : "replica");
+                    protocol::resp::bulk(o, "health");
+                    protocol::resp::bulk(o, "online");
+                }
+            }
+        });
+    }
+
+    // DHT.WHERE key: its slot and its holders (home first), as "id host:port" with the RESP port.
+    void where(std::string_view key, connection& c) {
+        const auto& map = view_.current();
+        const auto slot = key_slot(key);
+        const auto h = map.holders(slot);
+        text(c, [&](std::string& o) {
+            protocol::resp::array(o, 1 + h.size());
+            protocol::resp::integer(o, slot);
+            for (auto id : h) {
+                const auto* n = map.find(id);
+                protocol::resp::bulk(o, n ? fmt::format("{} {}:{}", id, n->host, n->resp_port ? n->resp_port : n->port)
+                                          : fmt::format("{}", id));
+            }
+        });
+    }
+
+    node_id self_;
+    const cluster_view& view_;
+    limits_settings limits_;
+    std::string password_;
+    resp_context ctx_;
+};
+
+}  // namespace dhtkit

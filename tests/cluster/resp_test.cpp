@@ -1,0 +1,173 @@
+// The RESP front on real processes, through Redis's own redis-cli: a 3-peer cluster whose peers
+// each have a resp_port; commands in cluster mode (-c, following -MOVED) and without it; a SET over
+// RESP read back by our own client; bad input answered and closed while the peer serves others.
+#include <catch2/catch.hpp>
+
+#include "local_cluster.hpp"
+#include "raw_session.hpp"
+#include "run_program.hpp"
+
+#include <dhtkit/cluster/slots.hpp>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// redis-cli -p (peer `id`'s resp_port) [-c] ARGS...: what it printed.
+std::string redis_cli(const test::local_cluster& cluster, int id, std::vector<std::string> args, bool follow = true) {
+    std::vector<std::string> argv = {"redis-cli", "-p", std::to_string(cluster.resp_port(id))};
+    if (follow) argv.push_back("-c");
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = test::run_program(cluster.dir(), std::move(argv));
+    INFO("redis-cli " << fmt::format("{}", fmt::join(args, " ")) << ": " << r.err);
+    REQUIRE(r.status == 0);
+    return r.out;
+}
+
+// A key whose slot peer `id` does not hold (with R = 0: is not home of).
+std::string key_not_on(const test::local_cluster& cluster, int id) {
+    auto c = cluster.client();
+    for (int i = 0;; ++i) {
+        auto k = fmt::format("key{}", i);
+        if (c.home_of(k) != static_cast<dhtkit::node_id>(id)) return k;
+    }
+}
+
+// Bytes sent raw to peer `id`'s resp_port, and everything it answered until it closed (or 5 s).
+struct raw_resp {
+    std::string answer;
+    bool closed = false;
+};
+raw_resp send_raw(const test::local_cluster& cluster, int id, std::string_view bytes, bool half_close = true) {
+    auto s = dhtkit::net::tcp_stream::connect(
+        dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.resp_port(id))), 2s);
+    REQUIRE(s.send_all(std::as_bytes(std::span(bytes)), 2s).ok());
+    if (half_close) ::shutdown(s.fd(), SHUT_WR);
+    raw_resp r;
+    std::array<std::byte, 4096> buf;
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < until) {
+        if (!s.wait_readable(1s)) continue;
+        auto in = s.receive_some(buf);
+        if (!in.ok() || in.bytes == 0) {
+            r.closed = true;
+            break;
+        }
+        r.answer.append(reinterpret_cast<const char*>(buf.data()), in.bytes);
+    }
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("redis-cli in cluster mode: strings, many keys, the cluster's description") {
+    test::local_cluster cluster({.backups = 0, .resp = true});
+    cluster.start_all();
+    const auto away = key_not_on(cluster, 0);  // reached through -MOVED
+
+    CHECK(redis_cli(cluster, 0, {"ping"}) == "PONG\n");
+    CHECK(redis_cli(cluster, 0, {"echo", "two words"}) == "two words\n");
+    CHECK(redis_cli(cluster, 0, {"set", away, "a value"}) == "OK\n");
+    CHECK(redis_cli(cluster, 0, {"get", away}) == "a value\n");
+    CHECK(redis_cli(cluster, 0, {"type", away}) == "string\n");
+    CHECK(redis_cli(cluster, 0, {"exists", away}) == "1\n");
+    CHECK(redis_cli(cluster, 0, {"get", "never-set"}).empty() == false);  // a nil, printed as an empty line
+    CHECK(redis_cli(cluster, 0, {"mset", "{u}a", "1", "{u}b", "2"}) == "OK\n");
+    CHECK(redis_cli(cluster, 0, {"mget", "{u}a", "{u}b", "{u}c"}) == "1\n2\n\n");
+    CHECK(redis_cli(cluster, 0, {"exists", "{u}a", "{u}b", "{u}c"}) == "2\n");
+    CHECK(redis_cli(cluster, 0, {"del", "{u}a", "{u}c"}) == "1\n");
+    CHECK(redis_cli(cluster, 0, {"unlink", "{u}b"}) == "1\n");
+    CHECK(redis_cli(cluster, 0, {"type", "{u}b"}) == "none\n");
+    CHECK(redis_cli(cluster, 0, {"mget", "a", "b"}).find("CROSSSLOT") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"cluster", "keyslot", "foo"}) == "12182\n");
+    CHECK(redis_cli(cluster, 0, {"cluster", "myid"}) == fmt::format("{:040x}\n", 0));
+    CHECK(redis_cli(cluster, 0, {"select", "0"}) == "OK\n");
+    CHECK(redis_cli(cluster, 0, {"select", "1"}).find("not allowed in cluster mode") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"hello", "3"}).find("NOPROTO") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"hello", "2"}).find("proto\n2\n") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"nosuchcommand", "x"}).find("ERR unknown command 'nosuchcommand'") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"get"}).find("ERR wrong number of arguments for 'get' command") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"set", "k", "v", "BOGUS"}).find("ERR syntax error") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"command", "count"}) != "0\n");
+    CHECK(redis_cli(cluster, 0, {"config", "get", "appendonly"}) == "appendonly\nno\n");
+    CHECK(redis_cli(cluster, 0, {"client", "setname", "tester"}) == "OK\n");
+
+    // Each peer answers for the keys it holds: its DBSIZE and INFO keyspace count them.
+    std::uint64_t total = 0;
+    for (int p = 0; p < 3; ++p) total += std::stoull(redis_cli(cluster, p, {"dbsize"}));
+    CHECK(total == 1);  // `away`; the {u} keys were deleted
+    CHECK(redis_cli(cluster, 0, {"info", "server"}).find("redis_mode:cluster") != std::string::npos);
+
+    // The map, as cluster clients read it: three ranges, each node the master of one.
+    const auto slots = redis_cli(cluster, 0, {"cluster", "slots"});
+    for (int p = 0; p < 3; ++p) CHECK(slots.find(std::to_string(cluster.resp_port(p))) != std::string::npos);
+    const auto nodes = redis_cli(cluster, 1, {"cluster", "nodes"});
+    CHECK(nodes.find("myself,master") != std::string::npos);
+    CHECK(nodes.find("0-5460") != std::string::npos);
+    CHECK(redis_cli(cluster, 2, {"cluster", "info"}).find("cluster_state:ok") != std::string::npos);
+    const auto where = redis_cli(cluster, 0, {"dht.where", away});
+    CHECK(where.find(std::to_string(dhtkit::key_slot(away))) == 0);
+}
+
+TEST_CASE("without -c a key held elsewhere answers MOVED to its home's RESP address; a RESP write is a put") {
+    test::local_cluster cluster({.backups = 1, .resp = true});
+    cluster.start_all();
+    auto client = cluster.client();
+    const auto away = key_not_on(cluster, 0);
+    const auto home = static_cast<int>(client.home_of(away));
+    if (client.holders(away).back() == 0) SUCCEED("peer 0 backs the key up: it answers for it");
+    else {
+        const auto moved = redis_cli(cluster, 0, {"set", away, "v"}, false);
+        CHECK(moved == fmt::format("MOVED {} 127.0.0.1:{}\n", dhtkit::key_slot(away), cluster.resp_port(home)));
+    }
+    // A SET over RESP is acknowledged once its copies are: our own client reads it at every holder.
+    CHECK(redis_cli(cluster, home, {"set", away, "through resp"}, false) == "OK\n");
+    auto got = client.get(away);
+    REQUIRE(got.ok());
+    CHECK(got.value == "through resp");
+    CHECK(client.put("binary", "written in frames").ok());
+    CHECK(redis_cli(cluster, 0, {"get", "binary"}) == "written in frames\n");
+}
+
+TEST_CASE("RESP bad input: a clear error, the connection closed, nothing allocated as claimed, others served") {
+    test::local_cluster cluster({.peers = 1, .backups = 0, .resp = true});
+    cluster.start_all();
+    struct bad {
+        std::string bytes, error;
+    };
+    const std::vector<bad> cases = {
+        {"*2\r\n$3\r\nGET\r\n$999999999\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+        {"*99999999999\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+        {"*-2x\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+        {"*1\r\n+GET\r\n", "-ERR Protocol error: expected '$', got '+'\r\n"},
+        {"GET \"unbalanced\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"},
+        {std::string(70 * 1024, 'x'), "-ERR Protocol error: too big inline request\r\n"},
+    };
+    for (const auto& c : cases) {
+        auto r = send_raw(cluster, 0, c.bytes, false);
+        INFO(c.error);
+        CHECK(r.answer == c.error);
+        CHECK(r.closed);
+    }
+    // Inline commands, as typed through nc, and pipelining.
+    auto r = send_raw(cluster, 0, "PING\r\nSET \"a b\" 'c d'\r\nGET \"a b\"\r\n\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nQUIT\r\n");
+    CHECK(r.answer == "+PONG\r\n+OK\r\n$3\r\nc d\r\n$2\r\nhi\r\n+OK\r\n");
+    CHECK(r.closed);
+    // A bulk over the value limit is a protocol error (nothing of it is kept); an oversized key
+    // is refused with the limit, and the connection kept.
+    r = send_raw(cluster, 0, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n", false);
+    CHECK(r.answer == "-ERR Protocol error: invalid bulk length\r\n");
+    CHECK(r.closed);
+    r = send_raw(cluster, 0, fmt::format("*2\r\n$3\r\nGET\r\n$1025\r\n{}\r\nPING\r\n", std::string(1025, 'k')));
+    CHECK(r.answer == "-ERR key of 1025 bytes: this cluster's limit is 1024\r\n+PONG\r\n");
+    CHECK(redis_cli(cluster, 0, {"ping"}) == "PONG\n");
+}
+
+TEST_CASE("with a client password, RESP clients authenticate first") {
+    test::local_cluster cluster({.peers = 1, .backups = 0, .password = "pw-of-this-test", .resp = true});
+    cluster.start_all();
+    CHECK(redis_cli(cluster, 0, {"get", "k"}).find("NOAUTH") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"auth", "wrong"}).find("WRONGPASS") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"-a", "pw-of-this-test", "--no-auth-warning", "set", "k", "v"}) == "OK\n");
+    CHECK(redis_cli(cluster, 0, {"-a", "pw-of-this-test", "--no-auth-warning", "get", "k"}) == "v\n");
+}
