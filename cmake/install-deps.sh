@@ -8,7 +8,8 @@ packages=(cmake ninja-build g++ clang pkg-config make
           libsodium-dev  # crypto_auth: the cluster secret's MACs
           libcli11-dev libedit-dev  # the programs' flags; the prompt's line editing and history
           iproute2  # ip netns, veth and bridges: the partition test's network
-          redis-server redis-tools)  # the durability benchmark runs Redis beside us (no service is started)
+          redis-server redis-tools  # the durability benchmark runs Redis beside us (no service is started)
+          python3-redis)  # the RESP tests: redis-py's RedisCluster against a dhtkit cluster (Debian's /usr/bin/python3)
 
 missing=()
 for p in "${packages[@]}"; do

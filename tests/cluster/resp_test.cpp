@@ -171,3 +171,146 @@ TEST_CASE("with a client password, RESP clients authenticate first") {
     CHECK(redis_cli(cluster, 0, {"-a", "pw-of-this-test", "--no-auth-warning", "set", "k", "v"}) == "OK\n");
     CHECK(redis_cli(cluster, 0, {"-a", "pw-of-this-test", "--no-auth-warning", "get", "k"}) == "v\n");
 }
+
+TEST_CASE("redis-py's RedisCluster writes and reads 10,000 keys, each routed to its home") {
+    test::local_cluster cluster({.backups = 1, .resp = true});
+    cluster.start_all();
+    // Debian's python3, whose python3-redis cmake/install-deps.sh installs.
+    auto r = test::run_program(cluster.dir(), {"/usr/bin/python3", DHTKIT_TESTS_DIR "/cluster/redis_py_cluster.py",
+                                               std::to_string(cluster.resp_port(1)), "10000"});
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out == "written 10000 wrong 0 deleted 1 exists 0 nodes 3\n");
+    // They are where the map says: our own client reads them back.
+    auto client = cluster.client();
+    for (int i = 1; i < 10000; i += 997) {
+        auto got = client.get(fmt::format("key:{}", i));
+        REQUIRE(got.ok());
+        CHECK(got.value == fmt::format("value-{}", i));
+    }
+}
+
+namespace {
+
+// One whole RESP reply from `s` (bytes as sent), `buffer` keeping what came after it.
+std::string read_reply(dhtkit::net::tcp_stream& s, std::string& buffer) {
+    // The length of the reply at `at`, or 0 while it is not whole.
+    std::function<std::size_t(std::size_t)> whole = [&](std::size_t at) -> std::size_t {
+        const auto eol = buffer.find("\r\n", at);
+        if (eol == std::string::npos) return 0;
+        const auto head = eol + 2 - at;
+        const char type = buffer[at];
+        if (type == '+' || type == '-' || type == ':') return head;
+        const long n = std::stol(buffer.substr(at + 1, eol - at - 1));
+        if (type == '$') {
+            if (n < 0) return head;
+            return buffer.size() >= eol + 2 + static_cast<std::size_t>(n) + 2 ? head + static_cast<std::size_t>(n) + 2 : 0;
+        }
+        std::size_t len = head;
+        for (long i = 0; i < n; ++i) {
+            const auto part = whole(at + len);
+            if (part == 0) return 0;
+            len += part;
+        }
+        return len;
+    };
+    std::array<std::byte, 4096> chunk;
+    for (;;) {
+        if (!buffer.empty()) {
+            if (const auto n = whole(0)) {
+                auto reply = buffer.substr(0, n);
+                buffer.erase(0, n);
+                return reply;
+            }
+        }
+        REQUIRE(s.wait_readable(5s));
+        auto in = s.receive_some(chunk);
+        REQUIRE((in.ok() && in.bytes > 0));
+        buffer.append(reinterpret_cast<const char*>(chunk.data()), in.bytes);
+    }
+}
+
+std::string encode_command(const std::vector<std::string>& args) {
+    std::string out = fmt::format("*{}\r\n", args.size());
+    for (const auto& a : args) out += fmt::format("${}\r\n{}\r\n", a.size(), a);
+    return out;
+}
+
+// A redis-server of the test's own, in cluster mode with every slot: a one-node Redis Cluster.
+class redis_server {
+public:
+    explicit redis_server(const std::filesystem::path& dir) {
+        auto held = dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0"));
+        port_ = held.local().port();
+        held = {};
+        std::filesystem::create_directories(dir);
+        std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                                         "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
+                                         "--cluster-config-file", (dir / "nodes.conf").string(), "--dir", dir.string(),
+                                         "--daemonize", "no", "--logfile", (dir / "redis.log").string()};
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::execvp(argv[0], argv.data());
+            ::_exit(127);
+        }
+        REQUIRE(pid_ > 0);
+        REQUIRE(test::eventually([&] {
+            try {
+                stream_ = dhtkit::net::tcp_stream::connect(dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", port_)), 1s);
+                return true;
+            } catch (const std::exception&) {
+                return false;
+            }
+        }, 10s));
+        REQUIRE(ask({"CLUSTER", "ADDSLOTSRANGE", "0", "16383"}) == "+OK\r\n");
+        REQUIRE(test::eventually([&] { return ask({"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos; }, 10s));
+    }
+    redis_server(const redis_server&) = delete;
+    redis_server& operator=(const redis_server&) = delete;
+    ~redis_server() {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+    std::string ask(const std::vector<std::string>& args) {
+        const auto bytes = encode_command(args);
+        REQUIRE(stream_.send_all(std::as_bytes(std::span(bytes)), 2s).ok());
+        return read_reply(stream_, buffer_);
+    }
+
+private:
+    pid_t pid_ = -1;
+    std::uint16_t port_ = 0;
+    dhtkit::net::tcp_stream stream_;
+    std::string buffer_;
+};
+
+}  // namespace
+
+TEST_CASE("reply for reply, a dhtkit peer answers a script of commands as a one-node Redis Cluster does") {
+    test::local_cluster cluster({.peers = 1, .backups = 0, .resp = true});
+    cluster.start_all();
+    redis_server redis(cluster.dir() / "redis");
+    auto ours = dhtkit::net::tcp_stream::connect(
+        dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.resp_port(0))), 2s);
+    std::string buffer;
+    const std::vector<std::vector<std::string>> script = {
+        {"PING"}, {"PING", "hello"}, {"ECHO", "two words"}, {"ECHO"},
+        {"SET", "{t}a", "1"}, {"GET", "{t}a"}, {"GET", "{t}missing"}, {"SET", "{t}b", "2"},
+        {"MGET", "{t}a", "{t}b", "{t}c"}, {"EXISTS", "{t}a", "{t}c", "{t}b"}, {"TYPE", "{t}a"}, {"TYPE", "{t}none"},
+        {"DEL", "{t}a", "{t}c"}, {"DEL", "{t}a"}, {"UNLINK", "{t}b"}, {"MSET", "{t}x", "1", "{t}y", "2"},
+        {"MGET", "{t}x", "{t}y"}, {"MSET", "{t}x"}, {"GET"}, {"SET", "{t}k", "v", "BOGUS"}, {"nosuch", "a", "b"},
+        {"SELECT", "0"}, {"SELECT", "1"}, {"CLIENT", "GETNAME"}, {"CLIENT", "SETNAME", "name"}, {"CLIENT", "GETNAME"},
+        {"CLIENT", "SETNAME", "a b"}, {"DBSIZE"}, {"MGET", "a", "b"}, {"CONFIG", "GET", "appendonly"},
+        {"HELLO", "4"}, {"AUTH", "x"}, {"CLUSTER", "KEYSLOT", "foo"}, {"CLUSTER", "KEYSLOT", "{t}"},
+        {"cluster", "info", "extra"}, {"CLUSTER", "NOSUCH"}, {"CLIENT", "NOSUCH"}, {"CONFIG", "GET"}, {"get", "{t}x"},
+    };
+    for (const auto& command : script) {
+        INFO(fmt::format("{}", fmt::join(command, " ")));
+        const auto bytes = encode_command(command);
+        REQUIRE(ours.send_all(std::as_bytes(std::span(bytes)), 2s).ok());
+        CHECK(read_reply(ours, buffer) == redis.ask(command));
+    }
+}

@@ -399,12 +399,20 @@ private:
 
     static std::string node_name(node_id id) { return fmt::format("{:040x}", id); }
 
+    // Redis's words for a subcommand it does not know, or one given the wrong number of arguments.
+    static void subcommand_error(connection& c, std::string_view command, std::string_view sub, bool known) {
+        if (known)
+            error(c, fmt::format("ERR wrong number of arguments for '{}|{}' command", lower(command), lower(sub)));
+        else
+            error(c, fmt::format("ERR unknown subcommand '{}'. Try {} HELP.", sub, upper(command)));
+    }
+
     bool hello(const args_t& args, connection& c) {
         std::size_t i = 1;
         if (args.size() > 1) {
             if (args[1] != "2") {
                 if (args[1] == "3" || args[1] == "1" || std::all_of(args[1].begin(), args[1].end(), ::isdigit))
-                    error(c, "NOPROTO sorry, this protocol version is not supported.");
+                    error(c, "NOPROTO unsupported protocol version");
                 else
                     error(c, "ERR Protocol version is not an integer or out of range");
                 return true;
@@ -488,7 +496,7 @@ private:
         } else if (sub == "SETINFO" && args.size() == 4) {
             ok(c);
         } else {
-            error(c, fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.", args[1]));
+            subcommand_error(c, "client", args[1], sub == "SETNAME" || sub == "GETNAME" || sub == "ID" || sub == "SETINFO");
         }
     }
 
@@ -548,7 +556,7 @@ private:
     void config(const args_t& args, connection& c) {
         const auto sub = upper(args[1]);
         if (sub != "GET" || args.size() < 3) {
-            error(c, fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.", args[1]));
+            subcommand_error(c, "config", args[1], sub == "GET");
             return;
         }
         std::vector<std::pair<std::string_view, std::string>> known = {
@@ -612,7 +620,7 @@ private:
             // hints) do without them.
             text(c, [](std::string& o) { protocol::resp::array(o, 0); });
         } else {
-            error(c, fmt::format("ERR unknown subcommand '{}'. Try COMMAND HELP.", args[1]));
+            subcommand_error(c, "command", args[1], false);
         }
     }
 
@@ -686,7 +694,8 @@ private:
                 slot_count, known, map.epoch());
             text(c, [&](std::string& o) { protocol::resp::bulk(o, body); });
         } else {
-            error(c, fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try CLUSTER HELP.", args[1]));
+            const bool known = sub == "KEYSLOT" || sub == "MYID" || sub == "SLOTS" || sub == "SHARDS" || sub == "NODES" || sub == "INFO";
+            subcommand_error(c, "cluster", args[1], known);
         }
     }
 
