@@ -306,6 +306,16 @@ TEST_CASE("reply for reply, a dhtkit peer answers a script of commands as a one-
         {"CLIENT", "SETNAME", "a b"}, {"DBSIZE"}, {"MGET", "a", "b"}, {"CONFIG", "GET", "appendonly"},
         {"HELLO", "4"}, {"AUTH", "x"}, {"CLUSTER", "KEYSLOT", "foo"}, {"CLUSTER", "KEYSLOT", "{t}"},
         {"cluster", "info", "extra"}, {"CLUSTER", "NOSUCH"}, {"CLIENT", "NOSUCH"}, {"CONFIG", "GET"}, {"get", "{t}x"},
+        // Expiry, with the answers that do not depend on the clock.
+        {"SET", "{t}e", "1", "EX", "100"}, {"TTL", "{t}x"}, {"TTL", "{t}missing"}, {"PTTL", "{t}missing"},
+        {"SET", "{t}e", "2", "NX"}, {"SET", "{t}new", "2", "XX"}, {"SET", "{t}e", "3", "GET"}, {"TTL", "{t}e"},
+        {"SET", "{t}e", "4", "NX", "GET"}, {"SET", "{t}e", "5", "XX", "KEEPTTL"}, {"SET", "{t}e", "6", "EX", "0"},
+        {"SET", "{t}e", "6", "EX", "ten"}, {"SET", "{t}e", "6", "NX", "XX"}, {"SET", "{t}e", "6", "EX", "1", "KEEPTTL"},
+        {"SET", "{t}e", "6", "PX"}, {"SETEX", "{t}e", "0", "v"}, {"PSETEX", "{t}e", "-5", "v"},
+        {"EXPIRE", "{t}missing", "10"}, {"EXPIRE", "{t}e", "x"}, {"PERSIST", "{t}e"}, {"PERSIST", "{t}e"},
+        {"EXPIRE", "{t}e", "100"}, {"PERSIST", "{t}e"}, {"GETDEL", "{t}e"}, {"GETDEL", "{t}e"},
+        {"SET", "{t}gone", "1"}, {"EXPIRE", "{t}gone", "-1"}, {"EXISTS", "{t}gone"}, {"PEXPIREAT", "{t}x", "1"},
+        {"GET", "{t}x"},
     };
     for (const auto& command : script) {
         INFO(fmt::format("{}", fmt::join(command, " ")));
@@ -313,4 +323,38 @@ TEST_CASE("reply for reply, a dhtkit peer answers a script of commands as a one-
         REQUIRE(ours.send_all(std::as_bytes(std::span(bytes)), 2s).ok());
         CHECK(read_reply(ours, buffer) == redis.ask(command));
     }
+}
+
+TEST_CASE("expiry over RESP: every holder drops the value at its moment, also after its home is killed") {
+    test::local_cluster cluster({.backups = 2, .resp = true});
+    cluster.start_all();
+    auto client = cluster.client();
+    const std::string key = "expiring";
+    const auto home = static_cast<int>(client.home_of(key));
+    CHECK(redis_cli(cluster, home, {"set", key, "v", "PX", "3000"}) == "OK\n");
+    CHECK(redis_cli(cluster, home, {"set", "staying", "v"}) == "OK\n");
+    // Every holder has the value, with the same moment (its TTL counts down from it).
+    for (int p = 0; p < 3; ++p) {
+        CHECK(redis_cli(cluster, p, {"get", key}, false) == "v\n");
+        const auto ms = std::stoll(redis_cli(cluster, p, {"pttl", key}, false));
+        CHECK(ms > 0);
+        CHECK(ms <= 3000);
+    }
+    CHECK(redis_cli(cluster, home, {"ttl", "staying"}) == "-1\n");
+    cluster.kill(home, SIGKILL);
+    const int other = (home + 1) % 3;
+    // The survivors drop it when its moment comes; nothing had to be copied for that.
+    CHECK(test::eventually([&] { return redis_cli(cluster, other, {"get", key}, false) == "\n"; }, 10s));
+    for (int p = 0; p < 3; ++p) {
+        if (p == home) continue;
+        CHECK(redis_cli(cluster, p, {"exists", key}, false) == "0\n");
+        CHECK(redis_cli(cluster, p, {"ttl", key}, false) == "-2\n");
+        CHECK(redis_cli(cluster, p, {"get", "staying"}, false) == "v\n");
+    }
+    // Our own client's ttl, and put --ttl, speak the same expiry.
+    CHECK(client.put("short", "s", std::chrono::milliseconds(60'000)).ok());
+    auto ttl = client.ttl("short");
+    REQUIRE(ttl.ok());
+    CHECK(std::stoll(ttl.value) > 50'000);
+    CHECK(client.ttl("staying").value == "none");
 }

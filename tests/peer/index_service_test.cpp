@@ -2,6 +2,9 @@
 
 #include <dhtkit/peer/index_service.hpp>
 
+#include <chrono>
+#include <thread>
+
 using namespace dhtkit;
 using namespace dhtkit::protocol;
 
@@ -11,9 +14,9 @@ struct harness {
     locked_table<std::string, std::string> keys, files;
     index_service<locked_table<std::string, std::string>> service{keys, files, 3, 64};
 
-    frame_view ask(opcode op, std::string_view key, std::string_view value = {}) {
+    frame_view ask(opcode op, std::string_view key, std::string_view value = {}, std::uint8_t flags = 0) {
         out.clear();
-        wrote = service.handle({{op, 0, status::ok, ++id, 0, 0}, key, value}, out, &record);
+        wrote = service.handle({{op, flags, status::ok, ++id, 0, 0}, key, value}, out, &record);
         frame_reader r({1024, 1 << 20});
         r.feed(out);
         frame_view f;
@@ -235,4 +238,85 @@ TEST_CASE("a version stamped further ahead than the allowed clock skew is refuse
     CHECK(h.ask(opcode::put, "k", "fine").h.code == status::ok);
     CHECK(h.ask(opcode::get, "k").value == "fine");
     CHECK(ask_stamped(h, opcode::put, "k", "short").h.code == status::bad_request);  // no whole version
+}
+
+namespace {
+std::string with_options(std::uint8_t mask, std::uint64_t expires_at_ms, std::string_view value) {
+    std::string out;
+    append(out, put_options{mask, expires_at_ms});
+    out += value;
+    return out;
+}
+}  // namespace
+
+TEST_CASE("a value with an expiry reads as none once its moment has come, on any copy") {
+    harness h;
+    const auto now = unix_ms_now();
+    CHECK(h.ask(opcode::put, "soon", with_options(put_options::expires, now + 200, "v"), flag_options).h.code == status::ok);
+    const auto record = h.record;  // what the other holders apply: the expiry travels with it
+    CHECK(h.ask(opcode::put, "past", with_options(put_options::expires, now - 1, "v"), flag_options).h.code == status::ok);
+    CHECK(h.ask(opcode::get, "past").h.code == status::not_found);
+    auto ttl = h.ask(opcode::get, "soon", {}, flag_options);
+    REQUIRE(ttl.h.code == status::ok);
+    CHECK(decode_u64(ttl.value.substr(0, 8)) == now + 200);
+    CHECK(ttl.value.substr(8) == "v");
+    harness replica;
+    CHECK(replica.service.apply("soon", record));
+    CHECK(replica.ask(opcode::get, "soon").value == "v");
+    // Expired on both at once: the moment is absolute. (The only wait here is the expiry itself.)
+    while (unix_ms_now() < now + 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK(h.ask(opcode::get, "soon").h.code == status::not_found);
+    CHECK(replica.ask(opcode::get, "soon").h.code == status::not_found);
+    CHECK(h.ask(opcode::del, "soon").h.code == status::not_found);  // as Redis: nothing was there
+}
+
+TEST_CASE("put options: if absent, if present, keep the expiry, answer the old value") {
+    harness h;
+    const auto later = unix_ms_now() + 60'000;
+    auto outcome = [&] { return *decode_put_outcome(h.answer); };
+    h.ask(opcode::put, "k", with_options(put_options::if_present, 0, "x"), flag_options);
+    CHECK_FALSE(outcome().set);  // XX on a missing key
+    CHECK_FALSE(h.wrote);
+    h.ask(opcode::put, "k", with_options(put_options::if_absent | put_options::expires, later, "a"), flag_options);
+    CHECK(outcome().set);
+    CHECK(h.wrote);
+    h.ask(opcode::put, "k", with_options(put_options::if_absent | put_options::return_old, 0, "b"), flag_options);
+    CHECK_FALSE(outcome().set);  // NX on a present key, and GET says what is there
+    CHECK(outcome().had_value);
+    CHECK(outcome().old_value == "a");
+    h.ask(opcode::put, "k", with_options(put_options::keep_ttl, 0, "c"), flag_options);
+    CHECK(outcome().set);
+    CHECK(decode_u64(h.ask(opcode::get, "k", {}, flag_options).value.substr(0, 8)) == later);
+    h.ask(opcode::put, "k", with_options(put_options::return_old, 0, "d"), flag_options);
+    CHECK(outcome().old_value == "c");
+    CHECK(decode_u64(h.ask(opcode::get, "k", {}, flag_options).value.substr(0, 8)) == 0);  // a plain SET drops it
+    CHECK(h.ask(opcode::put, "k", "bad options", flag_options).h.code == status::bad_request);
+}
+
+TEST_CASE("expire sets, removes or runs out a key's expiry; reclaiming frees expired values and digests still agree") {
+    harness h;
+    CHECK(h.ask(opcode::expire, "none", encode_u64(unix_ms_now() + 1000)).h.code == status::not_found);
+    h.ask(opcode::put, "k", "v");
+    CHECK(h.ask(opcode::expire, "k", encode_u64(0)).value == std::string(1, '\0'));  // PERSIST: nothing to remove
+    CHECK_FALSE(h.wrote);
+    CHECK(h.ask(opcode::expire, "k", encode_u64(unix_ms_now() + 60'000)).value == std::string(1, '\1'));
+    CHECK(h.wrote);
+    CHECK(h.ask(opcode::expire, "k", encode_u64(0)).value == std::string(1, '\1'));
+    CHECK(h.ask(opcode::expire, "k", encode_u64(1)).h.code == status::ok);  // due already: the key goes
+    CHECK(h.ask(opcode::get, "k").h.code == status::not_found);
+
+    // Two holders of one expired value; one frees it: their digests agree all the same.
+    harness a, b;
+    a.ask(opcode::put, "gone", with_options(put_options::expires, unix_ms_now() - 5, "a large value"), flag_options);
+    REQUIRE(b.service.apply("gone", a.record));
+    std::bitset<slot_count> all;
+    all.set();
+    const auto before = a.service.slot_digests(all);
+    std::size_t freed = 0;
+    for (std::size_t s = 0; s < decltype(a.keys)::shard_count; ++s) freed += a.service.reclaim_expired(s);
+    CHECK(freed == 1);
+    CHECK(a.service.slot_digests(all) == before);
+    CHECK(a.service.slot_digests(all) == b.service.slot_digests(all));
+    CHECK(a.service.live_keys() == 0);
+    CHECK(b.service.live_keys() == 0);
 }

@@ -29,8 +29,10 @@ enum class command_status { done = 0, not_found = 1, error = 2, quit = 3 };
 
 inline constexpr std::string_view command_help =
     "commands (one word per argument: quote a key, value or name that holds spaces, as in a shell):\n"
-    "  put KEY VALUE        store VALUE under KEY on KEY's home peer\n"
+    "  put KEY VALUE [--ttl SECONDS]\n"
+    "                       store VALUE under KEY on KEY's home peer (gone after SECONDS)\n"
     "  get KEY              print KEY's value\n"
+    "  ttl KEY              the seconds KEY has left ('none': it does not expire)\n"
     "  del KEY              delete KEY\n"
     "  where KEY            KEY's slot, and the peers that hold it (home first)\n"
     "  register NAME        register file NAME from the peer's shared folder\n"
@@ -173,9 +175,27 @@ inline command_status run_command(const std::vector<std::string>& words, command
     }
     if (cmd == "quit" || cmd == "exit") return command_status::quit;
     if (cmd == "put") {
-        if (args != 2) return need("put KEY VALUE (quote a key or value with spaces: put 'my key' 'my value')");
-        auto r = ctx.cluster.put(arg, words[2]);
+        const auto usage = "put KEY VALUE [--ttl SECONDS] (quote a key or value with spaces: put 'my key' 'my value')";
+        if (args != 2 && !(args == 4 && words[3] == "--ttl")) return need(usage);
+        reply r;
+        if (args == 4) {
+            double seconds = 0;
+            auto [p, ec] = std::from_chars(words[4].data(), words[4].data() + words[4].size(), seconds);
+            if (ec != std::errc{} || p != words[4].data() + words[4].size() || !(seconds > 0) || seconds > 1e9) {
+                fmt::print(err, "error: --ttl takes a positive number of seconds, not '{}'\n", words[4]);
+                return command_status::error;
+            }
+            r = ctx.cluster.put(arg, words[2], std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000 + 0.5)));
+        } else {
+            r = ctx.cluster.put(arg, words[2]);
+        }
         if (r.ok()) out << "ok\n";
+        return detail::report(r, err, fmt::format("key '{}'", arg));
+    }
+    if (cmd == "ttl") {
+        if (args != 1) return need("ttl KEY");
+        auto r = ctx.cluster.ttl(arg);
+        if (r.ok()) out << (r.value == "none" ? r.value : fmt::format("{:.3f}", std::stod(r.value) / 1000)) << '\n';
         return detail::report(r, err, fmt::format("key '{}'", arg));
     }
     if (cmd == "get" || cmd == "del") {

@@ -197,6 +197,31 @@ public:
         stamped += value;
         return call_key(protocol::opcode::put, key, stamped, protocol::flag_stamped);
     }
+    // The same, the value expiring `ttl` from now: an absolute moment, so that every holder drops
+    // it at once. Its clock and this host's should agree to well within the ttl.
+    reply put(std::string_view key, std::string_view value, std::chrono::milliseconds ttl) {
+        if (auto bad = check_key(key, value)) return *bad;
+        if (ttl.count() <= 0) return {protocol::status::bad_request, {}, "a ttl is a positive time", false};
+        std::string stamped;
+        append_version(stamped, clock_.next());
+        protocol::append(stamped, protocol::put_options{protocol::put_options::expires,
+                                                        unix_ms_now() + static_cast<std::uint64_t>(ttl.count())});
+        stamped += value;
+        auto r = call_key(protocol::opcode::put, key, stamped, protocol::flag_stamped | protocol::flag_options);
+        if (r.ok()) r.value.clear();  // what happened: it was set
+        return r;
+    }
+    // How long `key` has left: value "none" when it never expires, else the milliseconds left.
+    reply ttl(std::string_view key) {
+        if (auto bad = check_key(key, {})) return *bad;
+        auto r = call_key(protocol::opcode::get, key, {}, protocol::flag_options);
+        if (!r.ok()) return r;
+        auto at = protocol::decode_u64(std::string_view(r.value).substr(0, std::min<std::size_t>(r.value.size(), 8)));
+        if (!at) return {protocol::status::internal_error, {}, "a ttl answer without an expiry", true};
+        const auto now = unix_ms_now();
+        r.value = *at == 0 ? std::string("none") : std::to_string(*at > now ? *at - now : 0);
+        return r;
+    }
     reply get(std::string_view key) {
         if (auto bad = check_key(key, {})) return *bad;
         auto r = call_key(protocol::opcode::get, key, {}, protocol::flag_stamped);

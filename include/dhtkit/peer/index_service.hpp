@@ -44,12 +44,13 @@ public:
     // True when `op` is one of ours.
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
         using protocol::opcode;
-        return op == opcode::put || op == opcode::get || op == opcode::del ||
+        return op == opcode::put || op == opcode::get || op == opcode::del || op == opcode::expire ||
                op == opcode::register_file || op == opcode::unregister_file || op == opcode::search;
     }
     [[nodiscard]] static bool is_write(protocol::opcode op) noexcept {
         using protocol::opcode;
-        return op == opcode::put || op == opcode::del || op == opcode::register_file || op == opcode::unregister_file;
+        return op == opcode::put || op == opcode::del || op == opcode::expire || op == opcode::register_file ||
+               op == opcode::unregister_file;
     }
 
     // Answers one request, appending the reply frame to `out`. Returns true when it changed an
@@ -65,6 +66,7 @@ public:
         bool wrote = false;
         std::optional<version> stamp;  // a client-stamped write's version
         std::string_view value = f.value;
+        std::string answer;  // the reply's value
         if ((f.h.flags & protocol::flag_stamped) && (f.h.op == opcode::put || f.h.op == opcode::del)) {
             stamp = read_version(value);
             if (!stamp || (f.h.op == opcode::del && value.size() != version_size)) {
@@ -78,6 +80,16 @@ public:
                 protocol::append_frame(out, reply, {}, "the write's stamp is ahead of this peer's clock by more than the cluster allows");
                 return false;
             }
+        }
+        std::optional<protocol::put_options> options;
+        if ((f.h.flags & protocol::flag_options) && f.h.op == opcode::put) {
+            options = protocol::decode_put_options(value);
+            if (!options) {
+                reply.code = status::bad_request;
+                protocol::append_frame(out, reply, {}, "a put's options are a mask (u8, below 32) and an expiry (u64 ms, set when it expires)");
+                return false;
+            }
+            value.remove_prefix(protocol::put_options::size);
         }
         switch (f.h.op) {
             case opcode::put:
@@ -95,12 +107,26 @@ public:
                                                        max_value_bytes_));
                     return false;
                 }
-                wrote = write(keys_, protocol::table_id::keys, f.key, false, value, rec, stamp);
+                wrote = options ? put_with(f.key, value, *options, stamp, rec, answer)
+                                : write(keys_, protocol::table_id::keys, f.key, false, value, rec, stamp);
                 break;
             case opcode::get:
                 if (f.h.flags & protocol::flag_own_copy) return own_copy(f, reply, out);
                 answer_read(f, live(keys_, f.key), out);
                 return false;
+            case opcode::expire: {
+                auto at = protocol::decode_u64(value);
+                if (f.key.empty() || !at) {
+                    reply.code = status::bad_request;
+                    protocol::append_frame(out, reply, {}, "an expire's value is the moment (u64 ms since the epoch; 0: never)");
+                    return false;
+                }
+                bool had = false;
+                wrote = expire(f.key, *at, rec, had);
+                if (!had) reply.code = status::not_found;
+                else answer.assign(1, wrote ? '\1' : '\0');
+                break;
+            }
             case opcode::del: {
                 const bool was_live = live(keys_, f.key).has_value();
                 // A tombstone even for a key this replica lacks: a replica that missed the put
@@ -125,7 +151,7 @@ public:
                 protocol::append_frame(out, reply, {}, "not an index operation");
                 return false;
         }
-        protocol::append_frame(out, reply, {}, {});
+        protocol::append_frame(out, reply, {}, answer);
         return wrote;
     }
 
@@ -146,14 +172,24 @@ public:
             protocol::append_frame(out, reply, {}, with_version);
             return;
         }
+        if (f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_options)) {  // its expiry too (TTL)
+            reply.flags = protocol::flag_options;
+            thread_local std::string with_expiry;
+            with_expiry.clear();
+            with_expiry += protocol::encode_u64(v->expires_at_ms);
+            with_expiry += v->payload;
+            protocol::append_frame(out, reply, {}, with_expiry);
+            return;
+        }
         protocol::append_frame(out, reply, {}, v->payload);
     }
 
     // The table a read or write of `op` goes to.
     [[nodiscard]] static protocol::table_id table_of(protocol::opcode op) noexcept {
         using protocol::opcode;
-        return op == opcode::get || op == opcode::put || op == opcode::del ? protocol::table_id::keys
-                                                                           : protocol::table_id::files;
+        return op == opcode::get || op == opcode::put || op == opcode::del || op == opcode::expire
+                   ? protocol::table_id::keys
+                   : protocol::table_id::files;
     }
 
     // Applies a record another replica sent. False when it is malformed; a record older than the
@@ -181,14 +217,40 @@ public:
     // Entries held, both tables, tombstones included.
     [[nodiscard]] std::size_t size() const { return keys_.size() + files_.size(); }
 
-    // Keys with a live value (tombstones left out): a walk over the key table, one shard at a time.
+    // Keys with a live value (tombstones and expired values left out): a walk over the key
+    // table, one shard at a time.
     [[nodiscard]] std::size_t live_keys() const {
         std::size_t n = 0;
+        const auto now_ms = unix_ms_now();
         keys_.for_each([&](std::string_view, std::string_view v) {
             auto r = read_versioned(v);
-            n += r && !r->tombstone;
+            n += r && !r->tombstone && !r->expired(now_ms);
         });
         return n;
+    }
+
+    // Frees the values of shard `shard`'s expired keys: each becomes a tombstone of the same
+    // version (so a copy of the value arriving later changes nothing, and digests, which count an
+    // expired value as a tombstone, still agree). Returns how many. Any thread; one shard's lock
+    // at a time.
+    std::size_t reclaim_expired(std::size_t shard) {
+        const auto now_ms = unix_ms_now();
+        std::vector<std::string> expired;
+        keys_.for_each_in(shard, [&](std::string_view k, std::string_view v) {
+            auto r = read_versioned(v);
+            if (r && !r->tombstone && r->expired(now_ms)) expired.emplace_back(k);
+        });
+        std::size_t freed = 0;
+        for (const auto& k : expired) {
+            keys_.update(k, [&](auto now) -> std::optional<std::string> {
+                if (!now) return std::nullopt;
+                auto r = read_versioned(*now);
+                if (!r || r->tombstone || !r->expired(now_ms)) return std::nullopt;  // written again meanwhile
+                ++freed;
+                return make_versioned(r->version, true, {}, r->expires_at_ms);
+            });
+        }
+        return freed;
     }
 
     // Records refused because their stamp was too far ahead of this host's clock.
@@ -227,11 +289,18 @@ public:
     // they were written in.
     void add_digests_in(protocol::table_id t, std::size_t shard, const std::bitset<slot_count>& wanted,
                         std::vector<std::uint64_t>& digests) const {
+        const auto now_ms = unix_ms_now();
         (t == protocol::table_id::keys ? keys_ : files_).for_each_in(shard, [&](std::string_view k, std::string_view v) {
             const auto slot = key_slot(k);
             if (!wanted.test(slot)) return;
             const auto seed = XXH3_64bits(k.data(), k.size()) + static_cast<std::uint64_t>(t);
-            digests[slot] ^= XXH3_64bits_withSeed(v.data(), v.size(), seed);
+            // A tombstone and an expired value count alike (by version): a holder that freed an
+            // expired value agrees with one that has not yet.
+            auto r = read_versioned(v);
+            if (r && (r->tombstone || r->expired(now_ms)))
+                digests[slot] ^= XXH3_64bits_withSeed(v.data(), version_size, seed ^ 1);
+            else
+                digests[slot] ^= XXH3_64bits_withSeed(v.data(), v.size(), seed);
         });
     }
     // Every wanted slot's digest (the others are 0), one shard's lock at a time.
@@ -267,8 +336,66 @@ private:
     std::optional<versioned_view> live(const Table& t, std::string_view key) const {
         if (!t.get(key, value_)) return std::nullopt;
         auto v = read_versioned(value_);
-        if (!v || v->tombstone) return std::nullopt;
+        if (!v || v->tombstone || v->expired(unix_ms_now())) return std::nullopt;
         return v;
+    }
+
+    // A put with options (SET's NX, XX, KEEPTTL, GET and expiry), decided on what is here now under
+    // the entry's lock. `answer`: the reply's value (protocol::put_outcome). True as write() is.
+    bool put_with(std::string_view key, std::string_view value, const protocol::put_options& o,
+                  const std::optional<version>& stamp, std::string& rec, std::string& answer) {
+        using protocol::put_options;
+        bool set = false, had = false, again = false;
+        std::string old;
+        const auto now_ms = unix_ms_now();
+        const bool changed = keys_.update(key, [&](auto now) -> std::optional<std::string> {
+            version replacing{};
+            std::optional<versioned_view> current;
+            if (now)
+                if (auto v = read_versioned(*now)) {
+                    replacing = v->version;
+                    if (!v->tombstone && !v->expired(now_ms)) current = v;
+                }
+            if (stamp && now && *stamp <= replacing) {  // a retry of this very write, or a late one
+                if (*stamp == replacing) {
+                    again = set = true;
+                    rec.assign(1, static_cast<char>(protocol::table_id::keys));
+                    rec += *now;
+                }
+                return std::nullopt;
+            }
+            had = current.has_value();
+            if (had && (o.mask & put_options::return_old)) old.assign(current->payload);
+            if ((o.mask & put_options::if_absent) && had) return std::nullopt;
+            if ((o.mask & put_options::if_present) && !had) return std::nullopt;
+            const auto expiry = (o.mask & put_options::expires)                 ? o.expires_at_ms
+                                : had && (o.mask & put_options::keep_ttl) ? current->expires_at_ms
+                                                                            : 0;
+            rec.assign(1, static_cast<char>(protocol::table_id::keys));
+            append_versioned(rec, stamp ? *stamp : clock_.next(replacing), false, value, expiry);
+            set = true;
+            return rec.substr(1);
+        });
+        answer.assign({set ? '\1' : '\0', had ? '\1' : '\0'});
+        answer += old;
+        return changed || again;
+    }
+
+    // Gives `key`'s live value a new expiry (0: none); one already due makes it a tombstone.
+    // `had`: there was a live value. True when the entry changed (its record is in `rec`).
+    bool expire(std::string_view key, std::uint64_t at_ms, std::string& rec, bool& had) {
+        const auto now_ms = unix_ms_now();
+        return keys_.update(key, [&](auto now) -> std::optional<std::string> {
+            if (!now) return std::nullopt;
+            auto v = read_versioned(*now);
+            if (!v || v->tombstone || v->expired(now_ms)) return std::nullopt;
+            had = true;
+            if (at_ms == 0 && v->expires_at_ms == 0) return std::nullopt;  // PERSIST of a key that never expires
+            rec.assign(1, static_cast<char>(protocol::table_id::keys));
+            if (at_ms != 0 && at_ms <= now_ms) append_versioned(rec, clock_.next(v->version), true, {});
+            else append_versioned(rec, clock_.next(v->version), false, v->payload, at_ms);
+            return rec.substr(1);
+        });
     }
 
     // Stores the write, under `stamp` when the client fixed its version (then only if it is newer

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <charconv>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -30,6 +31,7 @@
 #include "dhtkit/protocol/frame.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/resp.hpp"
+#include "dhtkit/store/versioned.hpp"
 
 namespace dhtkit {
 
@@ -127,8 +129,9 @@ private:
     }
 
     // Sends one of our requests for the command being planned.
-    void request(connection& c, protocol::opcode op, std::string_view key, std::string_view value = {}) {
-        protocol::frame_view f{{op, 0, protocol::status::ok, 0, static_cast<std::uint32_t>(key.size()),
+    void request(connection& c, protocol::opcode op, std::string_view key, std::string_view value = {},
+                 std::uint8_t flags = 0) {
+        protocol::frame_view f{{op, flags, protocol::status::ok, 0, static_cast<std::uint32_t>(key.size()),
                                 static_cast<std::uint32_t>(value.size())},
                                key, value};
         ctx_.answer(f, c);
@@ -204,6 +207,37 @@ private:
                     for (const auto& h : *hs) protocol::resp::bulk(out, fmt::format("{} {}:{}", h.peer_id, h.host, h.port));
                     break;
                 }
+                case kind::set:
+                case kind::set_get: {
+                    auto outcome = values.front() ? protocol::decode_put_outcome(*values.front()) : std::nullopt;
+                    if (!outcome) protocol::resp::error(out, "ERR a put answer this peer cannot read");
+                    else if (p.how == kind::set && outcome->set) protocol::resp::simple(out, "OK");
+                    else if (p.how == kind::set_get && outcome->had_value) protocol::resp::bulk(out, outcome->old_value);
+                    else protocol::resp::null_bulk(out);
+                    break;
+                }
+                case kind::first_bulk:
+                    if (values.front()) protocol::resp::bulk(out, *values.front());
+                    else protocol::resp::null_bulk(out);
+                    break;
+                case kind::expire: protocol::resp::integer(out, values.front() ? 1 : 0); break;
+                case kind::persist: protocol::resp::integer(out, values.front() && *values.front() == "\1" ? 1 : 0); break;
+                case kind::ttl:
+                case kind::pttl: {
+                    if (!values.front()) {
+                        protocol::resp::integer(out, -2);
+                        break;
+                    }
+                    const auto at = protocol::decode_u64(values.front()->substr(0, std::min<std::size_t>(values.front()->size(), 8)));
+                    if (!at || *at == 0) {
+                        protocol::resp::integer(out, -1);
+                        break;
+                    }
+                    const auto now = unix_ms_now();
+                    const auto left = static_cast<std::int64_t>(*at > now ? *at - now : 0);
+                    protocol::resp::integer(out, p.how == kind::pttl ? left : (left + 500) / 1000);
+                    break;
+                }
                 case kind::text: break;
             }
         }
@@ -242,6 +276,16 @@ private:
         {"readwrite", 1, 0, 0, 0, "fast"},
         {"get", 2, 1, 1, 1, "readonly fast"},
         {"set", -3, 1, 1, 1, "write"},
+        {"setex", 4, 1, 1, 1, "write"},
+        {"psetex", 4, 1, 1, 1, "write"},
+        {"getdel", 2, 1, 1, 1, "write fast"},
+        {"expire", -3, 1, 1, 1, "write fast"},
+        {"pexpire", -3, 1, 1, 1, "write fast"},
+        {"expireat", -3, 1, 1, 1, "write fast"},
+        {"pexpireat", -3, 1, 1, 1, "write fast"},
+        {"persist", 2, 1, 1, 1, "write fast"},
+        {"ttl", 2, 1, 1, 1, "readonly fast"},
+        {"pttl", 2, 1, 1, 1, "readonly fast"},
         {"del", -2, 1, -1, 1, "write"},
         {"unlink", -2, 1, -1, 1, "write fast"},
         {"exists", -2, 1, -1, 1, "readonly fast"},
@@ -333,17 +377,37 @@ private:
         } else if (name == "get") {
             plan(c, kind::bulk, 1);
             request(c, protocol::opcode::get, args[1]);
-        } else if (name == "set") {
-            if (n != 3) {
-                error(c, "ERR syntax error");  // its options come with expiry
+        } else if (name == "set" || name == "setex" || name == "psetex") {
+            set(name, args, c);
+        } else if (name == "getdel") {
+            // A get, then a del, answered on this thread one after the other: not one step, so
+            // a write from another client may fall between them.
+            plan(c, kind::first_bulk, 2);
+            request(c, protocol::opcode::get, args[1]);
+            request(c, protocol::opcode::del, args[1]);
+        } else if (name == "expire" || name == "pexpire" || name == "expireat" || name == "pexpireat") {
+            if (n > 3) {
+                error(c, fmt::format("ERR Unsupported option {}", args[3]));
                 return true;
             }
-            if (args[2].size() > limits_.max_value_bytes) {
-                error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", args[2].size(), limits_.max_value_bytes));
+            auto t = integer_arg(args[2]);
+            if (!t) {
+                error(c, "ERR value is not an integer or out of range");
                 return true;
             }
-            plan(c, kind::ok, 1);
-            request(c, protocol::opcode::put, args[1], args[2]);
+            const bool ms = name[0] == 'p';
+            const bool absolute = name.ends_with("at");
+            const std::int64_t now = static_cast<std::int64_t>(unix_ms_now());
+            std::int64_t at = absolute ? (ms ? *t : *t * 1000) : now + (ms ? *t : *t * 1000);
+            if (at <= 0) at = 1;  // due already: the key goes
+            plan(c, kind::expire, 1);
+            request(c, protocol::opcode::expire, args[1], protocol::encode_u64(static_cast<std::uint64_t>(at)));
+        } else if (name == "persist") {
+            plan(c, kind::persist, 1);
+            request(c, protocol::opcode::expire, args[1], protocol::encode_u64(0));
+        } else if (name == "ttl" || name == "pttl") {
+            plan(c, name == "ttl" ? kind::ttl : kind::pttl, 1);
+            request(c, protocol::opcode::get, args[1], {}, protocol::flag_options);
         } else if (name == "del" || name == "unlink") {
             plan(c, kind::count_ok, keys.size());
             for (auto k : keys) request(c, protocol::opcode::del, k);
@@ -383,6 +447,80 @@ private:
             where(args[1], c);
         }
         return true;
+    }
+
+    // An integer argument as Redis reads one, or nothing.
+    static std::optional<std::int64_t> integer_arg(std::string_view s) {
+        std::int64_t v = 0;
+        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+        return v;
+    }
+
+    // SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL], SETEX key s value, PSETEX key ms value.
+    void set(const std::string& name, const args_t& args, connection& c) {
+        using protocol::put_options;
+        put_options o;
+        std::string_view key = args[1], value = args[2];
+        const auto now = static_cast<std::int64_t>(unix_ms_now());
+        auto expiry_from = [&](std::string_view unit, std::string_view text) -> bool {
+            auto t = integer_arg(text);
+            if (!t) {
+                error(c, "ERR value is not an integer or out of range");
+                return false;
+            }
+            const bool ms = unit == "PX" || unit == "PXAT";
+            const bool absolute = unit == "EXAT" || unit == "PXAT";
+            if (*t <= 0 || *t > (ms ? 1'000'000'000'000'000 : 1'000'000'000'000'000 / 1000)) {
+                error(c, fmt::format("ERR invalid expire time in '{}' command", name));
+                return false;
+            }
+            const std::int64_t at = absolute ? (ms ? *t : *t * 1000) : now + (ms ? *t : *t * 1000);
+            o.mask |= put_options::expires;
+            o.expires_at_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(at, 1));
+            return true;
+        };
+        if (name != "set") {  // SETEX / PSETEX key time value
+            value = args[3];
+            if (!expiry_from(name == "setex" ? "EX" : "PX", args[2])) return;
+        } else {
+            bool timed = false;
+            for (std::size_t i = 3; i < args.size(); ++i) {
+                const auto opt = upper(args[i]);
+                const bool has_next = i + 1 < args.size();
+                if (opt == "NX" && !(o.mask & put_options::if_present)) {
+                    o.mask |= put_options::if_absent;
+                } else if (opt == "XX" && !(o.mask & put_options::if_absent)) {
+                    o.mask |= put_options::if_present;
+                } else if (opt == "GET") {
+                    o.mask |= put_options::return_old;
+                } else if (opt == "KEEPTTL" && !timed) {
+                    o.mask |= put_options::keep_ttl;
+                    timed = true;
+                } else if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && !timed && has_next) {
+                    if (!expiry_from(opt, args[++i])) return;
+                    timed = true;
+                } else {
+                    error(c, "ERR syntax error");
+                    return;
+                }
+            }
+        }
+        if (value.size() > limits_.max_value_bytes) {
+            error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", value.size(), limits_.max_value_bytes));
+            return;
+        }
+        if (o.mask == 0) {  // a plain put, as a binary client's
+            plan(c, kind::ok, 1);
+            request(c, protocol::opcode::put, key, value);
+            return;
+        }
+        thread_local std::string with;
+        with.clear();
+        protocol::append(with, o);
+        with += value;
+        plan(c, (o.mask & put_options::return_old) ? kind::set_get : kind::set, 1);
+        request(c, protocol::opcode::put, key, with, protocol::flag_options);
     }
 
     // -MOVED to the home of `slot` when this node does not hold it, or nothing.
@@ -535,7 +673,7 @@ private:
                            self_, me ? me->resp_port : 0, figure("uptime_s"));
         if (want("clients")) fmt::format_to(out, "# Clients\r\nconnected_clients:{}\r\n\r\n", figure("connections_open"));
         if (want("stats")) {
-            fmt::format_to(out, "# Stats\r\ntotal_connections_received:{}\r\n", figure("connections_accepted"));
+            fmt::format_to(out, "# Stats\r\ntotal_connections_received:{}\r\n", figure("connections_total"));
             for (const auto& [k, v] : figures)
                 if (v.find_first_of(" \r") == std::string::npos) fmt::format_to(out, "dhtkit_{}:{}\r\n", k, v);
             body += "\r\n";

@@ -164,7 +164,9 @@ private:
             // Another holder's majority read wants this node's record whatever its state; a put or
             // del carries its version and is right on any copy, where the registry's writes
             // merge into the entry here and need it caught up.
-            const bool any_copy = (f.h.flags & protocol::flag_own_copy) || f.h.op == opcode::put || f.h.op == opcode::del;
+            // (A put with options — SET NX, XX, GET, KEEPTTL — depends on what is here: not that.)
+            const bool any_copy = (f.h.flags & protocol::flag_own_copy) || f.h.op == opcode::del ||
+                                  (f.h.op == opcode::put && !(f.h.flags & protocol::flag_options));
             if (!any_copy && !sync_.ready(key_slot(f.key))) {
                 reply.code = status::unavailable;
                 protocol::append_frame(c.out, reply, {},

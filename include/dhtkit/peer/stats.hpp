@@ -30,6 +30,7 @@ public:
     void closed() noexcept { open_.fetch_sub(1, std::memory_order_relaxed); }
     void timed_out() noexcept { timed_out_.fetch_add(1, std::memory_order_relaxed); }
     void served_bytes(std::uint64_t n) noexcept { file_bytes_.fetch_add(n, std::memory_order_relaxed); }
+    void reclaimed(std::uint64_t n) noexcept { reclaimed_.fetch_add(n, std::memory_order_relaxed); }
     // How often this peer's process was restarted by its supervisor, and when last (seconds since
     // the epoch, 0 for never).
     void set_restarts(std::uint64_t count, std::int64_t last) noexcept {
@@ -45,14 +46,15 @@ public:
         return fmt::format(
             "uptime_s={:.1f}\nkeys={}\nfiles={}\nconnections_open={}\nconnections_total={}\nconnections_timed_out={}\n"
             "op_put={}\nop_get={}\nop_del={}\nop_register={}\nop_unregister={}\nop_search={}\n"
-            "op_fetch={}\nop_ping={}\nop_stats={}\nop_announce={}\nerrors={}\nfile_bytes_served={}\n"
-            "pid={}\nrestarts={}\nlast_restart={}\n",
+            "op_fetch={}\nop_ping={}\nop_stats={}\nop_announce={}\nop_expire={}\nerrors={}\nfile_bytes_served={}\n"
+            "expired_reclaimed={}\npid={}\nrestarts={}\nlast_restart={}\n",
             uptime, keys, files, open_.load(std::memory_order_relaxed),
             accepted_.load(std::memory_order_relaxed), timed_out_.load(std::memory_order_relaxed), op(opcode::put), op(opcode::get),
             op(opcode::del), op(opcode::register_file), op(opcode::unregister_file),
             op(opcode::search), op(opcode::fetch), op(opcode::ping), op(opcode::stats),
-            op(opcode::announce), errors_.load(std::memory_order_relaxed),
-            file_bytes_.load(std::memory_order_relaxed), ::getpid(), restarts_, describe_time(last_restart_));
+            op(opcode::announce), op(opcode::expire), errors_.load(std::memory_order_relaxed),
+            file_bytes_.load(std::memory_order_relaxed), reclaimed_.load(std::memory_order_relaxed), ::getpid(), restarts_,
+            describe_time(last_restart_));
     }
 
 private:
@@ -74,6 +76,7 @@ private:
     std::atomic<std::uint64_t> accepted_{0};
     std::atomic<std::uint64_t> timed_out_{0};
     std::atomic<std::uint64_t> file_bytes_{0};
+    std::atomic<std::uint64_t> reclaimed_{0};  // expired values freed
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

@@ -52,9 +52,10 @@ enum class opcode : std::uint8_t {
     hello = 15,           // first on a connection: the digest of the sender's cluster map, and its source
     lease = 16,           // to a node sharing slots: grant the asker (node id in the value) a read lease
     auth = 17,            // the client password (value), when the peer has one: then anything else may follow
+    expire = 18,          // on KEY's holder: its value expires at the u64 (ms since the epoch) in the value; 0: never
 };
 
-inline constexpr std::uint8_t max_opcode = 17;
+inline constexpr std::uint8_t max_opcode = 18;
 
 // Header flag of a sync reply: more records follow under the same request id.
 inline constexpr std::uint8_t flag_more = 1;
@@ -67,6 +68,10 @@ inline constexpr std::uint8_t flag_own_copy = 4;
 // On a sync request: after the ranges, the asker's digest of each slot it asks for (u64 each, in
 // slot order), so that the answer leaves out the slots that already agree.
 inline constexpr std::uint8_t flag_digests = 16;
+// On a put: after the version (of a stamped put), the write's options (protocol/messages.hpp
+// put_options: expiry, if absent, if present, keep the expiry, answer the old value); the reply's
+// value then says what happened. On a get: answer with the value's expiry before the value.
+inline constexpr std::uint8_t flag_options = 32;
 
 enum class status : std::uint8_t {
     ok = 0,

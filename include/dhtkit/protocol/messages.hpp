@@ -215,6 +215,38 @@ inline std::optional<hello_request> decode_hello(std::string_view in) {
     return h;
 }
 
+// The options of a put with flag_options (SET's EX/PX/EXAT/PXAT, NX, XX, KEEPTTL and GET): a mask
+// and an expiry (u64 ms since the Unix epoch), 9 bytes after the version of a stamped put.
+struct put_options {
+    static constexpr std::uint8_t expires = 1, if_absent = 2, if_present = 4, keep_ttl = 8, return_old = 16;
+    static constexpr std::size_t size = 9;
+    std::uint8_t mask = 0;
+    std::uint64_t expires_at_ms = 0;
+};
+inline void append(std::string& out, const put_options& o) {
+    detail::writer w(out);
+    w.integer(o.mask);
+    w.integer(o.expires_at_ms);
+}
+inline std::optional<put_options> decode_put_options(std::string_view in) {
+    detail::reader r(in);
+    put_options o;
+    if (!r.integer(o.mask) || !r.integer(o.expires_at_ms) || o.mask > 31 || ((o.mask & put_options::expires) && o.expires_at_ms == 0))
+        return std::nullopt;
+    return o;
+}
+// The reply value of such a put: whether it was made, whether the key had a live value, and (when
+// asked with return_old) that value.
+struct put_outcome {
+    bool set = false;
+    bool had_value = false;
+    std::string_view old_value;
+};
+inline std::optional<put_outcome> decode_put_outcome(std::string_view in) {
+    if (in.size() < 2) return std::nullopt;
+    return put_outcome{in[0] != 0, in[1] != 0, in.substr(2)};
+}
+
 inline std::string encode_u64(std::uint64_t v) {
     std::string out;
     detail::writer(out).integer(v);

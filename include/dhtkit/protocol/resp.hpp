@@ -238,6 +238,13 @@ struct resp_plan {
         values,    // an array of bulk-or-null, one per frame (MGET)
         type,      // +string or +none (TYPE)
         holders,   // the holder records of a search, as an array of "id host:port" (DHT.SEARCH)
+        set,       // a put with options: +OK or a null bulk when it was not made (NX, XX)
+        set_get,   // the same with GET: the old value, or a null bulk
+        first_bulk,  // the value of the first frame (GETDEL: a get, then a del)
+        expire,    // :1 when the key was there, :0 when not (EXPIRE, PEXPIRE)
+        persist,   // :1 when an expiry was removed, else :0
+        ttl,       // seconds left (-1 never, -2 no key), from a get with options
+        pttl,      // the same in milliseconds
     };
     kind how = kind::text;
     std::uint32_t frames = 0;

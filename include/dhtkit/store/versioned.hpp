@@ -12,7 +12,9 @@
 // failover and replication.
 //
 // In a table the entry is one string: [u64 stamp][u64 writer][u64 sequence][u8 flags][payload],
-// integers little-endian, which keeps the packed string table.
+// integers little-endian, which keeps the packed string table. Flags: 1 a tombstone, 2 the value
+// expires: the payload then starts with the moment it does (u64 milliseconds since the Unix epoch,
+// an absolute time, so that every holder drops it at once) and the value follows.
 
 #include <algorithm>
 #include <atomic>
@@ -38,7 +40,17 @@ struct versioned_view {
     dhtkit::version version;
     bool tombstone = false;
     std::string_view payload;
+    std::uint64_t expires_at_ms = 0;  // 0: never
+
+    // A value whose moment has come reads as none, on every holder.
+    [[nodiscard]] bool expired(std::uint64_t now_ms) const noexcept { return expires_at_ms != 0 && now_ms >= expires_at_ms; }
 };
+
+// Milliseconds since the Unix epoch: the unit of an expiry.
+[[nodiscard]] inline std::uint64_t unix_ms_now() noexcept {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
 
 namespace detail {
 inline void append_u64(std::string& out, std::uint64_t v) {
@@ -64,16 +76,18 @@ inline void append_version(std::string& out, const version& v) {
     return version{detail::read_u64(in), detail::read_u64(in.substr(8)), detail::read_u64(in.substr(16))};
 }
 
-inline void append_versioned(std::string& out, const version& v, bool tombstone, std::string_view payload) {
+inline void append_versioned(std::string& out, const version& v, bool tombstone, std::string_view payload,
+                             std::uint64_t expires_at_ms = 0) {
     append_version(out, v);
-    out.push_back(tombstone ? '\1' : '\0');
+    out.push_back(static_cast<char>((tombstone ? 1 : 0) | (expires_at_ms ? 2 : 0)));
+    if (expires_at_ms) detail::append_u64(out, expires_at_ms);
     out.append(payload);
 }
 
-inline std::string make_versioned(const version& v, bool tombstone, std::string_view payload) {
+inline std::string make_versioned(const version& v, bool tombstone, std::string_view payload, std::uint64_t expires_at_ms = 0) {
     std::string out;
-    out.reserve(versioned_header_size + payload.size());
-    append_versioned(out, v, tombstone, payload);
+    out.reserve(versioned_header_size + 8 + payload.size());
+    append_versioned(out, v, tombstone, payload, expires_at_ms);
     return out;
 }
 
@@ -81,8 +95,15 @@ inline std::string make_versioned(const version& v, bool tombstone, std::string_
 inline std::optional<versioned_view> read_versioned(std::string_view entry) noexcept {
     if (entry.size() < versioned_header_size) return std::nullopt;
     auto flags = static_cast<unsigned char>(entry[version_size]);
-    if (flags > 1) return std::nullopt;
-    return versioned_view{*read_version(entry), flags == 1, entry.substr(versioned_header_size)};
+    if (flags > 3) return std::nullopt;
+    versioned_view v{*read_version(entry), (flags & 1) != 0, entry.substr(versioned_header_size)};
+    if (flags & 2) {
+        if (v.payload.size() < 8) return std::nullopt;
+        v.expires_at_ms = detail::read_u64(v.payload);
+        v.payload.remove_prefix(8);
+        if (v.expires_at_ms == 0) return std::nullopt;  // written as no flag
+    }
+    return v;
 }
 
 // Microseconds since the epoch: the unit of a version's stamp.
