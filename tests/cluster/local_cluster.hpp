@@ -52,6 +52,7 @@ struct cluster_options {
     std::string storage = "memory";  // or "log"
     std::string fsync = "everysec";
     bool resp = false;  // each peer also listens for RESP (resp_port)
+    std::string resp_route = "moved";  // or "forward"
 };
 
 class local_cluster {
@@ -71,6 +72,7 @@ public:
             opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.max_output_bytes,
             opt.idle_timeout_s, opt.backups, opt.consistency, opt.max_restarts);
         text += fmt::format("[storage]\nmode = \"{}\"\nfsync = \"{}\"\n", opt.storage, opt.fsync);
+        text += fmt::format("[resp]\nroute = \"{}\"\n", opt.resp_route);
         if (opt.secret) {
             const auto file = dir_ / "cluster.secret";
             std::ofstream(file) << "a secret of this test's own, long enough\n";

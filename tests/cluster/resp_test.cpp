@@ -358,3 +358,22 @@ TEST_CASE("expiry over RESP: every holder drops the value at its moment, also af
     CHECK(std::stoll(ttl.value) > 50'000);
     CHECK(client.ttl("staying").value == "none");
 }
+
+TEST_CASE("with route = forward, any peer answers for any key: plain clients need no MOVED") {
+    test::local_cluster cluster({.backups = 0, .resp = true, .resp_route = "forward"});
+    cluster.start_all();
+    auto client = cluster.client();
+    const auto away = key_not_on(cluster, 0);
+    CHECK(redis_cli(cluster, 0, {"set", away, "forwarded"}, false) == "OK\n");
+    CHECK(redis_cli(cluster, 0, {"get", away}, false) == "forwarded\n");
+    CHECK(redis_cli(cluster, 0, {"set", away, "again", "PX", "60000", "GET"}, false) == "forwarded\n");
+    CHECK(std::stoll(redis_cli(cluster, 0, {"pttl", away}, false)) > 50'000);
+    auto got = client.get(away);  // it is at its home, not on peer 0
+    REQUIRE(got.ok());
+    CHECK(got.value == "again");
+    CHECK(redis_cli(cluster, 0, {"dbsize"}, false) == "0\n");
+    CHECK(redis_cli(cluster, 0, {"mset", "{f}1", "a", "{f}2", "b"}, false) == "OK\n");
+    CHECK(redis_cli(cluster, 0, {"mget", "{f}1", "{f}2", "{f}3"}, false) == "a\nb\n\n");
+    CHECK(redis_cli(cluster, 0, {"del", "{f}1", "{f}2", away}, false).find("CROSSSLOT") != std::string::npos);
+    CHECK(redis_cli(cluster, 0, {"del", "{f}1", "{f}2"}, false) == "2\n");
+}

@@ -8,6 +8,7 @@
 //              max_output_bytes = 1048576, idle_timeout_s = 30 (0: never)
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000
 //   [storage]     mode = "memory" (or "log"), fsync = "everysec" (or "always", "no"), compact_after_mb = 64
+//   [resp]        route = "moved" (or "forward": a peer forwards a RESP request for a key it does not hold)
 //   [supervisor]  max_restarts = 5, window_s = 60
 //   [security]    cluster_secret_file = "secret" (readable by its owner only; unset: an open cluster),
 //                 client_password_file = "password" (readable by its owner only; unset: no password)
@@ -142,6 +143,7 @@ inline const std::vector<known_table>& known_tables() {
         {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
         {"replication", {"backups", "consistency", "max_clock_skew_ms"}},
         {"storage", {"mode", "fsync", "compact_after_mb"}},
+        {"resp", {"route"}},
         {"security", {"cluster_secret_file", "client_password_file"}},
         {"supervisor", {"max_restarts", "window_s"}},
         {"peers", {"id", "host", "port", "resp_port", "shared", "data"}},
@@ -257,6 +259,11 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     }
     c.storage.compact_after_bytes = in.integer<std::uint64_t>(view["storage"]["compact_after_mb"], "storage.compact_after_mb",
                                                               1, 1'000'000, 64) << 20;
+    if (auto r = view["resp"]["route"]) {
+        auto route = in.text(r, "resp.route");
+        if (route != "moved" && route != "forward") in.fail("resp.route", "\"moved\" or \"forward\"");
+        c.resp_forward = route == "forward";
+    }
     if (auto s = view["security"]["cluster_secret_file"])
         c.cluster_key = detail::read_cluster_secret(in.path(s, "security.cluster_secret_file"), source);
     if (auto s = view["security"]["client_password_file"])

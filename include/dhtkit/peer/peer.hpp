@@ -85,7 +85,12 @@ public:
           resp_(self_.id, *view_, cluster_.limits, cluster_.client_password,
                 {[this](const protocol::frame_view& f, connection& c) { router_.answer(f, c); },
                  [this] { return stats_report(); }, [this] { return keys_.index().live_keys(); },
-                 cluster_.storage.log ? "yes" : "no"}) {
+                 cluster_.storage.log ? "yes" : "no",
+                 cluster_.resp_forward ? std::function<reply(protocol::opcode, std::string_view, std::string_view, std::uint8_t)>(
+                                             [this](protocol::opcode op, std::string_view k, std::string_view v, std::uint8_t flags) {
+                                                 return client_.call_key(op, k, v, flags);
+                                             })
+                                       : nullptr}) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;

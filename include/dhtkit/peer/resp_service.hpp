@@ -25,8 +25,10 @@
 #include <sodium.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/concurrency/thread_pool.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/dispatch.hpp"
+#include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/frame.hpp"
 #include "dhtkit/protocol/messages.hpp"
@@ -42,12 +44,17 @@ struct resp_context {
     std::function<std::string()> stats;      // `stats` lines (name=value), for INFO
     std::function<std::size_t()> key_count;  // DBSIZE: live keys held here (a walk over the table)
     std::string appendonly;                  // CONFIG GET appendonly: "yes" with a log
+    // With [resp] route = "forward": asks the key's holders (home first) one of our requests and
+    // waits for the reply. Run on the front's own threads, never on a worker. Empty: -MOVED.
+    std::function<reply(protocol::opcode, std::string_view key, std::string_view value, std::uint8_t flags)> forward;
 };
 
 class resp_service {
 public:
     resp_service(node_id self, const cluster_view& view, limits_settings lim, std::string password, resp_context ctx)
-        : self_(self), view_(view), limits_(lim), password_(std::move(password)), ctx_(std::move(ctx)) {}
+        : self_(self), view_(view), limits_(lim), password_(std::move(password)), ctx_(std::move(ctx)) {
+        if (ctx_.forward) forwarders_ = std::make_unique<thread_pool>(forwarding_threads);
+    }
 
     [[nodiscard]] protocol::resp_limits wire_limits() const noexcept {
         protocol::resp_limits l;
@@ -131,10 +138,27 @@ private:
     // Sends one of our requests for the command being planned.
     void request(connection& c, protocol::opcode op, std::string_view key, std::string_view value = {},
                  std::uint8_t flags = 0) {
+        if (forwarding_) return forward(c, op, key, value, flags);
         protocol::frame_view f{{op, flags, protocol::status::ok, 0, static_cast<std::uint32_t>(key.size()),
                                 static_cast<std::uint32_t>(value.size())},
                                key, value};
         ctx_.answer(f, c);
+    }
+
+    // The same request, to the key's holders: its reply is held in its place until it comes.
+    void forward(connection& c, protocol::opcode op, std::string_view key, std::string_view value, std::uint8_t flags) {
+        auto held = c.hold();
+        auto conn = c.shared_from_this();
+        auto ask = [this, held, conn, op, flags, key = std::string(key), value = std::string(value)] {
+            const auto r = ctx_.forward(op, key, value, flags);
+            const auto code = r.answered ? r.code : protocol::status::unavailable;
+            protocol::append_frame(held->frame, {op, 0, code, 0, 0, 0}, {}, r.answered ? std::string_view(r.value) : r.error);
+            conn->release();
+        };
+        if (!forwarders_->post(ask)) {  // stopping
+            protocol::append_frame(held->frame, {op, 0, protocol::status::unavailable, 0, 0, 0}, {}, "this peer is stopping");
+            conn->release();
+        }
     }
     void plan(connection& c, kind how, std::size_t frames) {
         c.resp->plans.push_back({how, static_cast<std::uint32_t>(frames), {}});
@@ -317,6 +341,7 @@ private:
 
     // False when the connection closes once its replies have gone.
     bool execute(const args_t& args, connection& c) {
+        forwarding_ = false;
         const auto name = lower(args[0]);
         const auto* ci = find_command(name);
         if (!ci) {
@@ -350,8 +375,11 @@ private:
                 }
             }
             if (auto moved = moved_to(slot)) {
-                error(c, *moved);
-                return true;
+                if (!forwarders_) {
+                    error(c, *moved);
+                    return true;
+                }
+                forwarding_ = true;  // this command's requests go to the key's holders
             }
         }
         if (name == "ping") {
@@ -898,11 +926,17 @@ private:
         });
     }
 
+    // Forwarded requests wait on these (one request at a time per holder, as the peer's client
+    // keeps one connection to each): enough to overlap the holders, not to outrun them.
+    static constexpr std::size_t forwarding_threads = 4;
+
     node_id self_;
     const cluster_view& view_;
     limits_settings limits_;
     std::string password_;
     resp_context ctx_;
+    std::unique_ptr<thread_pool> forwarders_;  // with [resp] route = "forward"
+    inline static thread_local bool forwarding_ = false;  // the command being planned goes to the holders
 };
 
 }  // namespace dhtkit

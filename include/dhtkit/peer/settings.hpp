@@ -55,6 +55,9 @@ struct cluster_settings {
     // A write or record stamped further ahead of a peer's clock is refused.
     std::chrono::milliseconds max_clock_skew{60000};
     storage_settings storage;  // [storage]: what outlives a peer's process (memory: nothing)
+    // [resp] route: a RESP request for a key this node does not hold is answered -MOVED (false) or
+    // forwarded to the key's holders (true).
+    bool resp_forward = false;
     // The key made from [security] cluster_secret_file: peers sign their requests to each other
     // with it, and refuse unsigned ones (protocol/auth.hpp). Null: an open cluster.
     std::shared_ptr<const protocol::cluster_key> cluster_key;
