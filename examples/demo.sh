@@ -71,6 +71,19 @@ for _ in $(seq 100); do
 done
 show get apple
 show stats "$home" | grep -E "^pid|restarts|caught_up"
+step "the same cluster speaks RESP (resp_port): redis-cli -c routes by the map that CLUSTER SLOTS gives"
+if command -v redis-cli > /dev/null; then
+  rcli() { printf '$ redis-cli -c -p 7500 %s\n' "$*"; redis-cli -c -p 7500 "$@" 2>&1; }
+  rcli set session:42 "set over RESP" EX 60
+  rcli ttl session:42
+  rcli get session:42
+  show get session:42
+  rcli get apple
+  rcli cluster keyslot apple
+else
+  echo "(redis-cli is not installed: bash cmake/install-deps.sh)"
+fi
+
 step "stats of peer 1"
 show stats 1
 step "stopping the peers"
