@@ -169,7 +169,8 @@ private:
         c.settle();
         auto& plans = c.resp->plans;
         if (plans.empty()) return;
-        std::string out;
+        thread_local std::string out;  // becomes c.out; the old c.out is the next batch's buffer
+        out.clear();
         std::size_t at = 0;
         const auto any = protocol::frame_limits(~std::size_t{0}, ~std::size_t{0});  // our own frames
         auto next_frame = [&](protocol::header& h, std::string_view& value) {
@@ -187,7 +188,8 @@ private:
             }
             std::string failed;
             std::int64_t count = 0;
-            std::vector<std::optional<std::string_view>> values;
+            thread_local std::vector<std::optional<std::string_view>> values;
+            values.clear();
             for (std::uint32_t i = 0; i < p.frames; ++i) {
                 protocol::header h;
                 std::string_view value;
@@ -266,7 +268,7 @@ private:
             }
         }
         plans.clear();
-        c.out = std::move(out);
+        c.out.swap(out);
     }
 
     // --- commands -------------------------------------------------------------------------------
@@ -331,8 +333,10 @@ private:
     }
 
     // The keys of a command, per its entry: first_key to last_key (negative: from the end) by step.
-    static std::vector<std::string_view> keys_of(const command_info& ci, const args_t& args) {
-        std::vector<std::string_view> keys;
+    // Reuses the worker's own vector: valid until its next call.
+    static const std::vector<std::string_view>& keys_of(const command_info& ci, const args_t& args) {
+        thread_local std::vector<std::string_view> keys;
+        keys.clear();
         if (ci.first_key == 0) return keys;
         const int last = ci.last_key < 0 ? static_cast<int>(args.size()) + ci.last_key : ci.last_key;
         for (int i = ci.first_key; i <= last && i < static_cast<int>(args.size()); i += ci.step) keys.push_back(args[i]);
@@ -342,7 +346,9 @@ private:
     // False when the connection closes once its replies have gone.
     bool execute(const args_t& args, connection& c) {
         forwarding_ = false;
-        const auto name = lower(args[0]);
+        thread_local std::string name;  // lower case; the worker's own, no allocation per command
+        name.assign(args[0]);
+        for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         const auto* ci = find_command(name);
         if (!ci) {
             std::string shown;
@@ -361,7 +367,7 @@ private:
             return true;
         }
         // Cluster routing: the keys must share a slot this node holds.
-        const auto keys = keys_of(*ci, args);
+        const auto& keys = keys_of(*ci, args);
         if (!keys.empty() && name != "dht.where") {
             const auto slot = key_slot(keys.front());
             for (auto k : keys) {

@@ -139,14 +139,7 @@ public:
     void drain() {
         if (!batch_.empty()) submit();
         std::unique_lock lock(mutex_);
-        while (!queue_.empty()) {  // the caller helps rather than waits
-            auto b = std::move(queue_.front());
-            queue_.pop_front();
-            ++busy_;
-            lock.unlock();
-            run(b);
-            lock.lock();
-            --busy_;
+        while (apply_next(lock)) {  // the caller helps rather than waits
         }
         idle_.wait(lock, [&] { return busy_ == 0 && queue_.empty(); });
     }
@@ -174,18 +167,25 @@ private:
         wake_.notify_one();
     }
 
+    // With `lock` held: applies the next waiting batch, without the lock meanwhile. False when
+    // none waits.
+    bool apply_next(std::unique_lock<std::mutex>& lock) {
+        if (queue_.empty()) return false;
+        auto b = std::move(queue_.front());
+        queue_.pop_front();
+        ++busy_;
+        lock.unlock();
+        run(b);
+        lock.lock();
+        if (--busy_ == 0 && queue_.empty()) idle_.notify_all();
+        return true;
+    }
+
     void help() {
         std::unique_lock lock(mutex_);
         for (;;) {
             wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping
-            auto b = std::move(queue_.front());
-            queue_.pop_front();
-            ++busy_;
-            lock.unlock();
-            run(b);
-            lock.lock();
-            if (--busy_ == 0 && queue_.empty()) idle_.notify_all();
+            if (!apply_next(lock)) return;  // stopping
         }
     }
 
