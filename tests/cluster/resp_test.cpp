@@ -105,6 +105,9 @@ TEST_CASE("redis-cli in cluster mode: strings, many keys, the cluster's descript
     CHECK(nodes.find("myself,master") != std::string::npos);
     CHECK(nodes.find("0-5460") != std::string::npos);
     CHECK(redis_cli(cluster, 2, {"cluster", "info"}).find("cluster_state:ok") != std::string::npos);
+    const auto shards = redis_cli(cluster, 0, {"cluster", "shards"});
+    CHECK(shards.find("slots\n0\n5460\nnodes") != std::string::npos);
+    CHECK(shards.find(std::to_string(cluster.resp_port(2))) != std::string::npos);
     const auto where = redis_cli(cluster, 0, {"dht.where", away});
     CHECK(where.find(std::to_string(dhtkit::key_slot(away))) == 0);
 }

@@ -8,6 +8,7 @@
 #include <dhtkit/protocol/resp.hpp>
 #include <dhtkit/store/log_format.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -55,10 +56,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                             out.push_back("error: " + r.last_error());
                             return false;
                         }
-                        if (args.size() > lim.max_arguments && input.front() == '*') std::abort();
+                        // An array's limits, or an inline line's (whose words are at most the line).
+                        if (args.size() > std::max(lim.max_arguments, lim.max_inline_bytes)) std::abort();
                         std::string joined;
                         for (auto a : args) {
-                            if (a.size() > lim.max_bulk_bytes && input.front() == '*') std::abort();
+                            if (a.size() > std::max(lim.max_bulk_bytes, lim.max_inline_bytes)) std::abort();
                             joined += std::string(a) + '\0';
                         }
                         out.push_back(std::move(joined));
