@@ -9,6 +9,8 @@
 
 #include <dhtkit/cluster/slots.hpp>
 
+#include <fstream>
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -108,6 +110,13 @@ TEST_CASE("redis-cli in cluster mode: strings, many keys, the cluster's descript
     const auto shards = redis_cli(cluster, 0, {"cluster", "shards"});
     CHECK(shards.find("slots\n0\n5460\nnodes") != std::string::npos);
     CHECK(shards.find(std::to_string(cluster.resp_port(2))) != std::string::npos);
+    // The registry: a peer registers a file of its own shared folder; anyone finds its holders.
+    std::ofstream(cluster.shared(0) / "notes.txt") << "some notes\n";
+    CHECK(redis_cli(cluster, 0, {"dht.register", "notes.txt"}) == "OK\n");
+    CHECK(redis_cli(cluster, 1, {"dht.search", "notes.txt"}) == fmt::format("0 127.0.0.1:{}\n", cluster.port(0)));
+    CHECK(redis_cli(cluster, 0, {"dht.register", "no-such-file"}).find("ERR") == 0);
+    CHECK(redis_cli(cluster, 0, {"dht.unregister", "notes.txt"}) == "OK\n");
+    CHECK(redis_cli(cluster, 2, {"dht.search", "notes.txt"}) == "\n");
     const auto where = redis_cli(cluster, 0, {"dht.where", away});
     CHECK(where.find(std::to_string(dhtkit::key_slot(away))) == 0);
 }

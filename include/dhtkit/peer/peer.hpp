@@ -90,7 +90,9 @@ public:
                                              [this](protocol::opcode op, std::string_view k, std::string_view v, std::uint8_t flags) {
                                                  return client_.call_key(op, k, v, flags);
                                              })
-                                       : nullptr}) {
+                                       : nullptr,
+                 [this](std::string_view name) { return files_.announce(name); },
+                 [this](std::string_view name) { return files_.withdraw(name); }}) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;

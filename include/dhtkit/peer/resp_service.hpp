@@ -47,13 +47,16 @@ struct resp_context {
     // With [resp] route = "forward": asks the key's holders (home first) one of our requests and
     // waits for the reply. Run on the front's own threads, never on a worker. Empty: -MOVED.
     std::function<reply(protocol::opcode, std::string_view key, std::string_view value, std::uint8_t flags)> forward;
+    // DHT.REGISTER / DHT.UNREGISTER: this peer registers a file of its shared folder (or withdraws
+    // it), as the prompt's register does. They wait on the network: run on the front's threads.
+    std::function<reply(std::string_view name)> announce, withdraw;
 };
 
 class resp_service {
 public:
     resp_service(node_id self, const cluster_view& view, limits_settings lim, std::string password, resp_context ctx)
         : self_(self), view_(view), limits_(lim), password_(std::move(password)), ctx_(std::move(ctx)) {
-        if (ctx_.forward) forwarders_ = std::make_unique<thread_pool>(forwarding_threads);
+        forwarders_ = std::make_unique<thread_pool>(ctx_.forward ? forwarding_threads : 1);
     }
 
     [[nodiscard]] protocol::resp_limits wire_limits() const noexcept {
@@ -145,17 +148,27 @@ private:
         ctx_.answer(f, c);
     }
 
-    // The same request, to the key's holders: its reply is held in its place until it comes.
+    // The same request, to the key's holders.
     void forward(connection& c, protocol::opcode op, std::string_view key, std::string_view value, std::uint8_t flags) {
+        off_the_loop(c, op, [this, op, flags, key = std::string(key), value = std::string(value)] {
+            return ctx_.forward(op, key, value, flags);
+        });
+    }
+
+    // Runs `work` (which waits on the network) on the front's threads; its reply is held in its
+    // place until it comes, as our frame of `op`.
+    template <class Work>
+    void off_the_loop(connection& c, protocol::opcode op, Work work) {
         auto held = c.hold();
         auto conn = c.shared_from_this();
-        auto ask = [this, held, conn, op, flags, key = std::string(key), value = std::string(value)] {
-            const auto r = ctx_.forward(op, key, value, flags);
+        auto run = [held, conn, op, work = std::move(work)] {
+            const reply r = work();
             const auto code = r.answered ? r.code : protocol::status::unavailable;
-            protocol::append_frame(held->frame, {op, 0, code, 0, 0, 0}, {}, r.answered ? std::string_view(r.value) : r.error);
+            std::string_view why = r.value.empty() ? std::string_view(r.error) : std::string_view(r.value);
+            protocol::append_frame(held->frame, {op, 0, code, 0, 0, 0}, {}, r.ok() ? std::string_view(r.value) : why);
             conn->release();
         };
-        if (!forwarders_->post(ask)) {  // stopping
+        if (!forwarders_->post(std::move(run))) {  // stopping
             protocol::append_frame(held->frame, {op, 0, protocol::status::unavailable, 0, 0, 0}, {}, "this peer is stopping");
             conn->release();
         }
@@ -187,6 +200,7 @@ private:
                 continue;
             }
             std::string failed;
+            std::string_view not_found;  // the first not-found answer's words
             std::int64_t count = 0;
             thread_local std::vector<std::optional<std::string_view>> values;
             values.clear();
@@ -199,6 +213,7 @@ private:
                     values.emplace_back(value);
                 } else if (h.code == protocol::status::not_found) {
                     values.emplace_back(std::nullopt);
+                    if (not_found.empty()) not_found = value.empty() ? std::string_view("not found") : value;
                 } else if (failed.empty()) {
                     failed = fmt::format("{} {}", h.code == protocol::status::unavailable ? "TRYAGAIN" : "ERR", value);
                 }
@@ -208,7 +223,10 @@ private:
                 continue;
             }
             switch (p.how) {
-                case kind::ok: protocol::resp::simple(out, "OK"); break;
+                case kind::ok:  // writes are never "not found"; a registry change can be
+                    if (count == static_cast<std::int64_t>(p.frames)) protocol::resp::simple(out, "OK");
+                    else protocol::resp::error(out, fmt::format("ERR {}", not_found));
+                    break;
                 case kind::bulk:
                     if (values.front()) protocol::resp::bulk(out, *values.front());
                     else protocol::resp::null_bulk(out);
@@ -324,6 +342,8 @@ private:
         {"command", -1, 0, 0, 0, "loading stale"},
         {"cluster", -2, 0, 0, 0, "stale"},
         {"dht.search", 2, 1, 1, 1, "readonly"},
+        {"dht.register", 2, 0, 0, 0, "write"},    // NAME: a file of this peer's shared folder
+        {"dht.unregister", 2, 0, 0, 0, "write"},
         {"dht.where", 2, 1, 1, 1, "readonly fast"},
     };
     static const command_info* find_command(std::string_view lower_name) {
@@ -381,7 +401,7 @@ private:
                 }
             }
             if (auto moved = moved_to(slot)) {
-                if (!forwarders_) {
+                if (!ctx_.forward) {
                     error(c, *moved);
                     return true;
                 }
@@ -479,6 +499,15 @@ private:
             request(c, protocol::opcode::search, args[1]);
         } else if (name == "dht.where") {
             where(args[1], c);
+        } else if (name == "dht.register" || name == "dht.unregister") {
+            const auto& act = name == "dht.register" ? ctx_.announce : ctx_.withdraw;
+            if (!act) {
+                error(c, "ERR this peer has no shared folder to register from");
+                return true;
+            }
+            plan(c, kind::ok, 1);
+            off_the_loop(c, name == "dht.register" ? protocol::opcode::register_file : protocol::opcode::unregister_file,
+                         [&act, file = std::string(args[1])] { return act(file); });
         }
         return true;
     }
@@ -933,7 +962,8 @@ private:
     }
 
     // Forwarded requests wait on these (one request at a time per holder, as the peer's client
-    // keeps one connection to each): enough to overlap the holders, not to outrun them.
+    // keeps one connection to each): enough to overlap the holders, not to outrun them. Without
+    // forwarding, one thread for DHT.REGISTER.
     static constexpr std::size_t forwarding_threads = 4;
 
     node_id self_;
@@ -941,7 +971,7 @@ private:
     limits_settings limits_;
     std::string password_;
     resp_context ctx_;
-    std::unique_ptr<thread_pool> forwarders_;  // with [resp] route = "forward"
+    std::unique_ptr<thread_pool> forwarders_;  // forwarded requests and DHT.REGISTER
     inline static thread_local bool forwarding_ = false;  // the command being planned goes to the holders
 };
 
