@@ -33,7 +33,8 @@ inline std::string slurp(const std::filesystem::path& p) {
 }
 
 // Runs argv[0] (looked up in PATH when it has no '/') with `input` on its stdin; its output files
-// go in `dir`. Bounded: the programs the tests run end within seconds; 60 s is a hang.
+// go in `dir`. Bounded: the programs the tests run end within seconds, but sanitizer builds on
+// 2 busy cores are slow; 180 s is a hang.
 inline program_result run_program(const std::filesystem::path& dir, std::vector<std::string> argv_s,
                                    const std::string& input = {}) {
     static int runs = 0;
@@ -57,7 +58,7 @@ inline program_result run_program(const std::filesystem::path& dir, std::vector<
     }
     REQUIRE(pid > 0);
     int status = 0;
-    REQUIRE(eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(60)));
+    REQUIRE(eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, std::chrono::seconds(180)));
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(base.string() + ".out"), slurp(base.string() + ".err")};
 }
 
