@@ -46,9 +46,12 @@ struct run_context {
     pid_t main_pid;  // the supervisor's, or the lone worker's: what --stop signals
 };
 
+// The config chooses the replication policy ([replication] policy); the program fixes the two
+// it offers, each a peer type of its own.
+template <dhtkit::replication_policy Replication>
 int run(const run_context& ctx_in) {
     using peer_type = dhtkit::peer<dhtkit::net::epoll_reactor, dhtkit::thread_pool,
-                                   dhtkit::locked_table<std::string, std::string>, dhtkit::static_backup>;
+                                   dhtkit::locked_table<std::string, std::string>, Replication>;
     std::optional<peer_type> peer;
     try {
         peer.emplace(ctx_in.cluster, ctx_in.id);
@@ -159,7 +162,9 @@ int main(int argc, char** argv) try {
     auto log = make_logger(id, log_path);
 
     run_context ctx{cluster, id, serve_only, signals.get(), ready, log, ::getpid()};
-    auto worker = [&] { return run(ctx); };
+    auto worker = [&] {
+        return cluster.live_membership ? run<dhtkit::dynamic_backup>(ctx) : run<dhtkit::static_backup>(ctx);
+    };
     if (alone) return worker();
 
     dhtkit::supervisor_options opt;

@@ -151,3 +151,34 @@ TEST_CASE("[storage] and the new [limits] keys are read, and wrong values named"
     CHECK_THROWS_WITH(with("[storage]\nfsync = \"sometimes\"\n"), Catch::Contains("storage.fsync"));
     CHECK_THROWS_WITH(with("[storage]\nfsinc = \"always\"\n"), Catch::Contains("did you mean 'storage.fsync'"));
 }
+
+TEST_CASE("[replication] policy and [membership] are read, and wrong values named") {
+    // `good` has [replication] backups = 1: more of that table goes after that line.
+    auto with = [](std::string extra, std::string replication = {}) {
+        std::string text = good;
+        text.insert(text.find("[[peers]]"), extra);
+        text.insert(text.find("backups = 1\n") + 12, replication);
+        return parse_config(text, "/etc/dhtkit/cluster.toml");
+    };
+    auto plain = with("");
+    CHECK_FALSE(plain.live_membership);
+    CHECK(plain.membership.probe_interval == std::chrono::milliseconds(1000));
+    CHECK(plain.membership.probe_timeout == std::chrono::milliseconds(500));
+    CHECK(plain.membership.suspicion_mult == 3);
+    auto live = with("[membership]\nprobe_interval_ms = 200\nsuspicion_mult = 5\nleave_on_stop = true\n",
+                     "policy = \"dynamic\"\n");
+    CHECK(live.live_membership);
+    CHECK(live.membership.probe_interval == std::chrono::milliseconds(200));
+    CHECK(live.membership.probe_timeout == std::chrono::milliseconds(100));  // half the interval when unset
+    CHECK(live.membership.suspicion_mult == 5);
+    CHECK(live.leave_on_stop);
+    CHECK_THROWS_WITH(with("", "policy = \"elastic\"\n"), Catch::Contains("replication.policy"));
+    // Not capped to the seeds: members that join add room.
+    std::string three = good;
+    three.replace(three.find("backups = 1"), 11, "backups = 4\npolicy = \"dynamic\"");
+    CHECK(parse_config(three, "/etc/dhtkit/cluster.toml").backups == 4);
+    CHECK_THROWS_WITH(with("[membership]\nprobe_interval_ms = 500\nprobe_timeout_ms = 500\n"),
+                      Catch::Contains("membership.probe_timeout_ms"));
+    CHECK_THROWS_WITH(with("[membership]\nleave_on_stop = 1\n"), Catch::Contains("membership.leave_on_stop"));
+    CHECK_THROWS_WITH(with("[membership]\nprobe_intervall_ms = 1\n"), Catch::Contains("did you mean 'membership.probe_interval_ms'"));
+}

@@ -53,6 +53,8 @@ struct cluster_options {
     std::string fsync = "everysec";
     bool resp = false;  // each peer also listens for RESP (resp_port)
     std::string resp_route = "moved";  // or "forward"
+    std::string policy = "static";     // or "dynamic": live membership
+    std::string membership = {};       // lines of a [membership] table, when not empty
 };
 
 class local_cluster {
@@ -68,9 +70,10 @@ public:
         std::string text = fmt::format(
             "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n"
             "max_output_bytes = {}\nidle_timeout_s = {}\n[replication]\n"
-            "backups = {}\nconsistency = \"{}\"\n[supervisor]\nmax_restarts = {}\n",
+            "backups = {}\nconsistency = \"{}\"\npolicy = \"{}\"\n[supervisor]\nmax_restarts = {}\n",
             opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.max_output_bytes,
-            opt.idle_timeout_s, opt.backups, opt.consistency, opt.max_restarts);
+            opt.idle_timeout_s, opt.backups, opt.consistency, opt.policy, opt.max_restarts);
+        if (!opt.membership.empty()) text += "[membership]\n" + opt.membership + "\n";
         text += fmt::format("[storage]\nmode = \"{}\"\nfsync = \"{}\"\n", opt.storage, opt.fsync);
         text += fmt::format("[resp]\nroute = \"{}\"\n", opt.resp_route);
         if (opt.secret) {

@@ -1,14 +1,17 @@
 // libFuzzer target: arbitrary bytes through the frame reader and, for every whole frame, the
-// request handlers and payload decoders behind it. Any crash, sanitizer report, or a reader that
+// request handlers and payload decoders behind it; and the same bytes as one gossip datagram,
+// whose records go into a membership view. Any crash, sanitizer report, or a reader that
 // buffers past its limit is a finding.
 
 #include <dhtkit/peer/index_service.hpp>
 #include <dhtkit/protocol/auth.hpp>
 #include <dhtkit/protocol/codec.hpp>
+#include <dhtkit/protocol/gossip.hpp>
 #include <dhtkit/protocol/messages.hpp>
 
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 namespace {
@@ -16,6 +19,24 @@ using table = dhtkit::locked_table<std::string, std::string>;
 table keys, files;
 dhtkit::index_service<table> service(keys, files, 0, 1 << 20);
 const dhtkit::protocol::cluster_key key = dhtkit::protocol::derive_key("the fuzzer's cluster secret");
+std::optional<dhtkit::membership> view;
+
+// A datagram that reads must read the same once written again, and its records apply to a view
+// without breaking the view's rules (the epoch never goes down).
+void gossip(std::string_view datagram) {
+    using namespace dhtkit::protocol;
+    (void)decode_gossip(datagram, &key);
+    auto m = decode_gossip(datagram, nullptr);
+    if (!m) return;
+    auto again = decode_gossip(encode(*m, nullptr), nullptr);
+    if (!again || again->records != m->records || again->seq != m->seq || again->kind != m->kind) std::abort();
+    if (!view || view->members().size() > 10000) view.emplace(dhtkit::node{1, "127.0.0.1", 7001}, std::vector<dhtkit::node>{});
+    const auto now = dhtkit::membership::clock::now();
+    for (auto& r : m->records) {
+        const auto before = view->epoch();
+        if (view->apply(r, now) ? view->epoch() <= before : view->epoch() != before) std::abort();
+    }
+}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -23,6 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const dhtkit::protocol::limits lim{64, 4096};
     frame_reader reader(lim);
     std::string_view input(reinterpret_cast<const char*>(data), size);
+    gossip(input);
     // Two deliveries, split where the first byte says: frames cut at any point must reassemble.
     std::size_t cut = size ? static_cast<std::size_t>(data[0]) % (size + 1) : 0;
     std::string out;

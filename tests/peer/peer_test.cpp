@@ -20,6 +20,7 @@ namespace {
 
 // Every node holds every slot, and a write counts only once all of them applied it.
 struct every_node {
+    static constexpr bool follows_membership = false;
     every_node(std::size_t, consistency) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;
@@ -34,6 +35,7 @@ struct every_node {
 
 // Every slot on the last node alone.
 struct last_node_only {
+    static constexpr bool follows_membership = false;
     last_node_only(std::size_t, consistency) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;
@@ -76,7 +78,7 @@ struct in_process_cluster {
     dhtkit::client client() {
         client_options o;
         o.request_timeout = 2s;
-        return dhtkit::client(std::make_shared<cluster_view>(static_cluster_map(settings, Policy(settings.backups, settings.consistency_rule))), settings.limits, o);
+        return dhtkit::client(std::make_shared<cluster_view>(initial_cluster_map(settings, Policy(settings.backups, settings.consistency_rule))), settings.limits, o);
     }
 
     std::filesystem::path dir;

@@ -255,9 +255,13 @@ inline command_status run_command(const std::vector<std::string>& words, command
         return detail::report({result.code, {}, result.error}, err, fmt::format("file '{}'", arg));
     }
     if (cmd == "peers") {
-        for (const auto& n : ctx.cluster.map().nodes()) {
-            auto r = ctx.cluster.call(n.id, protocol::opcode::ping, {});
-            fmt::print(out, "peer {} {}:{} {}\n", n.id, n.host, n.port, r.ok() ? "up" : "down");
+        const auto& m = ctx.cluster.map();
+        for (const auto& n : m.nodes()) {
+            // A live cluster's view says more than a ping: whether the members take it for alive.
+            const bool placed = n.state == node_state::member || n.state == node_state::suspect;
+            auto r = placed ? ctx.cluster.call(n.id, protocol::opcode::ping, {}) : reply{};
+            fmt::print(out, "peer {} {}:{} {}{}\n", n.id, n.host, n.port, placed ? (r.ok() ? "up" : "down") : "-",
+                       m.live() ? fmt::format(" ({} in the view of epoch {})", to_string(n.state), m.epoch()) : "");
         }
         return command_status::done;
     }

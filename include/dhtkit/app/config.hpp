@@ -6,7 +6,10 @@
 //   [pool]     threads = 4, dispatch = "loop" (or "pool")
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128,
 //              max_output_bytes = 1048576, idle_timeout_s = 30 (0: never)
-//   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000
+//   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000,
+//                 policy = "static" (or "dynamic": live membership, cluster/membership.hpp)
+//   [membership]  probe_interval_ms = 1000, probe_timeout_ms = 500, suspicion_mult = 3,
+//                 indirect_probes = 3, sync_interval_ms = 5000, leave_on_stop = false
 //   [storage]     mode = "memory" (or "log"), fsync = "everysec" (or "always", "no"), compact_after_mb = 64
 //   [resp]        route = "moved" (or "forward": a peer forwards a RESP request for a key it does not hold)
 //   [supervisor]  max_restarts = 5, window_s = 60
@@ -141,7 +144,9 @@ inline const std::vector<known_table>& known_tables() {
     static const std::vector<known_table> tables{
         {"pool", {"threads", "dispatch"}},
         {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
-        {"replication", {"backups", "consistency", "max_clock_skew_ms"}},
+        {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy"}},
+        {"membership", {"probe_interval_ms", "probe_timeout_ms", "suspicion_mult", "indirect_probes", "sync_interval_ms",
+                        "leave_on_stop"}},
         {"storage", {"mode", "fsync", "compact_after_mb"}},
         {"resp", {"route"}},
         {"security", {"cluster_secret_file", "client_password_file"}},
@@ -247,6 +252,25 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     }
     c.max_clock_skew = std::chrono::milliseconds(in.integer<std::int64_t>(
         view["replication"]["max_clock_skew_ms"], "replication.max_clock_skew_ms", 1, 86'400'000, 60'000));
+    if (auto p = view["replication"]["policy"]) {
+        auto policy = in.text(p, "replication.policy");
+        if (policy != "static" && policy != "dynamic") in.fail("replication.policy", "\"static\" or \"dynamic\"");
+        c.live_membership = policy == "dynamic";
+    }
+    auto& ms = c.membership;
+    ms.probe_interval = std::chrono::milliseconds(
+        in.integer<std::int64_t>(view["membership"]["probe_interval_ms"], "membership.probe_interval_ms", 10, 60'000, 1000));
+    ms.probe_timeout = std::chrono::milliseconds(in.integer<std::int64_t>(
+        view["membership"]["probe_timeout_ms"], "membership.probe_timeout_ms", 1, ms.probe_interval.count() - 1,
+        std::min<std::int64_t>(500, ms.probe_interval.count() / 2)));
+    ms.suspicion_mult = in.integer<unsigned>(view["membership"]["suspicion_mult"], "membership.suspicion_mult", 1, 100, 3);
+    ms.indirect_probes = in.integer<unsigned>(view["membership"]["indirect_probes"], "membership.indirect_probes", 0, 16, 3);
+    ms.sync_interval = std::chrono::milliseconds(
+        in.integer<std::int64_t>(view["membership"]["sync_interval_ms"], "membership.sync_interval_ms", 100, 3'600'000, 5000));
+    if (auto l = view["membership"]["leave_on_stop"]) {
+        if (!l.is_boolean()) in.fail("membership.leave_on_stop", "true or false");
+        c.leave_on_stop = l.as_boolean()->get();
+    }
     if (auto m = view["storage"]["mode"]) {
         auto mode = in.text(m, "storage.mode");
         if (mode != "memory" && mode != "log") in.fail("storage.mode", "\"memory\" or \"log\"");
@@ -295,8 +319,9 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         if (pc.resp_port && pc.resp_port == pc.port) in.fail(at + ".resp_port", "a port other than its own port");
         c.peers.push_back(std::move(pc));
     }
-    // More backups than other peers would only copy a key onto the same peers again.
-    if (c.backups >= c.peers.size() && c.backups > 0)
+    // More backups than other peers would only copy a key onto the same peers again. (Not with
+    // live membership: peers that join later add room; the placement takes what there is.)
+    if (!c.live_membership && c.backups >= c.peers.size() && c.backups > 0)
         c.backups = static_cast<unsigned>(c.peers.size() - 1);
     return c;
 }

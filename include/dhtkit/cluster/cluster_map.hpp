@@ -19,6 +19,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -30,8 +31,22 @@ namespace dhtkit {
 
 using node_id = std::uint64_t;
 
-// A node's standing in the cluster (not whether this process can reach it right now).
-enum class node_state : std::uint8_t { member, joining, leaving, failed };
+// A node's standing in the cluster (not whether this process can reach it right now). With a
+// static policy every node is a member; with live membership (cluster/membership.hpp) a member
+// may be suspected, declared failed, or have left.
+enum class node_state : std::uint8_t { member, joining, leaving, failed, suspect, left };
+
+[[nodiscard]] constexpr std::string_view to_string(node_state s) noexcept {
+    switch (s) {
+        case node_state::member: return "alive";
+        case node_state::joining: return "joining";
+        case node_state::leaving: return "leaving";
+        case node_state::failed: return "dead";
+        case node_state::suspect: return "suspect";
+        case node_state::left: return "left";
+    }
+    return "unknown";
+}
 
 struct node {
     node_id id = 0;
@@ -47,6 +62,19 @@ struct node {
 class slot_table {
 public:
     slot_table() : set_of_(slot_count, 0), sets_(1) {}
+
+    // A table made in one go: slot s gets sets[set_of[s]]. `sets` must not repeat a set; its
+    // first must be the empty set (unassigned slots).
+    [[nodiscard]] static slot_table of(std::vector<std::uint32_t> set_of, std::vector<std::vector<node_id>> sets) {
+        if (set_of.size() != slot_count || sets.empty() || !sets.front().empty())
+            throw std::invalid_argument("slot_table::of: one set index per slot, and the empty set first");
+        for (auto i : set_of)
+            if (i >= sets.size()) throw std::out_of_range("slot_table::of: a slot names no set");
+        slot_table t;
+        t.set_of_ = std::move(set_of);
+        t.sets_ = std::move(sets);
+        return t;
+    }
 
     // Gives every slot of [r.first, r.last] the replica set `holders`.
     void assign(slot_range r, std::vector<node_id> holders) {
@@ -89,13 +117,20 @@ private:
 
 class cluster_map {
 public:
-    cluster_map(std::uint64_t epoch, std::vector<node> nodes, slot_table slots)
-        : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)), digest_(compute_digest()) {}
+    // `identity`: for a map that changes while the cluster runs (live membership), what stays the
+    // same across its epochs; zero for a static map, which is its own identity.
+    cluster_map(std::uint64_t epoch, std::vector<node> nodes, slot_table slots, std::uint64_t identity = 0)
+        : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)), digest_(compute_digest()),
+          identity_(identity) {}
 
     [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
-    // Of the epoch, the nodes and who holds each slot: two maps with one digest route alike. Peers
-    // and clients compare it when they connect (protocol `hello`).
+    // Of the epoch, the nodes and who holds each slot: two maps with one digest route alike.
     [[nodiscard]] std::uint64_t digest() const noexcept { return digest_; }
+    // What peers and clients compare when they connect (protocol `hello`): a static map's digest
+    // (two sides must route alike), or a live cluster's identity (its maps differ for a moment
+    // while a change spreads; the epochs tell which is newer).
+    [[nodiscard]] std::uint64_t hello_digest() const noexcept { return identity_ ? identity_ : digest_; }
+    [[nodiscard]] bool live() const noexcept { return identity_ != 0; }
     [[nodiscard]] const std::vector<node>& nodes() const noexcept { return nodes_; }
     [[nodiscard]] const slot_table& slots() const noexcept { return slots_; }
 
@@ -133,6 +168,7 @@ private:
     std::vector<node> nodes_;
     slot_table slots_;
     std::uint64_t digest_;
+    std::uint64_t identity_;
 };
 
 // The current map, swapped atomically. Any thread may read; publish() may be called from any thread.

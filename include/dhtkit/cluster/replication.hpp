@@ -10,6 +10,13 @@
 //                    in configured order, and a range's backups are the R nodes after its home,
 //                    wrapping around. R comes from the config ([replication] backups), which is
 //                    why it is a constructor argument and not a template argument.
+//   dynamic_backup   membership is live (cluster/membership.hpp): the nodes that are up hold the
+//                    slots, each slot's R+1 holders picked by rendezvous hashing under a load
+//                    bound, so a join or a death moves about 1/N of the copies and every node that
+//                    runs the same membership makes the same table, whatever order it heard it in.
+//
+// `follows_membership` says which kind a policy is: when true, the peer runs failure detection
+// and gossip and makes a new map whenever the view of the members changes.
 //
 // The acknowledgement rule is asked once every copy of a write has been applied or found
 // unreachable: `acknowledged(applied, holders)` — `applied` counts the node that took the write —
@@ -29,6 +36,9 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
+#include <utility>
 #include <vector>
 
 #include "dhtkit/cluster/cluster_map.hpp"
@@ -44,6 +54,7 @@ concept replication_policy = std::constructible_from<R, std::size_t, consistency
         { r.place(nodes) } -> std::same_as<slot_table>;
         { r.acknowledged(applied, holders) } -> std::same_as<bool>;
         { r.quorum(holders) } -> std::same_as<std::size_t>;
+        { R::follows_membership } -> std::convertible_to<bool>;
     };
 
 // The two rules above, for policies that place slots and leave acknowledgement to the config.
@@ -77,6 +88,7 @@ namespace detail {
 }  // namespace detail
 
 struct no_replication : ack_rule {
+    static constexpr bool follows_membership = false;
     no_replication() = default;
     no_replication(std::size_t, consistency c) : ack_rule(c) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
@@ -88,6 +100,7 @@ struct no_replication : ack_rule {
 
 class static_backup : public ack_rule {
 public:
+    static constexpr bool follows_membership = false;
     explicit static_backup(std::size_t backups = 2, consistency c = consistency::available) noexcept
         : ack_rule(c), backups_(backups) {}
 
@@ -108,8 +121,87 @@ private:
     std::size_t backups_;
 };
 
+// Rendezvous hashing with bounded loads. Every slot ranks the placed nodes (state member or
+// suspect: a suspect still holds its slots until it is declared dead) by a hash of (slot, node
+// id) and takes the first R+1 that are not full, the first of them as home. A node is full when it
+// already holds `cap` copies (or, for the home's place, is home of `cap` slots), cap being 5 %
+// above the mean rounded up: so no node holds more than 1.05 x the mean, whatever the ids, and
+// since the natural spread of 16384 slots is a few per cent the bound rarely bites and the
+// assignment is almost pure rendezvous: a node that joins takes about 1/(N+1) of the copies, a
+// node that leaves gives away its own, and nothing else moves. The table depends only on the set
+// of placed nodes, not on their order or on a previous table: nodes that heard of changes in a
+// different order agree once they have heard the same changes.
+class dynamic_backup : public ack_rule {
+public:
+    static constexpr bool follows_membership = true;
+    explicit dynamic_backup(std::size_t backups = 2, consistency c = consistency::available) noexcept
+        : ack_rule(c), backups_(backups) {}
+
+    [[nodiscard]] static bool placed(const node& n) noexcept {
+        return n.state == node_state::member || n.state == node_state::suspect;
+    }
+
+    [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
+        std::vector<node_id> ids;
+        for (const auto& n : nodes)
+            if (placed(n)) ids.push_back(n.id);
+        std::sort(ids.begin(), ids.end());
+        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+        const std::size_t n = ids.size();
+        if (n == 0) return {};
+        const std::size_t copies = std::min(backups_, n - 1) + 1;
+        const std::size_t held_cap = bound(slot_count * copies, n), home_cap = bound(slot_count, n);
+        std::vector<std::size_t> held(n, 0), homes(n, 0);
+        std::vector<std::pair<std::uint64_t, std::size_t>> ranked(n);
+        std::vector<std::uint32_t> set_of(slot_count);
+        std::vector<std::vector<node_id>> sets(1);  // sets[0]: the empty set, for slot_table::of
+        std::map<std::vector<node_id>, std::uint32_t> index;
+        std::vector<node_id> set;
+        for (std::size_t s = 0; s < slot_count; ++s) {
+            for (std::size_t i = 0; i < n; ++i) ranked[i] = {score(static_cast<slot_t>(s), ids[i]), i};
+            std::sort(ranked.begin(), ranked.end(), std::greater<>());
+            set.clear();
+            // The home: the best-ranked node with room for a home and a copy. The total room is
+            // above what is placed, so some node always has it.
+            for (auto [_, i] : ranked)
+                if (homes[i] < home_cap && held[i] < held_cap) {
+                    set.push_back(ids[i]);
+                    ++homes[i];
+                    ++held[i];
+                    break;
+                }
+            for (auto [_, i] : ranked) {
+                if (set.size() == copies) break;
+                if (held[i] >= held_cap || ids[i] == set.front()) continue;
+                set.push_back(ids[i]);
+                ++held[i];
+            }
+            auto [it, fresh] = index.try_emplace(set, static_cast<std::uint32_t>(sets.size()));
+            if (fresh) sets.push_back(set);
+            set_of[s] = it->second;
+        }
+        return slot_table::of(std::move(set_of), std::move(sets));
+    }
+    [[nodiscard]] std::size_t backups() const noexcept { return backups_; }
+
+    // The rank of node `n` for slot `s`: a 64-bit mix of both (splitmix64's finaliser).
+    [[nodiscard]] static std::uint64_t score(slot_t s, node_id n) noexcept {
+        std::uint64_t z = n ^ (std::uint64_t{s} * 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+
+private:
+    [[nodiscard]] static std::size_t bound(std::size_t total, std::size_t n) noexcept {
+        return (total * 105 + n * 100 - 1) / (n * 100);  // ceil(1.05 * total / n)
+    }
+    std::size_t backups_;
+};
+
 static_assert(replication_policy<no_replication>);
 static_assert(replication_policy<static_backup>);
+static_assert(replication_policy<dynamic_backup>);
 
 // The map a policy makes of `nodes` at `epoch`.
 template <replication_policy R>

@@ -6,6 +6,7 @@
 // Every call is synchronous and thread-safe; calls to different peers run in parallel, calls to
 // one peer take turns on its connection.
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/handshake.hpp"
@@ -27,6 +29,7 @@
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/rpc.hpp"
+#include "dhtkit/store/stable_hash.hpp"
 #include "dhtkit/store/versioned.hpp"
 
 namespace dhtkit {
@@ -130,12 +133,36 @@ private:
     std::chrono::steady_clock::time_point down_until_{};  // guarded by mutex_
 };
 
-// The static map of a cluster's settings: its peers in file order, placed by `policy`, epoch 1.
+// What the nodes of a live cluster compare when they connect (cluster_map::hello_digest): its
+// maps change as members come and go, but the policy, R and the seeds of its file do not.
+[[nodiscard]] inline std::uint64_t live_cluster_identity(const cluster_settings& cluster) {
+    std::vector<std::string> seeds;
+    for (const auto& p : cluster.peers) seeds.push_back(fmt::format("{}@{}:{}", p.id, p.host, p.port));
+    std::sort(seeds.begin(), seeds.end());
+    auto text = fmt::format("dynamic|{}|{}|{}", cluster.backups, static_cast<int>(cluster.consistency_rule),
+                            fmt::join(seeds, ","));
+    return stable_hash(text) | 1;  // never zero: zero means a static map
+}
+
+// The map a cluster starts from: its peers in file order, placed by `policy`. A static map has
+// epoch 1; a live one the epoch of a membership view that knows just these peers, alive.
 template <replication_policy R>
-[[nodiscard]] cluster_map static_cluster_map(const cluster_settings& cluster, const R& policy) {
+[[nodiscard]] cluster_map initial_cluster_map(const cluster_settings& cluster, const R& policy) {
     std::vector<node> nodes;
     for (const auto& p : cluster.peers) nodes.push_back({p.id, p.host, p.port, node_state::member, p.resp_port});
-    return make_cluster_map(policy, 1, std::move(nodes));
+    if constexpr (R::follows_membership) {
+        auto slots = policy.place(nodes);
+        const auto epoch = nodes.size();
+        return cluster_map(epoch, std::move(nodes), std::move(slots), live_cluster_identity(cluster));
+    } else {
+        return make_cluster_map(policy, 1, std::move(nodes));
+    }
+}
+
+// The initial map of the policy the settings name ([replication] policy).
+[[nodiscard]] inline cluster_map initial_cluster_map(const cluster_settings& cluster) {
+    if (cluster.live_membership) return initial_cluster_map(cluster, dynamic_backup(cluster.backups, cluster.consistency_rule));
+    return initial_cluster_map(cluster, static_backup(cluster.backups, cluster.consistency_rule));
 }
 
 // Requests for a key go to its home peer; when the home cannot be reached (refused, reset, timed
@@ -153,12 +180,12 @@ public:
     // A client of the static cluster in `cluster` (its peers in file order, static backup), with
     // the cluster's secret when the settings name one.
     explicit client(const cluster_settings& cluster, client_options opt = {})
-        : client(std::make_shared<cluster_view>(static_cluster_map(cluster, static_backup(cluster.backups))),
+        : client(std::make_shared<cluster_view>(initial_cluster_map(cluster)),
                  cluster.limits, opt, cluster.source.string(), cluster.cluster_key, cluster.client_password) {}
 
     [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
     // What this client says first on a connection: its map's digest, and its credentials.
-    [[nodiscard]] protocol::hello_request hello() const { return {map().digest(), source_, secret_, password_}; }
+    [[nodiscard]] protocol::hello_request hello() const { return {map().hello_digest(), source_, secret_, password_}; }
     [[nodiscard]] node_id home_of(std::string_view key) const { return map().holders_of_key(key).front(); }
 
     // The nodes that hold `key`, in the order requests for it try them.

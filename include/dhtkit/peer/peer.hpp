@@ -33,6 +33,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/failure_detector.hpp"
 #include "dhtkit/cluster/lease_keeper.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replication.hpp"
@@ -62,7 +63,7 @@ public:
         : cluster_(std::move(cluster)),
           self_(cluster_.peer(id)),
           policy_(cluster_.backups, cluster_.consistency_rule),
-          view_(std::make_shared<cluster_view>(static_cluster_map(cluster_, policy_))),
+          view_(std::make_shared<cluster_view>(initial_cluster_map(cluster_, policy_))),
           client_(view_, cluster_.limits, {}, cluster_.source.string(), cluster_.cluster_key, cluster_.client_password),
           held_(grantors_ids()),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
@@ -115,6 +116,7 @@ public:
         }
         files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
+        if constexpr (Replication::follows_membership) start_membership();
         grants_.start();  // from now on a holder that excused this node as gone can learn it is back
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
             cluster_.dispatch, reactor_, cluster_.pool_threads, frame_limits(), cluster_.limits.idle_timeout,
@@ -142,6 +144,7 @@ public:
     // Stops accepting, answers what the clients already sent (their writes copied first), closes.
     void stop() {
         if (!started_.exchange(false)) return;
+        if (detector_) detector_->stop();
         sync_.stop();
         keeper_.stop();
         reactor_.stop();
@@ -185,10 +188,57 @@ public:
                            held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
                            load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
                            keys_.index().refused_ahead()) +
-               storage_.report();
+               membership_report(m) + storage_.report();
     }
 
 private:
+    // Live membership (dynamic policies): failure detection and gossip on UDP at this node's own
+    // port number; each change of the view becomes a new map.
+    void start_membership() {
+        std::vector<node> seeds;
+        std::vector<net::endpoint> seed_addresses;
+        for (const auto& p : cluster_.peers) {
+            if (p.id == self_.id) continue;
+            seeds.push_back({p.id, p.host, p.port, node_state::member, p.resp_port});
+            seed_addresses.push_back(net::endpoint::resolve(p.host, p.port));
+        }
+        membership view({self_.id, self_.host, self_.port, node_state::member, self_.resp_port}, std::move(seeds),
+                        cluster_.membership);
+        detector_ = std::make_unique<failure_detector>(
+            std::move(view), std::move(seed_addresses), view_->current().hello_digest(), cluster_.cluster_key,
+            [this](const membership& v) { follow(v); }, [this](const std::string& line) { log_(line); });
+        detector_->start(net::endpoint::resolve(self_.host, listener_.local().port()));
+    }
+
+    // On the detector's thread: the view changed.
+    void follow(const membership& v) {
+        const auto& before = view_->current();
+        for (const auto& m : v.members()) {
+            const node* was = before.find(m.at.id);
+            if (!was || was->state != m.at.state)
+                log_(fmt::format("membership: peer {} ({}:{}) is {} (incarnation {})", m.at.id, m.at.host, m.at.port,
+                                 to_string(m.at.state), m.incarnation));
+        }
+        auto nodes = v.nodes();
+        auto slots = policy_.place(nodes);
+        view_->publish(cluster_map(v.epoch(), std::move(nodes), std::move(slots), before.hello_digest()));
+    }
+
+    [[nodiscard]] std::string membership_report(const cluster_map& m) const {
+        if (!detector_) return "membership=static\n";
+        std::size_t alive = 0;
+        std::string states;
+        for (const auto& n : m.nodes()) {
+            alive += membership::placed(n.state) ? 1 : 0;
+            states += fmt::format("{}{}:{}", states.empty() ? "" : ",", n.id, to_string(n.state));
+        }
+        const auto& c = detector_->stats();
+        auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+        return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
+                           "suspicions={}\ngossip_refused={}\n",
+                           alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused));
+    }
+
     // The nodes this one shares slots with: its read leases come from them.
     std::vector<node> grantors() const {
         std::vector<node> out;
@@ -213,7 +263,7 @@ private:
     // What this node says first on every connection it opens.
     // No password: what a node asks of another node is the cluster secret's business, not the password's.
     protocol::hello_request hello() const {
-        return {view_->current().digest(), cluster_.source.string(), cluster_.cluster_key, {}};
+        return {view_->current().hello_digest(), cluster_.source.string(), cluster_.cluster_key, {}};
     }
 
     protocol::limits frame_limits() const noexcept {
@@ -270,6 +320,7 @@ private:
     net::tcp_listener listener_;
     net::tcp_listener resp_listener_;  // open when this node has a resp_port
     std::unique_ptr<any_dispatch<Reactor, Executor>> dispatch_;
+    std::unique_ptr<failure_detector> detector_;  // with live membership only
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::atomic<bool> started_{false};

@@ -226,7 +226,7 @@ private:
             }
             case opcode::hello: {
                 auto them = protocol::decode_hello(f.value);
-                std::string refusal = them ? hello_refusal(*them, view_.current().digest(), source_, self_)
+                std::string refusal = them ? hello_refusal(*them, view_.current().hello_digest(), source_, self_)
                                            : std::string("a hello is a map digest (u64), then its source");
                 if (!refusal.empty()) {
                     stats_.count_error();

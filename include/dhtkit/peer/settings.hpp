@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dhtkit/cluster/membership.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/protocol/auth.hpp"
 #include "dhtkit/store/storage.hpp"
@@ -52,6 +53,11 @@ struct cluster_settings {
     limits_settings limits;
     unsigned backups = 2;        // R: the copies of every slot besides its home
     consistency consistency_rule = consistency::available;  // how many holders a write and a read need
+    // [replication] policy = "dynamic": membership is live (failure detection, gossip) and the
+    // live members hold the slots (dynamic_backup). "static" (false): the peers of the file do.
+    bool live_membership = false;
+    membership_options membership;  // [membership]: probing and gossip, for the dynamic policy
+    bool leave_on_stop = false;     // [membership] leave_on_stop: SIGTERM hands the slots over first
     // A write or record stamped further ahead of a peer's clock is refused.
     std::chrono::milliseconds max_clock_skew{60000};
     storage_settings storage;  // [storage]: what outlives a peer's process (memory: nothing)

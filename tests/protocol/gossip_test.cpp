@@ -1,0 +1,68 @@
+// The gossip datagram: round trips, signatures, and refusals of whatever is malformed.
+#include <catch2/catch.hpp>
+
+#include <dhtkit/protocol/gossip.hpp>
+
+using namespace dhtkit;
+using namespace dhtkit::protocol;
+
+namespace {
+gossip_message sample(gossip_kind kind) {
+    gossip_message m;
+    m.kind = kind;
+    m.seq = 0x1122334455667788ULL;
+    m.from = 7;
+    m.cluster = 99;
+    if (kind == gossip_kind::ping_req) m.target = {3, "10.1.2.3", 7003, node_state::member};
+    m.records.push_back({{3, "10.1.2.3", 7003, node_state::suspect, 7503}, 4});
+    m.records.push_back({{9, "host.example", 65535, node_state::left, 0}, 0});
+    return m;
+}
+}  // namespace
+
+TEST_CASE("gossip datagrams round-trip, signed and unsigned") {
+    const auto key = derive_key("the secret");
+    for (auto kind : {gossip_kind::ping, gossip_kind::ack, gossip_kind::ping_req, gossip_kind::sync, gossip_kind::sync_reply}) {
+        auto m = sample(kind);
+        for (const cluster_key* k : {static_cast<const cluster_key*>(nullptr), &key}) {
+            auto bytes = encode(m, k);
+            auto back = decode_gossip(bytes, k);
+            REQUIRE(back);
+            CHECK(back->kind == kind);
+            CHECK(back->seq == m.seq);
+            CHECK(back->from == 7);
+            CHECK(back->cluster == 99);
+            CHECK(back->records == m.records);
+            if (kind == gossip_kind::ping_req) CHECK(back->target == m.target);
+        }
+    }
+}
+
+TEST_CASE("gossip datagrams without the cluster's secret are refused, and every cut or flip is refused") {
+    const auto key = derive_key("the secret");
+    const auto other = derive_key("another secret");
+    auto m = sample(gossip_kind::sync);
+    gossip_refusal why{};
+    CHECK_FALSE(decode_gossip(encode(m, nullptr), &key, &why));
+    CHECK(why == gossip_refusal::unsigned_message);
+    CHECK_FALSE(decode_gossip(encode(m, &other), &key, &why));
+    CHECK(why == gossip_refusal::bad_mac);
+    CHECK(decode_gossip(encode(m, &other), nullptr));  // an open node cannot check, and reads it
+
+    auto signed_bytes = encode(m, &key);
+    for (std::size_t i = 0; i < signed_bytes.size(); ++i) {
+        auto flipped = signed_bytes;
+        flipped[i] = static_cast<char>(flipped[i] ^ 0x40);
+        INFO("flip at " << i);
+        CHECK_FALSE(decode_gossip(flipped, &key));
+    }
+    auto plain = encode(m, nullptr);
+    for (std::size_t n = 0; n < plain.size(); ++n) {
+        INFO("cut at " << n);
+        CHECK_FALSE(decode_gossip(plain.substr(0, n), nullptr));
+    }
+    CHECK_FALSE(decode_gossip(plain + "x", nullptr));
+    auto bad_state = plain;
+    bad_state[bad_state.size() - 18] = 9;  // the last record's state byte (17 bytes after it)
+    CHECK_FALSE(decode_gossip(bad_state, nullptr));
+}
