@@ -5,7 +5,12 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
 #include <set>
 #include <string>
 
@@ -140,4 +145,137 @@ TEST_CASE("dynamic: gossip without the cluster's secret, or with another, is ref
     // And nothing came back to the sender: a refused datagram gets no answer.
     std::string buffer;
     CHECK_FALSE(sock.wait(300ms));
+}
+
+namespace {
+
+// Writers that record what was acknowledged: each key has one writer, so its last acknowledged
+// write is known, and so are the writes after it whose outcome is unknown (an error came back:
+// it may have been applied).
+struct recorded_writes {
+    struct history {
+        std::optional<std::string> acked;  // value, or "" with deleted
+        bool acked_deleted = false;
+        bool ever_acked = false;
+        std::vector<std::optional<std::string>> unknown;  // after the last ack: a value, or nullopt = a delete
+    };
+    std::mutex mutex;
+    std::map<std::string, history> keys;
+    std::atomic<std::size_t> acked{0}, failed{0};
+
+    void record(const std::string& key, std::optional<std::string> value, bool ok) {
+        std::lock_guard lock(mutex);
+        auto& h = keys[key];
+        if (ok) {
+            h.ever_acked = true;
+            h.acked_deleted = !value;
+            h.acked = value;
+            h.unknown.clear();
+            ++acked;
+        } else {
+            h.unknown.push_back(std::move(value));
+            ++failed;
+        }
+    }
+    // Whether `e` (a holder's own entry, or a read) is the last acknowledged write or a later one
+    // of unknown outcome.
+    [[nodiscard]] bool allows(const history& h, bool present, bool deleted, const std::string& value) const {
+        const bool gone = !present || deleted;
+        auto same = [&](const std::optional<std::string>& v) { return v ? (!gone && *v == value) : gone; };
+        if (h.ever_acked && same(h.acked_deleted ? std::nullopt : h.acked)) return true;
+        if (!h.ever_acked && gone) return true;
+        for (const auto& u : h.unknown)
+            if (same(u)) return true;
+        return false;
+    }
+};
+
+void write_until(const test::local_cluster& cluster, recorded_writes& w, int writer, const std::atomic<bool>& stop) {
+    dhtkit::client c(cluster.config());
+    std::mt19937 rng(static_cast<unsigned>(writer));
+    for (std::size_t n = 0; !stop.load(); ++n) {
+        auto key = fmt::format("w{}-k{}", writer, rng() % 300);
+        if (rng() % 5 == 0) {
+            auto r = c.del(key);
+            w.record(key, std::nullopt, r.ok() || r.code == dhtkit::protocol::status::not_found);
+        } else {
+            auto value = fmt::format("v{}-{}", writer, n);
+            w.record(key, value, c.put(key, value).ok());
+        }
+    }
+}
+
+// Every survivor sees each of `dead` dead, and has caught up every slot it gained.
+bool healed(dhtkit::client& c, const std::vector<int>& survivors, const std::vector<int>& dead) {
+    for (int p : survivors) {
+        auto v = view_of(c, p);
+        for (int d : dead)
+            if (v[std::to_string(d)] != "dead") return false;
+        if (test::stat_value(c, static_cast<std::size_t>(p), "under_replicated_slots") != "0") return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+TEST_CASE("dynamic: kill -9 of a peer under load, then of another once healed: every acknowledged write is on every holder",
+          "[dynamic]") {
+    test::local_cluster cluster(dynamic(5));
+    cluster.start_all();
+    dhtkit::client c(cluster.config());
+    REQUIRE(test::eventually([&] {
+        for (int p : {0, 1, 2, 3, 4})
+            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
+        return true;
+    }, 20s));
+
+    recorded_writes w;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 2; ++t) writers.emplace_back([&, t] { write_until(cluster, w, t, stop); });
+    auto load_for = [&](std::chrono::milliseconds d) {
+        const auto from = w.acked.load();
+        std::this_thread::sleep_for(d);  // the writers run meanwhile: time is what the test waits for here
+        return w.acked.load() - from;
+    };
+    CHECK(load_for(1s) > 0);
+    cluster.kill(4);
+    const bool first_healed = test::eventually([&] { return healed(c, {0, 1, 2, 3}, {4}); }, 40s);
+    CHECK(first_healed);
+    CHECK(load_for(500ms) > 0);
+    cluster.kill(3);
+    const bool second_healed = test::eventually([&] { return healed(c, {0, 1, 2}, {3, 4}); }, 40s);
+    CHECK(second_healed);
+    CHECK(load_for(1s) > 0);
+    stop = true;
+    for (auto& t : writers) t.join();
+    REQUIRE(first_healed);
+    REQUIRE(second_healed);
+
+    // The checker: the survivors' map, and each holder's own copy of every key written.
+    REQUIRE(c.learn_map_from(0));
+    CHECK(c.map().nodes().size() == 5);
+    std::size_t checked = 0, wrong = 0;
+    for (const auto& [key, h] : w.keys) {
+        for (auto holder : c.holders(key)) {
+            auto own = test::own_copy(c, holder, key);
+            REQUIRE(own);
+            if (!w.allows(h, own->present, own->deleted, own->value)) {
+                ++wrong;
+                UNSCOPED_INFO("peer " << holder << " holds " << (own->present && !own->deleted ? own->value : "nothing")
+                                      << " of " << key << "; last acknowledged: "
+                                      << (h.ever_acked ? (h.acked_deleted ? "a delete" : *h.acked) : "none"));
+            }
+            ++checked;
+        }
+        auto r = c.get(key);
+        REQUIRE((r.ok() || r.code == dhtkit::protocol::status::not_found));
+        if (!w.allows(h, r.ok(), false, r.value)) {
+            ++wrong;
+            UNSCOPED_INFO("a read of " << key << " gave " << (r.ok() ? r.value : "not found"));
+        }
+    }
+    INFO("acknowledged " << w.acked.load() << ", failed " << w.failed.load() << ", copies checked " << checked);
+    CHECK(checked == 3 * w.keys.size());
+    CHECK(wrong == 0);
 }

@@ -66,3 +66,24 @@ TEST_CASE("gossip datagrams without the cluster's secret are refused, and every 
     bad_state[bad_state.size() - 18] = 9;  // the last record's state byte (17 bytes after it)
     CHECK_FALSE(decode_gossip(bad_state, nullptr));
 }
+
+TEST_CASE("a map reply carries the epoch and the nodes, and nothing malformed reads") {
+    std::vector<node> nodes{{1, "10.0.0.1", 7001, node_state::member, 7501},
+                            {2, "host.example", 7002, node_state::failed, 0},
+                            {3, "::1", 7003, node_state::left, 0}};
+    auto bytes = encode_nodes(42, nodes);
+    auto back = decode_nodes(bytes);
+    REQUIRE(back);
+    CHECK(back->epoch == 42);
+    CHECK(back->nodes == nodes);
+    for (std::size_t n = 0; n < bytes.size(); ++n) CHECK_FALSE(decode_nodes(bytes.substr(0, n)));
+    CHECK_FALSE(decode_nodes(bytes + "x"));
+    auto bad_state = bytes;
+    bad_state[8 + 4 + 8 + 2 + 2] = 9;  // the first node's state
+    CHECK_FALSE(decode_nodes(bad_state));
+    // A count far above what the bytes could hold is refused before anything is reserved.
+    auto huge = encode_nodes(1, {});
+    huge[8] = '\xff';
+    huge[11] = '\x7f';
+    CHECK_FALSE(decode_nodes(huge));
+}

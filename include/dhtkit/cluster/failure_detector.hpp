@@ -85,6 +85,12 @@ public:
         std::lock_guard lock(mutex_);
         return view_.epoch();
     }
+    // Calls f(view) under the lock, as on_change is called.
+    template <class F>
+    void with_view(F&& f) const {
+        std::lock_guard lock(mutex_);
+        f(view_);
+    }
     [[nodiscard]] bool joined() const noexcept { return joined_.load(std::memory_order_acquire); }
     [[nodiscard]] const counters& stats() const noexcept { return counters_; }
 

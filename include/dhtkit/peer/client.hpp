@@ -179,9 +179,20 @@ public:
           password_(std::move(password)) {}
     // A client of the static cluster in `cluster` (its peers in file order, static backup), with
     // the cluster's secret when the settings name one.
+    // A client of a live cluster ([replication] policy = "dynamic") follows its map: a node that
+    // answers `moved` (its map is newer) is asked for its map (`map`), the slots placed from it as
+    // the peers place them, and the request tried again; so is any node that answers when none
+    // of a key's holders do. Knowing the seeds is enough to reach every key.
     explicit client(const cluster_settings& cluster, client_options opt = {})
         : client(std::make_shared<cluster_view>(initial_cluster_map(cluster)),
-                 cluster.limits, opt, cluster.source.string(), cluster.cluster_key, cluster.client_password) {}
+                 cluster.limits, opt, cluster.source.string(), cluster.cluster_key, cluster.client_password) {
+        if (cluster.live_membership) {
+            own_view_ = std::const_pointer_cast<cluster_view>(view_);
+            place_ = [policy = dynamic_backup(cluster.backups, cluster.consistency_rule)](const std::vector<node>& nodes) {
+                return policy.place(nodes);
+            };
+        }
+    }
 
     [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
     // What this client says first on a connection: its map's digest, and its credentials.
@@ -205,13 +216,41 @@ public:
     // Sends a request about `key` to the first of its holders that answers and can serve it (a
     // peer catching up after a restart answers `unavailable`).
     reply call_key(protocol::opcode op, std::string_view key, std::string_view value = {}, std::uint8_t flags = 0) {
-        auto order = holders(key);
         reply r{protocol::status::unavailable, {}, fmt::format("no node holds slot {}", key_slot(key)), false};
-        for (std::size_t i = 0; i < order.size(); ++i) {
-            r = call(order[i], op, key, value, i + 1 == order.size(), flags);
-            if (r.answered && r.code != protocol::status::unavailable) return r;
+        // A live map may move under a request: a few rounds of learning a newer one, no more.
+        for (int round = 0; round < 4; ++round) {
+            auto order = holders(key);
+            bool moved = false;
+            for (std::size_t i = 0; i < order.size() && !moved; ++i) {
+                r = call(order[i], op, key, value, i + 1 == order.size(), flags);
+                if (r.answered && r.code == protocol::status::moved && place_) moved = learn_map_from(order[i]);
+                else if (r.answered && r.code != protocol::status::unavailable) return r;
+            }
+            if (!moved && !(place_ && learn_map_from_anyone())) return r;
         }
         return r;
+    }
+
+    // Asks node `id` for its map and follows it when it is newer than this client's. True when it was.
+    bool learn_map_from(node_id id) {
+        if (!place_) return false;
+        auto r = call(id, protocol::opcode::map, {});
+        if (!r.ok()) return false;
+        auto list = protocol::decode_nodes(r.value);
+        if (!list) return false;
+        std::lock_guard lock(learn_mutex_);
+        const auto& now = map();
+        if (list->epoch <= now.epoch()) return false;
+        auto slots = place_(list->nodes);
+        own_view_->publish(cluster_map(list->epoch, std::move(list->nodes), std::move(slots), now.hello_digest()));
+        return true;
+    }
+    // The same, from the first node of the map that answers with a newer map.
+    bool learn_map_from_anyone() {
+        const auto nodes = map().nodes();
+        for (const auto& n : nodes)
+            if ((n.state == node_state::member || n.state == node_state::suspect) && learn_map_from(n.id)) return true;
+        return false;
     }
 
     // Writes are stamped here, once: the version travels unchanged to every holder this call
@@ -313,7 +352,8 @@ private:
         std::lock_guard lock(links_mutex_);
         auto it = links_.find(id);
         const node* n = map().find(id);
-        if (it != links_.end() && n && it->second->target() == *n) return it->second.get();
+        if (it != links_.end() && n && it->second->target().host == n->host && it->second->target().port == n->port)
+            return it->second.get();
         if (!n) return nullptr;
         auto& slot = links_[id];
         slot = std::make_unique<peer_link>(*n, protocol::frame_limits(limits_.max_key_bytes, limits_.max_value_bytes),
@@ -342,6 +382,9 @@ private:
     }
 
     std::shared_ptr<const cluster_view> view_;
+    std::shared_ptr<cluster_view> own_view_;  // a live cluster's client: the view it follows, set once
+    std::function<slot_table(const std::vector<node>&)> place_;  // the same: how the peers place slots
+    std::mutex learn_mutex_;
     limits_settings limits_;
     client_options options_;
     std::string source_;

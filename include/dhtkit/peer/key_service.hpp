@@ -34,6 +34,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/hand_offs.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
@@ -55,9 +56,10 @@ public:
     // `held`: this node's read leases; null for a node that answers every read from its own copy.
     key_service(Table& keys, Table& files, node_id self, const limits_settings& lim, std::chrono::milliseconds max_skew,
                 const cluster_view& view, const Replication& policy, replicator& copies, log_fn log,
-                const lease_holdings* held = nullptr, any_storage* storage = nullptr)
+                const lease_holdings* held = nullptr, any_storage* storage = nullptr, const hand_offs* handing = nullptr)
         : index_(keys, files, self, lim.max_value_bytes, max_skew), self_(self), view_(view), policy_(policy),
-          copies_(copies), log_(std::move(log)), held_(held), storage_(storage && storage->keeps() ? storage : nullptr) {}
+          copies_(copies), log_(std::move(log)), held_(held), storage_(storage && storage->keeps() ? storage : nullptr),
+          handing_(handing) {}
 
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
         return index_service<Table>::handles(op) || op == protocol::opcode::replicate;
@@ -88,7 +90,9 @@ public:
         const slot_t slot = key_slot(f.key);
         if (!map.holds(self_, slot)) {
             auto h = map.holders(slot);
-            reply.code = protocol::status::refused;
+            // A live map moves slots: the client's map is older than this node's, and learns the
+            // new one here (`map`). A static one never does: the client follows another file.
+            reply.code = map.live() ? protocol::status::moved : protocol::status::refused;
             protocol::append_frame(c.out, reply, {},
                                    h.empty() ? fmt::format("slot {} has no holder in map epoch {}", slot, map.epoch())
                                              : fmt::format("slot {} is held by peer {}, not by peer {} (map epoch {})",
@@ -310,13 +314,19 @@ private:
     }
 
     // The nodes besides this one that hold `key` (nodes of a map outlive its readers), in a
-    // per-thread vector that is valid until this thread's next call.
+    // per-thread vector that is valid until this thread's next call; and those taking its slot
+    // over (cluster/hand_offs.hpp).
     [[nodiscard]] const std::vector<const node*>& other_holders(const cluster_map& map, std::string_view key) const {
         thread_local std::vector<const node*> out;
         out.clear();
         for (auto id : map.holders_of_key(key))
             if (id != self_)
                 if (const node* n = map.find(id)) out.push_back(n);
+        if (handing_)
+            handing_->for_slot(key_slot(key), [&](node_id id) {
+                if (id == self_ || std::any_of(out.begin(), out.end(), [&](const node* n) { return n->id == id; })) return;
+                if (const node* n = map.find(id)) out.push_back(n);
+            });
         return out;
     }
 
@@ -351,6 +361,7 @@ private:
     log_fn log_;
     const lease_holdings* held_;
     any_storage* storage_;  // null when nothing is kept beyond the table
+    const hand_offs* handing_;  // live membership: nodes taking slots over; null otherwise
     log_limiter refusal_log_;
 };
 

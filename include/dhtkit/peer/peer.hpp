@@ -23,6 +23,9 @@
 #include <fcntl.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -70,8 +73,10 @@ public:
                   hello(), {}, &grants_, &held_),
           storage_(self_.data_dir, cluster_.storage),
           keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
-                [this](const std::string& line) { log_(line); }, &held_, &storage_),
-          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_, &storage_),
+                [this](const std::string& line) { log_(line); }, &held_, &storage_,
+                Replication::follows_membership ? &hand_offs_ : nullptr),
+          sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_, &storage_,
+                Replication::follows_membership ? &hand_offs_ : nullptr),
           keeper_(self_.id, held_, frame_limits(), hello(), grants_.options(),
                   [this](node_id with, bool ask_it, const std::function<void()>& waiting) {
                       sync_.catch_up_again(with, ask_it, waiting, log_);
@@ -136,6 +141,12 @@ public:
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
         sync_.catch_up_now(log_);
+        if (detector_) {
+            // From now on each change of the view is followed; the changes heard while this
+            // node caught up from its first map are taken in one step.
+            following_.store(true, std::memory_order_release);
+            detector_->with_view([this](const membership& v) { follow(v); });
+        }
         keeper_.start(grantors());  // reads and writes wait for the first grants (or excuses)
         keeper_.wait_first_answers(std::chrono::seconds(10));
         files_.announce_folder();
@@ -146,6 +157,7 @@ public:
         if (!started_.exchange(false)) return;
         if (detector_) detector_->stop();
         sync_.stop();
+        stop_healing();
         keeper_.stop();
         reactor_.stop();
         loop_.join();
@@ -207,12 +219,16 @@ private:
         detector_ = std::make_unique<failure_detector>(
             std::move(view), std::move(seed_addresses), view_->current().hello_digest(), cluster_.cluster_key,
             [this](const membership& v) { follow(v); }, [this](const std::string& line) { log_(line); });
+        healer_ = std::thread([this] { heal(); });
         detector_->start(net::endpoint::resolve(self_.host, listener_.local().port()));
     }
 
-    // On the detector's thread: the view changed.
+    // On the detector's thread: the view changed. The slots this node gains wait (answer reads
+    // `unavailable`) from before the new map is published until the healer has their records.
+    // Not before the catch-up at start is done: it marks every slot it covered ready at its end.
     void follow(const membership& v) {
         const auto& before = view_->current();
+        if (!following_.load(std::memory_order_acquire) || v.epoch() <= before.epoch()) return;
         for (const auto& m : v.members()) {
             const node* was = before.find(m.at.id);
             if (!was || was->state != m.at.state)
@@ -221,7 +237,73 @@ private:
         }
         auto nodes = v.nodes();
         auto slots = policy_.place(nodes);
-        view_->publish(cluster_map(v.epoch(), std::move(nodes), std::move(slots), before.hello_digest()));
+        cluster_map after(v.epoch(), std::move(nodes), std::move(slots), before.hello_digest());
+        auto gained = gained_slots(before, after);
+        if (!gained.empty()) {
+            std::vector<slot_range> ranges;
+            for (const auto& g : gained) ranges.push_back(g.first);
+            sync_.mark_waiting(ranges);
+        }
+        view_->publish(std::move(after));
+        if (!gained.empty()) {
+            std::lock_guard lock(heal_mutex_);
+            heal_queue_.push_back(std::move(gained));
+            heal_wake_.notify_one();
+        }
+    }
+
+    // The slots `after` has this node hold and `before` did not (all of them when it was not
+    // placed before: back from being taken for dead, it missed what was written meanwhile), each
+    // run of slots with the nodes to ask: its holders before that are still up, and the others after.
+    [[nodiscard]] std::vector<std::pair<slot_range, std::vector<node>>> gained_slots(const cluster_map& before,
+                                                                                      const cluster_map& after) const {
+        std::vector<std::pair<slot_range, std::vector<node>>> out;
+        std::vector<node_id> ids;
+        for (std::size_t s = 0; s < slot_count; ++s) {
+            const auto slot = static_cast<slot_t>(s);
+            if (!after.holds(self_.id, slot) || before.holds(self_.id, slot)) continue;
+            ids.clear();
+            for (auto id : before.holders(slot))
+                if (const node* n = after.find(id); n && membership::placed(n->state)) ids.push_back(id);
+            for (auto id : after.holders(slot))
+                if (id != self_.id && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+            std::sort(ids.begin(), ids.end());
+            if (!out.empty() && out.back().first.last + 1u == s) {
+                const auto& last = out.back().second;
+                if (std::equal(last.begin(), last.end(), ids.begin(), ids.end(),
+                               [](const node& n, node_id id) { return n.id == id; })) {
+                    out.back().first.last = slot;
+                    continue;
+                }
+            }
+            std::vector<node> from;
+            for (auto id : ids) from.push_back(*after.find(id));
+            out.push_back({{slot, slot}, std::move(from)});
+        }
+        return out;
+    }
+
+    // The healer's thread: catches up the slots each new map gave this node, one map at a time.
+    void heal() {
+        for (;;) {
+            std::vector<std::pair<slot_range, std::vector<node>>> job;
+            {
+                std::unique_lock lock(heal_mutex_);
+                heal_wake_.wait(lock, [&] { return heal_stopping_ || !heal_queue_.empty(); });
+                if (heal_stopping_) return;
+                job = std::move(heal_queue_.front());
+                heal_queue_.pop_front();
+            }
+            sync_.catch_up_gained(job, log_);
+        }
+    }
+    void stop_healing() {
+        {
+            std::lock_guard lock(heal_mutex_);
+            heal_stopping_ = true;
+        }
+        heal_wake_.notify_all();
+        if (healer_.joinable()) healer_.join();
     }
 
     [[nodiscard]] std::string membership_report(const cluster_map& m) const {
@@ -235,8 +317,9 @@ private:
         const auto& c = detector_->stats();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
-                           "suspicions={}\ngossip_refused={}\n",
-                           alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused));
+                           "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n",
+                           alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused),
+                           sync_.waiting_count(), hand_offs_.active());
     }
 
     // The nodes this one shares slots with: its read leases come from them.
@@ -304,6 +387,7 @@ private:
     Table file_table_;
     lease_grants grants_;
     lease_holdings held_;
+    hand_offs hand_offs_;  // live membership: the nodes taking slots over from this one
     replicator copies_;
     any_storage storage_;
     key_service<Table, Replication> keys_;
@@ -321,6 +405,12 @@ private:
     net::tcp_listener resp_listener_;  // open when this node has a resp_port
     std::unique_ptr<any_dispatch<Reactor, Executor>> dispatch_;
     std::unique_ptr<failure_detector> detector_;  // with live membership only
+    std::thread healer_;                          // the same
+    std::mutex heal_mutex_;
+    std::condition_variable heal_wake_;
+    std::deque<std::vector<std::pair<slot_range, std::vector<node>>>> heal_queue_;  // guarded by heal_mutex_
+    bool heal_stopping_ = false;                                                   // guarded by heal_mutex_
+    std::atomic<bool> following_{false};  // maps follow the view once the catch-up at start is done
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::atomic<bool> started_{false};

@@ -188,6 +188,11 @@ private:
             case opcode::stats:
                 protocol::append_frame(c.out, reply, {}, report_());
                 return false;
+            case opcode::map: {
+                const auto& m = view_.current();
+                protocol::append_frame(c.out, reply, {}, protocol::encode_nodes(m.epoch(), m.nodes()));
+                return false;
+            }
             case opcode::sync:
                 sync_.handle(f, c);
                 return true;

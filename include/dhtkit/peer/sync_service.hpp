@@ -26,6 +26,7 @@
 
 #include "dhtkit/cluster/catch_up.hpp"
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/hand_offs.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/peer/connection.hpp"
@@ -60,6 +61,7 @@ public:
         }
     }
     [[nodiscard]] bool all_ready() const noexcept { return unready_.load(std::memory_order_acquire) == 0; }
+    [[nodiscard]] std::size_t unready() const noexcept { return unready_.load(std::memory_order_acquire); }
 
 private:
     std::mutex mutex_;  // one writer at a time
@@ -76,9 +78,9 @@ public:
     // `storage`: where records applied by a catch-up are kept beyond the table (null: nowhere).
     sync_service(index_service<Table>& index, node_id self, const cluster_view& view, replicator& copies,
                  protocol::limits lim, protocol::hello_request hello = {}, lease_grants* grants = nullptr,
-                 any_storage* storage = nullptr)
+                 any_storage* storage = nullptr, hand_offs* handing = nullptr)
         : index_(index), self_(self), view_(view), copies_(copies), limits_(lim), hello_(std::move(hello)),
-          grants_(grants), storage_(storage && storage->keeps() ? storage : nullptr) {}
+          grants_(grants), storage_(storage && storage->keeps() ? storage : nullptr), handing_(handing) {}
 
     // True once the catch-up at start is done (slots may wait again later, one group at a time).
     [[nodiscard]] bool serving() const noexcept { return serving_.load(std::memory_order_acquire); }
@@ -111,8 +113,38 @@ public:
         catch_up(log, with, alone_after, ask_it, waiting);
     }
 
+    // Slots this node gained in a new map (live membership): they wait from before the map is
+    // published until catch_up_gained() has their records.
+    void mark_waiting(const std::vector<slot_range>& ranges) {
+        for (auto r : ranges) ready_.set(r, false);
+    }
+
+    // Catches up slots this node gained (marked waiting first), each range from the nodes given
+    // with it: its holders before the change that are still up, and its other holders after.
+    void catch_up_gained(const std::vector<std::pair<slot_range, std::vector<node>>>& gained, const log_fn& log,
+                         std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
+        std::lock_guard one_at_a_time(catch_up_mutex_);
+        plan p;
+        for (const auto& [range, from] : gained) {
+            group g{range, {}, false};
+            for (const auto& n : from) {
+                if (n.id == self_) continue;
+                g.others.push_back(n.id);
+                p.ask(range, n);
+            }
+            g.ready = g.others.empty();
+            p.groups.push_back(std::move(g));
+        }
+        std::size_t slots = 0;
+        for (const auto& [range, _] : gained) slots += range.last - range.first + 1u;
+        run(std::move(p), log, std::nullopt, alone_after, {}, fmt::format(" on {} slots this node took over", slots));
+    }
+
     // Ends a catch-up under way (the peer stops): its slots stay waiting.
     void stop() noexcept { stopping_.store(true, std::memory_order_release); }
+
+    // How many slots are not caught up yet.
+    [[nodiscard]] std::size_t waiting_count() const noexcept { return ready_.unready(); }
 
     // The slot ranges not caught up yet, as "first-last" separated by commas; empty when none.
     [[nodiscard]] std::string waiting() const {
@@ -146,16 +178,21 @@ public:
             copies_.peer_is_up(ask->asker);
         }
         auto stream = std::make_unique<records>(index_, reply, ready_);
+        std::bitset<slot_count> asked;
         std::size_t at = 0;
         for (auto [first, last] : ask->ranges)
             for (std::size_t s = first; s <= last; ++s, ++at) {
                 if (s >= slot_count) continue;
                 stream->wanted.set(s);
+                asked.set(s);
                 if (ask->digests.empty()) continue;
                 stream->compare.set(s);
                 stream->theirs[s] = ask->digests[at];
             }
         stream->asked = stream->wanted;
+        // Before the stream starts: a write applied here from now on is copied to the asker, even
+        // if this node's map does not have it hold those slots yet (cluster/hand_offs.hpp).
+        if (handing_ && ask->asker != self_) handing_->add(ask->asker, asked);
         // Behind any reply still held, so that it starts only when they have gone.
         auto h = c.hold();
         h->then = std::move(stream);
@@ -225,24 +262,34 @@ private:
         std::vector<std::uint64_t> ours_;
     };
 
-    void catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
-                  bool ask_with = true, const std::function<void()>& waiting = {}) {
-        std::lock_guard one_at_a_time(catch_up_mutex_);
-        const auto& m = view_.current();
-        struct group {
-            slot_range range;
-            std::vector<node_id> others;
-            bool ready = false;
-        };
-        struct source {
-            node at;
-            std::vector<slot_range> ranges;
-            sync_outcome last;
-            bool tried = false;
-            bool broke_off = false;  // a stream from it was ever cut short
-        };
+    // A group of slots to catch up, and the holders to ask for it.
+    struct group {
+        slot_range range;
+        std::vector<node_id> others;
+        bool ready = false;
+    };
+    struct source {
+        node at;
+        std::vector<slot_range> ranges;
+        sync_outcome last;
+        bool tried = false;
+        bool broke_off = false;  // a stream from it was ever cut short
+    };
+    struct plan {
         std::vector<group> groups;
         std::vector<source> sources;
+        void ask(const slot_range& r, const node& n) {
+            auto s = std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == n.id; });
+            if (s == sources.end()) s = sources.insert(sources.end(), source{n, {}, {}, false, false});
+            s->ranges.push_back(r);
+        }
+    };
+
+    // The groups of the current map that hold this node (and `with`, when given), each to be asked
+    // of its other holders (`with` too when `ask_with`).
+    [[nodiscard]] plan plan_from_map(std::optional<node_id> with, bool ask_with) const {
+        plan p;
+        const auto& m = view_.current();
         m.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
             if (std::find(holders.begin(), holders.end(), self_) == holders.end()) return;
             if (with && std::find(holders.begin(), holders.end(), *with) == holders.end()) return;
@@ -251,13 +298,24 @@ private:
                 const node* n = id == self_ || (with && id == *with && !ask_with) ? nullptr : m.find(id);
                 if (!n) continue;
                 g.others.push_back(id);
-                auto s = std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == id; });
-                if (s == sources.end()) s = sources.insert(sources.end(), source{*n, {}, {}, false, false});
-                s->ranges.push_back(r);
+                p.ask(r, *n);
             }
             g.ready = g.others.empty();
-            groups.push_back(std::move(g));
+            p.groups.push_back(std::move(g));
         });
+        return p;
+    }
+
+    void catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
+                  bool ask_with = true, const std::function<void()>& waiting = {}) {
+        std::lock_guard one_at_a_time(catch_up_mutex_);
+        run(plan_from_map(with, ask_with), log, with, alone_after, waiting);
+    }
+
+    void run(plan p, const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
+             const std::function<void()>& waiting = {}, std::string_view what = {}) {
+        auto& groups = p.groups;
+        auto& sources = p.sources;
         if (with) {
             for (const auto& g : groups) ready_.set(g.range, false);
             if (waiting) waiting();
@@ -327,7 +385,9 @@ private:
         peers_.store(complete, std::memory_order_relaxed);
         if (!sources.empty())
             log(fmt::format("caught up{}: {} records in all; complete streams from {} of {} peers",
-                            with ? fmt::format(" on the slots shared with peer {}", *with) : std::string(),
+                            !what.empty() ? std::string(what)
+                            : with      ? fmt::format(" on the slots shared with peer {}", *with)
+                                        : std::string(),
                             records_.load(std::memory_order_relaxed), complete, sources.size()));
     }
 
@@ -339,6 +399,7 @@ private:
     protocol::hello_request hello_;
     lease_grants* grants_;
     any_storage* storage_;
+    hand_offs* handing_;
 
     std::atomic<bool> serving_{false};
     std::atomic<bool> stopping_{false};

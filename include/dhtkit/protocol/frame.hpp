@@ -53,9 +53,10 @@ enum class opcode : std::uint8_t {
     lease = 16,           // to a node sharing slots: grant the asker (node id in the value) a read lease
     auth = 17,            // the client password (value), when the peer has one: then anything else may follow
     expire = 18,          // on KEY's holder: its value expires at the u64 (ms since the epoch) in the value; 0: never
+    map = 19,             // the answering node's cluster map: its epoch and nodes (the policy places the slots)
 };
 
-inline constexpr std::uint8_t max_opcode = 18;
+inline constexpr std::uint8_t max_opcode = 19;
 
 // Header flag of a sync reply: more records follow under the same request id.
 inline constexpr std::uint8_t flag_more = 1;
@@ -82,6 +83,7 @@ enum class status : std::uint8_t {
     refused = 5,         // e.g. a file name outside the shared folder
     unavailable = 6,     // the peer cannot do it now (a holder down, a file gone)
     internal_error = 7,
+    moved = 8,           // live membership: the key's slot is held elsewhere in the answering node's newer map
 };
 
 [[nodiscard]] constexpr std::string_view to_string(status s) noexcept {
@@ -94,6 +96,7 @@ enum class status : std::uint8_t {
         case status::refused: return "refused";
         case status::unavailable: return "unavailable";
         case status::internal_error: return "internal error";
+        case status::moved: return "moved";
     }
     return "unknown status";
 }
