@@ -49,6 +49,7 @@ for run in $(seq 1 "$runs"); do
   victim=$((peers - 1))
   t0=$(now)
   kill -KILL "${pids[$victim]}"
+  wait "${pids[$victim]}" 2> /dev/null || true
   detected=
   healed=
   while [[ -z "$healed" ]]; do

@@ -58,7 +58,7 @@ class load {
 public:
     load(const cluster_settings& c, const options& o) : cluster_(c), opt_(o), value_(o.value_size, 'v') {
         // Each connection asks only the home of its keys, as a slot-aware client would.
-        const auto map = initial_cluster_map(c, static_backup(c.backups));
+        const auto map = initial_cluster_map(c);
         keys_by_peer_.resize(c.peers.size());
         for (std::size_t i = 0; i < o.keys; ++i) {
             auto key = fmt::format("key{:013}", i);

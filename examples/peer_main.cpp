@@ -118,7 +118,14 @@ int main(int argc, char** argv) try {
     bool serve_only = false, alone = false, daemon = false, stop = false;
     std::optional<std::string> pid_flag, log_flag;
     app.add_option("--config", config, "the cluster's TOML file (peers, folders, pool size, limits)")->required();
-    app.add_option("--id", id, "which peer of the file this process is")->required();
+    auto* id_flag = app.add_option("--id", id, "which peer of the file this process is");
+    std::string listen, dir, join;
+    auto* join_flag = app.add_option("--join", join,
+                                     "with [replication] policy = \"dynamic\": join the running cluster through the "
+                                     "member at HOST:PORT, as a peer that is not in the file (with --listen and --dir)");
+    app.add_option("--listen", listen, "with --join: this peer's HOST:PORT")->needs(join_flag);
+    app.add_option("--dir", dir, "with --join: this peer's folder (its shared and data folders go inside)")->needs(join_flag);
+    id_flag->excludes(join_flag);
     app.add_flag("--no-client", serve_only, "serve only, with no command reading, until SIGTERM or SIGINT");
     app.add_flag("--no-supervisor", alone, "run the worker alone, with no monitor process restarting it");
     app.add_flag("--daemon", daemon,
@@ -136,6 +143,12 @@ int main(int argc, char** argv) try {
 
     auto cluster = dhtkit::load_config(config);
     cluster.storage.repair = repair;
+    if (!join.empty()) {
+        if (listen.empty() || dir.empty()) throw std::runtime_error("--join needs --listen HOST:PORT and --dir DIR");
+        id = dhtkit::add_joining_peer(cluster, join, listen, dir);
+    } else if (id_flag->count() == 0) {
+        throw std::runtime_error("--id N (a peer of the file) or --join HOST:PORT is required");
+    }
     const auto& self = cluster.peer(id);
     // Every path is absolute before a daemon detaches, whatever its working directory.
     auto pid_path = std::filesystem::absolute(pid_flag ? std::filesystem::path(*pid_flag)

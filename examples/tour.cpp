@@ -29,7 +29,7 @@ int main(int argc, char** argv) try {
 
     // Placement: the cluster map gives each of Redis Cluster's 16384 slots its holders; a key's
     // slot is CRC16 of the key (or of its {hash tag}), the same on every host.
-    auto map = initial_cluster_map(cluster, static_backup(cluster.backups));
+    auto map = initial_cluster_map(cluster);
     std::map<node_id, int> homes;
     for (int i = 0; i < 3000; ++i) homes[map.holders_of_key(fmt::format("key-{}", i)).front()]++;
     for (auto [id, n] : homes) fmt::print("place    peer {} is home to {} of 3000 keys\n", id, n);

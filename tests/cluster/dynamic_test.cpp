@@ -279,3 +279,78 @@ TEST_CASE("dynamic: kill -9 of a peer under load, then of another once healed: e
     CHECK(checked == 3 * w.keys.size());
     CHECK(wrong == 0);
 }
+
+namespace {
+
+// Of the slot copies of `after`, the fraction on a node that did not hold that slot in `before`.
+double moved_fraction(const dhtkit::cluster_map& before, const dhtkit::cluster_map& after) {
+    std::size_t moved = 0, copies = 0;
+    for (std::size_t s = 0; s < dhtkit::slot_count; ++s) {
+        const auto slot = static_cast<dhtkit::slot_t>(s);
+        for (auto id : after.holders(slot)) {
+            ++copies;
+            moved += before.holds(id, slot) ? 0 : 1;
+        }
+    }
+    return static_cast<double>(moved) / static_cast<double>(copies);
+}
+
+// Every key on every holder of `c`'s map is the last acknowledged write or a later unknown one.
+std::size_t wrong_copies(dhtkit::client& c, const recorded_writes& w) {
+    std::size_t wrong = 0;
+    for (const auto& [key, h] : w.keys)
+        for (auto holder : c.holders(key)) {
+            auto own = test::own_copy(c, holder, key);
+            if (!own || !w.allows(h, own->present, own->deleted, own->value)) {
+                ++wrong;
+                UNSCOPED_INFO("peer " << holder << " holds "
+                                      << (!own ? "(no answer)" : own->present && !own->deleted ? own->value : "nothing")
+                                      << " of " << key);
+            }
+        }
+    return wrong;
+}
+
+}  // namespace
+
+TEST_CASE("dynamic: a peer outside the file joins under load, takes about 1/N of the copies, and holds every acknowledged write",
+          "[dynamic]") {
+    test::local_cluster cluster(dynamic(3));
+    cluster.start_all();
+    dhtkit::client c(cluster.config());
+    REQUIRE(test::eventually([&] {
+        for (int p : {0, 1, 2})
+            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "3") return false;
+        return true;
+    }, 20s));
+    const auto before = c.map();
+
+    recorded_writes w;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 2; ++t) writers.emplace_back([&, t] { write_until(cluster, w, t, stop); });
+    std::this_thread::sleep_for(500ms);  // load before the join: the writers run meanwhile
+
+    const int joiner = cluster.start_joining(1);
+    const auto joiner_id = cluster.joined_id(joiner);
+    REQUIRE(joiner_id >= (std::uint64_t{1} << 62));
+    REQUIRE(test::eventually([&] {
+        if (!c.learn_map_from(0) && c.map().nodes().size() < 4) return false;
+        for (const auto& n : c.map().nodes())
+            if (test::stat_value(c, n.id, "members_alive") != "4" || test::stat_value(c, n.id, "under_replicated_slots") != "0")
+                return false;
+        return true;
+    }, 40s));
+    std::this_thread::sleep_for(500ms);  // load after the join
+    stop = true;
+    for (auto& t : writers) t.join();
+    while (c.learn_map_from(0)) {
+    }
+    CHECK(c.map().nodes().size() == 4);
+    CHECK(std::stoul(test::stat_value(c, joiner_id, "slots_held")) > 0);
+    const double moved = moved_fraction(before, c.map());
+    INFO("moved " << moved << " of the slot copies; acknowledged " << w.acked.load() << ", failed " << w.failed.load());
+    CHECK(moved <= 1.1 / 4);
+    CHECK(w.acked.load() > 0);
+    CHECK(wrong_copies(c, w) == 0);
+}

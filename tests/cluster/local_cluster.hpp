@@ -172,6 +172,55 @@ public:
         }
     }
 
+    // Starts a peer that is not in the file, joining through peer `through` (dhtkit-peer --join,
+    // live membership only), in a folder of its own; returns once it serves. Its index (for kill,
+    // stop, pid) follows the file's peers; its node id is what it chose (joined_id).
+    int start_joining(int through) {
+        const int index = static_cast<int>(processes_.size());
+        processes_.emplace_back();
+        auto listener = dhtkit::net::tcp_listener::bind(dhtkit::net::endpoint::parse("127.0.0.1:0"));
+        const std::string listen = fmt::format("127.0.0.1:{}", listener.local().port());
+        listener.close();
+        joined_.push_back({index, listener.local().port(), dir_ / fmt::format("joined{}", index)});
+        const std::string join = fmt::format("{}:{}", config_.peers.at(static_cast<std::size_t>(through)).host, port(through));
+        const std::string folder = joined_.back().dir.string();
+        const std::string cfg = config_file_.string();
+        auto& p = processes_.back();
+        int err[2];
+        if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::dup2(err[1], 2);
+            ::execl(DHTKIT_PEER_BINARY, DHTKIT_PEER_BINARY, "--config", cfg.c_str(), "--join", join.c_str(), "--listen",
+                    listen.c_str(), "--dir", folder.c_str(), "--no-client", "--no-supervisor", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        ::close(err[1]);
+        p.pid = pid;
+        p.stderr_pipe.reset(err[0]);
+        p.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+        try {
+            wait_serving(p, index);
+        } catch (...) {
+            stop(index);
+            throw;
+        }
+        return index;
+    }
+    // The node id a peer started by start_joining chose, and its port.
+    [[nodiscard]] std::uint64_t joined_id(int index) const {
+        for (const auto& j : joined_)
+            if (j.index == index) {
+                std::uint64_t id = 0;
+                std::ifstream(j.dir / "data" / "node_id") >> id;
+                return id;
+            }
+        throw std::logic_error("not a joined peer");
+    }
+
     // Sends `sig`; for SIGKILL also reaps the process.
     void kill(int id, int sig = SIGKILL) {
         auto& p = processes_.at(static_cast<std::size_t>(id));
@@ -247,6 +296,13 @@ public:
     }
 
 private:
+    struct joined_peer {
+        int index;
+        std::uint16_t port;
+        std::filesystem::path dir;
+    };
+    std::vector<joined_peer> joined_;
+
     struct process {
         pid_t pid = -1;
         dhtkit::net::unique_fd pidfd;

@@ -22,7 +22,8 @@ gossip_message sample(gossip_kind kind) {
 
 TEST_CASE("gossip datagrams round-trip, signed and unsigned") {
     const auto key = derive_key("the secret");
-    for (auto kind : {gossip_kind::ping, gossip_kind::ack, gossip_kind::ping_req, gossip_kind::sync, gossip_kind::sync_reply}) {
+    for (auto kind : {gossip_kind::ping, gossip_kind::ack, gossip_kind::ping_req, gossip_kind::sync, gossip_kind::sync_reply,
+                      gossip_kind::gossip}) {
         auto m = sample(kind);
         for (const cluster_key* k : {static_cast<const cluster_key*>(nullptr), &key}) {
             auto bytes = encode(m, k);

@@ -9,7 +9,7 @@
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000,
 //                 policy = "static" (or "dynamic": live membership, cluster/membership.hpp)
 //   [membership]  probe_interval_ms = 1000, probe_timeout_ms = 500, suspicion_mult = 3,
-//                 indirect_probes = 3, sync_interval_ms = 5000, leave_on_stop = false
+//                 indirect_probes = 3, sync_interval_ms = 5000, gossip_interval_ms = 200, leave_on_stop = false
 //   [storage]     mode = "memory" (or "log"), fsync = "everysec" (or "always", "no"), compact_after_mb = 64
 //   [resp]        route = "moved" (or "forward": a peer forwards a RESP request for a key it does not hold)
 //   [supervisor]  max_restarts = 5, window_s = 60
@@ -31,6 +31,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -146,7 +147,7 @@ inline const std::vector<known_table>& known_tables() {
         {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
         {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy"}},
         {"membership", {"probe_interval_ms", "probe_timeout_ms", "suspicion_mult", "indirect_probes", "sync_interval_ms",
-                        "leave_on_stop"}},
+                        "gossip_interval_ms", "leave_on_stop"}},
         {"storage", {"mode", "fsync", "compact_after_mb"}},
         {"resp", {"route"}},
         {"security", {"cluster_secret_file", "client_password_file"}},
@@ -267,6 +268,8 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     ms.indirect_probes = in.integer<unsigned>(view["membership"]["indirect_probes"], "membership.indirect_probes", 0, 16, 3);
     ms.sync_interval = std::chrono::milliseconds(
         in.integer<std::int64_t>(view["membership"]["sync_interval_ms"], "membership.sync_interval_ms", 100, 3'600'000, 5000));
+    ms.gossip_interval = std::chrono::milliseconds(
+        in.integer<std::int64_t>(view["membership"]["gossip_interval_ms"], "membership.gossip_interval_ms", 10, 60'000, 200));
     if (auto l = view["membership"]["leave_on_stop"]) {
         if (!l.is_boolean()) in.fail("membership.leave_on_stop", "true or false");
         c.leave_on_stop = l.as_boolean()->get();
@@ -324,6 +327,60 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     if (!c.live_membership && c.backups >= c.peers.size() && c.backups > 0)
         c.backups = static_cast<unsigned>(c.peers.size() - 1);
     return c;
+}
+
+// A peer that is not in the file joins a live cluster (dhtkit-peer --join JOIN --listen LISTEN
+// --dir DIR): it is added to `cluster` as a peer that is not a seed, its shared and data folders
+// inside DIR. Its node id is chosen once, at random above every id a file may give (2^62), and
+// kept in DIR/data/node_id, so that a restart is the same node. Returns the id.
+inline std::uint64_t add_joining_peer(cluster_settings& cluster, const std::string& join, const std::string& listen,
+                                      const std::filesystem::path& dir) {
+    const std::string where = cluster.source.empty() ? std::string("the cluster settings") : cluster.source.string();
+    if (!cluster.live_membership)
+        throw config_error(fmt::format("{}: --join needs [replication] policy = \"dynamic\"", where));
+    auto split = [](const std::string& text, std::string_view flag) {
+        auto colon = text.rfind(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+            throw config_error(fmt::format("{} {}: expected HOST:PORT", flag, text));
+        auto host = text.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        unsigned long port = 0;
+        for (char c : text.substr(colon + 1)) {
+            if (c < '0' || c > '9' || (port = port * 10 + static_cast<unsigned long>(c - '0')) > 65535)
+                throw config_error(fmt::format("{} {}: the port is a number from 1 to 65535", flag, text));
+        }
+        if (port == 0) throw config_error(fmt::format("{} {}: the port is a number from 1 to 65535", flag, text));
+        return std::pair{host, static_cast<std::uint16_t>(port)};
+    };
+    (void)split(join, "--join");
+    auto [host, port] = split(listen, "--listen");
+    peer_settings p;
+    p.host = host;
+    p.port = port;
+    p.seed = false;
+    const auto base = std::filesystem::absolute(dir);
+    p.shared_dir = base / "shared";
+    p.data_dir = base / "data";
+    std::filesystem::create_directories(p.shared_dir);
+    std::filesystem::create_directories(p.data_dir);
+    const auto id_file = p.data_dir / "node_id";
+    if (std::ifstream in(id_file); in) {
+        if (!(in >> p.id) || p.id < (std::uint64_t{1} << 62))
+            throw config_error(fmt::format("{}: not a node id this program wrote (remove it to start as a new node)",
+                                           id_file.string()));
+    } else {
+        std::random_device rd;
+        p.id = (std::uint64_t{1} << 62) | ((std::uint64_t{rd()} << 32 | rd()) & ((std::uint64_t{1} << 62) - 1));
+        std::ofstream out(id_file);
+        out << p.id << "\n";
+        if (!out.flush()) throw config_error(fmt::format("{}: cannot write the node id", id_file.string()));
+    }
+    for (const auto& q : cluster.peers)
+        if (q.host == p.host && q.port == p.port)
+            throw config_error(fmt::format("--listen {}: peer {} of {} has that address", listen, q.id, where));
+    cluster.join = join;
+    cluster.peers.push_back(p);
+    return p.id;
 }
 
 inline cluster_settings load_config(const std::filesystem::path& file) {

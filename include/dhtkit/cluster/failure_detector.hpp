@@ -8,6 +8,7 @@
 // at start until one answers, the whole view is swapped with one member (a seed at first). Each
 // change of the view calls `on_change` on this thread, with the lock held: it must not call back.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -115,6 +116,7 @@ private:
         auto now = clock::now();
         auto next_round = now;
         auto next_sync = now;
+        auto next_gossip = now;
         std::string buffer;
         while (!stopping_.load(std::memory_order_acquire)) {
             now = clock::now();
@@ -134,6 +136,15 @@ private:
                         counters_.indirect_probes.fetch_add(1, std::memory_order_relaxed);
                     }
                 }
+                if (now >= next_gossip) {
+                    if (view_.news_pending() > 0)
+                        for (const auto& m : view_.gossip_targets(opt.gossip_fanout)) {
+                            auto items = news();
+                            if (items.empty()) break;
+                            send(m.at, message(protocol::gossip_kind::gossip, 0, std::move(items)));
+                        }
+                    next_gossip = now + opt.gossip_interval;
+                }
                 if (now >= next_sync) {
                     sync_now();
                     // Until some node has answered, ask again soon: a cluster is starting.
@@ -143,7 +154,7 @@ private:
                     it = it->second.expires <= now ? relays_.erase(it) : std::next(it);
                 if (view_.tick(now)) changed();
             }
-            auto until = std::min(next_round, next_sync);
+            auto until = std::min({next_round, next_sync, next_gossip});
             if (probe_ && !probe_->indirect_sent) until = std::min(until, probe_->direct_deadline);
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()) + std::chrono::milliseconds(1);
             wait = std::clamp(wait, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
@@ -220,6 +231,7 @@ private:
                 send(m->target, message(protocol::gossip_kind::ping, seq, news()));
                 break;
             }
+            case protocol::gossip_kind::gossip: break;
             case protocol::gossip_kind::sync:
                 send_to(from, message(protocol::gossip_kind::sync_reply, 0, view_.members()));
                 [[fallthrough]];

@@ -54,7 +54,22 @@ public:
     void start(const std::vector<node>& grantors) {
         std::lock_guard lock(mutex_);
         if (stopping_ || !threads_.empty()) return;
-        for (const auto& n : grantors) threads_.emplace_back([this, n] { run(n); });
+        for (const auto& n : grantors) {
+            renewing_.push_back(n.id);
+            threads_.emplace_back([this, n] { run(n); });
+        }
+    }
+
+    // Starts renewing from `grantor` too, unless it does already (live membership: a member that
+    // joined shares slots with this node). Its leases must have room in `held` (add) first.
+    void add(const node& grantor) {
+        std::lock_guard lock(mutex_);
+        if (stopping_ || grantor.id == self_ ||
+            std::find(renewing_.begin(), renewing_.end(), grantor.id) != renewing_.end())
+            return;
+        renewing_.push_back(grantor.id);
+        ++first_answers_;  // a node that serves already does not wait for this one's first answer
+        threads_.emplace_back([this, grantor] { run(grantor); });
     }
 
     // Waits (up to `limit`) until every grantor was asked once and its answer taken in — a grant,
@@ -191,6 +206,7 @@ private:
     bool stopping_ = false;  // guarded by mutex_
     std::size_t first_answers_ = 0;  // guarded by mutex_
     std::vector<std::thread> threads_;
+    std::vector<node_id> renewing_;  // guarded by mutex_: the grantors threads_ renew from
 };
 
 }  // namespace dhtkit

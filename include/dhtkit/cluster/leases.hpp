@@ -26,12 +26,14 @@
 //
 // cluster/lease_keeper.hpp renews them.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "dhtkit/cluster/cluster_map.hpp"
@@ -120,14 +122,32 @@ class lease_holdings {
 public:
     using clock = std::chrono::steady_clock;
 
+    // Room for this many grantors over the node's life: with live membership, members that join
+    // later are added (add); their entries are never removed, so readers need no lock.
+    static constexpr std::size_t capacity = 1024;
+
     explicit lease_holdings(const std::vector<node_id>& others) {
-        for (auto id : others) held_.try_emplace(id);
+        for (auto id : others) add(id);
+    }
+
+    // Makes room for leases from `id` (none held yet). False when there is no room left.
+    bool add(node_id id) noexcept {
+        for (std::size_t i = 0; i < capacity; ++i) {
+            auto& e = held_[(mix(id) + i) % capacity];
+            auto at = e.id.load(std::memory_order_acquire);
+            if (at == id) return true;
+            if (at != empty) continue;
+            std::uint64_t expected = empty;
+            if (e.id.compare_exchange_strong(expected, id, std::memory_order_acq_rel)) return true;
+            if (expected == id) return true;
+        }
+        return false;
     }
 
     // The lease from `from` is current.
     [[nodiscard]] bool valid(node_id from, clock::time_point now = clock::now()) const noexcept {
-        auto it = held_.find(from);
-        return it != held_.end() && now.time_since_epoch().count() < it->second.until.load(std::memory_order_acquire);
+        const auto* l = find(from);
+        return l && now.time_since_epoch().count() < l->until.load(std::memory_order_acquire);
     }
     // Why a lapsed lease is excused: its grantor's port refuses connections (the process is gone,
     // and a new one grants nothing before it caught up), or it does not answer at all (dead host,
@@ -140,10 +160,10 @@ public:
     // node that still hears from another holder; "majority" does not).
     // An excuse runs out (see the top): a node paused past it asks again before it answers.
     [[nodiscard]] absence excused_as(node_id from, clock::time_point now = clock::now()) const noexcept {
-        auto it = held_.find(from);
-        if (it == held_.end()) return absence::none;
-        const auto why = it->second.excused.load(std::memory_order_acquire);
-        if (why == absence::none || now.time_since_epoch().count() >= it->second.excused_until.load(std::memory_order_acquire))
+        const auto* l = find(from);
+        if (!l) return absence::none;
+        const auto why = l->excused.load(std::memory_order_acquire);
+        if (why == absence::none || now.time_since_epoch().count() >= l->excused_until.load(std::memory_order_acquire))
             return absence::none;
         return why;
     }
@@ -156,32 +176,51 @@ public:
     }
 
     void renewed(node_id from, clock::time_point asked_at, std::chrono::milliseconds term) noexcept {
-        auto it = held_.find(from);
-        if (it == held_.end()) return;
-        it->second.until.store((asked_at + term).time_since_epoch().count(), std::memory_order_release);
-        it->second.excused.store(absence::none, std::memory_order_release);
+        auto* l = find(from);
+        if (!l) return;
+        l->until.store((asked_at + term).time_since_epoch().count(), std::memory_order_release);
+        l->excused.store(absence::none, std::memory_order_release);
     }
     void revoke(node_id from) noexcept {
-        auto it = held_.find(from);
-        if (it == held_.end()) return;
-        it->second.until.store(0, std::memory_order_release);
-        it->second.excused.store(absence::none, std::memory_order_release);
+        auto* l = find(from);
+        if (!l) return;
+        l->until.store(0, std::memory_order_release);
+        l->excused.store(absence::none, std::memory_order_release);
     }
     // Excused until `until` (the failed request's time plus excuse_term).
     void excuse(node_id from, absence why, clock::time_point until) noexcept {
-        auto it = held_.find(from);
-        if (it == held_.end()) return;
-        it->second.excused_until.store(until.time_since_epoch().count(), std::memory_order_release);
-        it->second.excused.store(why, std::memory_order_release);
+        auto* l = find(from);
+        if (!l) return;
+        l->excused_until.store(until.time_since_epoch().count(), std::memory_order_release);
+        l->excused.store(why, std::memory_order_release);
     }
 
 private:
+    // No node has this id: ids are below 2^62 (the config's bound) or random below 2^63.
+    static constexpr std::uint64_t empty = ~std::uint64_t{0};
+
     struct lease {
+        std::atomic<std::uint64_t> id{empty};
         std::atomic<clock::rep> until{0};
         std::atomic<absence> excused{absence::none};
         std::atomic<clock::rep> excused_until{0};
     };
-    std::unordered_map<node_id, lease> held_;  // its shape never changes after construction
+
+    [[nodiscard]] static std::size_t mix(node_id id) noexcept {
+        return static_cast<std::size_t>((id * 0x9E3779B97F4A7C15ULL) >> 32);
+    }
+    [[nodiscard]] const lease* find(node_id id) const noexcept {
+        for (std::size_t i = 0; i < capacity; ++i) {
+            const auto& e = held_[(mix(id) + i) % capacity];
+            const auto at = e.id.load(std::memory_order_acquire);
+            if (at == id) return &e;
+            if (at == empty) return nullptr;
+        }
+        return nullptr;
+    }
+    [[nodiscard]] lease* find(node_id id) noexcept { return const_cast<lease*>(std::as_const(*this).find(id)); }
+
+    std::array<lease, capacity> held_{};
 };
 
 }  // namespace dhtkit

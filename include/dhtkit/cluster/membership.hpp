@@ -50,6 +50,10 @@ struct membership_options {
     unsigned retransmit_mult = 4;
     // A full exchange of views with one random member this often (joins, and partitions healing).
     std::chrono::milliseconds sync_interval{5000};
+    // News, when there is any, goes to `gossip_fanout` random members this often besides riding
+    // on probes: a suspicion or a death reaches everyone in a few hundred milliseconds.
+    std::chrono::milliseconds gossip_interval{200};
+    unsigned gossip_fanout = 3;
 };
 
 class membership {
@@ -179,6 +183,16 @@ public:
         std::vector<member> all;
         for (const auto& [id, e] : members_)
             if (id != self_id_ && id != target && e.record.at.state == node_state::member) all.push_back(e.record);
+        std::shuffle(all.begin(), all.end(), rng_);
+        if (all.size() > k) all.resize(k);
+        return all;
+    }
+
+    // Up to `k` members to send news to, alive or suspect (a suspect must hear it is suspected).
+    [[nodiscard]] std::vector<member> gossip_targets(std::size_t k) {
+        std::vector<member> all;
+        for (const auto& [id, e] : members_)
+            if (id != self_id_ && placed(e.record.at.state)) all.push_back(e.record);
         std::shuffle(all.begin(), all.end(), rng_);
         if (all.size() > k) all.resize(k);
         return all;

@@ -137,7 +137,8 @@ private:
 // maps change as members come and go, but the policy, R and the seeds of its file do not.
 [[nodiscard]] inline std::uint64_t live_cluster_identity(const cluster_settings& cluster) {
     std::vector<std::string> seeds;
-    for (const auto& p : cluster.peers) seeds.push_back(fmt::format("{}@{}:{}", p.id, p.host, p.port));
+    for (const auto& p : cluster.peers)
+        if (p.seed) seeds.push_back(fmt::format("{}@{}:{}", p.id, p.host, p.port));
     std::sort(seeds.begin(), seeds.end());
     auto text = fmt::format("dynamic|{}|{}|{}", cluster.backups, static_cast<int>(cluster.consistency_rule),
                             fmt::join(seeds, ","));
@@ -149,7 +150,8 @@ private:
 template <replication_policy R>
 [[nodiscard]] cluster_map initial_cluster_map(const cluster_settings& cluster, const R& policy) {
     std::vector<node> nodes;
-    for (const auto& p : cluster.peers) nodes.push_back({p.id, p.host, p.port, node_state::member, p.resp_port});
+    for (const auto& p : cluster.peers)
+        if (p.seed) nodes.push_back({p.id, p.host, p.port, node_state::member, p.resp_port});
     if constexpr (R::follows_membership) {
         auto slots = policy.place(nodes);
         const auto epoch = nodes.size();

@@ -147,7 +147,10 @@ public:
             following_.store(true, std::memory_order_release);
             detector_->with_view([this](const membership& v) { follow(v); });
         }
+        for (const auto& n : grantors()) held_.add(n.id);
         keeper_.start(grantors());  // reads and writes wait for the first grants (or excuses)
+        keeper_started_.store(true, std::memory_order_release);
+        if (detector_) detector_->with_view([this](const membership&) { share_leases(); });  // what changed meanwhile
         keeper_.wait_first_answers(std::chrono::seconds(10));
         files_.announce_folder();
     }
@@ -210,9 +213,16 @@ private:
         std::vector<node> seeds;
         std::vector<net::endpoint> seed_addresses;
         for (const auto& p : cluster_.peers) {
-            if (p.id == self_.id) continue;
+            if (p.id == self_.id || !p.seed) continue;
             seeds.push_back({p.id, p.host, p.port, node_state::member, p.resp_port});
             seed_addresses.push_back(net::endpoint::resolve(p.host, p.port));
+        }
+        // A peer joining from outside the file asks the member it was given first.
+        if (!cluster_.join.empty()) {
+            auto colon = cluster_.join.rfind(':');
+            seed_addresses.insert(seed_addresses.begin(),
+                                  net::endpoint::resolve(cluster_.join.substr(0, colon),
+                                                         static_cast<std::uint16_t>(std::stoul(cluster_.join.substr(colon + 1)))));
         }
         membership view({self_.id, self_.host, self_.port, node_state::member, self_.resp_port}, std::move(seeds),
                         cluster_.membership);
@@ -245,10 +255,20 @@ private:
             sync_.mark_waiting(ranges);
         }
         view_->publish(std::move(after));
+        share_leases();
         if (!gained.empty()) {
             std::lock_guard lock(heal_mutex_);
             heal_queue_.push_back(std::move(gained));
             heal_wake_.notify_one();
+        }
+    }
+
+    // Read leases from every node this one now shares slots with: a member that joined, or this
+    // node's co-holders once it joined itself. Entries are only ever added.
+    void share_leases() {
+        for (const auto& n : grantors()) {
+            held_.add(n.id);
+            if (keeper_started_.load(std::memory_order_acquire)) keeper_.add(n);
         }
     }
 
@@ -411,6 +431,7 @@ private:
     std::deque<std::vector<std::pair<slot_range, std::vector<node>>>> heal_queue_;  // guarded by heal_mutex_
     bool heal_stopping_ = false;                                                   // guarded by heal_mutex_
     std::atomic<bool> following_{false};  // maps follow the view once the catch-up at start is done
+    std::atomic<bool> keeper_started_{false};
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::atomic<bool> started_{false};

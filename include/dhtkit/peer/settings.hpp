@@ -30,6 +30,9 @@ struct peer_settings {
     std::filesystem::path shared_dir;
     std::filesystem::path data_dir;
     std::uint16_t resp_port = 0;  // RESP clients (redis-cli and the like) connect here; 0: none
+    // A peer of the file (a seed: in the first map). False for one that joined a live cluster
+    // later (dhtkit-peer --join): it is this process itself, known to the others by gossip.
+    bool seed = true;
 };
 
 struct limits_settings {
@@ -58,6 +61,7 @@ struct cluster_settings {
     bool live_membership = false;
     membership_options membership;  // [membership]: probing and gossip, for the dynamic policy
     bool leave_on_stop = false;     // [membership] leave_on_stop: SIGTERM hands the slots over first
+    std::string join;               // HOST:PORT of a member to join through (dhtkit-peer --join); empty: none
     // A write or record stamped further ahead of a peer's clock is refused.
     std::chrono::milliseconds max_clock_skew{60000};
     storage_settings storage;  // [storage]: what outlives a peer's process (memory: nothing)

@@ -122,7 +122,7 @@ public:
     // Catches up slots this node gained (marked waiting first), each range from the nodes given
     // with it: its holders before the change that are still up, and its other holders after.
     void catch_up_gained(const std::vector<std::pair<slot_range, std::vector<node>>>& gained, const log_fn& log,
-                         std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
+                         std::chrono::milliseconds alone_after = std::chrono::seconds(30)) {
         std::lock_guard one_at_a_time(catch_up_mutex_);
         plan p;
         for (const auto& [range, from] : gained) {
@@ -169,6 +169,14 @@ public:
         if (!ask || ask->ranges.empty()) {
             reply.code = protocol::status::bad_request;
             protocol::append_frame(c.out, reply, {}, "a sync request is the asker's node id, then slot ranges");
+            return;
+        }
+        // A live cluster's new member asks before this node has heard of it: it could not copy
+        // later writes there (no address), so the stream would not be complete. It asks again.
+        if (handing_ && ask->asker != self_ && !view_.current().find(ask->asker)) {
+            reply.code = protocol::status::unavailable;
+            protocol::append_frame(c.out, reply, {},
+                                   fmt::format("peer {} has not heard of node {} yet: ask again", self_, ask->asker));
             return;
         }
         // The asker is up again: copies go to it directly from now on, and what it missed before

@@ -8,7 +8,8 @@
 //                               host (u8 length, bytes)
 //   | with flag 1: nonce 16 bytes | MAC 32 bytes
 //
-// `cluster` is the cluster's identity: a datagram from another cluster that happens to share a
+// Kinds: ping, ack, ping_req (probe `target` for me), sync and sync_reply (whole views), gossip
+// (news, no answer). `cluster` is the cluster's identity: a datagram from another cluster that happens to share a
 // port is dropped. With a cluster secret, every datagram carries a fresh random nonce and a MAC
 // (keyed BLAKE2b, as protocol/auth.hpp) over everything before the MAC; a node with the secret
 // drops what is unsigned or wrongly signed. A recorded datagram sent again is worth little: an
@@ -37,6 +38,7 @@ enum class gossip_kind : std::uint8_t {
     ping_req = 3,   // probe `target` for me, and send me its ack
     sync = 4,       // my whole view; answer with yours (sync_reply)
     sync_reply = 5,
+    gossip = 6,     // news only, no answer
 };
 
 struct gossip_message {
@@ -151,7 +153,7 @@ enum class gossip_refusal { none, malformed, unsigned_message, bad_mac };
     std::uint8_t kind = 0, f = 0;
     if (!r.integer(kind) || !r.integer(f) || !r.integer(m.seq) || !r.integer(m.from) || !r.integer(m.cluster))
         return refuse(gossip_refusal::malformed);
-    if (kind < 1 || kind > 5) return refuse(gossip_refusal::malformed);
+    if (kind < 1 || kind > 6) return refuse(gossip_refusal::malformed);
     m.kind = static_cast<gossip_kind>(kind);
     if (m.kind == gossip_kind::ping_req &&
         (!r.integer(m.target.id) || !r.integer(m.target.port) || !detail::read_host(r, m.target.host)))
