@@ -56,6 +56,12 @@ int run(const run_context& ctx_in) {
     try {
         peer.emplace(ctx_in.cluster, ctx_in.id);
         peer->on_log([log = ctx_in.log](const std::string& line) { log->warn(line); });
+        // Asked to leave (`dhtkit-cli --peer N leave`): once the slots are handed over, stop as
+        // SIGTERM stops it (the supervisor sees a clean exit and restarts nothing).
+        peer->on_left([log = ctx_in.log](const dhtkit::reply& r) {
+            log->info("{}", r.ok() ? r.value : r.error);
+            ::kill(::getpid(), SIGTERM);
+        });
         auto restarts = dhtkit::restarts_from_environment();
         peer->stats().set_restarts(restarts.restarts, restarts.last_restart);
         peer->start();
@@ -72,6 +78,7 @@ int run(const run_context& ctx_in) {
                                 [&](std::string_view n) { return peer->announce(n); },
                                 [&](std::string_view n) { return peer->withdraw(n); },
                                 peer->self().shared_dir, ::isatty(1) != 0};
+    ctx.leave_here = [&] { return peer->leave(); };
     std::unique_ptr<dhtkit::line_input> input;
     if (!ctx_in.serve_only) {
         if (::isatty(0)) {
@@ -87,6 +94,11 @@ int run(const run_context& ctx_in) {
                             mine.stop = stop;
                             return dhtkit::run_command(line, mine, out, err) != dhtkit::command_status::quit;
                         });
+    if (ctx_in.cluster.live_membership && ctx_in.cluster.leave_on_stop) {
+        ctx_in.log->info("leaving before stopping ([membership] leave_on_stop)");
+        auto r = peer->leave();
+        ctx_in.log->info("{}", r.ok() ? r.value : r.error);
+    }
     ctx_in.log->info("stopping: answering what is in flight, then closing the connections");
     peer->stop();
     ctx_in.log->info("stopped");

@@ -20,6 +20,7 @@
 #include <fmt/ranges.h>
 
 #include "local_cluster.hpp"
+#include "run_program.hpp"
 
 using namespace std::chrono_literals;
 
@@ -348,6 +349,50 @@ TEST_CASE("dynamic: a peer outside the file joins under load, takes about 1/N of
     }
     CHECK(c.map().nodes().size() == 4);
     CHECK(std::stoul(test::stat_value(c, joiner_id, "slots_held")) > 0);
+    const double moved = moved_fraction(before, c.map());
+    INFO("moved " << moved << " of the slot copies; acknowledged " << w.acked.load() << ", failed " << w.failed.load());
+    CHECK(moved <= 1.1 / 4);
+    CHECK(w.acked.load() > 0);
+    CHECK(wrong_copies(c, w) == 0);
+}
+
+TEST_CASE("dynamic: a peer told to leave (dhtkit-cli leave) hands its slots over under load and exits cleanly; nothing is lost",
+          "[dynamic]") {
+    test::local_cluster cluster(dynamic(4));
+    cluster.start_all();
+    dhtkit::client c(cluster.config());
+    REQUIRE(test::eventually([&] {
+        for (int p : {0, 1, 2, 3})
+            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "4") return false;
+        return true;
+    }, 20s));
+    const auto before = c.map();
+
+    recorded_writes w;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 2; ++t) writers.emplace_back([&, t] { write_until(cluster, w, t, stop); });
+    std::this_thread::sleep_for(500ms);  // load before the leave: the writers run meanwhile
+
+    auto said = test::run_program(cluster.dir(), {DHTKIT_CLI_BINARY, "--config", cluster.config_file().string(), "--peer",
+                                                  "3", "leave"});
+    CHECK(said.status == 0);
+    CHECK_THAT(said.out, Catch::Contains("peer 3 is leaving"));
+    int status = -1;
+    auto last_words = cluster.wait_exit(3, 60s, status);
+    INFO("peer 3 said: " << last_words);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK_THAT(last_words, Catch::Contains("slots handed over"));
+    std::this_thread::sleep_for(500ms);  // load after the leave
+    stop = true;
+    for (auto& t : writers) t.join();
+
+    REQUIRE(c.learn_map_from(0));
+    for (int p : {0, 1, 2}) {
+        CHECK(view_of(c, p)["3"] == "left");
+        CHECK(test::stat_value(c, static_cast<std::size_t>(p), "under_replicated_slots") == "0");
+    }
     const double moved = moved_fraction(before, c.map());
     INFO("moved " << moved << " of the slot copies; acknowledged " << w.acked.load() << ", failed " << w.failed.load());
     CHECK(moved <= 1.1 / 4);

@@ -40,6 +40,7 @@ inline constexpr std::string_view command_help =
     "  search NAME          list the peers that hold NAME\n"
     "  obtain NAME [DEST]   download NAME from a holder, verified, to DEST (Ctrl-C cancels)\n"
     "  peers                the cluster, and which peers answer\n"
+    "  leave                (dynamic policy) hand this peer's slots over, then stop it (dhtkit-cli: --peer N)\n"
     "  stats [ID]           a peer's counters (every peer without ID)\n"
     "  ping [ID]            ask a peer (every peer without ID) whether it is up\n"
     "  help                 this text\n"
@@ -61,6 +62,9 @@ struct command_context {
     std::optional<node_id> chosen_peer = {};
     // Requested when the user cancels the command in progress (Ctrl-C at the prompt).
     std::stop_token stop = {};
+    // Leaves the cluster from this process (the peer's prompt); when empty, `leave` asks the
+    // acting peer over the network.
+    std::function<reply()> leave_here = {};
 };
 
 // A command line split into words as a shell splits them: blanks separate words; inside '...'
@@ -229,6 +233,22 @@ inline command_status run_command(const std::vector<std::string>& words, command
         }
         if (r.ok()) fmt::print(out, "{} {}\n", reg ? "registered" : "unregistered", arg);
         return detail::report(r, err, fmt::format("file '{}'", arg));
+    }
+    if (cmd == "leave") {
+        if (args != 0) return need("leave");
+        if (ctx.leave_here) {
+            auto r = ctx.leave_here();
+            if (r.ok()) fmt::print(out, "{}\n", r.value);
+            else fmt::print(err, "error: {}\n", r.error);
+            return r.ok() ? command_status::quit : command_status::error;
+        }
+        if (!ctx.acting_peer) {
+            fmt::print(err, "error: leave needs --peer N: the peer that leaves\n");
+            return command_status::error;
+        }
+        auto r = ctx.cluster.call(*ctx.acting_peer, protocol::opcode::leave, {});
+        if (r.ok()) fmt::print(out, "{}\n", r.value);
+        return r.ok() ? command_status::done : detail::report(r, err, fmt::format("peer {}", *ctx.acting_peer));
     }
     if (cmd == "search") {
         if (args != 1) return need("search NAME");

@@ -87,7 +87,8 @@ public:
                  stats_),
           router_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
                   [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_,
-                  cluster_.cluster_key, cluster_.client_password),
+                  cluster_.cluster_key, cluster_.client_password,
+                  Replication::follows_membership ? std::function<reply()>([this] { return begin_leave(); }) : nullptr),
           resp_(self_.id, *view_, cluster_.limits, cluster_.client_password,
                 {[this](const protocol::frame_view& f, connection& c) { router_.answer(f, c); },
                  [this] { return stats_report(); }, [this] { return keys_.index().live_keys(); },
@@ -158,6 +159,10 @@ public:
     // Stops accepting, answers what the clients already sent (their writes copied first), closes.
     void stop() {
         if (!started_.exchange(false)) return;
+        {
+            std::lock_guard lock(leave_mutex_);
+            if (leaver_.joinable() && leaver_.get_id() != std::this_thread::get_id()) leaver_.join();
+        }
         if (detector_) detector_->stop();
         sync_.stop();
         stop_healing();
@@ -179,6 +184,55 @@ public:
     [[nodiscard]] peer_stats& stats() noexcept { return stats_; }
     // Where the peer's own messages go (a failed file copy, say); stderr by default. Before start().
     void on_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+
+    // Leaves a live cluster: says so (every member takes this node for departed and its slots
+    // move to their new holders), then waits up to `limit` until every member has heard it and
+    // caught up the slots it gained, serving meanwhile (the new holders catch up from here, and
+    // writes that reach this node are copied to them). Stop the peer after. The prompt's `leave`.
+    reply leave(std::chrono::milliseconds limit = std::chrono::seconds(60)) {
+        if (!detector_) return {protocol::status::bad_request, {}, "leave needs [replication] policy = \"dynamic\"", true};
+        if (left_.exchange(true)) return {protocol::status::ok, "left already", {}, true};
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto slots = std::stoul(stat_line(stats_report(), "slots_held"));
+        detector_->leave();
+        log_(fmt::format("leaving: handing {} slots over", slots));
+        std::string waiting;
+        while (std::chrono::steady_clock::now() - t0 < limit && started_.load(std::memory_order_acquire)) {
+            waiting.clear();
+            for (const auto& n : view_->current().nodes()) {
+                if (n.id == self_.id || !membership::placed(n.state)) continue;
+                auto r = client_.call(n.id, protocol::opcode::stats, {});
+                if (!r.ok()) continue;  // gone meanwhile: nothing to wait for there
+                const auto members = "," + stat_line(r.value, "members") + ",";
+                if (members.find(fmt::format(",{}:left,", self_.id)) == std::string::npos ||
+                    stat_line(r.value, "under_replicated_slots") != "0")
+                    waiting += fmt::format("{}{}", waiting.empty() ? "" : ", ", n.id);
+            }
+            if (waiting.empty()) {
+                auto said = fmt::format("left: {} slots handed over in {:.1f} s", slots,
+                                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                log_(said);
+                return {protocol::status::ok, said, {}, true};
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the caller's thread, never a loop
+        }
+        return {protocol::status::unavailable, {},
+                fmt::format("left, but peers {} had not caught up after {} ms", waiting, limit.count()), true};
+    }
+
+    // The `leave` request: leaving on a thread of its own, answered at once; `on_left` (set
+    // before start) is called when it ends, with the outcome (dhtkit-peer then stops).
+    reply begin_leave() {
+        std::lock_guard lock(leave_mutex_);
+        if (leaver_.joinable()) return {protocol::status::ok, "already leaving", {}, true};
+        leaver_ = std::thread([this] {
+            auto r = leave();
+            if (on_left_) on_left_(r);
+        });
+        return {protocol::status::ok,
+                fmt::format("peer {} is leaving: its slots go to their new holders, then it stops", self_.id), {}, true};
+    }
+    void on_left(std::function<void(const reply&)> f) { on_left_ = std::move(f); }
 
     // Registers NAME from this node's shared folder, or withdraws it (the prompt's commands).
     reply announce(std::string_view name) { return files_.announce(name); }
@@ -326,6 +380,15 @@ private:
         if (healer_.joinable()) healer_.join();
     }
 
+    // The value of one "name=value" line of a stats report; empty when absent.
+    [[nodiscard]] static std::string stat_line(const std::string& report, std::string_view name) {
+        const auto text = "\n" + report;
+        const auto at = text.find(fmt::format("\n{}=", name));
+        if (at == std::string::npos) return {};
+        const auto start = at + name.size() + 2;
+        return text.substr(start, text.find('\n', start) - start);
+    }
+
     [[nodiscard]] std::string membership_report(const cluster_map& m) const {
         if (!detector_) return "membership=static\n";
         std::size_t alive = 0;
@@ -432,6 +495,10 @@ private:
     bool heal_stopping_ = false;                                                   // guarded by heal_mutex_
     std::atomic<bool> following_{false};  // maps follow the view once the catch-up at start is done
     std::atomic<bool> keeper_started_{false};
+    std::mutex leave_mutex_;
+    std::thread leaver_;  // guarded by leave_mutex_: the `leave` request's
+    std::function<void(const reply&)> on_left_;
+    std::atomic<bool> left_{false};
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::atomic<bool> started_{false};

@@ -39,10 +39,11 @@ public:
     router(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
            const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
            std::function<std::string()> report, log_fn log, lease_grants* grants = nullptr,
-           std::shared_ptr<const protocol::cluster_key> secret = nullptr, std::string password = {})
+           std::shared_ptr<const protocol::cluster_key> secret = nullptr, std::string password = {},
+           std::function<dhtkit::reply()> leave = nullptr)
         : keys_(keys), files_(files), sync_(sync), self_(self), view_(view), source_(std::move(source)), limits_(lim),
           stats_(stats), report_(std::move(report)), log_(std::move(log)), grants_(grants), secret_(std::move(secret)),
-          password_(std::move(password)) {}
+          password_(std::move(password)), leave_(std::move(leave)) {}
 
     next_step serve(connection& c) {
         if (c.held()) return next_step::park;  // woken while parked
@@ -188,6 +189,13 @@ private:
             case opcode::stats:
                 protocol::append_frame(c.out, reply, {}, report_());
                 return false;
+            case opcode::leave: {
+                auto r = leave_ ? leave_()
+                                : dhtkit::reply{status::unknown_opcode, {}, "this peer cannot leave: its membership is static", true};
+                reply.code = r.code;
+                protocol::append_frame(c.out, reply, {}, r.ok() ? r.value : r.error);
+                return false;
+            }
             case opcode::map: {
                 const auto& m = view_.current();
                 protocol::append_frame(c.out, reply, {}, protocol::encode_nodes(m.epoch(), m.nodes()));
@@ -273,6 +281,7 @@ private:
     lease_grants* grants_;
     std::shared_ptr<const protocol::cluster_key> secret_;
     std::string password_;
+    std::function<dhtkit::reply()> leave_;  // the `leave` request: begins leaving, answers at once (null: static membership)
     log_limiter refusal_log_;
 };
 

@@ -79,7 +79,8 @@ inline void mac_of(const mac_state& keyed, const header& h, std::string_view k, 
         case opcode::replicate_file:
         case opcode::lease:
         case opcode::register_file:
-        case opcode::unregister_file: return true;
+        case opcode::unregister_file:
+        case opcode::leave: return true;
         case opcode::get:
         case opcode::search: return h.flags & flag_own_copy;
         default: return false;

@@ -54,9 +54,10 @@ enum class opcode : std::uint8_t {
     auth = 17,            // the client password (value), when the peer has one: then anything else may follow
     expire = 18,          // on KEY's holder: its value expires at the u64 (ms since the epoch) in the value; 0: never
     map = 19,             // the answering node's cluster map: its epoch and nodes (the policy places the slots)
+    leave = 20,           // live membership: the answering node hands its slots over and exits
 };
 
-inline constexpr std::uint8_t max_opcode = 19;
+inline constexpr std::uint8_t max_opcode = 20;
 
 // Header flag of a sync reply: more records follow under the same request id.
 inline constexpr std::uint8_t flag_more = 1;
