@@ -3,6 +3,7 @@
 // without the cluster's secret is refused.
 #include <catch2/catch.hpp>
 
+#include <sched.h>
 #include <signal.h>
 
 #include <atomic>
@@ -398,4 +399,80 @@ TEST_CASE("dynamic: a peer told to leave (dhtkit-cli leave) hands its slots over
     CHECK(moved <= 1.1 / 4);
     CHECK(w.acked.load() > 0);
     CHECK(wrong_copies(c, w) == 0);
+}
+
+TEST_CASE("dynamic: a peer cut off, written to on both sides, then let back in: every holder ends with the newer write",
+          "[dynamic]") {
+    if (!test::test_network::available()) {
+        WARN("not root: no network namespaces here, so no partition to test");
+        return;
+    }
+    auto opt = dynamic(5);
+    opt.own_network = true;
+    opt.membership = "anti_entropy_s = 2";
+    test::local_cluster cluster(opt);
+    cluster.start_all();
+    dhtkit::client c(cluster.config());
+    const std::vector<int> majority{0, 1, 2, 3};
+    REQUIRE(test::eventually([&] {
+        for (int p : {0, 1, 2, 3, 4})
+            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
+        return true;
+    }, 20s));
+
+    cluster.partition(4);
+    REQUIRE(test::eventually([&] { return everyone_sees(c, majority, "4", "dead"); }, 30s));
+    constexpr int keys = 40;
+    // The majority side writes first, the cut-off peer after: its writes are the newer ones.
+    for (int i = 0; i < keys; ++i) {
+        REQUIRE(c.put(fmt::format("both-{}", i), fmt::format("majority-{}", i)).ok());
+        REQUIRE(c.put(fmt::format("majority-only-{}", i), fmt::format("m-{}", i)).ok());
+    }
+    bool minority_wrote = false;
+    std::thread([&] {
+        auto ns = cluster.network_namespace(4);
+        if (!ns.valid() || ::setns(ns.get(), CLONE_NEWNET) != 0) return;
+        dhtkit::client m(cluster.config());
+        // Peer 4 alone: once it takes the others for dead, it holds every slot itself.
+        if (!test::eventually([&] {
+                m.learn_map_from(4);
+                return m.map().holders(0).size() == 1 && m.map().holders(0).front() == 4;
+            }, 30s))
+            return;
+        for (int i = 0; i < keys; ++i)
+            if (!m.put(fmt::format("both-{}", i), fmt::format("minority-{}", i)).ok() ||
+                !m.put(fmt::format("minority-only-{}", i), fmt::format("n-{}", i)).ok())
+                return;
+        minority_wrote = true;
+    }).join();
+    REQUIRE(minority_wrote);
+
+    cluster.heal(4);
+    REQUIRE(test::eventually([&] {
+        for (int p : {0, 1, 2, 3, 4})
+            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
+        return true;
+    }, 30s));
+    // Every holder of every key, by its own copy: the newer write on both sides' keys, and each
+    // side's own keys everywhere.
+    std::string last_difference;
+    auto converged = [&] {
+        c.learn_map_from(0);
+        for (int i = 0; i < keys; ++i)
+            for (auto [key, want] : {std::pair{fmt::format("both-{}", i), fmt::format("minority-{}", i)},
+                                     std::pair{fmt::format("majority-only-{}", i), fmt::format("m-{}", i)},
+                                     std::pair{fmt::format("minority-only-{}", i), fmt::format("n-{}", i)}})
+                for (auto holder : c.holders(key)) {
+                    auto own = test::own_copy(c, holder, key);
+                    if (!own || !own->present || own->deleted || own->value != want) {
+                        last_difference = fmt::format("peer {} holds {} of {}, not {}", holder,
+                                                      own && own->present ? own->value : "nothing", key, want);
+                        return false;
+                    }
+                }
+        return true;
+    };
+    const bool agreed = test::eventually(converged, 40s);
+    INFO(last_difference);
+    CHECK(agreed);
 }

@@ -9,7 +9,8 @@
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000,
 //                 policy = "static" (or "dynamic": live membership, cluster/membership.hpp)
 //   [membership]  probe_interval_ms = 1000, probe_timeout_ms = 500, suspicion_mult = 3,
-//                 indirect_probes = 3, sync_interval_ms = 5000, gossip_interval_ms = 200, leave_on_stop = false
+//                 indirect_probes = 3, sync_interval_ms = 5000, gossip_interval_ms = 200,
+//                 anti_entropy_s = 60, leave_on_stop = false
 //   [storage]     mode = "memory" (or "log"), fsync = "everysec" (or "always", "no"), compact_after_mb = 64
 //   [resp]        route = "moved" (or "forward": a peer forwards a RESP request for a key it does not hold)
 //   [supervisor]  max_restarts = 5, window_s = 60
@@ -147,7 +148,7 @@ inline const std::vector<known_table>& known_tables() {
         {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
         {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy"}},
         {"membership", {"probe_interval_ms", "probe_timeout_ms", "suspicion_mult", "indirect_probes", "sync_interval_ms",
-                        "gossip_interval_ms", "leave_on_stop"}},
+                        "gossip_interval_ms", "anti_entropy_s", "leave_on_stop"}},
         {"storage", {"mode", "fsync", "compact_after_mb"}},
         {"resp", {"route"}},
         {"security", {"cluster_secret_file", "client_password_file"}},
@@ -270,6 +271,8 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         in.integer<std::int64_t>(view["membership"]["sync_interval_ms"], "membership.sync_interval_ms", 100, 3'600'000, 5000));
     ms.gossip_interval = std::chrono::milliseconds(
         in.integer<std::int64_t>(view["membership"]["gossip_interval_ms"], "membership.gossip_interval_ms", 10, 60'000, 200));
+    ms.anti_entropy = std::chrono::seconds(
+        in.integer<std::int64_t>(view["membership"]["anti_entropy_s"], "membership.anti_entropy_s", 0, 86'400, 60));
     if (auto l = view["membership"]["leave_on_stop"]) {
         if (!l.is_boolean()) in.fail("membership.leave_on_stop", "true or false");
         c.leave_on_stop = l.as_boolean()->get();

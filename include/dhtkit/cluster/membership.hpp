@@ -54,6 +54,9 @@ struct membership_options {
     // on probes: a suspicion or a death reaches everyone in a few hundred milliseconds.
     std::chrono::milliseconds gossip_interval{200};
     unsigned gossip_fanout = 3;
+    // Holders of a slot compare it by digest and pull what differs this often (0: never); they
+    // also do when a read lease from another holder comes back after lapsing.
+    std::chrono::seconds anti_entropy{60};
 };
 
 class membership {

@@ -357,18 +357,30 @@ private:
         return out;
     }
 
-    // The healer's thread: catches up the slots each new map gave this node, one map at a time.
+    // The healer's thread: catches up the slots each new map gave this node, one map at a time,
+    // and every anti-entropy period compares all its slots with their other holders.
     void heal() {
+        const auto every = cluster_.membership.anti_entropy;
+        auto next_repair = std::chrono::steady_clock::now() + every;
         for (;;) {
             std::vector<std::pair<slot_range, std::vector<node>>> job;
             {
                 std::unique_lock lock(heal_mutex_);
-                heal_wake_.wait(lock, [&] { return heal_stopping_ || !heal_queue_.empty(); });
+                auto ready = [&] { return heal_stopping_ || !heal_queue_.empty(); };
+                if (every.count() > 0) heal_wake_.wait_until(lock, next_repair, ready);
+                else heal_wake_.wait(lock, ready);
                 if (heal_stopping_) return;
-                job = std::move(heal_queue_.front());
-                heal_queue_.pop_front();
+                if (!heal_queue_.empty()) {
+                    job = std::move(heal_queue_.front());
+                    heal_queue_.pop_front();
+                }
             }
-            sync_.catch_up_gained(job, log_);
+            if (!job.empty()) {
+                sync_.catch_up_gained(job, log_);
+            } else if (every.count() > 0 && std::chrono::steady_clock::now() >= next_repair) {
+                sync_.repair(log_);
+                next_repair = std::chrono::steady_clock::now() + every;
+            }
         }
     }
     void stop_healing() {
@@ -400,9 +412,10 @@ private:
         const auto& c = detector_->stats();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
-                           "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n",
+                           "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n"
+                           "anti_entropy_passes={}\n",
                            alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused),
-                           sync_.waiting_count(), hand_offs_.active());
+                           sync_.waiting_count(), hand_offs_.active(), sync_.repairs());
     }
 
     // The nodes this one shares slots with: its read leases come from them.

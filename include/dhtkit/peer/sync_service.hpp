@@ -140,6 +140,17 @@ public:
         run(std::move(p), log, std::nullopt, alone_after, {}, fmt::format(" on {} slots this node took over", slots));
     }
 
+    // Anti-entropy (live membership): compares this node's slots with each other holder's by
+    // digest and pulls what differs, newest version winning, while the slots go on serving; the
+    // other holders do the same, so replicas that diverged (both sides of a partition took
+    // writes) converge. Every `anti_entropy` period, from the peer's healer thread.
+    void repair(const log_fn& log) {
+        std::lock_guard one_at_a_time(catch_up_mutex_);
+        run(plan_from_map(std::nullopt, true), log, std::nullopt, std::chrono::seconds(2), {}, " (anti-entropy)", false);
+        repairs_.fetch_add(1, std::memory_order_relaxed);
+    }
+    [[nodiscard]] std::size_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
+
     // Ends a catch-up under way (the peer stops): its slots stay waiting.
     void stop() noexcept { stopping_.store(true, std::memory_order_release); }
 
@@ -320,8 +331,11 @@ private:
         run(plan_from_map(with, ask_with), log, with, alone_after, waiting);
     }
 
+    // `serve`: slots whose group is caught up are marked ready (false: their readiness is left
+    // as it is, for a pass over slots that serve already).
     void run(plan p, const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
-             const std::function<void()>& waiting = {}, std::string_view what = {}) {
+             const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true) {
+        const auto records_before = records_.load(std::memory_order_relaxed);
         auto& groups = p.groups;
         auto& sources = p.sources;
         if (with) {
@@ -348,7 +362,7 @@ private:
                                               (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
                 }
                 g.ready = from_serving || all_heard || alone;
-                if (g.ready) ready_.set(g.range, true);
+                if (g.ready && serve) ready_.set(g.range, true);
                 all = all && g.ready;
             }
             return all;
@@ -391,7 +405,7 @@ private:
         std::size_t complete = 0;
         for (const auto& s : sources) complete += s.last.complete() ? 1 : 0;
         peers_.store(complete, std::memory_order_relaxed);
-        if (!sources.empty())
+        if (!sources.empty() && (serve || records_.load(std::memory_order_relaxed) != records_before))
             log(fmt::format("caught up{}: {} records in all; complete streams from {} of {} peers",
                             !what.empty() ? std::string(what)
                             : with      ? fmt::format(" on the slots shared with peer {}", *with)
@@ -415,6 +429,7 @@ private:
     slot_readiness ready_;
     std::atomic<std::size_t> records_{0};
     std::atomic<std::size_t> peers_{0};
+    std::atomic<std::size_t> repairs_{0};
 };
 
 }  // namespace dhtkit
