@@ -7,6 +7,9 @@
 #include <signal.h>
 
 #include <atomic>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -475,4 +478,38 @@ TEST_CASE("dynamic: a peer cut off, written to on both sides, then let back in: 
     const bool agreed = test::eventually(converged, 40s);
     INFO(last_difference);
     CHECK(agreed);
+}
+
+TEST_CASE("dynamic: a registered file is copied to its name's new holders when one of them dies", "[dynamic]") {
+    test::local_cluster cluster(dynamic(5));
+    std::ofstream(cluster.shared(0) / "song.txt") << "la la la, copied wherever its name's slot goes\n";
+    cluster.start_all();
+    dhtkit::client c(cluster.config());
+    REQUIRE(test::eventually([&] {
+        for (int p : {0, 1, 2, 3, 4})
+            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
+        return true;
+    }, 20s));
+    // Every holder of the name's slot holds a copy, registered.
+    auto copies_on_slot_holders = [&] {
+        auto [r, holders] = c.search("song.txt");
+        if (!r.ok()) return false;
+        for (auto id : c.holders("song.txt"))
+            if (std::none_of(holders.begin(), holders.end(), [&](const auto& h) { return h.peer_id == id; })) return false;
+        return true;
+    };
+    REQUIRE(test::eventually(copies_on_slot_holders, 30s));
+    int victim = -1;
+    for (auto id : c.holders("song.txt"))
+        if (id != 0) victim = static_cast<int>(id);
+    REQUIRE(victim > 0);
+    cluster.kill(victim);
+    std::vector<int> survivors;
+    for (int p : {0, 1, 2, 3, 4})
+        if (p != victim) survivors.push_back(p);
+    REQUIRE(test::eventually([&] { return healed(c, survivors, {victim}); }, 40s));
+    c.learn_map_from(0);
+    INFO("the name's holders now: " << fmt::format("{}", fmt::join(c.holders("song.txt"), ",")));
+    CHECK(test::eventually(copies_on_slot_holders, 30s));
+    for (auto id : c.holders("song.txt")) CHECK(std::filesystem::exists(cluster.shared(static_cast<int>(id)) / "song.txt"));
 }

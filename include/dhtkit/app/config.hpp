@@ -7,7 +7,8 @@
 //   [limits]   max_key_bytes = 1024, max_value_bytes = 1048576, max_in_flight = 128,
 //              max_output_bytes = 1048576, idle_timeout_s = 30 (0: never)
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000,
-//                 policy = "static" (or "dynamic": live membership, cluster/membership.hpp)
+//                 policy = "static" (or "dynamic": live membership, cluster/membership.hpp),
+//                 heal_mb_per_s = 50 (dynamic: healing's and anti-entropy's pace; 0: none)
 //   [membership]  probe_interval_ms = 1000, probe_timeout_ms = 500, suspicion_mult = 3,
 //                 indirect_probes = 3, sync_interval_ms = 5000, gossip_interval_ms = 200,
 //                 anti_entropy_s = 60, leave_on_stop = false
@@ -146,7 +147,7 @@ inline const std::vector<known_table>& known_tables() {
     static const std::vector<known_table> tables{
         {"pool", {"threads", "dispatch"}},
         {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
-        {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy"}},
+        {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy", "heal_mb_per_s"}},
         {"membership", {"probe_interval_ms", "probe_timeout_ms", "suspicion_mult", "indirect_probes", "sync_interval_ms",
                         "gossip_interval_ms", "anti_entropy_s", "leave_on_stop"}},
         {"storage", {"mode", "fsync", "compact_after_mb"}},
@@ -259,6 +260,8 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         if (policy != "static" && policy != "dynamic") in.fail("replication.policy", "\"static\" or \"dynamic\"");
         c.live_membership = policy == "dynamic";
     }
+    c.heal_bytes_per_s = in.integer<std::uint64_t>(view["replication"]["heal_mb_per_s"], "replication.heal_mb_per_s", 0,
+                                                   100'000, 50) << 20;
     auto& ms = c.membership;
     ms.probe_interval = std::chrono::milliseconds(
         in.integer<std::int64_t>(view["membership"]["probe_interval_ms"], "membership.probe_interval_ms", 10, 60'000, 1000));

@@ -141,7 +141,7 @@ public:
         auto r = route(protocol::opcode::register_file, name, value);
         if (!r.ok() || !copy_to_backups) return r;
         backups_told = true;
-        for (auto b : backups())
+        for (auto b : backups(name))
             if (!client_.call(b, protocol::opcode::replicate_file, name, value).answered) backups_told = false;
         return r;
     }
@@ -152,6 +152,36 @@ public:
             registered_.erase(std::string(name));
         }
         return route(protocol::opcode::unregister_file, name, protocol::encode_u64(self_.id));
+    }
+
+    // Where copies of file NAME go: under a live map, the holders of NAME's slot (where its
+    // registry entry lives), so that the copies follow the slot as keys do; under a static one,
+    // this node's backups (below).
+    [[nodiscard]] std::vector<node_id> backups(std::string_view name) const {
+        const auto& m = view_.current();
+        if (!m.live()) return backups();
+        std::vector<node_id> out;
+        for (auto id : m.holders_of_key(name))
+            if (id != self_.id) out.push_back(id);
+        return out;
+    }
+
+    // A live map changed: every file this node holds is registered again and offered to the
+    // holders of its name's slot now, which copy what they lack (a copy already there is only
+    // registered). On the peer's healer thread.
+    void recopy() {
+        std::vector<std::string> names;
+        {
+            std::lock_guard lock(registered_mutex_);
+            for (const auto& [name, _] : registered_) names.push_back(name);
+        }
+        for (const auto& name : names) {
+            {
+                std::lock_guard lock(stop_mutex_);
+                if (stopping_) return;
+            }
+            announce(name);
+        }
     }
 
     // This node's backups, for copies of the files it registers: the other holders of the slots

@@ -283,6 +283,7 @@ private:
         detector_ = std::make_unique<failure_detector>(
             std::move(view), std::move(seed_addresses), view_->current().hello_digest(), cluster_.cluster_key,
             [this](const membership& v) { follow(v); }, [this](const std::string& line) { log_(line); });
+        sync_.pace_healing(cluster_.heal_bytes_per_s);
         healer_ = std::thread([this] { heal(); });
         detector_->start(net::endpoint::resolve(self_.host, listener_.local().port()));
     }
@@ -308,13 +309,22 @@ private:
             for (const auto& g : gained) ranges.push_back(g.first);
             sync_.mark_waiting(ranges);
         }
+        const bool moved = placed_ids(before) != placed_ids(after);
         view_->publish(std::move(after));
         share_leases();
-        if (!gained.empty()) {
+        if (!gained.empty() || moved) {
             std::lock_guard lock(heal_mutex_);
-            heal_queue_.push_back(std::move(gained));
+            heal_queue_.push_back({std::move(gained), moved});
             heal_wake_.notify_one();
         }
+    }
+
+    // The nodes a map places slots on: when they change, slots (and file copies) move.
+    [[nodiscard]] static std::vector<node_id> placed_ids(const cluster_map& m) {
+        std::vector<node_id> out;
+        for (const auto& n : m.nodes())
+            if (membership::placed(n.state)) out.push_back(n.id);
+        return out;
     }
 
     // Read leases from every node this one now shares slots with: a member that joined, or this
@@ -363,7 +373,8 @@ private:
         const auto every = cluster_.membership.anti_entropy;
         auto next_repair = std::chrono::steady_clock::now() + every;
         for (;;) {
-            std::vector<std::pair<slot_range, std::vector<node>>> job;
+            heal_job job;
+            bool have_job = false;
             {
                 std::unique_lock lock(heal_mutex_);
                 auto ready = [&] { return heal_stopping_ || !heal_queue_.empty(); };
@@ -373,10 +384,12 @@ private:
                 if (!heal_queue_.empty()) {
                     job = std::move(heal_queue_.front());
                     heal_queue_.pop_front();
+                    have_job = true;
                 }
             }
-            if (!job.empty()) {
-                sync_.catch_up_gained(job, log_);
+            if (have_job) {
+                if (!job.gained.empty()) sync_.catch_up_gained(job.gained, log_);
+                if (job.files_move) files_.recopy();
             } else if (every.count() > 0 && std::chrono::steady_clock::now() >= next_repair) {
                 sync_.repair(log_);
                 next_repair = std::chrono::steady_clock::now() + every;
@@ -413,9 +426,10 @@ private:
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
                            "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n"
-                           "anti_entropy_passes={}\n",
+                           "anti_entropy_passes={}\nhealed_records={}\nhealed_bytes={}\n",
                            alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused),
-                           sync_.waiting_count(), hand_offs_.active(), sync_.repairs());
+                           sync_.waiting_count(), hand_offs_.active(), sync_.repairs(), sync_.healed_records(),
+                           sync_.healed_bytes());
     }
 
     // The nodes this one shares slots with: its read leases come from them.
@@ -504,7 +518,11 @@ private:
     std::thread healer_;                          // the same
     std::mutex heal_mutex_;
     std::condition_variable heal_wake_;
-    std::deque<std::vector<std::pair<slot_range, std::vector<node>>>> heal_queue_;  // guarded by heal_mutex_
+    struct heal_job {
+        std::vector<std::pair<slot_range, std::vector<node>>> gained;  // slots to catch up, and whom to ask
+        bool files_move = false;  // the placed nodes changed: file copies follow their names' slots
+    };
+    std::deque<heal_job> heal_queue_;  // guarded by heal_mutex_
     bool heal_stopping_ = false;                                                   // guarded by heal_mutex_
     std::atomic<bool> following_{false};  // maps follow the view once the catch-up at start is done
     std::atomic<bool> keeper_started_{false};

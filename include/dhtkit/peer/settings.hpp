@@ -61,6 +61,7 @@ struct cluster_settings {
     bool live_membership = false;
     membership_options membership;  // [membership]: probing and gossip, for the dynamic policy
     bool leave_on_stop = false;     // [membership] leave_on_stop: SIGTERM hands the slots over first
+    std::uint64_t heal_bytes_per_s = 50ull << 20;  // [replication] heal_mb_per_s: healing's pace (0: none)
     std::string join;               // HOST:PORT of a member to join through (dhtkit-peer --join); empty: none
     // A write or record stamped further ahead of a peer's clock is refused.
     std::chrono::milliseconds max_clock_skew{60000};

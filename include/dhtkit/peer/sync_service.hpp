@@ -137,7 +137,8 @@ public:
         }
         std::size_t slots = 0;
         for (const auto& [range, _] : gained) slots += range.last - range.first + 1u;
-        run(std::move(p), log, std::nullopt, alone_after, {}, fmt::format(" on {} slots this node took over", slots));
+        run(std::move(p), log, std::nullopt, alone_after, {}, fmt::format(" on {} slots this node took over", slots), true,
+            true);
     }
 
     // Anti-entropy (live membership): compares this node's slots with each other holder's by
@@ -146,10 +147,18 @@ public:
     // writes) converge. Every `anti_entropy` period, from the peer's healer thread.
     void repair(const log_fn& log) {
         std::lock_guard one_at_a_time(catch_up_mutex_);
-        run(plan_from_map(std::nullopt, true), log, std::nullopt, std::chrono::seconds(2), {}, " (anti-entropy)", false);
+        run(plan_from_map(std::nullopt, true), log, std::nullopt, std::chrono::seconds(2), {}, " (anti-entropy)", false, true);
         repairs_.fetch_add(1, std::memory_order_relaxed);
     }
     [[nodiscard]] std::size_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
+
+    // Healing and anti-entropy take at most this many bytes a second ([replication]
+    // heal_mb_per_s; 0: no limit): their streams wait in the socket, so the answering holder's
+    // loop and the clients' requests keep their share. The catch-up at start is not paced.
+    void pace_healing(std::uint64_t bytes_per_s) noexcept { pace_rate_.store(bytes_per_s, std::memory_order_relaxed); }
+    // What healing and anti-entropy took in: records and bytes.
+    [[nodiscard]] std::uint64_t healed_records() const noexcept { return healed_records_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t healed_bytes() const noexcept { return healed_bytes_.load(std::memory_order_relaxed); }
 
     // Ends a catch-up under way (the peer stops): its slots stay waiting.
     void stop() noexcept { stopping_.store(true, std::memory_order_release); }
@@ -281,6 +290,27 @@ private:
         std::vector<std::uint64_t> ours_;
     };
 
+    // Counts a record healing took in, and sleeps (the healer's thread) while it runs ahead of
+    // the rate: a budget of one tenth of a second at a time.
+    void pace(std::size_t bytes) {
+        healed_records_.fetch_add(1, std::memory_order_relaxed);
+        healed_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+        const auto rate = pace_rate_.load(std::memory_order_relaxed);
+        if (rate == 0) return;
+        using clock = std::chrono::steady_clock;
+        const auto now = clock::now();
+        if (now - pace_window_ > std::chrono::milliseconds(100)) {
+            pace_window_ = now;
+            pace_spent_ = 0;
+        }
+        pace_spent_ += bytes;
+        if (pace_spent_ >= rate / 10) {
+            std::this_thread::sleep_until(pace_window_ + std::chrono::milliseconds(100));
+            pace_window_ = clock::now();
+            pace_spent_ = 0;
+        }
+    }
+
     // A group of slots to catch up, and the holders to ask for it.
     struct group {
         slot_range range;
@@ -332,9 +362,10 @@ private:
     }
 
     // `serve`: slots whose group is caught up are marked ready (false: their readiness is left
-    // as it is, for a pass over slots that serve already).
+    // as it is, for a pass over slots that serve already). `paced`: healing's rate applies.
     void run(plan p, const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
-             const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true) {
+             const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true,
+             bool paced = false) {
         const auto records_before = records_.load(std::memory_order_relaxed);
         auto& groups = p.groups;
         auto& sources = p.sources;
@@ -386,6 +417,7 @@ private:
                                        [&](std::string_view key, std::string_view record) {
                                            // Kept without waiting: a record lost to a crash here is caught up again.
                                            if (index_.apply(key, record) && storage_) storage_->append(key, record, nullptr);
+                                           if (paced) pace(key.size() + record.size());
                                        },
                                        std::chrono::milliseconds(250), with ? std::chrono::seconds(1) : std::chrono::seconds(5),
                                        digests.empty() ? nullptr : &digests);
@@ -430,6 +462,10 @@ private:
     std::atomic<std::size_t> records_{0};
     std::atomic<std::size_t> peers_{0};
     std::atomic<std::size_t> repairs_{0};
+    std::atomic<std::uint64_t> pace_rate_{0};
+    std::atomic<std::uint64_t> healed_records_{0}, healed_bytes_{0};
+    std::chrono::steady_clock::time_point pace_window_{};  // the catch-up's thread (one at a time)
+    std::uint64_t pace_spent_ = 0;
 };
 
 }  // namespace dhtkit
