@@ -51,7 +51,8 @@ int main(int argc, char** argv) try {
     auto cluster = dhtkit::load_config(config);
     // The client password: the environment's, else the cluster file's.
     if (const char* password = std::getenv("DHTKIT_PASSWORD"); password && *password) cluster.client_password = password;
-    if (peer) (void)cluster.peer(*peer);
+    // A peer of the file (a live cluster's may have joined later: the map will say).
+    if (peer && !cluster.live_membership) (void)cluster.peer(*peer);
     dhtkit::client_options options;
     options.request_timeout = std::chrono::milliseconds(timeout_ms);
     dhtkit::client client(cluster, options);

@@ -92,3 +92,58 @@ for i in "${!pids[@]}"; do
   wait "${pids[$i]}" && echo "peer $i exited with status 0"
 done
 pids=()
+
+step "dynamic backup: the same three peers with [replication] policy = \"dynamic\" (SWIM failure detection, healing)"
+sed 's/^backups = 2$/backups = 2\npolicy = "dynamic"/' "$here/cluster.toml" > "$work/dynamic.toml"
+rm -rf "$work/run"
+dcli() { "$bin/dhtkit-cli" --config "$work/dynamic.toml" "$@"; }
+dshow() { printf '$ dhtkit-cli %s\n' "$*"; dcli "$@" 2>&1; }
+alive_everywhere() {  # every peer listed says it sees $1 members alive
+  local want=$1; shift
+  for id in "$@"; do [ "$(dcli stats "$id" 2>/dev/null | sed -n 's/^members_alive=//p')" = "$want" ] || return 1; done
+}
+healed_everywhere() {
+  for id in "$@"; do [ "$(dcli stats "$id" 2>/dev/null | sed -n 's/^under_replicated_slots=//p')" = "0" ] || return 1; done
+}
+for id in 0 1 2; do
+  "$bin/dhtkit-peer" --config "$work/dynamic.toml" --id "$id" --no-client --no-supervisor 2> "$work/dyn$id.log" &
+  pids+=($!)
+done
+for id in 0 1 2; do
+  for _ in $(seq 100); do grep -q "serving on" "$work/dyn$id.log" 2>/dev/null && break; sleep 0.05; done
+done
+for _ in $(seq 100); do alive_everywhere 3 0 1 2 && break; sleep 0.1; done
+for i in $(seq 1 200); do dcli put "key-$i" "value $i" > /dev/null; done
+echo "200 keys written"
+dshow where apple
+
+step "a fourth peer that is not in the file joins (dhtkit-peer --join 127.0.0.1:7400 --listen 127.0.0.1:7403 --dir ...)"
+"$bin/dhtkit-peer" --config "$work/dynamic.toml" --join 127.0.0.1:7400 --listen 127.0.0.1:7403 --dir "$work/joined" \
+  --no-client --no-supervisor 2> "$work/joined.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "serving on" "$work/joined.log" 2>/dev/null && break; sleep 0.05; done
+joined=$(cat "$work/joined/data/node_id")
+for _ in $(seq 200); do alive_everywhere 4 0 1 2 "$joined" && healed_everywhere 0 1 2 "$joined" && break; sleep 0.1; done
+dshow peers
+dshow stats "$joined" | grep -E "^(slots_held|healed_records|members_alive)="
+
+step "kill -9 of peer 1: the others suspect it, declare it dead, and heal its copies"
+kill -KILL "${pids[1]}"
+wait "${pids[1]}" 2> /dev/null || true
+t0=$(date +%s.%N)
+for _ in $(seq 300); do alive_everywhere 3 0 2 "$joined" && break; sleep 0.05; done
+echo "every survivor took peer 1 for dead after $(echo "$t0 $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }') s"
+for _ in $(seq 300); do healed_everywhere 0 2 "$joined" && break; sleep 0.1; done
+dshow peers
+dshow where apple
+missing=0
+for i in $(seq 1 200); do [ "$(dcli get "key-$i" 2>/dev/null)" = "value $i" ] || missing=$((missing + 1)); done
+echo "200 keys read back, $missing missing"
+for id in 0 2 "$joined"; do printf 'peer %s: ' "$id"; dcli stats "$id" | grep -E "^(epoch|under_replicated_slots|healed_records)=" | tr '\n' ' '; echo; done
+
+step "stopping the dynamic peers"
+for i in 0 2 3; do
+  kill -TERM "${pids[$i]}" 2> /dev/null || true
+  wait "${pids[$i]}" 2> /dev/null || true
+done
+pids=()

@@ -153,10 +153,20 @@ inline command_status run_command(const std::vector<std::string>& words, command
         if (ec != std::errc{} || p != text.data() + text.size() || !ctx.cluster.map().find(id)) return std::nullopt;
         return id;
     };
+    // A live cluster's map changes (members join): commands that name or list peers take the
+    // newest map a member has first.
+    auto follow_map = [&] {
+        for (int i = 0; i < 3 && ctx.cluster.map().live() && ctx.cluster.learn_map_from_anyone(); ++i) {
+        }
+    };
     auto each_peer = [&](std::string_view which, auto&& f) {
         std::vector<node_id> targets;
         if (!which.empty()) {
             auto i = peer_arg(which);
+            if (!i && ctx.cluster.map().live()) {
+                follow_map();
+                i = peer_arg(which);
+            }
             if (!i) {
                 fmt::print(err, "error: '{}' is not a peer id of this cluster\n", which);
                 return command_status::error;
@@ -165,7 +175,9 @@ inline command_status run_command(const std::vector<std::string>& words, command
         } else if (ctx.chosen_peer) {
             targets.push_back(*ctx.chosen_peer);
         } else {
-            for (const auto& n : ctx.cluster.map().nodes()) targets.push_back(n.id);
+            follow_map();
+            for (const auto& n : ctx.cluster.map().nodes())
+                if (n.state == node_state::member || n.state == node_state::suspect) targets.push_back(n.id);
         }
         auto status = command_status::done;
         for (auto i : targets)
@@ -210,6 +222,7 @@ inline command_status run_command(const std::vector<std::string>& words, command
     }
     if (cmd == "where") {
         if (args != 1) return need("where KEY");
+        follow_map();
         // The slot, then its home and the backups in the order a client falls over to them.
         auto holders = ctx.cluster.holders(arg);
         fmt::print(out, "slot {}: ", key_slot(arg));
@@ -275,6 +288,7 @@ inline command_status run_command(const std::vector<std::string>& words, command
         return detail::report({result.code, {}, result.error}, err, fmt::format("file '{}'", arg));
     }
     if (cmd == "peers") {
+        follow_map();
         const auto& m = ctx.cluster.map();
         for (const auto& n : m.nodes()) {
             // A live cluster's view says more than a ping: whether the members take it for alive.

@@ -211,6 +211,8 @@ public:
     reply call(node_id id, protocol::opcode op, std::string_view key, std::string_view value = {},
                bool even_if_down = true, std::uint8_t flags = 0) {
         auto* l = link(id);
+        // A member that joined a live cluster since this client's map was made: a newer map has it.
+        if (!l && place_ && learn_map_from_anyone()) l = link(id);
         if (!l) return {protocol::status::unavailable, {}, fmt::format("peer {} is not in the cluster map", id), false};
         return l->call(op, key, value, even_if_down, flags);
     }
