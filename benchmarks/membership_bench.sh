@@ -5,6 +5,10 @@
 #   healing:   with KEYS keys of 100 bytes put first (dhtkit-bench's preload), from the kill until
 #              every survivor has caught up the slots it gained (stats: under_replicated_slots=0),
 #              and the records it took.
+#   foreground: with KEYS, a read90 load on peer 0 (dhtkit-bench --peer 0, 10,000 keys of its own)
+#              for 5 s before the kill, then from the kill for 15 s: its p99 without and with
+#              detection and healing going on (peer 0 only gains slots when another dies, so its
+#              keys stay its own).
 # Usage: benchmarks/membership_bench.sh [RUNS] ; KEYS (default 0: detection only); BIN as for
 # network_bench.sh. Prints each run, then the medians.
 set -euo pipefail
@@ -24,6 +28,11 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 
 detections=()
 heals=()
+ratios=()
+fg() {  # a foreground load on peer 0 for $1 seconds; prints its p99 in us and its errors
+  { "$bin/dhtkit-bench" --config "$work/cluster.toml" --peer 0 --mix read90 --keys 10000 --value-size 100 \
+    --seconds "$1" --connections 8 || true; } | sed -n 's/.*p99 \([0-9.]*\) us.*errors \([0-9]*\).*/\1 \2/p'
+}
 for run in $(seq 1 "$runs"); do
   rm -rf "$work"/*
   printf '[pool]\nthreads = 2\n[replication]\nbackups = 2\npolicy = "dynamic"\n' > "$work/cluster.toml"
@@ -47,6 +56,12 @@ for run in $(seq 1 "$runs"); do
     "$bin/dhtkit-bench" --config "$work/cluster.toml" --keys "$keys" --value-size 100 --seconds 0.1 --connections 4 > /dev/null
   fi
   victim=$((peers - 1))
+  quiet_p99=
+  if (( keys > 0 )); then
+    read -r quiet_p99 quiet_errors <<< "$(fg 5)"
+    fg 15 > "$work/busy_p99" &
+    fg_pid=$!
+  fi
   t0=$(now)
   kill -KILL "${pids[$victim]}"
   wait "${pids[$victim]}" 2> /dev/null || true
@@ -73,13 +88,23 @@ for run in $(seq 1 "$runs"); do
   done
   records=0
   if (( keys > 0 )); then
-    for i in $(seq 0 $((victim - 1))); do records=$((records + $(stat_of "$i" caught_up_records))); done
+    for i in $(seq 0 $((victim - 1))); do records=$((records + $(stat_of "$i" healed_records))); done
+    wait "$fg_pid" || true
+    read -r busy_p99 busy_errors < "$work/busy_p99"
+    ratio=$(echo "$quiet_p99 $busy_p99" | awk '{ printf "%.2f", $2 / $1 }')
+    ratios+=("$ratio")
+    echo "run $run: every survivor found peer $victim dead after $detected s; healed after $healed s ($records records" \
+      "healed); foreground p99 $quiet_p99 us before, $busy_p99 us during (x $ratio; errors $quiet_errors, $busy_errors)"
+  else
+    echo "run $run: every survivor found peer $victim dead after $detected s"
   fi
-  echo "run $run: every survivor found peer $victim dead after $detected s${keys:+$( (( keys > 0 )) && echo "; healed after $healed s ($records records caught up)")}"
   detections+=("$detected")
   [[ "$healed" != skip ]] && heals+=("$healed")
   stop_all
 done
 echo "median detection: $(printf '%s\n' "${detections[@]}" | median) s over $runs runs"
-(( ${#heals[@]} > 0 )) && echo "median healing ($keys keys): $(printf '%s\n' "${heals[@]}" | median) s"
+if (( ${#heals[@]} > 0 )); then
+  echo "median healing ($keys keys): $(printf '%s\n' "${heals[@]}" | median) s"
+  echo "median foreground p99 ratio (during / before): $(printf '%s\n' "${ratios[@]}" | median)"
+fi
 exit 0
