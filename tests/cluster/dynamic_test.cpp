@@ -477,6 +477,8 @@ TEST_CASE("dynamic: a peer cut off, written to on both sides, then let back in: 
     };
     const bool agreed = test::eventually(converged, 40s);
     INFO(last_difference);
+    if (!agreed)
+        for (int p : {0, 1, 2, 3, 4}) UNSCOPED_INFO("peer " << p << " said:\n" << cluster.pending_stderr(p));
     CHECK(agreed);
 }
 

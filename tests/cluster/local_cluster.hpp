@@ -221,6 +221,23 @@ public:
         throw std::logic_error("not a joined peer");
     }
 
+    // What peer `id` wrote to stderr since it came up and that nobody read yet (for a failing
+    // test's words); at most what its pipe holds.
+    std::string pending_stderr(int id) {
+        auto& p = processes_.at(static_cast<std::size_t>(id));
+        std::string out;
+        if (!p.stderr_pipe) return out;
+        char buf[4096];
+        for (;;) {
+            pollfd fd{p.stderr_pipe.get(), POLLIN, 0};
+            if (::poll(&fd, 1, 0) <= 0) break;
+            auto n = ::read(p.stderr_pipe.get(), buf, sizeof buf);
+            if (n <= 0) break;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+        return out;
+    }
+
     // Sends `sig`; for SIGKILL also reaps the process.
     void kill(int id, int sig = SIGKILL) {
         auto& p = processes_.at(static_cast<std::size_t>(id));

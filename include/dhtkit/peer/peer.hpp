@@ -310,11 +310,18 @@ private:
             sync_.mark_waiting(ranges);
         }
         const bool moved = placed_ids(before) != placed_ids(after);
+        // Members back from being taken for dead (a pause, a partition): what each side wrote
+        // meanwhile is compared and pulled now, not at the next anti-entropy pass.
+        std::vector<node_id> back;
+        for (const auto& n : after.nodes())
+            if (const node* was = before.find(n.id); was && n.id != self_.id && membership::placed(n.state) &&
+                                                     !membership::placed(was->state))
+                back.push_back(n.id);
         view_->publish(std::move(after));
         share_leases();
-        if (!gained.empty() || moved) {
+        if (!gained.empty() || moved || !back.empty()) {
             std::lock_guard lock(heal_mutex_);
-            heal_queue_.push_back({std::move(gained), moved});
+            heal_queue_.push_back({std::move(gained), moved, std::move(back)});
             heal_wake_.notify_one();
         }
     }
@@ -389,6 +396,7 @@ private:
             }
             if (have_job) {
                 if (!job.gained.empty()) sync_.catch_up_gained(job.gained, log_);
+                for (auto id : job.back) sync_.repair(log_, id);
                 if (job.files_move) files_.recopy();
             } else if (every.count() > 0 && std::chrono::steady_clock::now() >= next_repair) {
                 sync_.repair(log_);
@@ -521,6 +529,7 @@ private:
     struct heal_job {
         std::vector<std::pair<slot_range, std::vector<node>>> gained;  // slots to catch up, and whom to ask
         bool files_move = false;  // the placed nodes changed: file copies follow their names' slots
+        std::vector<node_id> back;  // members back from the dead: anti-entropy with each
     };
     std::deque<heal_job> heal_queue_;  // guarded by heal_mutex_
     bool heal_stopping_ = false;                                                   // guarded by heal_mutex_

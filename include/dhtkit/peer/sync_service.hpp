@@ -145,9 +145,11 @@ public:
     // digest and pulls what differs, newest version winning, while the slots go on serving; the
     // other holders do the same, so replicas that diverged (both sides of a partition took
     // writes) converge. Every `anti_entropy` period, from the peer's healer thread.
-    void repair(const log_fn& log) {
+    // With `with`: only the slots shared with that node (it is back: taken for dead, or cut off).
+    void repair(const log_fn& log, std::optional<node_id> with = std::nullopt) {
         std::lock_guard one_at_a_time(catch_up_mutex_);
-        run(plan_from_map(std::nullopt, true), log, std::nullopt, std::chrono::seconds(2), {}, " (anti-entropy)", false, true);
+        run(plan_from_map(with, true), log, with, std::chrono::seconds(2), {},
+            with ? fmt::format(" (anti-entropy with peer {}, back)", *with) : std::string(" (anti-entropy)"), false, true);
         repairs_.fetch_add(1, std::memory_order_relaxed);
     }
     [[nodiscard]] std::size_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
