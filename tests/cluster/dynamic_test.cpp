@@ -61,18 +61,23 @@ test::cluster_options dynamic(int peers) {
     return opt;
 }
 
+// Whether each of `peers` comes to see `alive` members alive within `limit`.
+bool all_see_alive(dhtkit::client& c, const std::vector<int>& peers, std::size_t alive,
+                   std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+    return test::eventually([&] {
+        for (int p : peers)
+            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != std::to_string(alive)) return false;
+        return true;
+    }, limit);
+}
+
 }  // namespace
 
 TEST_CASE("dynamic: every peer finds a killed peer dead, and the survivors agree on the map without it", "[dynamic]") {
     test::local_cluster cluster(dynamic(5));
     cluster.start_all();
     dhtkit::client c(cluster.config());
-    const std::vector<int> all{0, 1, 2, 3, 4};
-    REQUIRE(test::eventually([&] {
-        for (int p : all)
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5));
 
     cluster.kill(4);
     const std::vector<int> survivors{0, 1, 2, 3};
@@ -97,11 +102,7 @@ TEST_CASE("dynamic: a peer paused for 2 s is suspected at most, refutes, and is 
     cluster.start_all();
     dhtkit::client c(cluster.config());
     const std::vector<int> others{0, 1, 3, 4};
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2, 3, 4})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 20s));
 
     std::set<std::string> seen;  // states of peer 2 in the others' views
     auto watch = [&] {
@@ -125,11 +126,7 @@ TEST_CASE("dynamic: gossip without the cluster's secret, or with another, is ref
     test::local_cluster cluster(opt);
     cluster.start_all();
     dhtkit::client c(cluster.config());
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "3") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2}, 3, 20s));
 
     // "Peer 1 is dead, ten lives on": believed, it would take peer 1's slots away.
     dhtkit::protocol::gossip_message lie;
@@ -210,6 +207,26 @@ void write_until(const test::local_cluster& cluster, recorded_writes& w, int wri
     }
 }
 
+// Two writers (write_until) on threads of their own, until stop() or the end of the scope.
+class writers {
+public:
+    writers(const test::local_cluster& cluster, recorded_writes& w) {
+        for (int t = 0; t < 2; ++t) threads_.emplace_back([&, t] { write_until(cluster, w, t, stop_); });
+    }
+    writers(const writers&) = delete;
+    writers& operator=(const writers&) = delete;
+    ~writers() { stop(); }
+    void stop() {
+        stop_ = true;
+        for (auto& t : threads_)
+            if (t.joinable()) t.join();
+    }
+
+private:
+    std::atomic<bool> stop_{false};
+    std::vector<std::thread> threads_;
+};
+
 // Every survivor sees each of `dead` dead, and has caught up every slot it gained.
 bool healed(dhtkit::client& c, const std::vector<int>& survivors, const std::vector<int>& dead) {
     for (int p : survivors) {
@@ -228,16 +245,10 @@ TEST_CASE("dynamic: kill -9 of a peer under load, then of another once healed: e
     test::local_cluster cluster(dynamic(5));
     cluster.start_all();
     dhtkit::client c(cluster.config());
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2, 3, 4})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 20s));
 
     recorded_writes w;
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> writers;
-    for (int t = 0; t < 2; ++t) writers.emplace_back([&, t] { write_until(cluster, w, t, stop); });
+    writers load(cluster, w);
     auto load_for = [&](std::chrono::milliseconds d) {
         const auto from = w.acked.load();
         std::this_thread::sleep_for(d);  // the writers run meanwhile: time is what the test waits for here
@@ -252,8 +263,7 @@ TEST_CASE("dynamic: kill -9 of a peer under load, then of another once healed: e
     const bool second_healed = test::eventually([&] { return healed(c, {0, 1, 2}, {3, 4}); }, 40s);
     CHECK(second_healed);
     CHECK(load_for(1s) > 0);
-    stop = true;
-    for (auto& t : writers) t.join();
+    load.stop();
     REQUIRE(first_healed);
     REQUIRE(second_healed);
 
@@ -323,17 +333,11 @@ TEST_CASE("dynamic: a peer outside the file joins under load, takes about 1/N of
     test::local_cluster cluster(dynamic(3));
     cluster.start_all();
     dhtkit::client c(cluster.config());
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "3") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2}, 3, 20s));
     const auto before = c.map();
 
     recorded_writes w;
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> writers;
-    for (int t = 0; t < 2; ++t) writers.emplace_back([&, t] { write_until(cluster, w, t, stop); });
+    writers load(cluster, w);
     std::this_thread::sleep_for(500ms);  // load before the join: the writers run meanwhile
 
     const int joiner = cluster.start_joining(1);
@@ -347,8 +351,7 @@ TEST_CASE("dynamic: a peer outside the file joins under load, takes about 1/N of
         return true;
     }, 40s));
     std::this_thread::sleep_for(500ms);  // load after the join
-    stop = true;
-    for (auto& t : writers) t.join();
+    load.stop();
     while (c.learn_map_from(0)) {
     }
     CHECK(c.map().nodes().size() == 4);
@@ -365,17 +368,11 @@ TEST_CASE("dynamic: a peer told to leave (dhtkit-cli leave) hands its slots over
     test::local_cluster cluster(dynamic(4));
     cluster.start_all();
     dhtkit::client c(cluster.config());
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2, 3})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "4") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3}, 4, 20s));
     const auto before = c.map();
 
     recorded_writes w;
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> writers;
-    for (int t = 0; t < 2; ++t) writers.emplace_back([&, t] { write_until(cluster, w, t, stop); });
+    writers load(cluster, w);
     std::this_thread::sleep_for(500ms);  // load before the leave: the writers run meanwhile
 
     auto said = test::run_program(cluster.dir(), {DHTKIT_CLI_BINARY, "--config", cluster.config_file().string(), "--peer",
@@ -389,8 +386,7 @@ TEST_CASE("dynamic: a peer told to leave (dhtkit-cli leave) hands its slots over
     CHECK(WEXITSTATUS(status) == 0);
     CHECK_THAT(last_words, Catch::Contains("slots handed over"));
     std::this_thread::sleep_for(500ms);  // load after the leave
-    stop = true;
-    for (auto& t : writers) t.join();
+    load.stop();
 
     REQUIRE(c.learn_map_from(0));
     for (int p : {0, 1, 2}) {
@@ -417,11 +413,7 @@ TEST_CASE("dynamic: a peer cut off, written to on both sides, then let back in: 
     cluster.start_all();
     dhtkit::client c(cluster.config());
     const std::vector<int> majority{0, 1, 2, 3};
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2, 3, 4})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 20s));
 
     cluster.partition(4);
     REQUIRE(test::eventually([&] { return everyone_sees(c, majority, "4", "dead"); }, 30s));
@@ -451,11 +443,7 @@ TEST_CASE("dynamic: a peer cut off, written to on both sides, then let back in: 
     REQUIRE(minority_wrote);
 
     cluster.heal(4);
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2, 3, 4})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
-        return true;
-    }, 30s));
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 30s));
     // Every holder of every key, by its own copy: the newer write on both sides' keys, and each
     // side's own keys everywhere.
     std::string last_difference;
@@ -487,11 +475,7 @@ TEST_CASE("dynamic: a registered file is copied to its name's new holders when o
     std::ofstream(cluster.shared(0) / "song.txt") << "la la la, copied wherever its name's slot goes\n";
     cluster.start_all();
     dhtkit::client c(cluster.config());
-    REQUIRE(test::eventually([&] {
-        for (int p : {0, 1, 2, 3, 4})
-            if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != "5") return false;
-        return true;
-    }, 20s));
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 20s));
     // Every holder of the name's slot holds a copy, registered.
     auto copies_on_slot_holders = [&] {
         auto [r, holders] = c.search("song.txt");

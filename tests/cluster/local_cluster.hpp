@@ -139,37 +139,15 @@ public:
     void start(int id, const char* extra = nullptr) {
         auto& p = processes_.at(static_cast<std::size_t>(id));
         if (p.pid > 0) throw std::logic_error("peer already running");
-        int err[2];
-        if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-        // Built before fork: the child may only make async-signal-safe calls.
-        const std::string ids = std::to_string(id);
-        const std::string cfg = config_file_.string();
         // nullptr ends the list: the flags after the first nullptr are not passed.
         const char* mode = options_.supervised ? extra : "--no-supervisor";
         const char* more = options_.supervised ? nullptr : extra;
+        std::vector<std::string> args{"--config", config_file_.string(), "--id", std::to_string(id), "--no-client"};
+        if (mode) args.emplace_back(mode);
+        if (mode && more) args.emplace_back(more);
         dhtkit::net::unique_fd ns;
         if (network_) ns = network_->namespace_of(id);
-        pid_t pid = ::fork();
-        if (pid == 0) {
-            if (ns.valid() && ::setns(ns.get(), CLONE_NEWNET) != 0) ::_exit(126);
-            int null = ::open("/dev/null", O_RDWR);
-            ::dup2(null, 0);
-            ::dup2(null, 1);
-            ::dup2(err[1], 2);
-            ::execl(DHTKIT_PEER_BINARY, DHTKIT_PEER_BINARY, "--config", cfg.c_str(), "--id", ids.c_str(),
-                    "--no-client", mode, more, static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        ::close(err[1]);
-        p.pid = pid;
-        p.stderr_pipe.reset(err[0]);
-        p.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-        try {
-            wait_serving(p, id);
-        } catch (...) {
-            stop(id);  // reaped (it has exited, or is made to): the peer may be started again
-            throw;
-        }
+        spawn(p, id, args, std::move(ns));
     }
 
     // Starts a peer that is not in the file, joining through peer `through` (dhtkit-peer --join,
@@ -183,34 +161,13 @@ public:
         listener.close();
         joined_.push_back({index, listener.local().port(), dir_ / fmt::format("joined{}", index)});
         const std::string join = fmt::format("{}:{}", config_.peers.at(static_cast<std::size_t>(through)).host, port(through));
-        const std::string folder = joined_.back().dir.string();
-        const std::string cfg = config_file_.string();
-        auto& p = processes_.back();
-        int err[2];
-        if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-        pid_t pid = ::fork();
-        if (pid == 0) {
-            int null = ::open("/dev/null", O_RDWR);
-            ::dup2(null, 0);
-            ::dup2(null, 1);
-            ::dup2(err[1], 2);
-            ::execl(DHTKIT_PEER_BINARY, DHTKIT_PEER_BINARY, "--config", cfg.c_str(), "--join", join.c_str(), "--listen",
-                    listen.c_str(), "--dir", folder.c_str(), "--no-client", "--no-supervisor", static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        ::close(err[1]);
-        p.pid = pid;
-        p.stderr_pipe.reset(err[0]);
-        p.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-        try {
-            wait_serving(p, index);
-        } catch (...) {
-            stop(index);
-            throw;
-        }
+        spawn(processes_.back(), index,
+              {"--config", config_file_.string(), "--join", join, "--listen", listen, "--dir",
+               joined_.back().dir.string(), "--no-client", "--no-supervisor"},
+              {});
         return index;
     }
-    // The node id a peer started by start_joining chose, and its port.
+    // The node id a peer started by start_joining chose.
     [[nodiscard]] std::uint64_t joined_id(int index) const {
         for (const auto& j : joined_)
             if (j.index == index) {
@@ -313,6 +270,39 @@ public:
     }
 
 private:
+    struct process;
+    // Starts dhtkit-peer with `args` (in namespace `ns` when valid), its stderr to a pipe of
+    // ours, and returns once it serves (or throws, after 10 s, or when it exits first, with what
+    // it said; it is reaped then and may be started again).
+    void spawn(process& p, int id, const std::vector<std::string>& args, dhtkit::net::unique_fd ns) {
+        int err[2];
+        if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+        // Built before fork: the child may only make async-signal-safe calls.
+        std::vector<const char*> argv{DHTKIT_PEER_BINARY};
+        for (const auto& a : args) argv.push_back(a.c_str());
+        argv.push_back(nullptr);
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            if (ns.valid() && ::setns(ns.get(), CLONE_NEWNET) != 0) ::_exit(126);
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::dup2(err[1], 2);
+            ::execv(DHTKIT_PEER_BINARY, const_cast<char* const*>(argv.data()));
+            ::_exit(127);
+        }
+        ::close(err[1]);
+        p.pid = pid;
+        p.stderr_pipe.reset(err[0]);
+        p.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+        try {
+            wait_serving(p, id);
+        } catch (...) {
+            stop(id);
+            throw;
+        }
+    }
+
     struct joined_peer {
         int index;
         std::uint16_t port;
