@@ -21,14 +21,8 @@ namespace dhtkit::net {
 class udp_socket {
 public:
     static udp_socket bind(const endpoint& at) {
-        unique_fd fd(::socket(at.family(), SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        if (!fd) throw detail::socket_error(errno, "socket() for", at);
-        if (::bind(fd.get(), at.data(), at.size()) != 0) throw detail::socket_error(errno, "bind (udp)", at);
         udp_socket s;
-        s.fd_ = std::move(fd);
-        s.local_ = at;
-        socklen_t len = sizeof(sockaddr_storage);
-        if (::getsockname(s.fd_.get(), s.local_.data(), &len) == 0) s.local_.set_size(len);
+        s.fd_ = detail::bound_socket(at, SOCK_DGRAM, s.local_);
         return s;
     }
 

@@ -48,6 +48,24 @@ inline std::system_error socket_error(int error, std::string_view what, const en
                              fmt::format("{} {}", what, where.to_string()));
 }
 
+// A non-blocking socket of `type` bound to `at`; `local` becomes the bound address (with the
+// port the kernel chose for port 0). For TCP, SO_REUSEADDR first: a restarted peer takes its
+// port back at once.
+inline unique_fd bound_socket(const endpoint& at, int type, endpoint& local) {
+    unique_fd fd(::socket(at.family(), type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) throw socket_error(errno, "socket() for", at);
+    if (type == SOCK_STREAM) {
+        int one = 1;
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
+    if (::bind(fd.get(), at.data(), at.size()) != 0)
+        throw socket_error(errno, type == SOCK_STREAM ? "bind" : "bind (udp)", at);
+    local = at;
+    socklen_t len = sizeof(sockaddr_storage);
+    if (::getsockname(fd.get(), local.data(), &len) == 0) local.set_size(len);
+    return fd;
+}
+
 // Waits until `fd` is ready for `events` or the deadline passes. False on timeout.
 inline bool wait_ready(int fd, short events,
                        std::optional<std::chrono::steady_clock::time_point> deadline) {
@@ -215,18 +233,9 @@ class tcp_listener {
 public:
     // Binds and listens; the listener is non-blocking so that a reactor can own it.
     static tcp_listener bind(const endpoint& at, int backlog = 4096) {
-        unique_fd fd(::socket(at.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        if (!fd) throw detail::socket_error(errno, "socket() for", at);
-        int one = 1;
-        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (::bind(fd.get(), at.data(), at.size()) != 0)
-            throw detail::socket_error(errno, "bind", at);
-        if (::listen(fd.get(), backlog) != 0) throw detail::socket_error(errno, "listen on", at);
         tcp_listener l;
-        l.fd_ = std::move(fd);
-        l.local_ = at;
-        socklen_t len = sizeof(sockaddr_storage);
-        if (::getsockname(l.fd_.get(), l.local_.data(), &len) == 0) l.local_.set_size(len);
+        l.fd_ = detail::bound_socket(at, SOCK_STREAM, l.local_);
+        if (::listen(l.fd_.get(), backlog) != 0) throw detail::socket_error(errno, "listen on", at);
         return l;
     }
 
