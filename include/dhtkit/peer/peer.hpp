@@ -434,10 +434,10 @@ private:
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
                            "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n"
-                           "anti_entropy_passes={}\nhealed_records={}\nhealed_bytes={}\n",
+                           "anti_entropy_passes={}\nhealed_records={}\nhealed_bytes={}\nhealing_seconds={:.3f}\n",
                            alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused),
                            sync_.waiting_count(), hand_offs_.active(), sync_.repairs(), sync_.healed_records(),
-                           sync_.healed_bytes());
+                           sync_.healed_bytes(), sync_.healing_seconds());
     }
 
     // The nodes this one shares slots with: its read leases come from them.

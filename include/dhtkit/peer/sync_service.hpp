@@ -116,14 +116,18 @@ public:
     // Slots this node gained in a new map (live membership): they wait from before the map is
     // published until catch_up_gained() has their records.
     void mark_waiting(const std::vector<slot_range>& ranges) {
-        for (auto r : ranges) ready_.set(r, false);
+        std::lock_guard lock(healing_mutex_);
+        for (auto r : ranges) {
+            ready_.set(r, false);
+            for (std::size_t x = r.first; x <= r.last; ++x) healing_.set(x);
+        }
     }
 
     // Catches up slots this node gained (marked waiting first), each range from the nodes given
     // with it: its holders before the change that are still up, and its other holders after.
     void catch_up_gained(const std::vector<std::pair<slot_range, std::vector<node>>>& gained, const log_fn& log,
                          std::chrono::milliseconds alone_after = std::chrono::seconds(30)) {
-        std::lock_guard one_at_a_time(catch_up_mutex_);
+        std::lock_guard one_at_a_time(heal_mutex_);
         plan p;
         for (const auto& [range, from] : gained) {
             group g{range, {}, false};
@@ -137,8 +141,12 @@ public:
         }
         std::size_t slots = 0;
         for (const auto& [range, _] : gained) slots += range.last - range.first + 1u;
+        const auto t0 = std::chrono::steady_clock::now();
         run(std::move(p), log, std::nullopt, alone_after, {}, fmt::format(" on {} slots this node took over", slots), true,
-            true);
+            true, true);
+        heal_ms_.fetch_add(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - t0).count()),
+                           std::memory_order_relaxed);
     }
 
     // Anti-entropy (live membership): compares this node's slots with each other holder's by
@@ -147,7 +155,7 @@ public:
     // writes) converge. Every `anti_entropy` period, from the peer's healer thread.
     // With `with`: only the slots shared with that node (it is back: taken for dead, or cut off).
     void repair(const log_fn& log, std::optional<node_id> with = std::nullopt) {
-        std::lock_guard one_at_a_time(catch_up_mutex_);
+        std::lock_guard one_at_a_time(heal_mutex_);
         run(plan_from_map(with, true), log, with, std::chrono::seconds(2), {},
             with ? fmt::format(" (anti-entropy with peer {}, back)", *with) : std::string(" (anti-entropy)"), false, true);
         repairs_.fetch_add(1, std::memory_order_relaxed);
@@ -161,6 +169,10 @@ public:
     // What healing and anti-entropy took in: records and bytes.
     [[nodiscard]] std::uint64_t healed_records() const noexcept { return healed_records_.load(std::memory_order_relaxed); }
     [[nodiscard]] std::uint64_t healed_bytes() const noexcept { return healed_bytes_.load(std::memory_order_relaxed); }
+    // Time spent catching up gained slots: with healed_bytes, healing's rate.
+    [[nodiscard]] double healing_seconds() const noexcept {
+        return static_cast<double>(heal_ms_.load(std::memory_order_relaxed)) / 1000.0;
+    }
 
     // Ends a catch-up under way (the peer stops): its slots stay waiting.
     void stop() noexcept { stopping_.store(true, std::memory_order_release); }
@@ -313,6 +325,22 @@ private:
         }
     }
 
+    // Marks caught-up slots ready. Slots a new map gave this node are served only by the catch-up
+    // that heals them (`heals`): another catch-up (a lapsed lease's) asks only the current
+    // holders, and the slot's records may be with a holder that is no longer one.
+    void serve_range(slot_range r, bool heals) {
+        std::lock_guard lock(healing_mutex_);
+        std::size_t from = r.first;
+        for (std::size_t x = r.first; x <= static_cast<std::size_t>(r.last) + 1; ++x) {
+            const bool skip = x <= r.last && !heals && healing_.test(x);
+            if (x <= r.last && !skip) continue;
+            if (x > from) ready_.set({static_cast<slot_t>(from), static_cast<slot_t>(x - 1)}, true);
+            from = x + 1;
+        }
+        if (heals)
+            for (std::size_t x = r.first; x <= r.last; ++x) healing_.reset(x);
+    }
+
     // A group of slots to catch up, and the holders to ask for it.
     struct group {
         slot_range range;
@@ -367,7 +395,7 @@ private:
     // as it is, for a pass over slots that serve already). `paced`: healing's rate applies.
     void run(plan p, const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
              const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true,
-             bool paced = false) {
+             bool paced = false, bool heals = false) {
         const auto records_before = records_.load(std::memory_order_relaxed);
         auto& groups = p.groups;
         auto& sources = p.sources;
@@ -395,7 +423,7 @@ private:
                                               (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
                 }
                 g.ready = from_serving || all_heard || alone;
-                if (g.ready && serve) ready_.set(g.range, true);
+                if (g.ready && serve) serve_range(g.range, heals);
                 all = all && g.ready;
             }
             return all;
@@ -459,13 +487,16 @@ private:
 
     std::atomic<bool> serving_{false};
     std::atomic<bool> stopping_{false};
-    std::mutex catch_up_mutex_;
+    std::mutex catch_up_mutex_;  // the catch-up at start and the lease keeper's: one at a time
+    std::mutex heal_mutex_;      // healing and anti-entropy (the healer's thread), beside those
+    std::mutex healing_mutex_;
+    std::bitset<slot_count> healing_;  // guarded by healing_mutex_: slots waiting for catch_up_gained
     slot_readiness ready_;
     std::atomic<std::size_t> records_{0};
     std::atomic<std::size_t> peers_{0};
     std::atomic<std::size_t> repairs_{0};
     std::atomic<std::uint64_t> pace_rate_{0};
-    std::atomic<std::uint64_t> healed_records_{0}, healed_bytes_{0};
+    std::atomic<std::uint64_t> healed_records_{0}, healed_bytes_{0}, heal_ms_{0};
     std::chrono::steady_clock::time_point pace_window_{};  // the catch-up's thread (one at a time)
     std::uint64_t pace_spent_ = 0;
 };
