@@ -63,6 +63,17 @@ TEST_CASE("gossip datagrams without the cluster's secret are refused, and every 
         CHECK_FALSE(decode_gossip(plain.substr(0, n), nullptr));
     }
     CHECK_FALSE(decode_gossip(plain + "x", nullptr));
+    // Flagged signed but too short to hold the header and the signature (found by the fuzzer: it
+    // read past the end on a node without the secret).
+    const std::string short_signed("DKG1\3\5" + std::string(44, '\0'), 50);
+    CHECK_FALSE(decode_gossip(short_signed, nullptr));
+    CHECK_FALSE(decode_gossip(short_signed, &key));
+    // An incarnation so high that the view's epoch would wrap (found by the fuzzer).
+    auto huge = sample(gossip_kind::gossip);
+    huge.records[0].incarnation = max_incarnation + 1;
+    CHECK_FALSE(decode_gossip(encode(huge, nullptr), nullptr));
+    huge.records[0].incarnation = max_incarnation;
+    CHECK(decode_gossip(encode(huge, nullptr), nullptr));
     auto bad_state = plain;
     bad_state[bad_state.size() - 18] = 9;  // the last record's state byte (17 bytes after it)
     CHECK_FALSE(decode_gossip(bad_state, nullptr));

@@ -162,7 +162,13 @@ private:
             for (int n = 0; n < 64; ++n) {
                 auto from = socket_->receive(buffer);
                 if (!from) break;
-                receive(*from, buffer);
+                // Whatever a datagram holds, it must not end the thread that detects failures.
+                try {
+                    receive(*from, buffer);
+                } catch (const std::exception& e) {
+                    counters_.refused.fetch_add(1, std::memory_order_relaxed);
+                    log_(fmt::format("membership: a datagram from {} could not be handled: {}", from->to_string(), e.what()));
+                }
             }
         }
     }

@@ -51,6 +51,9 @@ struct gossip_message {
 };
 
 inline constexpr std::uint8_t gossip_signed = 1;
+// No node refutes that often: a record above this is refused, so that the view's epoch (a sum of
+// 4 x incarnation over the members, cluster/membership.hpp) can never wrap around.
+inline constexpr std::uint64_t max_incarnation = std::uint64_t{1} << 40;
 inline constexpr std::string_view gossip_magic = "DKG1";
 
 namespace detail {
@@ -138,7 +141,7 @@ enum class gossip_refusal { none, malformed, unsigned_message, bad_mac };
     const auto flags = static_cast<std::uint8_t>(in[gossip_magic.size() + 1]);
     std::string_view body = in;
     if (flags & gossip_signed) {
-        if (in.size() < 16 + mac_size) return refuse(gossip_refusal::malformed);
+        if (in.size() < gossip_magic.size() + 2 + 16 + mac_size) return refuse(gossip_refusal::malformed);
         body = in.substr(0, in.size() - 16 - mac_size);
         if (key) {
             unsigned char mac[mac_size];
@@ -170,6 +173,7 @@ enum class gossip_refusal { none, malformed, unsigned_message, bad_mac };
         if (state != static_cast<std::uint8_t>(node_state::member) && state != static_cast<std::uint8_t>(node_state::suspect) &&
             state != static_cast<std::uint8_t>(node_state::failed) && state != static_cast<std::uint8_t>(node_state::left))
             return refuse(gossip_refusal::malformed);
+        if (x.incarnation > max_incarnation) return refuse(gossip_refusal::malformed);
         x.at.state = static_cast<node_state>(state);
         m.records.push_back(std::move(x));
     }
