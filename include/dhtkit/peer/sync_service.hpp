@@ -153,11 +153,26 @@ public:
     // digest and pulls what differs, newest version winning, while the slots go on serving; the
     // other holders do the same, so replicas that diverged (both sides of a partition took
     // writes) converge. Every `anti_entropy` period, from the peer's healer thread.
-    // With `with`: only the slots shared with that node (it is back: taken for dead, or cut off).
-    void repair(const log_fn& log, std::optional<node_id> with = std::nullopt) {
+    // With `back`: every slot this node holds, from that node alone. It is back from being taken
+    // for dead (a pause, a partition) and may have taken writes meanwhile for slots it no longer
+    // holds: its table still has them, and only the slots' holders can take them from it.
+    void repair(const log_fn& log, std::optional<node_id> back = std::nullopt) {
         std::lock_guard one_at_a_time(heal_mutex_);
-        run(plan_from_map(with, true), log, with, std::chrono::seconds(2), {},
-            with ? fmt::format(" (anti-entropy with peer {}, back)", *with) : std::string(" (anti-entropy)"), false, true);
+        plan p;
+        if (back) {
+            const auto& m = view_.current();
+            const node* from = m.find(*back);
+            if (!from) return;
+            m.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
+                if (std::find(holders.begin(), holders.end(), self_) == holders.end()) return;
+                p.groups.push_back(group{r, {*back}, false});
+                p.ask(r, *from);
+            });
+        } else {
+            p = plan_from_map(std::nullopt, true);
+        }
+        run(std::move(p), log, std::nullopt, std::chrono::seconds(2), {},
+            back ? fmt::format(" (anti-entropy with peer {}, back)", *back) : std::string(" (anti-entropy)"), false, true);
         repairs_.fetch_add(1, std::memory_order_relaxed);
     }
     [[nodiscard]] std::size_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
