@@ -182,3 +182,15 @@ TEST_CASE("[replication] policy and [membership] are read, and wrong values name
     CHECK_THROWS_WITH(with("[membership]\nleave_on_stop = 1\n"), Catch::Contains("membership.leave_on_stop"));
     CHECK_THROWS_WITH(with("[membership]\nprobe_intervall_ms = 1\n"), Catch::Contains("did you mean 'membership.probe_interval_ms'"));
 }
+
+TEST_CASE("[replication] min_copies is read, defaults to 1, and is at most R + 1") {
+    auto with = [](std::string replication) {
+        std::string text = good;  // backups = 1, two peers
+        text.insert(text.find("backups = 1\n") + 12, replication);
+        return parse_config(text, "/etc/dhtkit/cluster.toml");
+    };
+    CHECK(with("").min_copies == 1);
+    CHECK(with("min_copies = 2\n").min_copies == 2);
+    CHECK_THROWS_WITH(with("min_copies = 3\n"), Catch::Contains("replication.min_copies") && Catch::Contains("1 to 2"));
+    CHECK_THROWS_WITH(with("min_copies = 0\n"), Catch::Contains("replication.min_copies"));
+}

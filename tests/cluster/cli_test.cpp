@@ -202,6 +202,7 @@ TEST_CASE("at a terminal: history, and Ctrl-C cancels a stuck command and return
 
         // Ctrl-C at the prompt drops what was typed.
         t.type("get never-sent");
+        REQUIRE(t.wait_for("never-sent"));  // echoed: the editor has the line before Ctrl-C comes
         t.type("\x03");
         REQUIRE(t.wait_for("dhtkit> "));
 

@@ -3,6 +3,7 @@
 
 #include <dhtkit/cluster/cluster_map.hpp>
 #include <dhtkit/cluster/replication.hpp>
+#include <dhtkit/peer/client.hpp>
 
 #include <atomic>
 #include <set>
@@ -114,4 +115,29 @@ TEST_CASE("maps that route alike have one digest, and any difference in nodes or
     auto moved = nodes_with_ids({1, 2, 3});
     moved[2].port = 9999;
     CHECK(make_cluster_map(static_backup(2), 1, moved).digest() != base.digest());
+}
+
+// Nodes that would count a write differently must not talk: the rule, R, the policy and the floor
+// on copies are in what they compare when they connect, static or live.
+TEST_CASE("the acknowledgement rules are part of a map's hello digest") {
+    cluster_settings base;
+    for (std::uint64_t i = 0; i < 3; ++i) base.peers.push_back({i, "127.0.0.1", static_cast<std::uint16_t>(7400 + i), {}, {}});
+    for (bool live : {false, true}) {
+        auto a = base;
+        a.live_membership = live;
+        const auto digest = initial_cluster_map(a).hello_digest();
+        CHECK(initial_cluster_map(a).hello_digest() == digest);
+        auto majority = a;
+        majority.consistency_rule = consistency::majority;
+        CHECK(initial_cluster_map(majority).hello_digest() != digest);
+        auto floor = a;
+        floor.min_copies = 2;
+        CHECK(initial_cluster_map(floor).hello_digest() != digest);
+        auto fewer = a;
+        fewer.backups = 1;
+        CHECK(initial_cluster_map(fewer).hello_digest() != digest);
+    }
+    auto live = base;
+    live.live_membership = true;
+    CHECK(initial_cluster_map(live).hello_digest() != initial_cluster_map(base).hello_digest());
 }

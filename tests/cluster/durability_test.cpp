@@ -188,3 +188,27 @@ TEST_CASE("a peer whose log is damaged before its tail does not start, says wher
         aside = aside || f.path().filename().string().starts_with("log.1.corrupt-at-");
     CHECK(aside);
 }
+
+// A peer that starts while every other holder of its slots is down serves what it has (nobody up
+// knows more), but it says so, and once they serve again it compares its slots with theirs and
+// pulls what it missed: holders converge, even under the static policy.
+TEST_CASE("a peer that caught up from none of its co-holders catches up again once they serve") {
+    test::local_cluster cluster({.storage = "log", .fsync = "always"});
+    cluster.start_all();
+    auto c = cluster.client(2000ms);
+    REQUIRE(c.put("k", "old").ok());
+    cluster.kill(2);
+    REQUIRE(c.put("k", "new").ok());  // on peers 0 and 1 (and their logs), not on 2
+    cluster.kill(0);
+    cluster.kill(1);
+    cluster.start(2);  // alone: nobody to catch up from
+    CHECK(test::own_copy(c, 2, "k")->value == "old");
+    CHECK(std::stoull(test::stat_value(c, 2, "slots_unconfirmed")) > 0);
+    cluster.start(0);
+    cluster.start(1);
+    CHECK(test::eventually([&] {
+        auto own = test::own_copy(c, 2, "k");
+        return own && own->value == "new" && test::stat_value(c, 2, "slots_unconfirmed") == "0";
+    }, 30s));
+    CHECK(std::stoull(test::stat_value(c, 2, "anti_entropy_passes")) >= 1);
+}

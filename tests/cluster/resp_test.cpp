@@ -389,3 +389,50 @@ TEST_CASE("with route = forward, any peer answers for any key: plain clients nee
     CHECK(redis_cli(cluster, 0, {"del", "{f}1", "{f}2", away}, false).find("CROSSSLOT") != std::string::npos);
     CHECK(redis_cli(cluster, 0, {"del", "{f}1", "{f}2"}, false) == "2\n");
 }
+
+// A SET that waited in the peer (here behind 40 MiB of replies its client has not read yet, as a
+// command waits behind a held reply or in a stopped peer's socket) while a later SET of the same
+// key was acknowledged: stamped when it arrived, it loses to that later write, as a late binary
+// write does, instead of undoing it when it finally runs.
+TEST_CASE("a RESP write that waited in the peer does not undo a later acknowledged write") {
+    test::local_cluster cluster({.peers = 1, .backups = 0, .resp = true});
+    cluster.start_all();
+    auto connect = [&] {
+        return dhtkit::net::tcp_stream::connect(
+            dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.resp_port(0))), 2s);
+    };
+    auto resp_command = [](std::vector<std::string_view> words) {
+        std::string out = fmt::format("*{}\r\n", words.size());
+        for (auto w : words) out += fmt::format("${}\r\n{}\r\n", w.size(), w);
+        return out;
+    };
+    auto send = [](dhtkit::net::tcp_stream& s, const std::string& bytes) {
+        REQUIRE(s.send_all(std::as_bytes(std::span(bytes)), 5s).ok());
+    };
+    auto read_exactly = [](dhtkit::net::tcp_stream& s, std::size_t n) {
+        std::string got(n, '\0');
+        auto r = s.receive_all(std::as_writable_bytes(std::span(got)), 30s);
+        REQUIRE(r.ok());
+        return got;
+    };
+
+    const std::string big(1000000, 'b');
+    auto a = connect();
+    send(a, resp_command({"SET", "big", big}));
+    REQUIRE(read_exactly(a, 5) == "+OK\r\n");
+    std::string pipeline;
+    constexpr int gets = 40;  // 40 MB of replies: far beyond the kernel's buffers and max_output_bytes
+    for (int i = 0; i < gets; ++i) pipeline += resp_command({"GET", "big"});
+    pipeline += resp_command({"SET", "k", "old"});
+    send(a, pipeline);  // not read yet: the SET waits in the peer
+
+    auto b = connect();
+    send(b, resp_command({"SET", "k", "new"}));
+    REQUIRE(read_exactly(b, 5) == "+OK\r\n");
+
+    const std::string one_get = fmt::format("${}\r\n{}\r\n", big.size(), big);
+    const auto replies = read_exactly(a, one_get.size() * gets + 5);
+    CHECK(replies.substr(replies.size() - 5) == "+OK\r\n");  // acknowledged, and then overwritten
+    send(b, resp_command({"GET", "k"}));
+    CHECK(read_exactly(b, 9) == "$3\r\nnew\r\n");
+}

@@ -119,8 +119,11 @@ class cluster_map {
 public:
     // `identity`: for a map that changes while the cluster runs (live membership), what stays the
     // same across its epochs; zero for a static map, which is its own identity.
-    cluster_map(std::uint64_t epoch, std::vector<node> nodes, slot_table slots, std::uint64_t identity = 0)
-        : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)), digest_(compute_digest()),
+    // `rules`: a digest of what decides who must acknowledge (the rule, R, the policy and its
+    // parameters), so that two nodes that would count a write differently refuse each other.
+    cluster_map(std::uint64_t epoch, std::vector<node> nodes, slot_table slots, std::uint64_t identity = 0,
+                std::uint64_t rules = 0)
+        : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)), rules_(rules), digest_(compute_digest()),
           identity_(identity) {}
 
     [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
@@ -153,6 +156,7 @@ private:
         fmt::memory_buffer text;
         auto out = std::back_inserter(text);
         fmt::format_to(out, "{}", epoch_);
+        if (rules_) fmt::format_to(out, "#{}", rules_);
         for (const auto& n : nodes_) {
             fmt::format_to(out, "|{}@{}:{}/{}", n.id, n.host, n.port, static_cast<int>(n.state));
             if (n.resp_port) fmt::format_to(out, "+{}", n.resp_port);
@@ -167,6 +171,7 @@ private:
     std::uint64_t epoch_;
     std::vector<node> nodes_;
     slot_table slots_;
+    std::uint64_t rules_;
     std::uint64_t digest_;
     std::uint64_t identity_;
 };

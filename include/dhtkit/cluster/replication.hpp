@@ -204,10 +204,12 @@ static_assert(replication_policy<static_backup>);
 static_assert(replication_policy<dynamic_backup>);
 
 // The map a policy makes of `nodes` at `epoch`.
+// `rules`: cluster_map's digest of the acknowledgement rules, 0 for none.
 template <replication_policy R>
-[[nodiscard]] cluster_map make_cluster_map(const R& policy, std::uint64_t epoch, std::vector<node> nodes) {
+[[nodiscard]] cluster_map make_cluster_map(const R& policy, std::uint64_t epoch, std::vector<node> nodes,
+                                           std::uint64_t rules = 0) {
     auto slots = policy.place(nodes);
-    return cluster_map(epoch, std::move(nodes), std::move(slots));
+    return cluster_map(epoch, std::move(nodes), std::move(slots), 0, rules);
 }
 
 }  // namespace dhtkit

@@ -11,8 +11,12 @@
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -137,6 +141,11 @@ public:
     void set_receive_buffer(int bytes) noexcept {
         ::setsockopt(fd(), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
     }
+    // Asks the kernel to note when each segment arrived (SO_TIMESTAMPNS), for receive_some_stamped.
+    void enable_receive_stamps() noexcept {
+        int one = 1;
+        ::setsockopt(fd(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    }
     void shutdown_write() noexcept { ::shutdown(fd(), SHUT_WR); }
     // Ends both directions without closing the descriptor: whichever thread uses it next sees
     // the end, so another thread can end a stream it does not serve.
@@ -165,6 +174,37 @@ public:
         for (;;) {
             ssize_t n = ::recv(fd(), into.data(), into.size(), MSG_DONTWAIT);
             if (n > 0) return {io_status::ok, static_cast<std::size_t>(n), 0};
+            if (n == 0) return {into.empty() ? io_status::ok : io_status::closed, 0, 0};
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return {io_status::ok, 0, 0};
+            if (errno == ECONNRESET) return {io_status::closed, 0, errno};
+            return {io_status::error, 0, errno};
+        }
+    }
+
+    // As receive_some, and `arrived_ns`: when the last segment read reached this host (the
+    // kernel's wall clock, ns since the Unix epoch), or left as it was when the kernel did not
+    // say (enable_receive_stamps() not called, or a segment older than the option). Bytes that
+    // waited in the kernel while this process was stopped keep the moment they came.
+    io_result receive_some_stamped(std::span<std::byte> into, std::uint64_t& arrived_ns) noexcept {
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+        for (;;) {
+            iovec iov{into.data(), into.size()};
+            msghdr msg{};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof control;
+            ssize_t n = ::recvmsg(fd(), &msg, MSG_DONTWAIT);
+            if (n > 0) {
+                for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+                    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                        timespec ts;
+                        std::memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+                        arrived_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+                    }
+                return {io_status::ok, static_cast<std::size_t>(n), 0};
+            }
             if (n == 0) return {into.empty() ? io_status::ok : io_status::closed, 0, 0};
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return {io_status::ok, 0, 0};
@@ -240,6 +280,12 @@ public:
     }
 
     [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+    // Accepted streams note when their segments arrived (tcp_stream::receive_some_stamped), from
+    // their first byte on: the option is inherited.
+    void enable_receive_stamps() noexcept {
+        int one = 1;
+        ::setsockopt(fd(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    }
     // Stops listening: connections to the address are refused from now on.
     void close() noexcept { fd_.reset(); }
     // The bound address, with the port the kernel chose when bound to port 0.

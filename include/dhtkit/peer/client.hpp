@@ -133,15 +133,27 @@ private:
     std::chrono::steady_clock::time_point down_until_{};  // guarded by mutex_
 };
 
+// Everything in the settings that changes who holds a slot or who must acknowledge a write: the
+// placement policy, R, the rule and the floor on copies. Nodes that differ in any of them would
+// count the same write differently, so they refuse each other when they connect (`hello`).
+[[nodiscard]] inline std::string cluster_rules(const cluster_settings& cluster) {
+    return fmt::format("policy={} backups={} consistency={} min_copies={}",
+                       cluster.live_membership ? "dynamic" : "static", cluster.backups,
+                       cluster.consistency_rule == consistency::majority ? "majority" : "available",
+                       cluster.min_copies);
+}
+[[nodiscard]] inline std::uint64_t cluster_rules_digest(const cluster_settings& cluster) {
+    return stable_hash(cluster_rules(cluster)) | 1;
+}
+
 // What the nodes of a live cluster compare when they connect (cluster_map::hello_digest): its
-// maps change as members come and go, but the policy, R and the seeds of its file do not.
+// maps change as members come and go, but its rules and the seeds of its file do not.
 [[nodiscard]] inline std::uint64_t live_cluster_identity(const cluster_settings& cluster) {
     std::vector<std::string> seeds;
     for (const auto& p : cluster.peers)
         if (p.seed) seeds.push_back(fmt::format("{}@{}:{}", p.id, p.host, p.port));
     std::sort(seeds.begin(), seeds.end());
-    auto text = fmt::format("dynamic|{}|{}|{}", cluster.backups, static_cast<int>(cluster.consistency_rule),
-                            fmt::join(seeds, ","));
+    auto text = fmt::format("{}|{}", cluster_rules(cluster), fmt::join(seeds, ","));
     return stable_hash(text) | 1;  // never zero: zero means a static map
 }
 
@@ -157,7 +169,7 @@ template <replication_policy R>
         const auto epoch = nodes.size();
         return cluster_map(epoch, std::move(nodes), std::move(slots), live_cluster_identity(cluster));
     } else {
-        return make_cluster_map(policy, 1, std::move(nodes));
+        return make_cluster_map(policy, 1, std::move(nodes), cluster_rules_digest(cluster));
     }
 }
 

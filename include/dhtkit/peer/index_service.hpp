@@ -67,7 +67,7 @@ public:
         std::optional<version> stamp;  // a client-stamped write's version
         std::string_view value = f.value;
         std::string answer;  // the reply's value
-        if ((f.h.flags & protocol::flag_stamped) && (f.h.op == opcode::put || f.h.op == opcode::del)) {
+        if ((f.h.flags & protocol::flag_stamped) && (f.h.op == opcode::put || f.h.op == opcode::del || f.h.op == opcode::expire)) {
             stamp = read_version(value);
             if (!stamp || (f.h.op == opcode::del && value.size() != version_size)) {
                 reply.code = status::bad_request;
@@ -122,7 +122,7 @@ public:
                     return false;
                 }
                 bool had = false;
-                wrote = expire(f.key, *at, rec, had);
+                wrote = expire(f.key, *at, rec, had, stamp);
                 if (!had) reply.code = status::not_found;
                 else answer.assign(1, wrote ? '\1' : '\0');
                 break;
@@ -383,19 +383,35 @@ private:
 
     // Gives `key`'s live value a new expiry (0: none); one already due makes it a tombstone.
     // `had`: there was a live value. True when the entry changed (its record is in `rec`).
-    bool expire(std::string_view key, std::uint64_t at_ms, std::string& rec, bool& had) {
+    // `stamp`: the version its sender fixed (a RESP command's arrival); a write newer than it is
+    // here already: it came after this one and wins (answered as done, then overwritten).
+    bool expire(std::string_view key, std::uint64_t at_ms, std::string& rec, bool& had,
+                const std::optional<version>& stamp = std::nullopt) {
         const auto now_ms = unix_ms_now();
-        return keys_.update(key, [&](auto now) -> std::optional<std::string> {
+        bool again = false;
+        const bool changed = keys_.update(key, [&](auto now) -> std::optional<std::string> {
             if (!now) return std::nullopt;
             auto v = read_versioned(*now);
-            if (!v || v->tombstone || v->expired(now_ms)) return std::nullopt;
+            if (!v) return std::nullopt;
+            if (stamp && *stamp <= v->version) {
+                had = true;
+                if (*stamp == v->version) {  // a retry: its copies go again
+                    again = true;
+                    rec.assign(1, static_cast<char>(protocol::table_id::keys));
+                    rec += *now;
+                }
+                return std::nullopt;
+            }
+            if (v->tombstone || v->expired(now_ms)) return std::nullopt;
             had = true;
             if (at_ms == 0 && v->expires_at_ms == 0) return std::nullopt;  // PERSIST of a key that never expires
+            const auto next = stamp ? *stamp : clock_.next(v->version);
             rec.assign(1, static_cast<char>(protocol::table_id::keys));
-            if (at_ms != 0 && at_ms <= now_ms) append_versioned(rec, clock_.next(v->version), true, {});
-            else append_versioned(rec, clock_.next(v->version), false, v->payload, at_ms);
+            if (at_ms != 0 && at_ms <= now_ms) append_versioned(rec, next, true, {});
+            else append_versioned(rec, next, false, v->payload, at_ms);
             return rec.substr(1);
         });
+        return changed || again;
     }
 
     // Stores the write, under `stamp` when the client fixed its version (then only if it is newer

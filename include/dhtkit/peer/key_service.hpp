@@ -54,12 +54,15 @@ public:
     using log_fn = std::function<void(const std::string&)>;
 
     // `held`: this node's read leases; null for a node that answers every read from its own copy.
+    // `min_copies`: a write counts only once at least this many holders applied it (at most all of
+    // the slot's holders), whatever the policy's rule: [replication] min_copies.
     key_service(Table& keys, Table& files, node_id self, const limits_settings& lim, std::chrono::milliseconds max_skew,
                 const cluster_view& view, const Replication& policy, replicator& copies, log_fn log,
-                const lease_holdings* held = nullptr, any_storage* storage = nullptr, const hand_offs* handing = nullptr)
+                const lease_holdings* held = nullptr, any_storage* storage = nullptr, const hand_offs* handing = nullptr,
+                std::size_t min_copies = 1)
         : index_(keys, files, self, lim.max_value_bytes, max_skew), self_(self), view_(view), policy_(policy),
           copies_(copies), log_(std::move(log)), held_(held), storage_(storage && storage->keeps() ? storage : nullptr),
-          handing_(handing) {}
+          handing_(handing), min_copies_(std::max<std::size_t>(min_copies, 1)) {}
 
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
         return index_service<Table>::handles(op) || op == protocol::opcode::replicate;
@@ -153,6 +156,11 @@ public:
         return reply_from_frame(frame);
     }
 
+    // Writes acknowledged while this node's copy was the only one applied (a floor of one copy,
+    // min_copies = 1, and every other holder unreachable): one crash of this node loses them until
+    // the others catch up from it.
+    [[nodiscard]] std::uint64_t single_copy_writes() const noexcept { return single_copy_.load(std::memory_order_relaxed); }
+
     [[nodiscard]] index_service<Table>& index() noexcept { return index_; }
     [[nodiscard]] const index_service<Table>& index() const noexcept { return index_; }
 
@@ -192,14 +200,15 @@ private:
     // Why this node must not take a write now (see the top of the file), or nothing.
     [[nodiscard]] std::optional<std::string> quorum_short(const cluster_map& map, slot_t slot, std::size_t holders) const {
         if (!held_) return std::nullopt;
-        const auto need = policy_.quorum(holders);
+        const auto rule = policy_.quorum(holders);
+        const auto need = std::max(rule, copy_floor(holders));
         const auto now = lease_holdings::clock::now();
         std::size_t reachable = 1;
         for (auto id : map.holders(slot)) {
             if (id == self_) continue;
             if (held_->valid(id, now)) {
                 ++reachable;
-            } else if (need <= 1 && !held_->excused(id, now)) {
+            } else if (rule <= 1 && !held_->excused(id, now)) {
                 return fmt::format("peer {} does not know yet whether peer {} is up (its read lease lapsed): "
                                    "ask the next holder", self_, id);
             }
@@ -208,6 +217,9 @@ private:
         return fmt::format("peer {} reaches {} of the {} holders of slot {}; a write needs {}", self_, reachable, holders,
                            slot, need);
     }
+
+    // The copies a write needs whatever the rule: min_copies, or every holder when there are fewer.
+    [[nodiscard]] std::size_t copy_floor(std::size_t holders) const noexcept { return std::min(min_copies_, holders); }
 
     // A read that needs a quorum: this node's record and those of the other holders, the newest
     // answering. The reply is held until `need` holders answered, or all did and too few could.
@@ -288,7 +300,7 @@ private:
             if (ok) applied.fetch_add(1, std::memory_order_relaxed);
             if (left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
             const auto n = applied.load(std::memory_order_relaxed);
-            if (!policy->acknowledged(n, holders)) {
+            if (!policy->acknowledged(n, holders) || n < service->copy_floor(holders)) {
                 header.code = protocol::status::unavailable;
                 protocol::append_frame(frame, header, {}, fmt::format("only {} of the {} holders applied the write", n, holders));
             } else if (n < holders) {
@@ -298,6 +310,8 @@ private:
                 if (auto why = service->quorum_short(service->view_.current(), slot, holders)) {
                     header.code = protocol::status::unavailable;
                     protocol::append_frame(frame, header, {}, *why);
+                } else if (n == 1) {
+                    service->single_copy_.fetch_add(1, std::memory_order_relaxed);
                 }
             }
             auto c = std::move(conn);  // the connection may go once released
@@ -362,6 +376,8 @@ private:
     const lease_holdings* held_;
     any_storage* storage_;  // null when nothing is kept beyond the table
     const hand_offs* handing_;  // live membership: nodes taking slots over; null otherwise
+    std::size_t min_copies_;
+    mutable std::atomic<std::uint64_t> single_copy_{0};
     log_limiter refusal_log_;
 };
 

@@ -26,6 +26,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -74,7 +75,7 @@ public:
           storage_(self_.data_dir, cluster_.storage),
           keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
                 [this](const std::string& line) { log_(line); }, &held_, &storage_,
-                Replication::follows_membership ? &hand_offs_ : nullptr),
+                Replication::follows_membership ? &hand_offs_ : nullptr, cluster_.min_copies),
           sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_, &storage_,
                 Replication::follows_membership ? &hand_offs_ : nullptr),
           keeper_(self_.id, held_, frame_limits(), hello(), grants_.options(),
@@ -131,6 +132,7 @@ public:
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
         if (self_.resp_port) {
             resp_listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.resp_port));
+            resp_listener_.enable_receive_stamps();
             reactor_.add(resp_listener_.fd(), net::interest::read, net::trigger::level,
                          [this](net::readiness) { accept_all(true); });
         }
@@ -142,6 +144,7 @@ public:
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
         sync_.catch_up_now(log_);
+        healer_ = std::thread([this] { heal(); });  // healing (live maps) and anti-entropy, from now on
         if (detector_) {
             // From now on each change of the view is followed; the changes heard while this
             // node caught up from its first map are taken in one step.
@@ -252,11 +255,11 @@ public:
                fmt::format("state={}\nnode_id={}\nepoch={}\nnodes={}\nslots_home={}\nslots_held={}\nbackups={}\n"
                            "copies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
                            "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\nslots_waiting={}\n"
-                           "refused_ahead={}\n",
+                           "refused_ahead={}\nmin_copies={}\nsingle_copy_writes={}\n",
                            sync_.serving() ? "serving" : "catching_up", self_.id, m.epoch(), m.nodes().size(), home,
                            held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
                            load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
-                           keys_.index().refused_ahead()) +
+                           keys_.index().refused_ahead(), cluster_.min_copies, keys_.single_copy_writes()) +
                membership_report(m) + storage_.report();
     }
 
@@ -284,7 +287,6 @@ private:
             std::move(view), std::move(seed_addresses), view_->current().hello_digest(), cluster_.cluster_key,
             [this](const membership& v) { follow(v); }, [this](const std::string& line) { log_(line); });
         sync_.pace_healing(cluster_.heal_bytes_per_s);
-        healer_ = std::thread([this] { heal(); });
         detector_->start(net::endpoint::resolve(self_.host, listener_.local().port()));
     }
 
@@ -374,18 +376,31 @@ private:
         return out;
     }
 
-    // The healer's thread: catches up the slots each new map gave this node, one map at a time,
-    // and every anti-entropy period compares all its slots with their other holders.
+    // The healer's thread: catches up the slots each new map gave this node, one map at a time
+    // (live membership), and every anti-entropy period compares all its slots with their other
+    // holders (both policies). Slots served without a complete copy from their other holders
+    // (sync_service::unconfirmed) are compared sooner: after 1 s, doubling up to the period.
     void heal() {
         const auto every = cluster_.membership.anti_entropy;
-        auto next_repair = std::chrono::steady_clock::now() + every;
+        using namespace std::chrono_literals;
+        auto retry = std::chrono::milliseconds(1000);
+        auto next_pass = [&] {
+            if (sync_.unconfirmed() == 0) {
+                retry = 1000ms;
+                return every.count() > 0 ? std::optional(std::chrono::steady_clock::now() + every) : std::nullopt;
+            }
+            const auto after = every.count() > 0 ? std::min<std::chrono::milliseconds>(retry, every) : retry;
+            retry = std::min<std::chrono::milliseconds>(retry * 2, std::max<std::chrono::milliseconds>(every, 1000ms));
+            return std::optional(std::chrono::steady_clock::now() + after);
+        };
+        auto next_repair = next_pass();
         for (;;) {
             heal_job job;
             bool have_job = false;
             {
                 std::unique_lock lock(heal_mutex_);
                 auto ready = [&] { return heal_stopping_ || !heal_queue_.empty(); };
-                if (every.count() > 0) heal_wake_.wait_until(lock, next_repair, ready);
+                if (next_repair) heal_wake_.wait_until(lock, *next_repair, ready);
                 else heal_wake_.wait(lock, ready);
                 if (heal_stopping_) return;
                 if (!heal_queue_.empty()) {
@@ -398,9 +413,9 @@ private:
                 if (!job.gained.empty()) sync_.catch_up_gained(job.gained, log_);
                 for (auto id : job.back) sync_.repair(log_, id);
                 if (job.files_move) files_.recopy();
-            } else if (every.count() > 0 && std::chrono::steady_clock::now() >= next_repair) {
+            } else if (next_repair && std::chrono::steady_clock::now() >= *next_repair) {
                 sync_.repair(log_);
-                next_repair = std::chrono::steady_clock::now() + every;
+                next_repair = next_pass();
             }
         }
     }
@@ -423,7 +438,9 @@ private:
     }
 
     [[nodiscard]] std::string membership_report(const cluster_map& m) const {
-        if (!detector_) return "membership=static\n";
+        if (!detector_)
+            return fmt::format("membership=static\nanti_entropy_passes={}\nslots_unconfirmed={}\n", sync_.repairs(),
+                               sync_.unconfirmed());
         std::size_t alive = 0;
         std::string states;
         for (const auto& n : m.nodes()) {
@@ -434,9 +451,11 @@ private:
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
                            "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n"
-                           "anti_entropy_passes={}\nhealed_records={}\nhealed_bytes={}\nhealing_seconds={:.3f}\n",
+                           "anti_entropy_passes={}\nslots_unconfirmed={}\nhealed_records={}\nhealed_bytes={}\n"
+                           "healing_seconds={:.3f}\n",
                            alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused),
-                           sync_.waiting_count(), hand_offs_.active(), sync_.repairs(), sync_.healed_records(),
+                           sync_.waiting_count(), hand_offs_.active(), sync_.repairs(), sync_.unconfirmed(),
+                           sync_.healed_records(),
                            sync_.healed_bytes(), sync_.healing_seconds());
     }
 
@@ -481,7 +500,10 @@ private:
                 if (error == EMFILE || error == ENFILE) shed_one_connection(from);
                 return;
             }
-            if (resp) dispatch_->adopt(std::move(*s), std::make_unique<protocol::resp_session>(resp_.wire_limits()));
+            if (resp) {
+                s->enable_receive_stamps();  // a RESP write is stamped when it arrived (resp_service)
+                dispatch_->adopt(std::move(*s), std::make_unique<protocol::resp_session>(resp_.wire_limits()));
+            }
             else dispatch_->adopt(std::move(*s));
         }
     }

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <cstdint>
@@ -57,6 +58,7 @@ public:
     resp_service(node_id self, const cluster_view& view, limits_settings lim, std::string password, resp_context ctx)
         : self_(self), view_(view), limits_(lim), password_(std::move(password)), ctx_(std::move(ctx)) {
         forwarders_ = std::make_unique<thread_pool>(ctx_.forward ? forwarding_threads : 1);
+        randombytes_buf(&writer_, sizeof writer_);
     }
 
     [[nodiscard]] protocol::resp_limits wire_limits() const noexcept {
@@ -98,10 +100,15 @@ private:
     static bool receive(connection& c) {
         thread_local std::array<std::byte, 64 * 1024> scratch;
         for (;;) {
-            auto in = c.stream.receive_some(scratch);
+            std::uint64_t arrived_ns = 0;
+            auto in = c.stream.receive_some_stamped(scratch, arrived_ns);
             if (!in) return false;
             c.count_received(in.bytes);
-            c.resp->reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
+            if (in.bytes == 0) return true;
+            auto& s = *c.resp;
+            s.reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
+            // The kernel's moment when it gave one; else now, which is no earlier than arrival.
+            s.arrivals.note(s.reader.fed(), arrived_ns ? arrived_ns / 1000 : stamp_now());
             if (in.bytes < scratch.size()) return true;
         }
     }
@@ -117,6 +124,7 @@ private:
                     return false;
                 case protocol::resp_reader::result::command: break;
             }
+            c.resp->command_arrived_us = c.resp->arrivals.at(c.resp->reader.consumed());
             if (!execute(args, c)) return false;
         }
         more = true;
@@ -141,6 +149,20 @@ private:
     // Sends one of our requests for the command being planned.
     void request(connection& c, protocol::opcode op, std::string_view key, std::string_view value = {},
                  std::uint8_t flags = 0) {
+        if (op == protocol::opcode::put || op == protocol::opcode::del || op == protocol::opcode::expire) {
+            // Stamped with the moment its command reached this host, as our client stamps its
+            // writes when it issues them: a command that waited (behind a held reply, or in the
+            // socket of a stopped process) while its client gave up and wrote again elsewhere
+            // loses to that later write instead of undoing it. Unique per write: the writer is this
+            // front's own id, the sequence its own count.
+            thread_local std::string stamped;
+            stamped.clear();
+            const auto at = c.resp->command_arrived_us ? c.resp->command_arrived_us : stamp_now();
+            append_version(stamped, {at, writer_, sequence_.fetch_add(1, std::memory_order_relaxed)});
+            stamped += value;
+            value = stamped;
+            flags |= protocol::flag_stamped;
+        }
         if (forwarding_) return forward(c, op, key, value, flags);
         protocol::frame_view f{{op, flags, protocol::status::ok, 0, static_cast<std::uint32_t>(key.size()),
                                 static_cast<std::uint32_t>(value.size())},
@@ -972,6 +994,8 @@ private:
     std::string password_;
     resp_context ctx_;
     std::unique_ptr<thread_pool> forwarders_;  // forwarded requests and DHT.REGISTER
+    std::uint64_t writer_ = 0;                 // the writer of the versions this front stamps (random)
+    std::atomic<std::uint64_t> sequence_{0};
     inline static thread_local bool forwarding_ = false;  // the command being planned goes to the holders
 };
 

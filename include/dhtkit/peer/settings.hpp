@@ -56,6 +56,9 @@ struct cluster_settings {
     limits_settings limits;
     unsigned backups = 2;        // R: the copies of every slot besides its home
     consistency consistency_rule = consistency::available;  // how many holders a write and a read need
+    // [replication] min_copies: a write is acknowledged only once at least this many holders
+    // (the one that took it included) applied it, whatever the rule; at most R + 1.
+    std::size_t min_copies = 1;
     // [replication] policy = "dynamic": membership is live (failure detection, gossip) and the
     // live members hold the slots (dynamic_backup). "static" (false): the peers of the file do.
     bool live_membership = false;

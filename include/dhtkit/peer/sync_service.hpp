@@ -98,11 +98,23 @@ public:
     // whole the group waits, even if it then cannot be reached (it may have died holding writes
     // nobody else has). After `alone_after`, a group still waiting is served with what this node
     // has: there is nobody better to ask, and its keys are unavailable everywhere else too.
+    //
+    // Slots served without a complete stream from a serving holder nor from every other holder
+    // (they were down, or starting themselves) are *unconfirmed*: this node may lack writes they
+    // have. It says so, and anti-entropy (repair()) asks them again until they answer whole.
     void catch_up_now(const log_fn& log, std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
-        catch_up(log, std::nullopt, alone_after);
+        const auto unsure = catch_up(log, std::nullopt, alone_after);
+        unconfirmed_.store(unsure, std::memory_order_relaxed);
+        if (unsure > 0)
+            log(fmt::format("serving {} slots without a complete copy from their other holders (they were down or "
+                            "starting): caught up again as soon as they serve",
+                            unsure));
         ready_.set({0, slot_count - 1}, true);
         serving_.store(true, std::memory_order_release);
     }
+    // Slots served since start without a complete copy from their other holders, until a repair
+    // pass got one (see catch_up_now).
+    [[nodiscard]] std::size_t unconfirmed() const noexcept { return unconfirmed_.load(std::memory_order_relaxed); }
 
     // The same, later, for the slots this node shares with node `with` only: they wait (answer
     // `unavailable`; `waiting` is called once they do) until caught up again, from their other
@@ -171,8 +183,13 @@ public:
         } else {
             p = plan_from_map(std::nullopt, true);
         }
-        run(std::move(p), log, std::nullopt, std::chrono::seconds(2), {},
-            back ? fmt::format(" (anti-entropy with peer {}, back)", *back) : std::string(" (anti-entropy)"), false, true);
+        const auto unsure = run(std::move(p), log, std::nullopt, std::chrono::seconds(2), {},
+                                back ? fmt::format(" (anti-entropy with peer {}, back)", *back) : std::string(" (anti-entropy)"),
+                                false, true);
+        if (!back) {
+            const auto before = unconfirmed_.exchange(unsure, std::memory_order_relaxed);
+            if (before > 0 && unsure == 0) log("every slot this node serves is now confirmed by its other holders");
+        }
         repairs_.fetch_add(1, std::memory_order_relaxed);
     }
     [[nodiscard]] std::size_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
@@ -400,15 +417,17 @@ private:
         return p;
     }
 
-    void catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
-                  bool ask_with = true, const std::function<void()>& waiting = {}) {
+    std::size_t catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
+                         bool ask_with = true, const std::function<void()>& waiting = {}) {
         std::lock_guard one_at_a_time(catch_up_mutex_);
-        run(plan_from_map(with, ask_with), log, with, alone_after, waiting);
+        return run(plan_from_map(with, ask_with), log, with, alone_after, waiting);
     }
 
     // `serve`: slots whose group is caught up are marked ready (false: their readiness is left
     // as it is, for a pass over slots that serve already). `paced`: healing's rate applies.
-    void run(plan p, const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
+    // Returns how many slots lack a complete stream from a serving holder or from every other
+    // holder: those this node may serve without writes that another holder has.
+    std::size_t run(plan p, const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
              const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true,
              bool paced = false, bool heals = false) {
         const auto records_before = records_.load(std::memory_order_relaxed);
@@ -455,7 +474,7 @@ private:
         }
         auto wait = std::chrono::milliseconds(100);
         for (;;) {
-            if (stopping_.load(std::memory_order_acquire)) return;
+            if (stopping_.load(std::memory_order_acquire)) return 0;
             for (auto& s : sources) {
                 if (s.tried && s.last.complete() && s.last.from_serving) continue;
                 s.last = catch_up_from(self_, hello_, s.at, s.ranges, limits_,
@@ -479,8 +498,17 @@ private:
             std::this_thread::sleep_for(wait);  // the start-up or lease keeper's thread, not a loop
             wait = std::min(wait * 2, std::chrono::milliseconds(1000));
         }
-        std::size_t complete = 0;
+        std::size_t complete = 0, unsure = 0;
         for (const auto& s : sources) complete += s.last.complete() ? 1 : 0;
+        for (const auto& g : groups) {
+            bool from_serving = false, from_all = true;
+            for (auto id : g.others) {
+                const auto& src = of(id);
+                from_serving = from_serving || (src.last.complete() && src.last.from_serving);
+                from_all = from_all && src.last.complete();
+            }
+            if (!from_serving && !from_all) unsure += g.range.last - g.range.first + 1u;
+        }
         peers_.store(complete, std::memory_order_relaxed);
         if (!sources.empty() && (serve || records_.load(std::memory_order_relaxed) != records_before))
             log(fmt::format("caught up{}: {} records in all; complete streams from {} of {} peers",
@@ -488,6 +516,7 @@ private:
                             : with      ? fmt::format(" on the slots shared with peer {}", *with)
                                         : std::string(),
                             records_.load(std::memory_order_relaxed), complete, sources.size()));
+        return unsure;
     }
 
     index_service<Table>& index_;
@@ -510,6 +539,7 @@ private:
     std::atomic<std::size_t> records_{0};
     std::atomic<std::size_t> peers_{0};
     std::atomic<std::size_t> repairs_{0};
+    std::atomic<std::size_t> unconfirmed_{0};
     std::atomic<std::uint64_t> pace_rate_{0};
     std::atomic<std::uint64_t> healed_records_{0}, healed_bytes_{0}, heal_ms_{0};
     std::chrono::steady_clock::time_point pace_window_{};  // the catch-up's thread (one at a time)

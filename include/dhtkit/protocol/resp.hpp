@@ -13,9 +13,12 @@
 // A partly received command is kept as it is parsed (offsets into the buffer), so a large
 // command that arrives in many reads is scanned once.
 
+#include <algorithm>
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <utility>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -122,9 +125,14 @@ public:
 
     [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
     [[nodiscard]] std::size_t buffered() const noexcept { return buffer_.size() - pos_; }
+    // Bytes fed so far, and bytes read past (the end of the last command returned), counted from
+    // the reader's first byte: where a command ended in the stream.
+    [[nodiscard]] std::uint64_t fed() const noexcept { return dropped_ + buffer_.size(); }
+    [[nodiscard]] std::uint64_t consumed() const noexcept { return dropped_ + pos_; }
     // Gives back an idle reader's memory.
     void release_if_empty() {
         if (state_ == state::start && pos_ == buffer_.size() && buffer_.capacity() > 64 * 1024) {
+            dropped_ += pos_;
             std::string().swap(buffer_);
             pos_ = 0;
         }
@@ -205,10 +213,12 @@ private:
         if (state_ != state::start || pos_ == 0) return;
         if (pos_ < 4096 && pos_ * 2 < buffer_.size()) return;
         buffer_.erase(0, pos_);
+        dropped_ += pos_;
         pos_ = 0;
     }
 
     resp_limits limits_;
+    std::uint64_t dropped_ = 0;  // bytes compacted away before buffer_[0]
     std::string buffer_;
     std::size_t pos_ = 0;
     state state_ = state::start;
@@ -252,9 +262,31 @@ struct resp_plan {
 };
 
 // What a RESP connection keeps between reads.
+// When the bytes of a connection arrived, so that a command is stamped with the moment it reached
+// this host, not the moment it ran (it may wait behind a held reply, or in a stopped process's
+// socket, while its client gives up and writes again elsewhere).
+class arrival_stamps {
+public:
+    // Bytes up to stream offset `end` had all arrived at `unix_us`; kept non-decreasing.
+    void note(std::uint64_t end, std::uint64_t unix_us) {
+        if (!marks_.empty()) unix_us = std::max(unix_us, marks_.back().second);
+        marks_.emplace_back(end, unix_us);
+    }
+    // When the byte before stream offset `end` arrived (0 when no bytes were noted).
+    [[nodiscard]] std::uint64_t at(std::uint64_t end) {
+        while (marks_.size() > 1 && marks_.front().first < end) marks_.pop_front();
+        return marks_.empty() ? 0 : marks_.front().second;
+    }
+
+private:
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> marks_;  // (end offset, unix us), both rising
+};
+
 struct resp_session {
     explicit resp_session(resp_limits lim) : reader(lim) {}
     resp_reader reader;
+    arrival_stamps arrivals;
+    std::uint64_t command_arrived_us = 0;  // of the command being run
     std::vector<resp_plan> plans;  // of the batch being answered, in order
     std::string name;              // CLIENT SETNAME
     bool closing = false;          // QUIT or a protocol error: close once the replies have gone
