@@ -511,3 +511,109 @@ TEST_CASE("dynamic: a registered file is copied to its name's new holders when o
     CHECK(test::eventually(copies_on_slot_holders, 30s));
     for (auto id : c.holders("song.txt")) CHECK(std::filesystem::exists(cluster.shared(static_cast<int>(id)) / "song.txt"));
 }
+
+// "majority" with a live map, across a 3/2 split: each side soon takes the other for dead and
+// places the slots anew, and the two side holds a majority of some slots' old holders. Only the
+// side with leases from most members may act: the two side acknowledges nothing from a second
+// after the cut until the heal, the three side goes on, and afterwards every holder holds every
+// acknowledged write (or a later one).
+TEST_CASE("dynamic, majority: across a 3/2 split only the majority side acknowledges; nothing acknowledged is lost",
+          "[dynamic]") {
+    if (!test::test_network::available()) {
+        WARN("not root: no network namespaces here, so no partition to test");
+        return;
+    }
+    auto opt = dynamic(5);
+    opt.own_network = true;
+    opt.consistency = "majority";
+    opt.membership = "anti_entropy_s = 2\nsuspicion_mult = 5";
+    test::local_cluster cluster(opt);
+    cluster.start_all();
+    dhtkit::client c(cluster.config());
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 20s));
+
+    using clock = std::chrono::steady_clock;
+    struct side_writer {
+        explicit side_writer(std::string p) : prefix(std::move(p)) {}
+        std::string prefix;
+        std::mutex mutex;
+        std::map<std::string, int> acked;        // guarded by mutex: last round acknowledged, per key
+        std::map<std::string, int> tried;        // guarded by mutex: last round sent
+        std::vector<clock::time_point> ack_times;  // guarded by mutex
+        std::atomic<bool> stop{false};
+    };
+    auto write_loop = [&](side_writer& w, dhtkit::client& client) {
+        for (int round = 1; !w.stop.load(); ++round)
+            for (int k = 0; k < 20 && !w.stop.load(); ++k) {
+                const auto key = fmt::format("{}-{}", w.prefix, k);
+                {
+                    std::lock_guard lock(w.mutex);
+                    w.tried[key] = round;
+                }
+                const bool ok = client.put(key, std::to_string(round)).ok();
+                std::lock_guard lock(w.mutex);
+                if (ok) {
+                    w.acked[key] = round;
+                    w.ack_times.push_back(clock::now());
+                }
+            }
+    };
+    side_writer big("three"), small("two");
+    std::thread big_thread([&] {
+        dhtkit::client mine(cluster.config());
+        write_loop(big, mine);
+    });
+    std::thread small_thread([&] {
+        auto ns = cluster.network_namespace(3);
+        if (!ns.valid() || ::setns(ns.get(), CLONE_NEWNET) != 0) return;
+        dhtkit::client mine(cluster.config());
+        write_loop(small, mine);
+    });
+    auto acked_count = [](side_writer& w) {
+        std::lock_guard lock(w.mutex);
+        return w.ack_times.size();
+    };
+    REQUIRE(test::eventually([&] { return acked_count(big) > 50 && acked_count(small) > 50; }, 20s));
+
+    cluster.split({3, 4});
+    const auto cut = clock::now();
+    // The three side declares the others dead, places their slots anew and writes on.
+    REQUIRE(test::eventually([&] { return everyone_sees(c, {0, 1, 2}, "3", "dead") && everyone_sees(c, {0, 1, 2}, "4", "dead"); },
+                             40s));
+    const auto after_deaths = acked_count(big);
+    CHECK(test::eventually([&] { return acked_count(big) > after_deaths + 50; }, 20s));
+    std::this_thread::sleep_for(2s);  // the fault lasts on: the two side, too, has taken the others for dead by now
+    cluster.rejoin({3, 4});
+    const auto healed = clock::now();
+    REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 40s));
+    big.stop = small.stop = true;
+    big_thread.join();
+    small_thread.join();
+
+    std::size_t acked_on_two_side = 0;
+    for (auto t : small.ack_times) acked_on_two_side += (t > cut + 1s && t < healed) ? 1 : 0;
+    CHECK(acked_on_two_side == 0);
+
+    // Every holder of every key holds its last acknowledged round or a later one it was sent.
+    std::string last_difference;
+    auto converged = [&] {
+        c.learn_map_from(0);
+        for (auto* w : {&big, &small})
+            for (const auto& [key, round] : w->acked)
+                for (auto holder : c.holders(key)) {
+                    auto own = test::own_copy(c, holder, key);
+                    const int held = own && own->present && !own->deleted ? std::stoi(own->value) : 0;
+                    if (held < round || held > w->tried[key]) {
+                        last_difference = fmt::format("peer {} holds round {} of {}; acknowledged {}, last sent {}", holder,
+                                                      held, key, round, w->tried[key]);
+                        return false;
+                    }
+                }
+        return true;
+    };
+    const bool agreed = test::eventually(converged, 40s);
+    INFO(last_difference);
+    if (!agreed)
+        for (int p : {0, 1, 2, 3, 4}) UNSCOPED_INFO("peer " << p << " said:\n" << cluster.pending_stderr(p));
+    CHECK(agreed);
+}

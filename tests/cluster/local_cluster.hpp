@@ -239,6 +239,9 @@ public:
     // Cuts peer `id` off from the others and from the test, or lets it back (own_network only).
     void partition(int id) { network_->cut(id); }
     void heal(int id) { network_->heal(id); }
+    // The peers in `side` hear each other and no one else (nor the test), until rejoin().
+    void split(const std::vector<int>& side) { network_->split(side); }
+    void rejoin(const std::vector<int>& side) { network_->rejoin(side); }
     // Peer `id`'s namespace, for a test thread to join (own_network only).
     [[nodiscard]] dhtkit::net::unique_fd network_namespace(int id) const { return network_->namespace_of(id); }
 

@@ -85,6 +85,21 @@ public:
     void cut(int i) { run("ip netns exec {} ip link set vh{} down", hub(), i); }
     void heal(int i) { run("ip netns exec {} ip link set vh{} up", hub(), i); }
 
+    // Splits the network in two: the peers in `side` move to a second bridge, where they hear
+    // each other and nobody else (the hub, on the first bridge, stays with the rest); rejoin()
+    // puts them back. Their connections across the split hang, as across a failed link.
+    void split(const std::vector<int>& side) {
+        if (!second_bridge_) {
+            run("ip netns exec {} ip link add br1 type bridge", hub());
+            run("ip netns exec {} ip link set br1 up", hub());
+            second_bridge_ = true;
+        }
+        for (int i : side) run("ip netns exec {} ip link set vh{} master br1", hub(), i);
+    }
+    void rejoin(const std::vector<int>& side) {
+        for (int i : side) run("ip netns exec {} ip link set vh{} master br0", hub(), i);
+    }
+
 private:
     template <class... A>
     static void run(fmt::format_string<A...> f, A&&... a) {
@@ -100,6 +115,7 @@ private:
     }
 
     int peers_;
+    bool second_bridge_ = false;
     std::string tag_;
     std::string subnet_;
     dhtkit::net::unique_fd home_;

@@ -18,6 +18,13 @@
 // the writes that waited in its sockets on its own, while the others are up); under "majority",
 // it holds current leases from enough holders to make a quorum, so a partitioned minority refuses
 // writes instead of diverging.
+//
+// Under "majority" with a live map (the dynamic policy), two more rules keep that promise when
+// the map changes (docs/replication.md, "Majority across map changes"): a node answers and takes
+// writes only while it holds current leases from more than half of the members it knows (dead
+// ones included, departed ones not), so the side of a partition that declares the other dead and
+// places its slots anew is the only one that acts; and a map that declares members dead is acted
+// on only once every lease this node granted them has run out (act_after).
 
 #include <atomic>
 #include <chrono>
@@ -91,6 +98,12 @@ public:
         }
         const auto& map = view_.current();
         const slot_t slot = key_slot(f.key);
+        if (!(f.h.flags & protocol::flag_own_copy))
+            if (auto why = members_short(map)) {
+                reply.code = protocol::status::unavailable;
+                protocol::append_frame(c.out, reply, {}, *why);
+                return;
+            }
         if (!map.holds(self_, slot)) {
             auto h = map.holders(slot);
             // A live map moves slots: the client's map is older than this node's, and learns the
@@ -156,6 +169,15 @@ public:
         return reply_from_frame(frame);
     }
 
+    // Under "majority" with a live map: requests wait (answer unavailable) until `t`, when every
+    // lease this node granted members that a new map declares dead has run out.
+    void act_after(std::chrono::steady_clock::time_point t) noexcept {
+        auto rep = t.time_since_epoch().count();
+        auto now = act_after_.load(std::memory_order_relaxed);
+        while (now < rep && !act_after_.compare_exchange_weak(now, rep, std::memory_order_release)) {
+        }
+    }
+
     // Writes acknowledged while this node's copy was the only one applied (a floor of one copy,
     // min_copies = 1, and every other holder unreachable): one crash of this node loses them until
     // the others catch up from it.
@@ -216,6 +238,27 @@ private:
         if (reachable >= need) return std::nullopt;
         return fmt::format("peer {} reaches {} of the {} holders of slot {}; a write needs {}", self_, reachable, holders,
                            slot, need);
+    }
+
+    // Why this node must not act for any slot now (see the top of the file), or nothing: under
+    // "majority" with a live map, it holds leases from no majority of the members it knows, or
+    // a map that declared members dead is not to be acted on yet.
+    [[nodiscard]] std::optional<std::string> members_short(const cluster_map& map) const {
+        if (!held_ || !map.live() || policy_.quorum(3) < 2) return std::nullopt;
+        const auto now = lease_holdings::clock::now();
+        if (now.time_since_epoch().count() < act_after_.load(std::memory_order_acquire))
+            return fmt::format("peer {} follows a map that declared members dead: it acts on it once their leases ran out",
+                               self_);
+        std::size_t known = 0, backing = 0;
+        for (const auto& n : map.nodes()) {
+            if (n.state == node_state::left) continue;
+            ++known;
+            if (n.id == self_ || held_->valid(n.id, now)) ++backing;
+        }
+        if (backing * 2 > known) return std::nullopt;
+        return fmt::format("peer {} holds read leases from {} of the {} members it knows; under \"majority\" it acts "
+                           "only with more than half (it may be on the minority side of a partition)",
+                           self_, backing, known);
     }
 
     // The copies a write needs whatever the rule: min_copies, or every holder when there are fewer.
@@ -378,6 +421,7 @@ private:
     const hand_offs* handing_;  // live membership: nodes taking slots over; null otherwise
     std::size_t min_copies_;
     mutable std::atomic<std::uint64_t> single_copy_{0};
+    std::atomic<std::chrono::steady_clock::rep> act_after_{0};
     log_limiter refusal_log_;
 };
 

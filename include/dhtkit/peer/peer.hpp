@@ -319,6 +319,17 @@ private:
             if (const node* was = before.find(n.id); was && n.id != self_.id && membership::placed(n.state) &&
                                                      !membership::placed(was->state))
                 back.push_back(n.id);
+        // Under "majority": this node acts on a map that declares members dead only once every
+        // lease it granted them has run out (key_service::act_after; docs/replication.md).
+        bool declared_dead = false;
+        for (const auto& n : after.nodes())
+            if (const node* was = before.find(n.id);
+                was && n.id != self_.id && membership::placed(was->state) && !membership::placed(n.state))
+                declared_dead = true;
+        if (declared_dead) {
+            const auto& o = grants_.options();
+            keys_.act_after(std::chrono::steady_clock::now() + o.term + o.term / 10 + std::chrono::milliseconds(5));
+        }
         view_->publish(std::move(after));
         share_leases();
         if (!gained.empty() || moved || !back.empty()) {
@@ -459,12 +470,18 @@ private:
                            sync_.healed_bytes(), sync_.healing_seconds());
     }
 
-    // The nodes this one shares slots with: its read leases come from them.
+    // The nodes this one shares slots with: its read leases come from them. Under "majority"
+    // with a live map, every placed member: a node acts only with leases from most members.
     std::vector<node> grantors() const {
         std::vector<node> out;
         const auto& m = view_->current();
+        const bool all_members = m.live() && policy_.quorum(3) > 1;
         for (const auto& n : m.nodes()) {
             if (n.id == self_.id) continue;
+            if (all_members && membership::placed(n.state)) {
+                out.push_back(n);
+                continue;
+            }
             bool shared = false;
             m.slots().for_each_range([&](slot_range, std::span<const node_id> h) {
                 shared = shared || (std::find(h.begin(), h.end(), self_.id) != h.end() &&

@@ -212,6 +212,19 @@ private:
                     protocol::append_frame(c.out, reply, {}, asker ? "this peer grants no read leases" : "a lease request is the asker's node id (u64)");
                     return false;
                 }
+                // A live map's grantor leases nothing to a node it takes for dead or departed (or
+                // has not heard of): that node missed what the map moved without it, and must be
+                // back in the view (it refutes) before it vouches for any copy.
+                if (const auto& m = view_.current(); m.live() && *asker != self_) {
+                    const node* n = m.find(*asker);
+                    if (!n || n->state == node_state::failed || n->state == node_state::left) {
+                        reply.code = status::unavailable;
+                        protocol::append_frame(c.out, reply, {},
+                                               fmt::format("peer {} takes node {} for {}: no lease until it is back", self_,
+                                                           *asker, n ? to_string(n->state) : "unknown"));
+                        return false;
+                    }
+                }
                 if (auto term = grants_->grant(*asker)) {
                     protocol::append_frame(c.out, reply, {}, protocol::encode_u64(static_cast<std::uint64_t>(term->count())));
                 } else {
