@@ -140,7 +140,7 @@ TEST_CASE("dhtkit-cli checks its flags and its command's words") {
     CHECK_THAT(no_peer.err, Catch::Contains("no peer with id 9"));
 }
 
-TEST_CASE("stats without an id shows every peer; with --peer, that peer") {
+TEST_CASE("stats without an id shows every peer, with --peer, that peer") {
     test::local_cluster cluster;
     cluster.start_all();
     auto all = run_cli(cluster, {}, "stats\n");
@@ -152,7 +152,7 @@ TEST_CASE("stats without an id shows every peer; with --peer, that peer") {
     CHECK_THAT(one.out, !Catch::Contains("peer 0:\n"));
 }
 
-TEST_CASE("downloads keep the source's permission bits; a destination in a missing folder says so") {
+TEST_CASE("downloads keep the source's permission bits, a destination in a missing folder says so") {
     test::local_cluster cluster({.backups = 0});
     const auto source = cluster.shared(1) / "script.sh";
     std::ofstream(source) << "#!/bin/sh\necho hello\n";

@@ -363,7 +363,7 @@ TEST_CASE("dynamic: a peer outside the file joins under load, takes about 1/N of
     CHECK(wrong_copies(c, w) == 0);
 }
 
-TEST_CASE("dynamic: peers that leave (dhtkit-cli leave; SIGTERM with leave_on_stop) hand their slots over under load; nothing is lost",
+TEST_CASE("dynamic: peers that leave (dhtkit-cli leave, SIGTERM with leave_on_stop) hand their slots over under load, nothing is lost",
           "[dynamic]") {
     auto opt = dynamic(5);
     opt.membership = "leave_on_stop = true";
@@ -517,7 +517,7 @@ TEST_CASE("dynamic: a registered file is copied to its name's new holders when o
 // side with leases from most members may act: the two side acknowledges nothing from a second
 // after the cut until the heal, the three side goes on, and afterwards every holder holds every
 // acknowledged write (or a later one).
-TEST_CASE("dynamic, majority: across a 3/2 split only the majority side acknowledges; nothing acknowledged is lost",
+TEST_CASE("dynamic, majority: across a 3/2 split only the majority side acknowledges, nothing acknowledged is lost",
           "[dynamic]") {
     if (!test::test_network::available()) {
         WARN("not root: no network namespaces here, so no partition to test");

@@ -45,6 +45,7 @@ struct cluster_options {
     int max_restarts = 5;
     std::string consistency = "available";
     int min_copies = 1;  // [replication] min_copies
+    int tombstone_purge_s = 86400;  // [replication] tombstone_purge_s
     // Each peer in a network namespace of its own, the test's threads in a hub (test_network.hpp),
     // so that a peer can be partitioned off. Root only.
     bool own_network = false;
@@ -71,9 +72,11 @@ public:
         std::string text = fmt::format(
             "[pool]\nthreads = {}\ndispatch = \"{}\"\n[limits]\nmax_key_bytes = {}\nmax_value_bytes = {}\n"
             "max_output_bytes = {}\nidle_timeout_s = {}\n[replication]\n"
-            "backups = {}\nconsistency = \"{}\"\npolicy = \"{}\"\nmin_copies = {}\n[supervisor]\nmax_restarts = {}\n",
+            "backups = {}\nconsistency = \"{}\"\npolicy = \"{}\"\nmin_copies = {}\ntombstone_purge_s = {}\n"
+            "[supervisor]\nmax_restarts = {}\n",
             opt.pool_threads, opt.dispatch, opt.max_key_bytes, opt.max_value_bytes, opt.max_output_bytes,
-            opt.idle_timeout_s, opt.backups, opt.consistency, opt.policy, opt.min_copies, opt.max_restarts);
+            opt.idle_timeout_s, opt.backups, opt.consistency, opt.policy, opt.min_copies, opt.tombstone_purge_s,
+            opt.max_restarts);
         if (!opt.membership.empty()) text += "[membership]\n" + opt.membership + "\n";
         text += fmt::format("[storage]\nmode = \"{}\"\nfsync = \"{}\"\n", opt.storage, opt.fsync);
         text += fmt::format("[resp]\nroute = \"{}\"\n", opt.resp_route);

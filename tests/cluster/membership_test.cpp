@@ -19,7 +19,7 @@ member rec(node_id id, std::uint64_t inc, node_state s) {
 const auto t0 = membership::clock::time_point{} + 1h;
 }  // namespace
 
-TEST_CASE("membership: the seeds start alive; a record wins by the precedence rules") {
+TEST_CASE("membership: the seeds start alive, a record wins by the precedence rules") {
     membership v(at(1), {at(2), at(3)}, {}, 1);
     REQUIRE(v.members().size() == 3);
     CHECK(v.live() == 3);
@@ -94,7 +94,7 @@ TEST_CASE("membership: two views that heard the same records in other orders agr
     CHECK(a.epoch() == b.epoch());
 }
 
-TEST_CASE("membership: every live member is probed once a round; helpers and news are bounded") {
+TEST_CASE("membership: every live member is probed once a round, helpers and news are bounded") {
     membership v(at(1), {at(2), at(3), at(4), at(5)}, {}, 42);
     v.apply(rec(5, 0, node_state::failed), t0);
     std::multiset<node_id> probed;

@@ -121,7 +121,7 @@ TEST_CASE("redis-cli in cluster mode: strings, many keys, the cluster's descript
     CHECK(where.find(std::to_string(dhtkit::key_slot(away))) == 0);
 }
 
-TEST_CASE("without -c a key held elsewhere answers MOVED to its home's RESP address; a RESP write is a put") {
+TEST_CASE("without -c a key held elsewhere answers MOVED to its home's RESP address, a RESP write is a put") {
     test::local_cluster cluster({.backups = 1, .resp = true});
     cluster.start_all();
     auto client = cluster.client();

@@ -2,8 +2,14 @@
 
 #include <dhtkit/peer/index_service.hpp>
 
+#include <algorithm>
+#include <bitset>
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
+
+#include <fmt/format.h>
 
 using namespace dhtkit;
 using namespace dhtkit::protocol;
@@ -293,7 +299,7 @@ TEST_CASE("put options: if absent, if present, keep the expiry, answer the old v
     CHECK(h.ask(opcode::put, "k", "bad options", flag_options).h.code == status::bad_request);
 }
 
-TEST_CASE("expire sets, removes or runs out a key's expiry; reclaiming frees expired values and digests still agree") {
+TEST_CASE("expire sets, removes or runs out a key's expiry, reclaiming frees expired values and digests still agree") {
     harness h;
     CHECK(h.ask(opcode::expire, "none", encode_u64(unix_ms_now() + 1000)).h.code == status::not_found);
     h.ask(opcode::put, "k", "v");
@@ -319,4 +325,86 @@ TEST_CASE("expire sets, removes or runs out a key's expiry; reclaiming frees exp
     CHECK(a.service.slot_digests(all) == b.service.slot_digests(all));
     CHECK(a.service.live_keys() == 0);
     CHECK(b.service.live_keys() == 0);
+}
+
+TEST_CASE("a stamped get of a deleted key answers not_found with the delete's version") {
+    harness h;
+    const dhtkit::version put_at{stamp_now(), 5, 1}, del_at{stamp_now() + 1, 5, 2};
+    ask_stamped(h, opcode::put, "k", stamped(put_at, "value"));
+    ask_stamped(h, opcode::del, "k", stamped(del_at));
+    auto got = ask_stamped(h, opcode::get, "k", {});
+    CHECK(got.h.code == status::not_found);
+    CHECK(got.h.flags == flag_stamped);
+    CHECK(read_version(got.value) == del_at);
+    // Never written: not_found and nothing more.
+    auto none = ask_stamped(h, opcode::get, "never", {});
+    CHECK(none.h.code == status::not_found);
+    CHECK(none.value.empty());
+}
+
+TEST_CASE("tombstones past the purge period are purged, left out of digests and streams, and not taken back") {
+    using namespace std::chrono_literals;
+    const auto ago = [](std::chrono::seconds s) {
+        return static_cast<std::uint64_t>(stamp_now() - static_cast<std::uint64_t>(s.count()) * 1'000'000);
+    };
+    harness a, b;  // two holders of the same writes; a purges, b has not yet
+    const dhtkit::version put_old{ago(20s), 5, 1}, del_old{ago(10s), 5, 2}, del_recent{ago(1s), 5, 3},
+        put_live{ago(30s), 5, 4};
+    for (auto* h : {&a, &b}) {
+        h->service.purge_after(5s);
+        ask_stamped(*h, opcode::put, "old", stamped(put_old, "deleted long ago"));
+        ask_stamped(*h, opcode::del, "old", stamped(del_old));
+        ask_stamped(*h, opcode::del, "recent", stamped(del_recent));
+        ask_stamped(*h, opcode::put, "live", stamped(put_live, "kept"));
+    }
+    std::bitset<slot_count> all;
+    all.set();
+    const auto before = a.service.slot_digests(all);
+    CHECK(before == b.service.slot_digests(all));
+
+    std::size_t purged = 0;
+    for (std::size_t s = 0; s < decltype(a.keys)::shard_count; ++s) purged += a.service.purge_tombstones(s);
+    CHECK(purged == 1);
+    CHECK_FALSE(a.keys.contains("old"));
+    CHECK(a.keys.contains("recent"));  // not old enough yet
+    CHECK(a.ask(opcode::get, "live").value == "kept");
+    // A holder that purged agrees with one that has not.
+    CHECK(a.service.slot_digests(all) == b.service.slot_digests(all));
+
+    // b's catch-up stream leaves the old tombstone out, and a copy of it is not taken back.
+    std::vector<std::string> streamed;
+    std::string old_record;
+    for (std::size_t s = 0; s < decltype(b.keys)::shard_count; ++s)
+        b.service.for_each_record_in(table_id::keys, s, [&](std::string_view k, std::string_view) { streamed.emplace_back(k); });
+    CHECK(std::find(streamed.begin(), streamed.end(), "old") == streamed.end());
+    CHECK(std::find(streamed.begin(), streamed.end(), "recent") != streamed.end());
+    REQUIRE(b.service.record_of(table_id::keys, "old"));
+    CHECK(a.service.apply("old", *b.service.record_of(table_id::keys, "old")));
+    CHECK_FALSE(a.keys.contains("old"));
+    // A recent one is taken, as always.
+    harness c;
+    c.service.purge_after(5s);
+    CHECK(c.service.apply("recent", *b.service.record_of(table_id::keys, "recent")));
+    CHECK(c.keys.contains("recent"));
+
+    // Without a period nothing is purged.
+    b.service.purge_after(0s);
+    std::size_t none = 0;
+    for (std::size_t s = 0; s < decltype(b.keys)::shard_count; ++s) none += b.service.purge_tombstones(s);
+    CHECK(none == 0);
+    CHECK(b.keys.contains("old"));
+}
+
+TEST_CASE("erase_if removes only what its predicate allows, and a shrunk shard keeps working") {
+    locked_table<std::string, std::string> t;
+    for (int i = 0; i < 20000; ++i) t.put(fmt::format("k{}", i), "v");
+    for (int i = 0; i < 20000; ++i) CHECK(t.erase_if(fmt::format("k{}", i), [](std::string_view v) { return v == "v"; }));
+    CHECK_FALSE(t.erase_if("k1", [](std::string_view) { return true; }));
+    t.put("a", "keep");
+    CHECK_FALSE(t.erase_if("a", [](std::string_view v) { return v == "other"; }));
+    for (std::size_t s = 0; s < decltype(t)::shard_count; ++s) t.shrink_shard(s);
+    CHECK(t.size() == 1);
+    CHECK(t.try_get("a") == "keep");
+    t.put("b", "again");  // a shard shrunk to nothing takes inserts as before
+    CHECK(t.try_get("b") == "again");
 }

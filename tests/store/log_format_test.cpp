@@ -95,7 +95,7 @@ TEST_CASE("a flipped byte before the tail is corruption, named by the offset of 
     CHECK(s.valid_bytes == starts.back());
 }
 
-TEST_CASE("a flipped length reads as damage, even in the last record; zeros after the last record are a torn tail") {
+TEST_CASE("a flipped length reads as damage, even in the last record, zeros after the last record are a torn tail") {
     const auto rs = sample();
     std::vector<std::size_t> starts;
     const auto bytes = file_of(rs, &starts);

@@ -143,7 +143,7 @@ TEST_CASE("under everysec and no, a lone writer's record is written before appen
     CHECK(log.report().log_bytes > log_header_size);
 }
 
-TEST_CASE("a torn tail is cut off and reported; the records before it are kept") {
+TEST_CASE("a torn tail is cut off and reported, the records before it are kept") {
     temp_folder dir;
     owner o;
     fill(dir.path, o, 10);
@@ -162,7 +162,7 @@ TEST_CASE("a torn tail is cut off and reported; the records before it are kept")
     CHECK(reopened(dir.path) == back.table);
 }
 
-TEST_CASE("damage before the tail stops the opening, naming the file and offset; repair keeps what is before it") {
+TEST_CASE("damage before the tail stops the opening, naming the file and offset, repair keeps what is before it") {
     temp_folder dir;
     owner o;
     fill(dir.path, o, 10);

@@ -9,7 +9,8 @@
 //   [replication] backups = 2, consistency = "available" (or "majority"), max_clock_skew_ms = 60000,
 //                 policy = "static" (or "dynamic": live membership, cluster/membership.hpp),
 //                 heal_mb_per_s = 50 (dynamic: healing's and anti-entropy's pace; 0: none),
-//                 min_copies = 1 (a write is acknowledged once at least this many holders applied it; 1..backups+1)
+//                 min_copies = 1 (a write is acknowledged once at least this many holders applied it; 1..backups+1),
+//                 tombstone_purge_s = 86400 (deletes older than this are forgotten; 0: never)
 //   [membership]  probe_interval_ms = 1000, probe_timeout_ms = 500, suspicion_mult = 3,
 //                 indirect_probes = 3, sync_interval_ms = 5000, gossip_interval_ms = 200,
 //                 anti_entropy_s = 60, leave_on_stop = false
@@ -148,7 +149,7 @@ inline const std::vector<known_table>& known_tables() {
     static const std::vector<known_table> tables{
         {"pool", {"threads", "dispatch"}},
         {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
-        {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy", "heal_mb_per_s", "min_copies"}},
+        {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy", "heal_mb_per_s", "min_copies", "tombstone_purge_s"}},
         {"membership", {"probe_interval_ms", "probe_timeout_ms", "suspicion_mult", "indirect_probes", "sync_interval_ms",
                         "gossip_interval_ms", "anti_entropy_s", "leave_on_stop"}},
         {"storage", {"mode", "fsync", "compact_after_mb"}},
@@ -333,6 +334,8 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     // live membership: peers that join later add room; the placement takes what there is.)
     if (!c.live_membership && c.backups >= c.peers.size() && c.backups > 0)
         c.backups = static_cast<unsigned>(c.peers.size() - 1);
+    c.tombstone_purge = std::chrono::seconds(in.integer<std::int64_t>(
+        view["replication"]["tombstone_purge_s"], "replication.tombstone_purge_s", 0, 10 * 365 * 86'400, 86'400));
     c.min_copies = in.integer<std::size_t>(view["replication"]["min_copies"], "replication.min_copies", 1,
                                            std::size_t{c.backups} + 1, 1);
     return c;

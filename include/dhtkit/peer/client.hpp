@@ -25,6 +25,7 @@
 #include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/peer/file_download.hpp"
+#include "dhtkit/peer/own_writes.hpp"
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
@@ -275,9 +276,12 @@ public:
         if (auto bad = check_key(key, value)) return *bad;
         thread_local std::string stamped;
         stamped.clear();
-        append_version(stamped, clock_.next());
+        const auto v = clock_.next();
+        append_version(stamped, v);
         stamped += value;
-        return call_key(protocol::opcode::put, key, stamped, protocol::flag_stamped);
+        auto r = call_key(protocol::opcode::put, key, stamped, protocol::flag_stamped);
+        if (r.ok()) own_.acknowledged(key, v, false);
+        return r;
     }
     // The same, the value expiring `ttl` from now: an absolute moment, so that every holder drops
     // it at once. Its clock and this host's should agree to well within the ttl.
@@ -285,11 +289,13 @@ public:
         if (auto bad = check_key(key, value)) return *bad;
         if (ttl.count() <= 0) return {protocol::status::bad_request, {}, "a ttl is a positive time", false};
         std::string stamped;
-        append_version(stamped, clock_.next());
+        const auto v = clock_.next();
+        append_version(stamped, v);
         protocol::append(stamped, protocol::put_options{protocol::put_options::expires,
                                                         unix_ms_now() + static_cast<std::uint64_t>(ttl.count())});
         stamped += value;
         auto r = call_key(protocol::opcode::put, key, stamped, protocol::flag_stamped | protocol::flag_options);
+        if (r.ok()) own_.acknowledged(key, v, false);
         if (r.ok()) r.value.clear();  // what happened: it was set
         return r;
     }
@@ -304,10 +310,24 @@ public:
         r.value = *at == 0 ? std::string("none") : std::to_string(*at > now ? *at - now : 0);
         return r;
     }
+    // Read-your-writes: an answer older than this client's own last acknowledged write of the
+    // key (own_writes.hpp) is not returned; the key's other holders are asked, and when none has
+    // that write yet the answer is `unavailable`, never the older value.
     reply get(std::string_view key) {
         if (auto bad = check_key(key, {})) return *bad;
         auto r = call_key(protocol::opcode::get, key, {}, protocol::flag_stamped);
-        if (r.ok() && (r.flags & protocol::flag_stamped)) {
+        if (older_than_own(key, r)) {
+            bool fresh = false;
+            for (auto id : holders(key)) {
+                r = call(id, protocol::opcode::get, key, {}, true, protocol::flag_stamped);
+                if ((fresh = !older_than_own(key, r))) break;
+            }
+            if (!fresh)
+                return {protocol::status::unavailable, {},
+                        fmt::format("no holder of '{}' answers with this client's last acknowledged write of it yet", key),
+                        true};
+        }
+        if (r.flags & protocol::flag_stamped) {
             if (auto v = read_version(r.value)) clock_.observe(*v);  // later writes are stamped above it
             r.value.erase(0, std::min(r.value.size(), version_size));
             r.flags = 0;
@@ -317,8 +337,11 @@ public:
     reply del(std::string_view key) {
         if (auto bad = check_key(key, {})) return *bad;
         std::string stamp;
-        append_version(stamp, clock_.next());
-        return call_key(protocol::opcode::del, key, stamp, protocol::flag_stamped);
+        const auto v = clock_.next();
+        append_version(stamp, v);
+        auto r = call_key(protocol::opcode::del, key, stamp, protocol::flag_stamped);
+        if (r.ok() || r.code == protocol::status::not_found) own_.acknowledged(key, v, true);
+        return r;
     }
     // This client's id: the writer named in the versions it stamps.
     [[nodiscard]] std::uint64_t id() const noexcept { return clock_.writer(); }
@@ -377,6 +400,15 @@ private:
         return slot.get();
     }
 
+    // Whether a stamped get's answer is older than this client's own last write of `key`; an
+    // answer that is neither a value nor not_found (an error) is for the caller to see as it is.
+    [[nodiscard]] bool older_than_own(std::string_view key, const reply& r) const {
+        if (r.ok() && (r.flags & protocol::flag_stamped)) return own_.older_than_own(key, read_version(r.value), false);
+        if (r.code == protocol::status::not_found)  // with the version of the delete, when the holder had one
+            return own_.older_than_own(key, (r.flags & protocol::flag_stamped) ? read_version(r.value) : std::nullopt, true);
+        return false;
+    }
+
     std::optional<reply> check_key(std::string_view key, std::string_view value) const {
         using protocol::status;
         if (key.empty()) return reply{status::bad_request, {}, "the key is empty"};
@@ -407,6 +439,7 @@ private:
     std::shared_ptr<const protocol::cluster_key> secret_;
     std::string password_;
     version_clock clock_{random_id()};
+    own_writes own_;  // read-your-writes
     std::mutex links_mutex_;
     // Links are kept while the client lives: a caller may be inside one when the map changes.
     std::unordered_map<node_id, std::unique_ptr<peer_link>> links_;  // guarded by links_mutex_

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -112,7 +113,7 @@ public:
                 break;
             case opcode::get:
                 if (f.h.flags & protocol::flag_own_copy) return own_copy(f, reply, out);
-                answer_read(f, live(keys_, f.key), out);
+                answer_read(f, entry(keys_, f.key), out);
                 return false;
             case opcode::expire: {
                 auto at = protocol::decode_u64(value);
@@ -144,7 +145,7 @@ public:
                 break;
             case opcode::search:
                 if (f.h.flags & protocol::flag_own_copy) return own_copy(f, reply, out);
-                answer_read(f, live(files_, f.key), out);
+                answer_read(f, entry(files_, f.key), out);
                 return false;
             default:
                 reply.code = status::unknown_opcode;
@@ -155,11 +156,23 @@ public:
         return wrote;
     }
 
-    // The answer to read request `f` (get or search) when `v` is the key's live entry, or none.
-    static void answer_read(const protocol::frame_view& f, const std::optional<versioned_view>& v, std::string& out) {
+    // The answer to read request `f` (get or search) when `e` is the key's entry (live, a
+    // tombstone, or expired), or none. A stamped get that finds a tombstone or an expired value
+    // hears not_found with that entry's version, so that a client can tell a delete newer than its
+    // own write from a holder that has not seen its write yet.
+    static void answer_read(const protocol::frame_view& f, const std::optional<versioned_view>& e, std::string& out) {
         protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
+        const auto* v = e && !e->tombstone && !e->expired(unix_ms_now()) ? &*e : nullptr;
         if (!v || (f.h.op == protocol::opcode::search && v->payload.empty())) {
             reply.code = protocol::status::not_found;
+            if (e && f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_stamped)) {
+                reply.flags = protocol::flag_stamped;
+                thread_local std::string gone;
+                gone.clear();
+                append_version(gone, e->version);
+                protocol::append_frame(out, reply, {}, gone);
+                return;
+            }
             protocol::append_frame(out, reply, {}, {});
             return;
         }
@@ -204,14 +217,68 @@ public:
             refused_ahead_.fetch_add(1, std::memory_order_relaxed);
             return false;
         }
+        const auto horizon = purge_horizon();
         (*table == protocol::table_id::keys ? keys_ : files_).update(key, [&](auto now) -> std::optional<std::string> {
             if (now) {
                 auto mine = read_versioned(*now);
                 if (mine && mine->version >= incoming->version) return std::nullopt;
+            } else if (purgeable(*incoming, horizon)) {
+                return std::nullopt;  // a delete old enough to be purged: nothing to keep of it
             }
             return std::string(entry);
         });
         return true;
+    }
+
+    // --- Purging tombstones ([replication] tombstone_purge_s) ------------------------------------
+    //
+    // A tombstone (or an expired value, which reads as one) whose stamp is older than the purge
+    // period is removed for good. Every holder decides alone, from its own clock, against a
+    // horizon rounded down to the second, so that holders agree on which entries are past it:
+    // digests and sync streams leave such entries out (a holder that purged agrees with one that
+    // has not yet), and a copy of one that arrives for a key this node does not have is not kept.
+    // What may still bring a deleted value back is a holder that was away longer than the period
+    // with the value (docs/replication.md, "Purging tombstones"): the period must outlast any
+    // absence, as Cassandra's gc_grace_seconds must.
+
+    // 0: never purge.
+    void purge_after(std::chrono::milliseconds period) noexcept {
+        purge_after_us_.store(static_cast<std::uint64_t>(period.count()) * 1000, std::memory_order_relaxed);
+    }
+    [[nodiscard]] std::chrono::milliseconds purge_period() const noexcept {
+        return std::chrono::milliseconds(purge_after_us_.load(std::memory_order_relaxed) / 1000);
+    }
+    // Stamps below this are past the purge period (0 when nothing is purged).
+    [[nodiscard]] std::uint64_t purge_horizon() const noexcept {
+        const auto period = purge_after_us_.load(std::memory_order_relaxed);
+        const auto now = stamp_now();
+        if (period == 0 || now <= period) return 0;
+        return (now - period) / 1'000'000 * 1'000'000;
+    }
+    [[nodiscard]] static bool purgeable(const versioned_view& v, std::uint64_t horizon) noexcept {
+        return v.version.stamp < horizon && (v.tombstone || v.expired(unix_ms_now()));
+    }
+
+    // Removes the purgeable entries of shard `shard` of both tables; returns how many.
+    std::size_t purge_tombstones(std::size_t shard) {
+        const auto horizon = purge_horizon();
+        if (horizon == 0) return 0;
+        std::size_t purged = 0;
+        std::vector<std::pair<std::string, dhtkit::version>> due;
+        for (Table* t : {&keys_, &files_}) {
+            due.clear();
+            t->for_each_in(shard, [&](std::string_view k, std::string_view v) {
+                auto r = read_versioned(v);
+                if (r && purgeable(*r, horizon)) due.emplace_back(std::string(k), r->version);
+            });
+            for (const auto& [k, ver] : due)
+                purged += t->erase_if(k, [&, v = ver](std::string_view now) {  // not if written since
+                    auto r = read_versioned(now);
+                    return r && r->version == v && purgeable(*r, horizon);
+                });
+            if (due.size() > 64) t->shrink_shard(shard);
+        }
+        return purged;
     }
 
     // Entries held, both tables, tombstones included.
@@ -290,6 +357,7 @@ public:
     void add_digests_in(protocol::table_id t, std::size_t shard, const std::bitset<slot_count>& wanted,
                         std::vector<std::uint64_t>& digests) const {
         const auto now_ms = unix_ms_now();
+        const auto horizon = purge_horizon();
         (t == protocol::table_id::keys ? keys_ : files_).for_each_in(shard, [&](std::string_view k, std::string_view v) {
             const auto slot = key_slot(k);
             if (!wanted.test(slot)) return;
@@ -297,6 +365,7 @@ public:
             // A tombstone and an expired value count alike (by version): a holder that freed an
             // expired value agrees with one that has not yet.
             auto r = read_versioned(v);
+            if (r && purgeable(*r, horizon)) return;  // purged here or soon, on every holder
             if (r && (r->tombstone || r->expired(now_ms)))
                 digests[slot] ^= XXH3_64bits_withSeed(v.data(), version_size, seed ^ 1);
             else
@@ -315,7 +384,9 @@ public:
     template <class F>
     void for_each_record_in(protocol::table_id t, std::size_t shard, F&& f) const {
         std::string rec;
+        const auto horizon = purge_horizon();
         (t == protocol::table_id::keys ? keys_ : files_).for_each_in(shard, [&](std::string_view k, std::string_view v) {
+            if (auto r = read_versioned(v); r && purgeable(*r, horizon)) return;  // the asker would not keep it
             rec.assign(1, static_cast<char>(t));
             rec += v;
             f(k, std::string_view(rec));
@@ -329,6 +400,13 @@ private:
         if (!rec) reply.code = protocol::status::not_found;
         protocol::append_frame(out, reply, {}, rec ? std::string_view(*rec) : std::string_view{});
         return false;
+    }
+
+    // The entry of `key`, tombstone or expired or live; std::nullopt for none. The view points
+    // into a per-thread copy, valid until this thread's next call.
+    std::optional<versioned_view> entry(const Table& t, std::string_view key) const {
+        if (!t.get(key, value_)) return std::nullopt;
+        return read_versioned(value_);
     }
 
     // The live entry of `key`; std::nullopt for none or a tombstone. The view points into a
@@ -503,6 +581,7 @@ private:
     version_clock clock_;
     std::size_t max_value_bytes_;
     std::uint64_t max_skew_us_;
+    std::atomic<std::uint64_t> purge_after_us_{0};
     std::atomic<std::uint64_t> refused_ahead_{0};
     inline static thread_local std::string value_;  // reused per worker: a get allocates nothing
 };

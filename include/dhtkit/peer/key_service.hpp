@@ -289,8 +289,7 @@ private:
             released = true;
             if (answered >= need) {
                 std::optional<versioned_view> v;
-                if (newest.size() > 1)
-                    if (auto r = read_versioned(std::string_view(newest).substr(1)); r && !r->tombstone) v = r;
+                if (newest.size() > 1) v = read_versioned(std::string_view(newest).substr(1));
                 index_service<Table>::answer_read(request, v, frame);
             } else {
                 protocol::header h{request.h.op, 0, protocol::status::unavailable, request.h.request_id, 0, 0};

@@ -21,6 +21,7 @@
 // there), then streams the snapshot.
 
 #include <fcntl.h>
+#include <malloc.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -29,10 +30,12 @@
 #include <optional>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -113,6 +116,7 @@ public:
         if (!cluster_.cluster_key)
             log_("warning: the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
                  "can replicate, sync and register files here");
+        refuse_data_older_than_purge();
         // What this node kept beyond its table comes back first; the replicas then fill in the rest.
         storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record); },
                       [this](const write_ahead_log::entry_fn& each) { keys_.index().for_each_record(each); });
@@ -138,8 +142,19 @@ public:
         }
         // Expired values are freed a shard at a time (the whole table every ~26 s with 256 shards):
         // reads never see them anyway, this gives their memory back.
+        // Tombstones past [replication] tombstone_purge_s go the same way, four shards a tick (the
+        // whole table every 6.4 s); after a whole pass that purged anything, the allocator is asked
+        // to give the freed memory back to the system.
+        keys_.index().purge_after(cluster_.tombstone_purge);
         reactor_.every(std::chrono::milliseconds(100), [this] {
             stats_.reclaimed(keys_.index().reclaim_expired(reclaim_shard_++ % Table::shard_count));
+            for (int i = 0; i < 4; ++i) {
+                const auto shard = purge_shard_++ % Table::shard_count;
+                const auto n = keys_.index().purge_tombstones(shard);
+                purged_.fetch_add(n, std::memory_order_relaxed);
+                purged_this_pass_ += n;
+                if (shard + 1 == Table::shard_count && std::exchange(purged_this_pass_, 0) > 0) ::malloc_trim(0);
+            }
         });
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
@@ -255,11 +270,12 @@ public:
                fmt::format("state={}\nnode_id={}\nepoch={}\nnodes={}\nslots_home={}\nslots_held={}\nbackups={}\n"
                            "copies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
                            "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\nslots_waiting={}\n"
-                           "refused_ahead={}\nmin_copies={}\nsingle_copy_writes={}\n",
+                           "refused_ahead={}\nmin_copies={}\nsingle_copy_writes={}\ntombstones_purged={}\n",
                            sync_.serving() ? "serving" : "catching_up", self_.id, m.epoch(), m.nodes().size(), home,
                            held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
                            load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
-                           keys_.index().refused_ahead(), cluster_.min_copies, keys_.single_copy_writes()) +
+                           keys_.index().refused_ahead(), cluster_.min_copies, keys_.single_copy_writes(),
+                           purged_.load(std::memory_order_relaxed)) +
                membership_report(m) + storage_.report();
     }
 
@@ -387,6 +403,43 @@ private:
         return out;
     }
 
+    // A node that kept data (a log) and was away longer than the tombstone purge period may hold
+    // values the others deleted and have since forgotten the delete of: started as it is, it would
+    // serve them and offer them back. So it does not start; it says why and the way out. The
+    // moment it last knew itself up to date is kept in DATA/confirmed_at (note_confirmed).
+    void refuse_data_older_than_purge() const {
+        const auto period = cluster_.tombstone_purge;
+        if (!cluster_.storage.log || period.count() == 0) return;
+        std::ifstream in(self_.data_dir / "confirmed_at");
+        long long at = 0;
+        if (!(in >> at)) return;  // never confirmed: a log from before this rule, or a first start
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+        if (now - at <= period.count()) return;
+        throw settings_error(fmt::format(
+            "peer {}: its data was last confirmed by the other holders {} s ago, longer than [replication] "
+            "tombstone_purge_s = {}: it may hold values deleted since, whose deletes the others have forgotten. Move "
+            "{} away to start it empty (it catches up from the others), or raise tombstone_purge_s if no delete "
+            "was purged meanwhile",
+            self_.id, now - at, period.count(), self_.data_dir.string()));
+    }
+    // While nothing this node serves is unconfirmed (sync_service::unconfirmed), it notes the
+    // moment in DATA/confirmed_at (written aside, then renamed). The healer's thread, every 10 s.
+    void note_confirmed() {
+        if (!cluster_.storage.log || sync_.unconfirmed() != 0) return;
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+        const auto file = self_.data_dir / "confirmed_at";
+        const auto temp = self_.data_dir / "confirmed_at.new";
+        {
+            std::ofstream out(temp, std::ios::trunc);
+            out << now << "\n";
+            if (!out) return;
+        }
+        std::error_code ec;
+        std::filesystem::rename(temp, file, ec);
+    }
+
     // The healer's thread: catches up the slots each new map gave this node, one map at a time
     // (live membership), and every anti-entropy period compares all its slots with their other
     // holders (both policies). Slots served without a complete copy from their other holders
@@ -405,14 +458,18 @@ private:
             return std::optional(std::chrono::steady_clock::now() + after);
         };
         auto next_repair = next_pass();
+        auto next_note = std::chrono::steady_clock::now();
         for (;;) {
             heal_job job;
             bool have_job = false;
+            if (std::chrono::steady_clock::now() >= next_note) {
+                note_confirmed();
+                next_note = std::chrono::steady_clock::now() + 10s;
+            }
             {
                 std::unique_lock lock(heal_mutex_);
                 auto ready = [&] { return heal_stopping_ || !heal_queue_.empty(); };
-                if (next_repair) heal_wake_.wait_until(lock, *next_repair, ready);
-                else heal_wake_.wait(lock, ready);
+                heal_wake_.wait_until(lock, next_repair ? std::min(*next_repair, next_note) : next_note, ready);
                 if (heal_stopping_) return;
                 if (!heal_queue_.empty()) {
                     job = std::move(heal_queue_.front());
@@ -582,6 +639,9 @@ private:
     std::thread loop_;
     std::atomic<bool> started_{false};
     std::size_t reclaim_shard_ = 0;  // the listener loop's
+    std::size_t purge_shard_ = 0;      // the same
+    std::size_t purged_this_pass_ = 0;  // the same
+    std::atomic<std::uint64_t> purged_{0};
 };
 
 }  // namespace dhtkit

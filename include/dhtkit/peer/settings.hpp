@@ -59,6 +59,9 @@ struct cluster_settings {
     // [replication] min_copies: a write is acknowledged only once at least this many holders
     // (the one that took it included) applied it, whatever the rule; at most R + 1.
     std::size_t min_copies = 1;
+    // [replication] tombstone_purge_s: tombstones older than this are removed for good; it must
+    // outlast any peer's absence (docs/replication.md). Zero: never.
+    std::chrono::seconds tombstone_purge{86400};
     // [replication] policy = "dynamic": membership is live (failure detection, gossip) and the
     // live members hold the slots (dynamic_backup). "static" (false): the peers of the file do.
     bool live_membership = false;

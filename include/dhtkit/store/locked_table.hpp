@@ -40,6 +40,10 @@ struct leave_as_is {
     std::optional<typename T::mapped_type> operator()(std::optional<typename T::value_view>) const { return std::nullopt; }
 };
 template <class T>
+struct always {
+    bool operator()(typename T::value_view) const { return true; }
+};
+template <class T>
 struct visit_entry {
     void operator()(typename T::key_view, typename T::value_view) const {}
 };
@@ -56,6 +60,8 @@ concept table = requires(T& t, const T& ct, typename T::key_view k, typename T::
     { t.put(k, v) } -> std::same_as<bool>;
     { t.update(k, detail::leave_as_is<T>{}) } -> std::same_as<bool>;
     { t.erase(k) } -> std::same_as<bool>;
+    { t.erase_if(k, detail::always<T>{}) } -> std::same_as<bool>;
+    t.shrink_shard(shard);
     { ct.contains(k) } -> std::same_as<bool>;
     { ct.size() } -> std::same_as<std::size_t>;
     { T::shard_count } -> std::convertible_to<std::size_t>;
@@ -140,6 +146,26 @@ public:
         else
             s.insert_new(entry::make(key, *next), h, rehash_fn());
         return true;
+    }
+
+    // Erases `key` if `pred(value_view)` holds for its value, under the write lock (a purge
+    // that must not remove a value written since it looked). True when it did.
+    template <class Pred>
+    bool erase_if(key_view key, Pred&& pred) {
+        const auto h = hash(key);
+        shard& s = shard_for(h);
+        std::lock_guard guard(s.lock);
+        auto at = s.find(key, h);
+        if (at == npos || !std::forward<Pred>(pred)(s.at(at)->value())) return false;
+        s.erase_at(at);
+        return true;
+    }
+
+    // Gives shard `index`'s spare index memory back after many erasures (see table_shard::shrink).
+    void shrink_shard(std::size_t index) {
+        auto& s = shards_[index];
+        std::lock_guard guard(s.lock);
+        s.shrink(rehash_fn());
     }
 
     bool erase(key_view key) {

@@ -142,6 +142,19 @@ struct alignas(64) table_shard {
                     place(old[b].slot[i], hash(old[b].slot[i]->key()));
     }
 
+    // Gives back memory after many erasures: the fewest buckets (a power of two) that hold what
+    // is left at the load insert_new keeps, or none when nothing is left.
+    template <class Rehash>
+    void shrink(const Rehash& hash) {
+        if (size == 0) {
+            clear();
+            return;
+        }
+        std::size_t want = 2;
+        while (size * 8 > want * ways * 4) want *= 2;  // at most half full
+        if (want < bucket_count / 2) rehash(want, hash);
+    }
+
     void erase_at(std::size_t pos) noexcept {
         table_bucket<Entry>& bk = buckets[pos / 8];
         entry::destroy(bk.slot[pos % 8]);
