@@ -7,6 +7,9 @@
 #include "local_cluster.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -211,4 +214,33 @@ TEST_CASE("a peer that caught up from none of its co-holders catches up again on
         return own && own->value == "new" && test::stat_value(c, 2, "slots_unconfirmed") == "0";
     }, 30s));
     CHECK(std::stoull(test::stat_value(c, 2, "anti_entropy_passes")) >= 1);
+}
+
+// A peer with a log notes when the other holders last confirmed its data (DATA/confirmed_at). One
+// that was away longer than the tombstone purge period may hold values whose deletes the others
+// have forgotten: it does not start, and says why and the way out. Moved aside, it starts empty
+// and catches up.
+TEST_CASE("a peer whose data was confirmed longer ago than the purge period does not start, and says why") {
+    test::local_cluster cluster({.storage = "log", .fsync = "always"});
+    cluster.start_all();
+    auto c = cluster.client(2000ms);
+    REQUIRE(c.put("k", "v").ok());
+    const auto data = cluster.dir() / "peer2/data";
+    REQUIRE(test::eventually([&] { return std::filesystem::exists(data / "confirmed_at"); }, 15s));
+    cluster.stop(2);
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    std::ofstream(data / "confirmed_at", std::ios::trunc) << now - 2 * 86400 << "\n";  // two days: past the default day
+    try {
+        cluster.start(2);
+        FAIL("a peer started on data confirmed two days ago");
+    } catch (const std::exception& e) {
+        CHECK_THAT(e.what(), Catch::Contains("tombstone_purge_s") && Catch::Contains("Move") &&
+                                 Catch::Contains(data.string()));
+    }
+    std::filesystem::rename(data, cluster.dir() / "peer2/data.old");
+    cluster.start(2);
+    auto own = test::own_copy(c, 2, "k");
+    REQUIRE(own);
+    CHECK(own->value == "v");
 }
