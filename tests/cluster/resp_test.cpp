@@ -9,7 +9,9 @@
 
 #include <dhtkit/cluster/slots.hpp>
 
+#include <array>
 #include <fstream>
+#include <thread>
 
 using namespace std::chrono_literals;
 
@@ -435,4 +437,64 @@ TEST_CASE("a RESP write that waited in the peer does not undo a later acknowledg
     CHECK(replies.substr(replies.size() - 5) == "+OK\r\n");  // acknowledged, and then overwritten
     send(b, resp_command({"GET", "k"}));
     CHECK(read_exactly(b, 9) == "$3\r\nnew\r\n");
+}
+
+// A SET sent to a peer that is cut off waits in the network; its client gives up and the key is
+// written again through another holder. When the partition heals, the peer regains its leases and
+// resets its RESP connections first, so the late SET is refused by the reset (or, arriving
+// before, answered unavailable) instead of run with a fresh stamp over the newer write.
+TEST_CASE("a RESP write held in the network while its peer was cut off is not run when it heals") {
+    if (!test::test_network::available()) {
+        WARN("not root: no network namespaces here, so no partition to test");
+        return;
+    }
+    test::local_cluster cluster({.peers = 3, .backups = 2, .own_network = true, .resp = true});
+    cluster.start_all();
+    auto c = cluster.client();
+    std::string key;
+    for (int i = 0; key.empty() || c.home_of(key) != 2; ++i) key = fmt::format("held{}", i);
+    const auto host = [&](int id) { return cluster.config().peers.at(static_cast<std::size_t>(id)).host; };
+    auto a = dhtkit::net::tcp_stream::connect(dhtkit::net::endpoint::parse(fmt::format("{}:{}", host(2), cluster.resp_port(2))), 2s);
+    auto set = [&](std::string_view value) {
+        return fmt::format("*3\r\n$3\r\nSET\r\n${}\r\n{}\r\n${}\r\n{}\r\n", key.size(), key, value.size(), value);
+    };
+    auto send = [&](const std::string& bytes) { REQUIRE(a.send_all(std::as_bytes(std::span(bytes)), 2s).ok()); };
+    send(set("first"));
+    std::array<std::byte, 64> buf;
+    REQUIRE(a.wait_readable(5s));
+    REQUIRE(a.receive_some(buf).bytes == 5);  // +OK
+
+    cluster.partition(2);
+    send(set("old"));  // held in the network
+    // Written again through peer 0, which excuses the cut-off peer once its lease ran out.
+    CHECK(test::eventually([&] {
+        auto r = test::run_program(cluster.dir(), {"redis-cli", "-h", host(0), "-p", std::to_string(cluster.resp_port(0)),
+                                                   "set", key, "new"});
+        return r.status == 0 && r.out == "OK\n";
+    }, 20s));
+    std::this_thread::sleep_for(2s);  // the cut lasts on: the held SET's retransmissions back off
+    cluster.heal(2);
+
+    // The held SET's fate: the connection reset, or an error answer; never OK.
+    std::string answer;
+    const auto until = std::chrono::steady_clock::now() + 40s;
+    bool ended = false;
+    while (!ended && std::chrono::steady_clock::now() < until) {
+        if (!a.wait_readable(1s)) continue;
+        auto in = a.receive_some(buf);
+        if (!in.ok() || in.bytes == 0) ended = true;
+        else answer.append(reinterpret_cast<const char*>(buf.data()), in.bytes);
+        ended = ended || answer.find("\r\n") != std::string::npos;
+    }
+    INFO("the held SET was answered: " << answer);
+    CHECK(ended);
+    CHECK(answer.rfind("+OK", 0) != 0);
+    // And every holder has the newer write.
+    CHECK(test::eventually([&] {
+        for (int p = 0; p < 3; ++p) {
+            auto own = test::own_copy(c, static_cast<std::size_t>(p), key);
+            if (!own || own->value != "new") return false;
+        }
+        return true;
+    }, 20s));
 }

@@ -115,10 +115,10 @@ private:
                         caught_up = true;
                         continue;
                     }
+                    if (on_grant_) on_grant_(from.id);  // before the lease counts: it may act on a lapse
                     held_.renewed(from.id, asked_at, term);
                     caught_up = false;
                     excusing = false;
-                    if (on_grant_) on_grant_(from.id);
                     break;
                 case answer::behind:
                     held_.revoke(from.id);

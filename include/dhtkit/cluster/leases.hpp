@@ -149,6 +149,17 @@ public:
         const auto* l = find(from);
         return l && now.time_since_epoch().count() < l->until.load(std::memory_order_acquire);
     }
+    // Whether any lease held is current; `held_any`: whether there is any grantor at all.
+    [[nodiscard]] bool any_valid(bool& held_any, clock::time_point now = clock::now()) const noexcept {
+        held_any = false;
+        for (const auto& e : held_) {
+            if (e.id.load(std::memory_order_acquire) == empty) continue;
+            held_any = true;
+            if (now.time_since_epoch().count() < e.until.load(std::memory_order_acquire)) return true;
+        }
+        return false;
+    }
+
     // Why a lapsed lease is excused: its grantor's port refuses connections (the process is gone,
     // and a new one grants nothing before it caught up), or it does not answer at all (dead host,
     // hung, or cut off: it might still acknowledge writes on its side of a partition).

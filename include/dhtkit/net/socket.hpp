@@ -150,6 +150,12 @@ public:
     // Ends both directions without closing the descriptor: whichever thread uses it next sees
     // the end, so another thread can end a stream it does not serve.
     void shutdown_both() noexcept { ::shutdown(fd(), SHUT_RDWR); }
+    // Closing sends a reset instead of a FIN (SO_LINGER 0): what the other side still sends is
+    // refused, not read.
+    void reset_on_close() noexcept {
+        ::linger l{1, 0};
+        ::setsockopt(fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
 
     // True once there is something to read (or the peer closed); false at the timeout.
     [[nodiscard]] bool wait_readable(std::chrono::milliseconds timeout) const noexcept {

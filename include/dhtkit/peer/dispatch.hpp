@@ -56,6 +56,7 @@ template <class D>
 concept dispatch_policy = requires(D& d, net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp) {
     d.adopt(std::move(s));
     d.adopt(std::move(s), std::move(resp));  // a connection that speaks RESP
+    { d.reset_resp() } -> std::same_as<std::size_t>;
     d.stop();
 };
 
@@ -97,6 +98,20 @@ public:
         }
         if (trim_due_ && !ended) ::malloc_trim(0);
         trim_due_ = ended;
+    }
+
+    // Resets every RESP connection (see reset_resp in the dispatchers). Shut down here and closed
+    // by the thread that serves it next, as the idle clock does. Returns how many.
+    std::size_t reset_resp() {
+        std::lock_guard lock(mutex_);
+        std::size_t n = 0;
+        for (auto& [fd, c] : open_) {
+            if (!c->resp || c->timed_out) continue;
+            c->stream.reset_on_close();
+            c->stream.shutdown_both();
+            ++n;
+        }
+        return n;
     }
 
     // The graceful end, once no worker serves any more: each connection gets its buffered
@@ -171,6 +186,10 @@ public:
           sweeper_(detail::start_sweeping(listener_loop, open_, idle_timeout)) {}
     ~pool_dispatch() { stop(); }
 
+    // Resets every RESP connection: its client reconnects; a command it sent that is still on
+    // its way is refused by the reset instead of run late (the peer, on regaining its leases).
+    std::size_t reset_resp() { return open_.reset_resp(); }
+
     // On the listener thread.
     void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
         auto conn = std::make_shared<connection>(std::move(s), limits_);
@@ -238,6 +257,9 @@ public:
         sweeper_ = detail::start_sweeping(listener_loop, open_, idle_timeout);
     }
     ~loop_dispatch() { stop(); }
+
+    // As pool_dispatch::reset_resp.
+    std::size_t reset_resp() { return open_.reset_resp(); }
 
     // On the listener thread: the connection goes to the next worker, for good.
     void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
@@ -335,6 +357,9 @@ public:
     }
     void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
         std::visit([&](auto& d) { d->adopt(std::move(s), std::move(resp)); }, chosen_);
+    }
+    std::size_t reset_resp() {
+        return std::visit([](auto& d) { return d->reset_resp(); }, chosen_);
     }
     void stop() {
         std::visit([](auto& d) { d->stop(); }, chosen_);

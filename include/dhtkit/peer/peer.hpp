@@ -85,7 +85,19 @@ public:
                   [this](node_id with, bool ask_it, const std::function<void()>& waiting) {
                       sync_.catch_up_again(with, ask_it, waiting, log_);
                   },
-                  [this](node_id id) { copies_.peer_is_up(id); }),
+                  [this](node_id id) {
+                      // A grant after every lease had lapsed: this node was cut off (or stopped).
+                      // Commands its RESP clients sent meanwhile may still be on their way, held
+                      // by the network; they are not run late (RESP writes carry no version of
+                      // their client's): every RESP connection is reset first.
+                      if (dispatch_ && none_of_the_leases_current()) {
+                          if (auto n = dispatch_->reset_resp())
+                              log_(fmt::format("read leases back after losing them all: {} RESP connections reset, so "
+                                               "that commands held meanwhile are not run late",
+                                               n));
+                      }
+                      copies_.peer_is_up(id);
+                  }),
           files_(self_, *view_, client_,
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
@@ -525,6 +537,12 @@ private:
                            sync_.waiting_count(), hand_offs_.active(), sync_.repairs(), sync_.unconfirmed(),
                            sync_.healed_records(),
                            sync_.healed_bytes(), sync_.healing_seconds());
+    }
+
+    // No read lease from any grantor is current (a node with none to hold: false).
+    [[nodiscard]] bool none_of_the_leases_current() const {
+        bool held_any = false;
+        return !held_.any_valid(held_any) && held_any;
     }
 
     // The nodes this one shares slots with: its read leases come from them. Under "majority"
