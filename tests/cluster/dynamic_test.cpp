@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -69,6 +70,32 @@ bool all_see_alive(dhtkit::client& c, const std::vector<int>& peers, std::size_t
             if (test::stat_value(c, static_cast<std::size_t>(p), "members_alive") != std::to_string(alive)) return false;
         return true;
     }, limit);
+}
+
+// Five peers of the dynamic policy, each in a network namespace of its own, anti-entropy every
+// 2 s, and slower to declare a death than the defaults: sanitizer builds on two busy cores
+// otherwise take live peers for dead too (which heals, but makes a test about churn, not the
+// cut). Nothing (and a warning) when this process may not make namespaces (it is not root).
+std::optional<test::cluster_options> partitionable_five() {
+    if (!test::test_network::available()) {
+        WARN("not root: no network namespaces here, so no partition to test");
+        return std::nullopt;
+    }
+    auto opt = dynamic(5);
+    opt.own_network = true;
+    opt.membership = "anti_entropy_s = 2\nsuspicion_mult = 5";
+    return opt;
+}
+
+// Waits (40 s at most) until `converged`, which leaves the last difference it found in
+// `last_difference`; on failure, that and what each of the five peers said.
+void expect_converged(test::local_cluster& cluster, const std::function<bool()>& converged,
+                      const std::string& last_difference) {
+    const bool agreed = test::eventually(converged, std::chrono::seconds(40));
+    INFO(last_difference);
+    if (!agreed)
+        for (int p : {0, 1, 2, 3, 4}) UNSCOPED_INFO("peer " << p << " said:\n" << cluster.pending_stderr(p));
+    CHECK(agreed);
 }
 
 }  // namespace
@@ -412,16 +439,9 @@ TEST_CASE("dynamic: peers that leave (dhtkit-cli leave, SIGTERM with leave_on_st
 
 TEST_CASE("dynamic: a peer cut off, written to on both sides, then let back in: every holder ends with the newer write",
           "[dynamic]") {
-    if (!test::test_network::available()) {
-        WARN("not root: no network namespaces here, so no partition to test");
-        return;
-    }
-    auto opt = dynamic(5);
-    opt.own_network = true;
-    // Slower to declare a death than the defaults: sanitizer builds on two busy cores otherwise
-    // take live peers for dead too (which heals, but makes the test about churn, not the cut).
-    opt.membership = "anti_entropy_s = 2\nsuspicion_mult = 5";
-    test::local_cluster cluster(opt);
+    auto opt = partitionable_five();
+    if (!opt) return;
+    test::local_cluster cluster(*opt);
     cluster.start_all();
     dhtkit::client c(cluster.config());
     const std::vector<int> majority{0, 1, 2, 3};
@@ -475,11 +495,7 @@ TEST_CASE("dynamic: a peer cut off, written to on both sides, then let back in: 
                 }
         return true;
     };
-    const bool agreed = test::eventually(converged, 40s);
-    INFO(last_difference);
-    if (!agreed)
-        for (int p : {0, 1, 2, 3, 4}) UNSCOPED_INFO("peer " << p << " said:\n" << cluster.pending_stderr(p));
-    CHECK(agreed);
+    expect_converged(cluster, converged, last_difference);
 }
 
 TEST_CASE("dynamic: a registered file is copied to its name's new holders when one of them dies", "[dynamic]") {
@@ -519,15 +535,10 @@ TEST_CASE("dynamic: a registered file is copied to its name's new holders when o
 // acknowledged write (or a later one).
 TEST_CASE("dynamic, majority: across a 3/2 split only the majority side acknowledges, nothing acknowledged is lost",
           "[dynamic]") {
-    if (!test::test_network::available()) {
-        WARN("not root: no network namespaces here, so no partition to test");
-        return;
-    }
-    auto opt = dynamic(5);
-    opt.own_network = true;
-    opt.consistency = "majority";
-    opt.membership = "anti_entropy_s = 2\nsuspicion_mult = 5";
-    test::local_cluster cluster(opt);
+    auto opt = partitionable_five();
+    if (!opt) return;
+    opt->consistency = "majority";
+    test::local_cluster cluster(*opt);
     cluster.start_all();
     dhtkit::client c(cluster.config());
     REQUIRE(all_see_alive(c, {0, 1, 2, 3, 4}, 5, 20s));
@@ -611,9 +622,5 @@ TEST_CASE("dynamic, majority: across a 3/2 split only the majority side acknowle
                 }
         return true;
     };
-    const bool agreed = test::eventually(converged, 40s);
-    INFO(last_difference);
-    if (!agreed)
-        for (int p : {0, 1, 2, 3, 4}) UNSCOPED_INFO("peer " << p << " said:\n" << cluster.pending_stderr(p));
-    CHECK(agreed);
+    expect_converged(cluster, converged, last_difference);
 }

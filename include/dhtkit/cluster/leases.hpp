@@ -67,15 +67,10 @@ public:
     }
 
     // A lease for `asker` from now on, or nothing while it is behind (it missed a copy from here
-    // and has not caught up since). A node that has neither asked nor caught up from this one
-    // since this one started is behind too: copies this node's previous run sent it and it
-    // missed (a write acknowledged without it) were forgotten with that run, so it catches up
-    // from here first (a sync, cheap when the slot digests agree) and then gets its lease.
+    // and has not caught up since).
     [[nodiscard]] std::optional<std::chrono::milliseconds> grant(node_id asker) {
         std::lock_guard lock(mutex_);
-        auto [it, fresh] = granted_.try_emplace(asker);
-        auto& g = it->second;
-        if (fresh) g.behind = true;
+        auto& g = granted_[asker];
         g.asked = true;
         if (g.behind) return std::nullopt;
         g.last = clock::now();

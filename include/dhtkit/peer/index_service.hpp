@@ -206,8 +206,12 @@ public:
     }
 
     // Applies a record another replica sent. False when it is malformed; a record older than the
-    // entry here is accepted and ignored.
-    bool apply(std::string_view key, std::string_view record) {
+    // entry here is accepted and ignored. `from_scratch`: the node is filling in what it may never
+    // have had (its catch-up at start, slots it gained, its own log); otherwise (a copy, a lease's
+    // catch-up, anti-entropy) a record stamped before the purge horizon for a key this node does
+    // not have is not kept either: this node had the key's later history, and if that ended in a
+    // delete it has been purged here, so the old value would come back (see "Purging tombstones").
+    bool apply(std::string_view key, std::string_view record, bool from_scratch = false) {
         auto table = protocol::record_table(record);
         if (!table || key.empty()) return false;
         auto entry = record.substr(1);
@@ -222,8 +226,8 @@ public:
             if (now) {
                 auto mine = read_versioned(*now);
                 if (mine && mine->version >= incoming->version) return std::nullopt;
-            } else if (purgeable(*incoming, horizon)) {
-                return std::nullopt;  // a delete old enough to be purged: nothing to keep of it
+            } else if (purgeable(*incoming, horizon) || (!from_scratch && incoming->version.stamp < horizon)) {
+                return std::nullopt;  // a delete old enough to be purged, or a value older than a purge
             }
             return std::string(entry);
         });

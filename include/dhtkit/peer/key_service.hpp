@@ -131,7 +131,7 @@ public:
             return;
         }
         const auto& targets = other_holders(map, f.key);
-        if (auto short_of = quorum_short(map, slot, targets.size() + 1)) {
+        if (auto short_of = quorum_short(map, slot, targets.size() + 1, c.resp != nullptr)) {
             reply.code = protocol::status::unavailable;
             protocol::append_frame(c.out, reply, {}, *short_of);
             return;
@@ -220,21 +220,33 @@ private:
     }
 
     // Why this node must not take a write now (see the top of the file), or nothing.
-    [[nodiscard]] std::optional<std::string> quorum_short(const cluster_map& map, slot_t slot, std::size_t holders) const {
+    // `unversioned`: a RESP write, whose version is its arrival here. A node cut off from every
+    // other holder (each excused, none current) does not take one even under "available": it
+    // may be a command the network held while its client gave up and wrote the key again
+    // elsewhere, arriving as the partition heals (docs/replication.md, RESP writes).
+    [[nodiscard]] std::optional<std::string> quorum_short(const cluster_map& map, slot_t slot, std::size_t holders,
+                                                          bool unversioned = false) const {
         if (!held_) return std::nullopt;
         const auto rule = policy_.quorum(holders);
         const auto need = std::max(rule, copy_floor(holders));
         const auto now = lease_holdings::clock::now();
-        std::size_t reachable = 1;
+        std::size_t reachable = 1, heard = 0;  // heard: holders current, or whose port refused (their host answers)
         for (auto id : map.holders(slot)) {
             if (id == self_) continue;
             if (held_->valid(id, now)) {
                 ++reachable;
+                ++heard;
             } else if (rule <= 1 && !held_->excused(id, now)) {
                 return fmt::format("peer {} does not know yet whether peer {} is up (its read lease lapsed): "
                                    "ask the next holder", self_, id);
+            } else if (held_->excused_as(id, now) == lease_holdings::absence::gone) {
+                ++heard;
             }
         }
+        if (unversioned && holders > 1 && heard == 0)
+            return fmt::format("peer {} hears from none of the other holders of slot {} (it may be cut off): it takes no "
+                               "RESP write, which could be one the network held back",
+                               self_, slot);
         if (reachable >= need) return std::nullopt;
         return fmt::format("peer {} reaches {} of the {} holders of slot {}; a write needs {}", self_, reachable, holders,
                            slot, need);

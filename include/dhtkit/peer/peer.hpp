@@ -130,7 +130,7 @@ public:
                  "can replicate, sync and register files here");
         refuse_data_older_than_purge();
         // What this node kept beyond its table comes back first; the replicas then fill in the rest.
-        storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record); },
+        storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record, true); },
                       [this](const write_ahead_log::entry_fn& each) { keys_.index().for_each_record(each); });
         if (const auto* r = storage_.recovery()) {
             for (const auto& note : r->notes) log_(note);

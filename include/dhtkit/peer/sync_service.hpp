@@ -431,6 +431,9 @@ private:
              const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true,
              bool paced = false, bool heals = false) {
         const auto records_before = records_.load(std::memory_order_relaxed);
+        // What this node may never have had: everything at start (before it serves), and the slots
+        // a new map gave it. Records older than a purge are kept then (index_service::apply).
+        const bool from_scratch = heals || !serving();
         auto& groups = p.groups;
         auto& sources = p.sources;
         if (with) {
@@ -480,7 +483,8 @@ private:
                 s.last = catch_up_from(self_, hello_, s.at, s.ranges, limits_,
                                        [&](std::string_view key, std::string_view record) {
                                            // Kept without waiting: a record lost to a crash here is caught up again.
-                                           if (index_.apply(key, record) && storage_) storage_->append(key, record, nullptr);
+                                           if (index_.apply(key, record, from_scratch) && storage_)
+                                               storage_->append(key, record, nullptr);
                                            if (paced) pace(key.size() + record.size());
                                        },
                                        std::chrono::milliseconds(250), with ? std::chrono::seconds(1) : std::chrono::seconds(5),

@@ -169,13 +169,7 @@ public:
     }
 
     bool erase(key_view key) {
-        const auto h = hash(key);
-        shard& s = shard_for(h);
-        std::lock_guard guard(s.lock);
-        auto at = s.find(key, h);
-        if (at == npos) return false;
-        s.erase_at(at);
-        return true;
+        return erase_if(key, [](value_view) { return true; });
     }
 
     // Exact when no writer runs concurrently; otherwise a value the size passed through.
