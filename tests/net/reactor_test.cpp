@@ -220,6 +220,10 @@ TEST_CASE("a timer calls its task on the loop thread, again and again, until it 
     const int probe = loop.reactor.every(20ms, [&] { later.add(); });
     REQUIRE(later.wait_for(3, 5s));  // several periods of the first timer have passed
     loop.reactor.cancel(probe);
+    // A tick of the probe may be running still: `later` outlives it once the loop has run this.
+    std::promise<void> drained;
+    loop.reactor.post([&] { drained.set_value(); });
+    drained.get_future().get();
     std::lock_guard l(ticks.m);
     CHECK(ticks.count == seen);
 }
