@@ -51,6 +51,12 @@ struct lease_options {
     // Longer than excuse_term plus a renewal round: a holder that asked nothing since this
     // grantor started is then either asking, dead, or cut off (a partition's business).
     std::chrono::milliseconds first_ask_wait{2000};
+
+    // How long after a grant the lease it gave has surely run out: its term, 10 % for clocks
+    // that tick at different rates, and 5 ms.
+    [[nodiscard]] std::chrono::milliseconds surely_over() const noexcept {
+        return term + term / 10 + std::chrono::milliseconds(5);
+    }
 };
 
 class lease_grants {
@@ -86,7 +92,7 @@ public:
         g.behind = true;
         if (!g.asked) return started_ + options_.first_ask_wait;
         if (g.last == clock::time_point{}) return {};
-        return g.last + options_.term + options_.term / 10 + std::chrono::milliseconds(5);
+        return g.last + options_.surely_over();
     }
 
     // `id` asked this node for a catch-up: what it missed is in that stream, and copies go to it

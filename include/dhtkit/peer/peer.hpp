@@ -341,23 +341,18 @@ private:
         }
         const bool moved = placed_ids(before) != placed_ids(after);
         // Members back from being taken for dead (a pause, a partition): what each side wrote
-        // meanwhile is compared and pulled now, not at the next anti-entropy pass.
+        // meanwhile is compared and pulled now, not at the next anti-entropy pass. Members taken
+        // for dead: under "majority" this node acts on the new map only once every lease it
+        // granted them has run out (key_service::act_after; docs/replication.md).
         std::vector<node_id> back;
-        for (const auto& n : after.nodes())
-            if (const node* was = before.find(n.id); was && n.id != self_.id && membership::placed(n.state) &&
-                                                     !membership::placed(was->state))
-                back.push_back(n.id);
-        // Under "majority": this node acts on a map that declares members dead only once every
-        // lease it granted them has run out (key_service::act_after; docs/replication.md).
         bool declared_dead = false;
-        for (const auto& n : after.nodes())
-            if (const node* was = before.find(n.id);
-                was && n.id != self_.id && membership::placed(was->state) && !membership::placed(n.state))
-                declared_dead = true;
-        if (declared_dead) {
-            const auto& o = grants_.options();
-            keys_.act_after(std::chrono::steady_clock::now() + o.term + o.term / 10 + std::chrono::milliseconds(5));
+        for (const auto& n : after.nodes()) {
+            const node* was = before.find(n.id);
+            if (!was || n.id == self_.id || membership::placed(n.state) == membership::placed(was->state)) continue;
+            if (membership::placed(n.state)) back.push_back(n.id);
+            else declared_dead = true;
         }
+        if (declared_dead) keys_.act_after(std::chrono::steady_clock::now() + grants_.options().surely_over());
         view_->publish(std::move(after));
         share_leases();
         if (!gained.empty() || moved || !back.empty()) {
