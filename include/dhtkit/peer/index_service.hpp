@@ -416,8 +416,7 @@ private:
     // The live entry of `key`; std::nullopt for none or a tombstone. The view points into a
     // per-thread copy, valid until this thread's next call.
     std::optional<versioned_view> live(const Table& t, std::string_view key) const {
-        if (!t.get(key, value_)) return std::nullopt;
-        auto v = read_versioned(value_);
+        auto v = entry(t, key);
         if (!v || v->tombstone || v->expired(unix_ms_now())) return std::nullopt;
         return v;
     }
