@@ -6,18 +6,24 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -31,6 +37,81 @@
 #include "test_network.hpp"
 
 namespace test {
+
+// What a process writes to stderr, read as it comes by a thread of its own: a pipe that nobody
+// reads fills up, and the process then blocks in its next log line.
+class stderr_reader {
+public:
+    explicit stderr_reader(dhtkit::net::unique_fd pipe)
+        : pipe_(std::move(pipe)), stop_(::eventfd(0, EFD_CLOEXEC)), thread_([this] { run(); }) {}
+    stderr_reader(const stderr_reader&) = delete;
+    stderr_reader& operator=(const stderr_reader&) = delete;
+    ~stderr_reader() {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(stop_.get(), &one, sizeof one);
+        thread_.join();
+    }
+
+    // Waits until `holds(text so far)`, the pipe's end (every writer gone) or `until`; returns
+    // whether it holds.
+    template <class Holds>
+    bool wait(Holds holds, std::chrono::steady_clock::time_point until) {
+        std::unique_lock lock(mutex_);
+        changed_.wait_until(lock, until, [&] { return ended_ || holds(std::as_const(text_)); });
+        return holds(std::as_const(text_));
+    }
+    [[nodiscard]] bool ended() const {
+        std::lock_guard lock(mutex_);
+        return ended_;
+    }
+    // What came since the last take().
+    std::string take() {
+        std::lock_guard lock(mutex_);
+        auto out = text_.substr(taken_);
+        taken_ = text_.size();
+        return out;
+    }
+
+private:
+    void run() {
+        char buf[4096];
+        for (;;) {
+            pollfd fds[2]{{pipe_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+            if (::poll(fds, 2, -1) < 0) {
+                if (errno == EINTR) continue;
+                break;
+            }
+            if (fds[0].revents != 0) {  // first: what is still in the pipe is read before stopping
+                const auto n = ::read(pipe_.get(), buf, sizeof buf);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) break;
+                std::lock_guard lock(mutex_);
+                text_.append(buf, static_cast<std::size_t>(n));
+                if (text_.size() > keep_bytes) {  // the newest part is what a failing test shows
+                    const auto drop = text_.size() - keep_bytes / 2;
+                    text_.erase(0, drop);
+                    taken_ = taken_ > drop ? taken_ - drop : 0;
+                }
+                changed_.notify_all();
+                continue;
+            }
+            if (fds[1].revents != 0) break;
+        }
+        std::lock_guard lock(mutex_);
+        ended_ = true;
+        changed_.notify_all();
+    }
+
+    static constexpr std::size_t keep_bytes = 8u << 20;
+    dhtkit::net::unique_fd pipe_;
+    dhtkit::net::unique_fd stop_;
+    mutable std::mutex mutex_;
+    std::condition_variable changed_;
+    std::string text_;
+    std::size_t taken_ = 0;
+    bool ended_ = false;
+    std::thread thread_;  // last: started once the rest is built
+};
 
 struct cluster_options {
     int peers = 3;
@@ -182,21 +263,11 @@ public:
         throw std::logic_error("not a joined peer");
     }
 
-    // What peer `id` wrote to stderr since it came up and that nobody read yet (for a failing
-    // test's words); at most what its pipe holds.
+    // What peer `id` wrote to stderr since it came up and that nobody took yet (for a failing
+    // test's words).
     std::string pending_stderr(int id) {
         auto& p = processes_.at(static_cast<std::size_t>(id));
-        std::string out;
-        if (!p.stderr_pipe) return out;
-        char buf[4096];
-        for (;;) {
-            pollfd fd{p.stderr_pipe.get(), POLLIN, 0};
-            if (::poll(&fd, 1, 0) <= 0) break;
-            auto n = ::read(p.stderr_pipe.get(), buf, sizeof buf);
-            if (n <= 0) break;
-            out.append(buf, static_cast<std::size_t>(n));
-        }
-        return out;
+        return p.said ? p.said->take() : std::string();
     }
 
     // Sends `sig`; for SIGKILL also reaps the process.
@@ -223,16 +294,11 @@ public:
     // it came up, and its wait status in `status` (-1 if it did not exit).
     std::string wait_exit(int id, std::chrono::milliseconds limit, int& status) {
         auto& p = processes_.at(static_cast<std::size_t>(id));
+        const auto until = std::chrono::steady_clock::now() + limit;
         std::string said;
-        auto until = std::chrono::steady_clock::now() + limit;
-        for (;;) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-            pollfd fd{p.stderr_pipe.get(), POLLIN, 0};
-            if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0) break;
-            char buf[512];
-            ssize_t n = ::read(p.stderr_pipe.get(), buf, sizeof buf);
-            if (n <= 0) break;  // every process holding the pipe has exited
-            said.append(buf, static_cast<std::size_t>(n));
+        if (p.said) {
+            p.said->wait([](const std::string&) { return false; }, until);  // until every writer has gone
+            said = p.said->take();
         }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
         status = reap(p, std::max(left, std::chrono::milliseconds(0))) ? p.last_status : -1;
@@ -300,7 +366,7 @@ private:
         }
         ::close(err[1]);
         p.pid = pid;
-        p.stderr_pipe.reset(err[0]);
+        p.said = std::make_unique<stderr_reader>(dhtkit::net::unique_fd(err[0]));
         p.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
         try {
             wait_serving(p, id);
@@ -320,24 +386,17 @@ private:
     struct process {
         pid_t pid = -1;
         dhtkit::net::unique_fd pidfd;
-        dhtkit::net::unique_fd stderr_pipe;
+        std::unique_ptr<stderr_reader> said;
         int last_status = -1;
     };
 
-    // Reads the peer's stderr until its "serving on" line.
+    // Waits for the peer's "serving on" line.
     void wait_serving(process& p, int id) {
-        std::string seen;
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (seen.find("serving on") == std::string::npos) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            pollfd fd{p.stderr_pipe.get(), POLLIN, 0};
-            if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0)
-                throw std::runtime_error(fmt::format("peer {} did not come up: {}", id, seen));
-            char buf[512];
-            ssize_t n = ::read(p.stderr_pipe.get(), buf, sizeof buf);
-            if (n <= 0) throw std::runtime_error(fmt::format("peer {} exited at start: {}", id, seen));
-            seen.append(buf, static_cast<std::size_t>(n));
-        }
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        const bool up = p.said->wait([](const std::string& t) { return t.find("serving on") != std::string::npos; }, until);
+        auto seen = p.said->take();
+        if (!up)
+            throw std::runtime_error(fmt::format("peer {} {}: {}", id, p.said->ended() ? "exited at start" : "did not come up", seen));
     }
 
     bool reap(process& p, std::chrono::milliseconds limit) {
@@ -348,7 +407,7 @@ private:
         p.last_status = status;
         p.pid = -1;
         p.pidfd.reset();
-        p.stderr_pipe.reset();
+        p.said.reset();
         return true;
     }
 
