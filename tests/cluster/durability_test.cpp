@@ -244,3 +244,45 @@ TEST_CASE("a peer whose data was confirmed longer ago than the purge period does
     REQUIRE(own);
     CHECK(own->value == "v");
 }
+
+TEST_CASE("a delete that a holder missed is not purged before that holder has it, so its old value does not come back") {
+    // Peer 2 is cut off through a delete, and the delete's coordinator (the key's home, peer 0)
+    // is killed with the copy it owed peer 2: peer 2 keeps the old value past the purge period.
+    if (!test::test_network::available()) {
+        WARN("not root: no network namespaces, so no partition in this run");
+        return;
+    }
+    test::local_cluster cluster({.tombstone_purge_s = 2, .own_network = true, .membership = "anti_entropy_s = 1"});
+    cluster.start_all();
+    auto c = cluster.client(2000ms);
+    std::string key;
+    for (int i = 0; key.empty() || c.home_of(key) != 0; ++i) key = fmt::format("k{}", i);
+    REQUIRE(c.put(key, "old").ok());
+    REQUIRE(test::eventually([&] { auto e = test::own_copy(c, 2, key); return e && e->value == "old"; }, 10s));
+    cluster.partition(2);
+    REQUIRE(c.del(key).ok());
+    cluster.kill(0);
+    std::this_thread::sleep_for(3500ms);  // the fault's length: the delete is past the period now
+    cluster.heal(2);
+    cluster.start(0);
+    auto gone_everywhere = [&] {
+        for (std::size_t p = 0; p < 3; ++p) {
+            auto e = test::own_copy(c, p, key);
+            if (!e || (e->present && !e->deleted)) return false;
+        }
+        return true;
+    };
+    // Anti-entropy hands peer 2 the delete; only then is it purged, on every holder.
+    CHECK(test::eventually([&] {
+        return gone_everywhere() && test::stat_value(c, 1, "tombstones_purged") != "0" &&
+               test::stat_value(c, 2, "tombstones_purged") != "0";
+    }, 30s));
+    for (std::size_t p = 0; p < 3; ++p) {
+        auto e = test::own_copy(c, p, key);
+        REQUIRE(e);
+        INFO("peer " << p << ": " << (e->present ? (e->deleted ? "a tombstone" : e->value) : "nothing") << ", purged "
+                      << test::stat_value(c, p, "tombstones_purged") << ", anti-entropy passes "
+                      << test::stat_value(c, p, "anti_entropy_passes"));
+        CHECK_FALSE(e->present);
+    }
+}

@@ -342,7 +342,7 @@ TEST_CASE("a stamped get of a deleted key answers not_found with the delete's ve
     CHECK(none.value.empty());
 }
 
-TEST_CASE("tombstones past the purge period are purged, left out of digests and streams, and not taken back") {
+TEST_CASE("tombstones past the purge period that every holder had are purged, left out of digests, and not taken back") {
     using namespace std::chrono_literals;
     const auto ago = [](std::chrono::seconds s) {
         return static_cast<std::uint64_t>(stamp_now() - static_cast<std::uint64_t>(s.count()) * 1'000'000);
@@ -359,25 +359,27 @@ TEST_CASE("tombstones past the purge period are purged, left out of digests and 
     }
     std::bitset<slot_count> all;
     all.set();
-    const auto before = a.service.slot_digests(all);
-    CHECK(before == b.service.slot_digests(all));
+    CHECK(a.service.slot_digests(all) == b.service.slot_digests(all));
+    auto purge_all = [](harness& h, auto agreed_by) {
+        std::size_t n = 0;
+        for (std::size_t s = 0; s < decltype(h.keys)::shard_count; ++s) n += h.service.purge_tombstones(s, agreed_by);
+        return n;
+    };
 
-    std::size_t purged = 0;
-    for (std::size_t s = 0; s < decltype(a.keys)::shard_count; ++s) purged += a.service.purge_tombstones(s);
-    CHECK(purged == 1);
+    // Past the period, but the other holders never agreed on the slot, or agreed too soon after
+    // the delete (less than half a period): kept.
+    CHECK(purge_all(a, [](slot_t) { return std::uint64_t{0}; }) == 0);
+    CHECK(purge_all(a, [&](slot_t) { return del_old.stamp + 2'000'000; }) == 0);
+    CHECK(a.keys.contains("old"));
+    // They agreed since: purged.
+    const auto now = stamp_now();
+    CHECK(purge_all(a, [&](slot_t) { return now; }) == 1);
     CHECK_FALSE(a.keys.contains("old"));
     CHECK(a.keys.contains("recent"));  // not old enough yet
     CHECK(a.ask(opcode::get, "live").value == "kept");
     // A holder that purged agrees with one that has not.
     CHECK(a.service.slot_digests(all) == b.service.slot_digests(all));
-
-    // b's catch-up stream leaves the old tombstone out, and a copy of it is not taken back.
-    std::vector<std::string> streamed;
-    std::string old_record;
-    for (std::size_t s = 0; s < decltype(b.keys)::shard_count; ++s)
-        b.service.for_each_record_in(table_id::keys, s, [&](std::string_view k, std::string_view) { streamed.emplace_back(k); });
-    CHECK(std::find(streamed.begin(), streamed.end(), "old") == streamed.end());
-    CHECK(std::find(streamed.begin(), streamed.end(), "recent") != streamed.end());
+    // A copy of the purged tombstone is not taken back.
     REQUIRE(b.service.record_of(table_id::keys, "old"));
     CHECK(a.service.apply("old", *b.service.record_of(table_id::keys, "old")));
     CHECK_FALSE(a.keys.contains("old"));
@@ -387,11 +389,28 @@ TEST_CASE("tombstones past the purge period are purged, left out of digests and 
     CHECK(c.service.apply("recent", *b.service.record_of(table_id::keys, "recent")));
     CHECK(c.keys.contains("recent"));
 
+    // A holder that missed the delete has the old value: its digest differs from a's (so a's
+    // agreement never comes, and b keeps its tombstone); b's stream still carries the tombstone,
+    // which replaces the value; then all three agree.
+    harness d;
+    d.service.purge_after(5s);
+    ask_stamped(d, opcode::put, "old", stamped(put_old, "deleted long ago"));
+    ask_stamped(d, opcode::del, "recent", stamped(del_recent));
+    ask_stamped(d, opcode::put, "live", stamped(put_live, "kept"));
+    CHECK(d.service.slot_digests(all) != a.service.slot_digests(all));
+    std::vector<std::pair<std::string, std::string>> streamed;
+    for (std::size_t s = 0; s < decltype(b.keys)::shard_count; ++s)
+        b.service.for_each_record_in(table_id::keys, s, [&](std::string_view k, std::string_view r) {
+            streamed.emplace_back(std::string(k), std::string(r));
+        });
+    CHECK(std::find_if(streamed.begin(), streamed.end(), [](auto& kr) { return kr.first == "old"; }) != streamed.end());
+    for (const auto& [k, r] : streamed) CHECK(d.service.apply(k, r));
+    CHECK(d.ask(opcode::get, "old").h.code == status::not_found);
+    CHECK(d.service.slot_digests(all) == a.service.slot_digests(all));
+
     // Without a period nothing is purged.
     b.service.purge_after(0s);
-    std::size_t none = 0;
-    for (std::size_t s = 0; s < decltype(b.keys)::shard_count; ++s) none += b.service.purge_tombstones(s);
-    CHECK(none == 0);
+    CHECK(purge_all(b, [&](slot_t) { return now; }) == 0);
     CHECK(b.keys.contains("old"));
 }
 

@@ -237,13 +237,16 @@ public:
     // --- Purging tombstones ([replication] tombstone_purge_s) ------------------------------------
     //
     // A tombstone (or an expired value, which reads as one) whose stamp is older than the purge
-    // period is removed for good. Every holder decides alone, from its own clock, against a
+    // period is *past the horizon*. Every holder decides that alone, from its own clock, against a
     // horizon rounded down to the second, so that holders agree on which entries are past it:
-    // digests and sync streams leave such entries out (a holder that purged agrees with one that
-    // has not yet), and a copy of one that arrives for a key this node does not have is not kept.
-    // What may still bring a deleted value back is a holder that was away longer than the period
-    // with the value (docs/replication.md, "Purging tombstones"): the period must outlast any
-    // absence, as Cassandra's gc_grace_seconds must.
+    // digests leave such entries out (a holder that purged one agrees with one that has not yet),
+    // and a copy of one that arrives for a key this node does not have is not kept. It is removed
+    // for good only once every current holder of its slot has agreed with this node's digest of
+    // that slot at least half a period after the delete (cluster/slot_agreements.hpp): a holder
+    // that missed the delete and kept the old value keeps the digests apart, is sent the
+    // tombstone by anti-entropy, and only then does anybody forget it. What may still bring a
+    // deleted value back is a node that comes back with data older than the period
+    // (docs/replication.md, "Purging tombstones").
 
     // 0: never purge.
     void purge_after(std::chrono::milliseconds period) noexcept {
@@ -263,17 +266,22 @@ public:
         return v.version.stamp < horizon && (v.tombstone || v.expired(unix_ms_now()));
     }
 
-    // Removes the purgeable entries of shard `shard` of both tables; returns how many.
-    std::size_t purge_tombstones(std::size_t shard) {
+    // Removes the entries of shard `shard` of both tables that are past the horizon and that
+    // every holder of their slot had: `agreed_by(slot)` is the stamp by which they all agreed
+    // with this node on that slot (slot_agreements::agreed_by_all). Returns how many.
+    template <class AgreedBy>
+    std::size_t purge_tombstones(std::size_t shard, AgreedBy&& agreed_by) {
         const auto horizon = purge_horizon();
         if (horizon == 0) return 0;
+        const auto half_period = purge_after_us_.load(std::memory_order_relaxed) / 2;
         std::size_t purged = 0;
         std::vector<std::pair<std::string, dhtkit::version>> due;
         for (Table* t : {&keys_, &files_}) {
             due.clear();
             t->for_each_in(shard, [&](std::string_view k, std::string_view v) {
                 auto r = read_versioned(v);
-                if (r && purgeable(*r, horizon)) due.emplace_back(std::string(k), r->version);
+                if (r && purgeable(*r, horizon) && r->version.stamp + half_period <= agreed_by(key_slot(k)))
+                    due.emplace_back(std::string(k), r->version);
             });
             for (const auto& [k, ver] : due)
                 purged += t->erase_if(k, [&, v = ver](std::string_view now) {  // not if written since
@@ -388,9 +396,9 @@ public:
     template <class F>
     void for_each_record_in(protocol::table_id t, std::size_t shard, F&& f) const {
         std::string rec;
-        const auto horizon = purge_horizon();
+        // Entries past the purge horizon go too: a holder with an older value under one must
+        // take it, or the digests never agree and the entry is never purged.
         (t == protocol::table_id::keys ? keys_ : files_).for_each_in(shard, [&](std::string_view k, std::string_view v) {
-            if (auto r = read_versioned(v); r && purgeable(*r, horizon)) return;  // the asker would not keep it
             rec.assign(1, static_cast<char>(t));
             rec += v;
             f(k, std::string_view(rec));

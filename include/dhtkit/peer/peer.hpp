@@ -154,7 +154,8 @@ public:
         }
         // Expired values are freed a shard at a time (the whole table every ~26 s with 256 shards):
         // reads never see them anyway, this gives their memory back.
-        // Tombstones past [replication] tombstone_purge_s go the same way, four shards a tick (the
+        // Tombstones past [replication] tombstone_purge_s that every holder of their slot has had
+        // (cluster/slot_agreements.hpp) go the same way, four shards a tick (the
         // whole table every 6.4 s); after a whole pass that purged anything, the allocator is asked
         // to give the freed memory back to the system.
         keys_.index().purge_after(cluster_.tombstone_purge);
@@ -162,7 +163,10 @@ public:
             stats_.reclaimed(keys_.index().reclaim_expired(reclaim_shard_++ % Table::shard_count));
             for (int i = 0; i < 4; ++i) {
                 const auto shard = purge_shard_++ % Table::shard_count;
-                const auto n = keys_.index().purge_tombstones(shard);
+                const auto& m = map();
+                const auto n = keys_.index().purge_tombstones(shard, [&, now = stamp_now()](slot_t s) {
+                    return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
+                });
                 purged_.fetch_add(n, std::memory_order_relaxed);
                 purged_this_pass_ += n;
                 if (shard + 1 == Table::shard_count && std::exchange(purged_this_pass_, 0) > 0) ::malloc_trim(0);

@@ -29,6 +29,7 @@
 #include "dhtkit/cluster/hand_offs.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replicator.hpp"
+#include "dhtkit/cluster/slot_agreements.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/index_service.hpp"
 #include "dhtkit/peer/settings.hpp"
@@ -193,6 +194,8 @@ public:
         repairs_.fetch_add(1, std::memory_order_relaxed);
     }
     [[nodiscard]] std::size_t repairs() const noexcept { return repairs_.load(std::memory_order_relaxed); }
+    // Which slots each other holder last had the same as this node, by digest (the purge's guard).
+    [[nodiscard]] const slot_agreements& agreements() const noexcept { return agreements_; }
 
     // Healing and anti-entropy take at most this many bytes a second ([replication]
     // heal_mb_per_s; 0: no limit): their streams wait in the socket, so the answering holder's
@@ -251,7 +254,7 @@ public:
             if (grants_) grants_->caught_up(ask->asker);
             copies_.peer_is_up(ask->asker);
         }
-        auto stream = std::make_unique<records>(index_, reply, ready_);
+        auto stream = std::make_unique<records>(index_, reply, ready_, agreements_, ask->asker);
         std::bitset<slot_count> asked;
         std::size_t at = 0;
         for (auto [first, last] : ask->ranges)
@@ -283,8 +286,9 @@ private:
     // are left out.
     class records : public output_source {
     public:
-        records(const index_service<Table>& index, protocol::header h, const slot_readiness& ready)
-            : index_(index), header_(h), ready_(ready) {
+        records(const index_service<Table>& index, protocol::header h, const slot_readiness& ready,
+                slot_agreements& agreements, node_id asker)
+            : index_(index), header_(h), ready_(ready), agreements_(agreements), asker_(asker) {
             header_.flags = protocol::flag_more;
         }
         std::bitset<slot_count> wanted;   // the slots whose records go
@@ -295,14 +299,20 @@ private:
         progress pump(net::tcp_stream&, std::string& out) override {
             constexpr std::size_t batch_bytes = 256 * 1024;
             if (compare.any()) {
-                if (ours_.empty()) ours_.assign(slot_count, 0);
+                if (ours_.empty()) {
+                    ours_.assign(slot_count, 0);
+                    compared_at_ = stamp_now();
+                }
                 for (int n = 0; n < 32 && digest_shard_ < 2 * Table::shard_count; ++n, ++digest_shard_) {
                     auto t = digest_shard_ < Table::shard_count ? protocol::table_id::keys : protocol::table_id::files;
                     index_.add_digests_in(t, digest_shard_ % Table::shard_count, compare, ours_);
                 }
                 if (digest_shard_ < 2 * Table::shard_count) return progress::more;
+                std::bitset<slot_count> same;
                 for (std::size_t s = 0; s < slot_count; ++s)
-                    if (compare.test(s) && ours_[s] == theirs[s]) wanted.reset(s);
+                    if (compare.test(s) && ours_[s] == theirs[s]) same.set(s);
+                wanted &= ~same;
+                agreements_.agreed(asker_, same, compared_at_);
                 compare.reset();
                 std::vector<std::uint64_t>().swap(ours_);
             }
@@ -331,6 +341,9 @@ private:
         const index_service<Table>& index_;
         protocol::header header_;
         const slot_readiness& ready_;
+        slot_agreements& agreements_;
+        node_id asker_;
+        std::uint64_t compared_at_ = 0;  // when this node began its digests
         std::size_t shard_ = 0;         // over both tables' shards
         std::size_t digest_shard_ = 0;  // the same, for the digests
         std::vector<std::uint64_t> ours_;
@@ -467,9 +480,10 @@ private:
         };
         // What this node holds already, slot by slot: a holder leaves out the slots that agree, so
         // that a node back from a short absence (a restart with its log, a lapsed lease) pulls
-        // only what changed. A node with nothing sends none.
+        // only what changed. A node with nothing sends none at start; once it serves it always
+        // does, so that the holders learn that it agrees with them (cluster/slot_agreements.hpp).
         std::vector<std::uint64_t> digests;
-        if (index_.size() > 0) {
+        if (index_.size() > 0 || !from_scratch) {
             std::bitset<slot_count> mine;
             for (const auto& g : groups)
                 for (std::size_t x = g.range.first; x <= g.range.last; ++x) mine.set(x);
@@ -544,6 +558,7 @@ private:
     std::atomic<std::size_t> peers_{0};
     std::atomic<std::size_t> repairs_{0};
     std::atomic<std::size_t> unconfirmed_{0};
+    slot_agreements agreements_;
     std::atomic<std::uint64_t> pace_rate_{0};
     std::atomic<std::uint64_t> healed_records_{0}, healed_bytes_{0}, heal_ms_{0};
     std::chrono::steady_clock::time_point pace_window_{};  // the catch-up's thread (one at a time)
