@@ -7,6 +7,7 @@
 // agreed so after the delete (index_service::purge_tombstones): a holder that missed the delete
 // keeps the digests apart, so nobody forgets the delete while somebody still has the old value.
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <span>
