@@ -111,7 +111,7 @@ TEST_CASE("with a log and fsync always: a lone peer killed mid-load has every ac
     cluster.start(0);  // no replica to catch up from: only its log
     check_every_holder(cluster, w);
     auto c = cluster.client();
-    CHECK(std::stoull(test::stat_value(c, 0, "replayed_records")) >= w.outcome().size());
+    CHECK(test::stat_count(c, 0, "replayed_records") >= w.outcome().size());
 }
 
 TEST_CASE("with a log: a whole cluster killed at once and started again loses nothing acknowledged") {
@@ -141,7 +141,7 @@ TEST_CASE("a peer restarted with its log pulls only the slots that changed while
         REQUIRE(c.put(during.back(), "new").ok());
     }
     cluster.start(1);
-    const auto pulled = std::stoull(test::stat_value(c, 1, "caught_up_records"));
+    const auto pulled = test::stat_count(c, 1, "caught_up_records");
     INFO("records pulled: " << pulled);
     CHECK(pulled > 0);
     CHECK(pulled < 400);  // the changed slots' records (twice: both other holders), not the 2000 it kept
@@ -160,7 +160,7 @@ TEST_CASE("without a log a restarted peer pulls everything again") {
     for (int i = 0; i < 500; ++i) REQUIRE(c.put(fmt::format("k-{}", i), "v").ok());
     cluster.kill(1);
     cluster.start(1);
-    CHECK(std::stoull(test::stat_value(c, 1, "caught_up_records")) >= 500);
+    CHECK(test::stat_count(c, 1, "caught_up_records") >= 500);
 }
 
 TEST_CASE("a peer whose log is damaged before its tail does not start, says where, and starts with --repair") {
@@ -183,7 +183,7 @@ TEST_CASE("a peer whose log is damaged before its tail does not start, says wher
         CHECK_THAT(e.what(), Catch::Contains("log.1") && Catch::Contains("damaged at byte") && Catch::Contains("--repair"));
     }
     cluster.start(0, "--repair");
-    const auto kept = std::stoull(test::stat_value(c, 0, "keys"));
+    const auto kept = test::stat_count(c, 0, "keys");
     CHECK(kept > 0);
     CHECK(kept < 50);
     bool aside = false;
@@ -206,14 +206,14 @@ TEST_CASE("a peer that caught up from none of its co-holders catches up again on
     cluster.kill(1);
     cluster.start(2);  // alone: nobody to catch up from
     CHECK(test::own_copy(c, 2, "k")->value == "old");
-    CHECK(std::stoull(test::stat_value(c, 2, "slots_unconfirmed")) > 0);
+    CHECK(test::stat_count(c, 2, "slots_unconfirmed") > 0);
     cluster.start(0);
     cluster.start(1);
     CHECK(test::eventually([&] {
         auto own = test::own_copy(c, 2, "k");
         return own && own->value == "new" && test::stat_value(c, 2, "slots_unconfirmed") == "0";
     }, 30s));
-    CHECK(std::stoull(test::stat_value(c, 2, "anti_entropy_passes")) >= 1);
+    CHECK(test::stat_count(c, 2, "anti_entropy_passes") >= 1);
 }
 
 // A peer with a log notes when the other holders last confirmed its data (DATA/confirmed_at). One

@@ -120,7 +120,7 @@ TEST_CASE("dynamic: every peer finds a killed peer dead, and the survivors agree
     }, 20s));
     // The dead peer holds nothing in any survivor's map: the slots it held are spread over the others.
     std::size_t held = 0;
-    for (int p : survivors) held += std::stoul(test::stat_value(c, static_cast<std::size_t>(p), "slots_held"));
+    for (int p : survivors) held += test::stat_count(c, static_cast<std::size_t>(p), "slots_held");
     CHECK(held == 3 * dhtkit::slot_count);
 }
 
@@ -164,11 +164,11 @@ TEST_CASE("dynamic: gossip without the cluster's secret, or with another, is ref
     const auto wrong = dhtkit::protocol::derive_key("not this cluster's secret");
     auto sock = dhtkit::net::udp_socket::bind(dhtkit::net::endpoint::parse("127.0.0.1:0"));
     const auto to = dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.port(0)));
-    const auto before = std::stoul(test::stat_value(c, 0, "gossip_refused"));
+    const auto before = test::stat_count(c, 0, "gossip_refused");
     sock.send_to(to, dhtkit::protocol::encode(lie, nullptr));
     sock.send_to(to, dhtkit::protocol::encode(lie, &wrong));
     sock.send_to(to, "not a datagram of ours");
-    REQUIRE(test::eventually([&] { return std::stoul(test::stat_value(c, 0, "gossip_refused")) >= before + 3; }));
+    REQUIRE(test::eventually([&] { return test::stat_count(c, 0, "gossip_refused") >= before + 3; }));
     CHECK(view_of(c, 0)["1"] == "alive");
     CHECK(test::stat_value(c, 0, "members_alive") == "3");
     // And nothing came back to the sender: a refused datagram gets no answer.
@@ -382,7 +382,7 @@ TEST_CASE("dynamic: a peer outside the file joins under load, takes about 1/N of
     while (c.learn_map_from(0)) {
     }
     CHECK(c.map().nodes().size() == 6);
-    CHECK(std::stoul(test::stat_value(c, joiner_id, "slots_held")) > 0);
+    CHECK(test::stat_count(c, joiner_id, "slots_held") > 0);
     const double moved = moved_fraction(before, c.map());
     INFO("moved " << moved << " of the slot copies; acknowledged " << w.acked.load() << ", failed " << w.failed.load());
     CHECK(moved <= 1.1 / 6);

@@ -67,7 +67,7 @@ TEST_CASE("clients that pipeline large reads and never read slow no one else, in
         greedy.back().send(asks);
     }
     // Until the peer has stopped reading them: its replies fill what the sockets hold.
-    REQUIRE(test::eventually([&] { return std::stoull(test::stat_value(c, 0, "op_get")) >= 4 * 3; }));
+    REQUIRE(test::eventually([&] { return test::stat_count(c, 0, "op_get") >= 4 * 3; }));
 
     // Others are served at once, on every worker (connections go to the workers in turn).
     std::vector<std::chrono::microseconds> times;
@@ -84,7 +84,7 @@ TEST_CASE("clients that pipeline large reads and never read slow no one else, in
     const std::size_t during = rss_kib(cluster.pid(0));
     INFO("resident before " << before << " KiB, during " << during << " KiB");
     if (plain_allocator) CHECK(during < before + 4 * 4 * 1024 + 32 * 1024);
-    const auto answered = std::stoull(test::stat_value(c, 0, "op_get"));
+    const auto answered = test::stat_count(c, 0, "op_get");
     CHECK(answered < 4 * 64);  // it stopped reading them long before the end
 
     // A greedy client that starts reading gets every reply, whole and in order.
@@ -151,7 +151,7 @@ TEST_CASE("connections that stall halfway through a request are closed after the
         stalled.push_back({test::raw_connect(cluster, 0)});
         stalled.back().send(half);
     }
-    REQUIRE(test::eventually([&] { return std::stoul(test::stat_value(c, 0, "connections_open")) >= count; }));
+    REQUIRE(test::eventually([&] { return test::stat_count(c, 0, "connections_open") >= count; }));
     const std::size_t during = rss_kib(cluster.pid(0));
 
     // Closed by the peer once a second or so has passed without a byte.

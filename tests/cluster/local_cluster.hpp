@@ -442,6 +442,13 @@ inline std::string stat_value(dhtkit::client& c, std::size_t peer, std::string_v
     return text.substr(start, text.find('\n', start) - start);
 }
 
+// The same, as a number; 0 when the peer did not answer (a busy peer under a sanitizer may time
+// out a request: a waiting loop asks again).
+inline std::uint64_t stat_count(dhtkit::client& c, std::size_t peer, std::string_view name) {
+    const auto v = stat_value(c, peer, name);
+    return v.empty() ? 0 : std::stoull(v);
+}
+
 // A raw connection for speaking frames (or garbage) directly.
 inline dhtkit::net::tcp_stream raw_connect(const local_cluster& c, int id) {
     const auto& p = c.config().peers.at(static_cast<std::size_t>(id));

@@ -142,3 +142,21 @@ TEST_CASE("a holder that broke off and then cannot be reached is waited for, up 
     CHECK_THAT(node.log[0], Catch::Contains("before the last"));
     CHECK_THAT(node.log[1], !Catch::Contains("before the last"));
 }
+
+TEST_CASE("a lapsed lease from a slot's only other holder, not asked, leaves its slots serving") {
+    // A dynamic map under faults can leave two holders of a slot; when the lease from the other
+    // lapses and it cannot be asked, there is nobody to catch up from: the slots must not wait
+    // for a catch-up that has no one to hear from (they did, for good).
+    std::uint16_t port = 0;
+    {
+        auto probe = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
+        port = probe.local().port();  // closed again: nobody listens there
+    }
+    catching_up node(port);
+    node.run(500ms);
+    REQUIRE(node.sync.waiting().empty());
+    bool waited = false;
+    node.sync.catch_up_again(2, false, [&] { waited = true; }, [&](const std::string& line) { node.log.push_back(line); });
+    CHECK(waited);
+    CHECK(node.sync.waiting().empty());
+}

@@ -450,7 +450,10 @@ private:
         auto& groups = p.groups;
         auto& sources = p.sources;
         if (with) {
-            for (const auto& g : groups) ready_.set(g.range, false);
+            // A group with nobody to ask (its only other holder is `with`, not asked) is served
+            // as it is: it has no one better to learn from.
+            for (const auto& g : groups)
+                if (!g.ready) ready_.set(g.range, false);
             if (waiting) waiting();
             // The lapsed grantor last: it is the one most likely to be out of reach, and the
             // groups it shares are served again as soon as another holder's stream is complete.
