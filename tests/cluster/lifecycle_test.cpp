@@ -80,7 +80,8 @@ struct daemon_guard {
 TEST_CASE("kill -9 of a worker: the supervisor starts a new one, which catches up from its replicas") {
     test::local_cluster cluster({.supervised = true});
     cluster.start_all();
-    auto c = cluster.client(800ms);
+    // Long enough for a holder that is busy catching up under a sanitizer.
+    auto c = cluster.client(3000ms);
     for (int i = 0; i < 200; ++i) REQUIRE(c.put(fmt::format("key-{}", i), fmt::format("v{}", i)).ok());
     const int victim = 1;
     CHECK(stat_value(c, victim, "restarts") == "0");
