@@ -60,6 +60,12 @@ void fake_holder(net::tcp_listener& listener, std::atomic<int>& asked) {
     }
 }
 
+// A loopback port that was free a moment ago and that nobody listens on.
+std::uint16_t nobody_listening() {
+    auto probe = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
+    return probe.local().port();  // closed again on return
+}
+
 // Node 1, catching up, in a two-node cluster whose node 2 listens (or not) on `port`.
 struct catching_up {
     explicit catching_up(std::uint16_t port)
@@ -100,12 +106,7 @@ TEST_CASE("a catch-up stream cut short is asked for again, and only a whole one 
 }
 
 TEST_CASE("a holder that cannot be reached at all holds nothing up: a cluster starts one node at a time") {
-    std::uint16_t port = 0;
-    {
-        auto probe = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
-        port = probe.local().port();  // closed again: nobody listens there
-    }
-    catching_up node(port);
+    catching_up node(nobody_listening());
     node.run(60s);
     CHECK(node.sync.serving());
     CHECK(node.sync.caught_up_from() == 0);
@@ -147,12 +148,7 @@ TEST_CASE("a lapsed lease from a slot's only other holder, not asked, leaves its
     // A dynamic map under faults can leave two holders of a slot; when the lease from the other
     // lapses and it cannot be asked, there is nobody to catch up from: the slots must not wait
     // for a catch-up that has no one to hear from (they did, for good).
-    std::uint16_t port = 0;
-    {
-        auto probe = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
-        port = probe.local().port();  // closed again: nobody listens there
-    }
-    catching_up node(port);
+    catching_up node(nobody_listening());
     node.run(500ms);
     REQUIRE(node.sync.waiting().empty());
     bool waited = false;
