@@ -388,6 +388,15 @@ TEST_CASE("tombstones past the purge period that every holder had are purged, le
     c.service.purge_after(5s);
     CHECK(c.service.apply("recent", *b.service.record_of(table_id::keys, "recent")));
     CHECK(c.keys.contains("recent"));
+    // A holder that missed a write made before the horizon takes it from a stream (what a holder
+    // has now), not from a copy of the write (which may be a late one).
+    harness e;
+    e.service.purge_after(5s);
+    REQUIRE(b.service.record_of(table_id::keys, "live"));
+    CHECK(e.service.apply("live", *b.service.record_of(table_id::keys, "live")));
+    CHECK_FALSE(e.keys.contains("live"));
+    CHECK(e.service.apply("live", *b.service.record_of(table_id::keys, "live"), true));
+    CHECK(e.ask(opcode::get, "live").value == "kept");
 
     // A holder that missed the delete has the old value: its digest differs from a's (so a's
     // agreement never comes, and b keeps its tombstone); b's stream still carries the tombstone,

@@ -206,12 +206,15 @@ public:
     }
 
     // Applies a record another replica sent. False when it is malformed; a record older than the
-    // entry here is accepted and ignored. `from_scratch`: the node is filling in what it may never
-    // have had (its catch-up at start, slots it gained, its own log); otherwise (a copy, a lease's
-    // catch-up, anti-entropy) a record stamped before the purge horizon for a key this node does
-    // not have is not kept either: this node had the key's later history, and if that ended in a
-    // delete it has been purged here, so the old value would come back (see "Purging tombstones").
-    bool apply(std::string_view key, std::string_view record, bool from_scratch = false) {
+    // entry here is accepted and ignored. `from_state`: the record is part of what a holder has
+    // now (a catch-up or anti-entropy stream) or of this node's own log. Otherwise it is a copy of
+    // one write, which may arrive late (a hint replayed long after), and a copy stamped before the
+    // purge horizon for a key this node does not have is not kept: the key's later history may
+    // have ended in a delete that is purged here, and the old value would come back. A stream
+    // carries no such risk: a holder that still had the old value would have kept every holder
+    // from purging the delete (see "Purging tombstones"), and a holder that missed a write long
+    // ago must be able to get it.
+    bool apply(std::string_view key, std::string_view record, bool from_state = false) {
         auto table = protocol::record_table(record);
         if (!table || key.empty()) return false;
         auto entry = record.substr(1);
@@ -226,7 +229,7 @@ public:
             if (now) {
                 auto mine = read_versioned(*now);
                 if (mine && mine->version >= incoming->version) return std::nullopt;
-            } else if (purgeable(*incoming, horizon) || (!from_scratch && incoming->version.stamp < horizon)) {
+            } else if (purgeable(*incoming, horizon) || (!from_state && incoming->version.stamp < horizon)) {
                 return std::nullopt;  // a delete old enough to be purged, or a value older than a purge
             }
             return std::string(entry);

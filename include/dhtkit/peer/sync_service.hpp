@@ -444,9 +444,6 @@ private:
              const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true,
              bool paced = false, bool heals = false) {
         const auto records_before = records_.load(std::memory_order_relaxed);
-        // What this node may never have had: everything at start (before it serves), and the slots
-        // a new map gave it. Records older than a purge are kept then (index_service::apply).
-        const bool from_scratch = heals || !serving();
         auto& groups = p.groups;
         auto& sources = p.sources;
         if (with) {
@@ -486,7 +483,7 @@ private:
         // only what changed. A node with nothing sends none at start; once it serves it always
         // does, so that the holders learn that it agrees with them (cluster/slot_agreements.hpp).
         std::vector<std::uint64_t> digests;
-        if (index_.size() > 0 || !from_scratch) {
+        if (index_.size() > 0 || (serving() && !heals)) {
             std::bitset<slot_count> mine;
             for (const auto& g : groups)
                 for (std::size_t x = g.range.first; x <= g.range.last; ++x) mine.set(x);
@@ -500,7 +497,7 @@ private:
                 s.last = catch_up_from(self_, hello_, s.at, s.ranges, limits_,
                                        [&](std::string_view key, std::string_view record) {
                                            // Kept without waiting: a record lost to a crash here is caught up again.
-                                           if (index_.apply(key, record, from_scratch) && storage_)
+                                           if (index_.apply(key, record, true) && storage_)  // a holder's table as it is now
                                                storage_->append(key, record, nullptr);
                                            if (paced) pace(key.size() + record.size());
                                        },
