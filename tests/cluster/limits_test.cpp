@@ -9,8 +9,12 @@
 #include "raw_session.hpp"
 
 #include <algorithm>
+#include <array>
 #include <fstream>
+#include <span>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include <dhtkit/peer/shared_folder.hpp>
 
@@ -174,4 +178,38 @@ TEST_CASE("connections that stall halfway through a request are closed after the
     CHECK(c.get("still").value == "served");
     idle.send(test::frame(opcode::ping, 2, {}));
     REQUIRE(idle.read(1).size() == 1);
+}
+
+TEST_CASE("RESP connections that stall halfway through a command are closed after the idle timeout too") {
+    test::local_cluster cluster({.peers = 1, .idle_timeout_s = 1, .backups = 0, .resp = true});
+    cluster.start_all();
+    auto c = cluster.client(2000ms);
+    auto resp_connect = [&] {
+        return net::tcp_stream::connect(net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.resp_port(0))), 2s);
+    };
+    auto send = [](net::tcp_stream& s, std::string_view bytes) { REQUIRE(s.send_all(std::as_bytes(std::span(bytes)), 2s).ok()); };
+    auto pong = [](net::tcp_stream& s) {
+        std::array<std::byte, 7> got;
+        return s.receive_all(got, 5s).ok() && std::string_view(reinterpret_cast<const char*>(got.data()), got.size()) == "+PONG\r\n";
+    };
+    auto idle = resp_connect();  // between commands all along: stays open
+    send(idle, "PING\r\n");
+    REQUIRE(pong(idle));
+
+    // Each sends a SET whose 1 MiB value stops halfway, then nothing; one more stops inside a
+    // bulk's length line.
+    constexpr int count = 20;
+    const std::string half = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n" + std::string(1 << 19, 'v');
+    std::vector<net::tcp_stream> stalled;
+    for (int i = 0; i < count; ++i) {
+        stalled.push_back(resp_connect());
+        send(stalled.back(), i == 0 ? std::string_view("*3\r\n$3\r\nSET\r\n$10") : std::string_view(half));
+    }
+    REQUIRE(test::eventually([&] { return test::stat_count(c, 0, "connections_timed_out") == count; }, 30s));
+    for (auto& s : stalled) {
+        std::byte b;
+        CHECK(s.receive_all({&b, 1}, 5s).status == net::io_status::closed);
+    }
+    send(idle, "PING\r\n");
+    CHECK(pong(idle));
 }

@@ -1,5 +1,6 @@
 #pragma once
-// A client connection as the peer serves it: the stream, the frames read from it, and its output.
+// A client connection as the peer serves it: the stream, the state its front keeps (what it has
+// read, who it authenticated as), and its output.
 //
 // The connection owns its output, muduo-style: replies are appended to `out` and sent as the socket
 // takes them, never waited for. What does not fit now is sent on the next writable event, and the
@@ -14,9 +15,13 @@
 // A reply may be followed by a stream (a file's bytes, a sync's records): an output_source, pumped
 // whenever the socket has room, until it ends. Requests after it wait until it has.
 //
-// The idle clock: after each serve the dispatcher notes whether a request is half received or a
-// reply half sent, and when a byte last moved; its sweep closes a connection stalled so for longer
-// than [limits] idle_timeout_s (a client that sends half a frame and waits, or stops reading).
+// Which front speaks on it (our frames, RESP) is the pump it was adopted with (peer/pump.hpp):
+// serve() runs that pump, the one serve loop of every front.
+//
+// The idle clock: after each serve the pump notes whether a request is half received or a reply
+// half sent, and when a byte last moved; the dispatcher's sweep closes a connection stalled so for
+// longer than [limits] idle_timeout_s (a client that sends half a request and waits, or stops
+// reading), whatever its front.
 
 #include <poll.h>
 
@@ -26,7 +31,6 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,9 +38,6 @@
 #include <vector>
 
 #include "dhtkit/net/socket.hpp"
-#include "dhtkit/protocol/auth.hpp"
-#include "dhtkit/protocol/codec.hpp"
-#include "dhtkit/protocol/resp.hpp"
 
 namespace dhtkit {
 
@@ -65,22 +66,52 @@ struct held_reply {
 class connection;
 using connection_ptr = std::shared_ptr<connection>;
 
+// What serving a connection leaves to do.
+enum class next_step {
+    wait,   // everything was answered and sent: wait for more input
+    again,  // a batch was answered and more is buffered: serve again after others had a turn
+    drain,  // output waits for room in the socket: serve again when it is writable
+    close,  // the client went away or broke the protocol
+    park,   // replies are held; connection::release() resumes it
+};
+
+// What a front keeps per connection (its reader, its notes of the batch), behind one base so
+// that a connection holds any front's.
+struct front_session {
+    virtual ~front_session() = default;
+};
+
+// The serve loop of one front, as the dispatcher sees it (peer/pump.hpp has the one there is).
+class any_pump {
+public:
+    virtual ~any_pump() = default;
+    // A new connection's state.
+    [[nodiscard]] virtual std::unique_ptr<front_session> open() const = 0;
+    // Serves a ready connection: answers what arrived, sends what the socket takes.
+    virtual next_step serve(connection& c) = 0;
+};
+
 class connection : public std::enable_shared_from_this<connection> {
 public:
-    connection(net::tcp_stream s, protocol::limits lim) : stream(std::move(s)), reader(lim) {}
+    connection(net::tcp_stream s, any_pump& front) : stream(std::move(s)), pump_(&front), session_(front.open()) {}
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
     net::tcp_stream stream;
-    protocol::frame_reader reader;
     std::string out;  // replies, in request order; the serving thread's
-    bool broken = false;  // the protocol broke during a batch that was then held: close once resumed
-    // Set when this node, holding the cluster's secret, answered the connection's hello: checks
-    // the signed requests that follow (protocol/auth.hpp). The serving thread's.
-    std::optional<protocol::frame_verifier> verifier;
-    bool authenticated = false;  // sent the client password (when the peer has one)
-    // Set for a connection that speaks RESP (peer/resp_service.hpp) instead of our frames.
-    std::unique_ptr<protocol::resp_session> resp;
+    // The serving thread's, set by the pump: the client sent the password (when the peer has
+    // one); the protocol broke, or the client said goodbye: close once the replies have gone.
+    bool authenticated = false;
+    bool closing = false;
+
+    // Runs the connection's pump. One thread at a time (the dispatcher's promise).
+    next_step serve() { return pump_->serve(*this); }
+    [[nodiscard]] const any_pump& front() const noexcept { return *pump_; }
+    // The front's state of this connection; `S` is the type that front's pump opened.
+    template <class S>
+    [[nodiscard]] S& session() noexcept {
+        return static_cast<S&>(*session_);
+    }
 
     // Set by the dispatcher: serve this parked connection again, on a thread of its choosing.
     std::function<void(const connection_ptr&)> resume;
@@ -190,7 +221,6 @@ public:
     }
     // Gives back an idle connection's memory.
     void trim() {
-        reader.release_if_empty();
         if (out.empty() && out.capacity() > 64 * 1024) std::string().swap(out);
     }
 
@@ -198,13 +228,13 @@ public:
 
     // The serving thread, for bytes it read.
     void count_received(std::size_t n) noexcept { moved_ += n; }
-    // The serving thread, after each serve.
-    void note_progress() noexcept {
+    // The serving thread (the pump), while the connection is still its own: `half_read` when a
+    // request is partly received.
+    void note_progress(bool half_read) noexcept {
         if (moved_ != noted_) {
             noted_ = moved_;
             last_moved_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
         }
-        const bool half_read = reader.buffered() > 0 || (resp && resp->reader.buffered() > 0);
         midway_.store(half_read || unsent() > 0 || source_ != nullptr, std::memory_order_relaxed);
     }
     // Any thread: stalled midway (and not waiting on a reply of ours) for longer than `limit`.
@@ -216,6 +246,8 @@ public:
     }
 
 private:
+    any_pump* pump_;
+    std::unique_ptr<front_session> session_;
     mutable std::atomic<std::size_t> awaiting_{0};
     std::uint64_t moved_ = 0;  // bytes read and sent; the serving thread's
     std::uint64_t noted_ = 0;  // moved_ when last noted; the serving thread's

@@ -1,7 +1,7 @@
 #pragma once
 // The dispatch policy: which thread serves a connection when it has input or room for output. The
-// peer's listener thread accepts connections and hands each to the dispatcher (`adopt`); the
-// dispatcher calls the serve function on some worker and acts on its answer.
+// peer's listener thread accepts connections and hands each to the dispatcher with the pump of its
+// front (`adopt`, peer/pump.hpp); the dispatcher serves it on some worker and acts on the answer.
 //
 //   pool_dispatch    the seed's model: the listener's reactor watches every connection one-shot
 //                    and hands each ready one to the thread pool, which re-arms it when done.
@@ -26,6 +26,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -35,28 +36,16 @@
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
-#include "dhtkit/protocol/codec.hpp"
 
 namespace dhtkit {
 
 // How long a closing peer waits for its clients to take its last replies and close their side.
 inline constexpr std::chrono::milliseconds linger{500};
 
-// What serving a connection leaves to do.
-enum class next_step {
-    wait,   // everything was answered and sent: wait for more input
-    again,  // a batch was answered and more is buffered: serve again after others had a turn
-    drain,  // output waits for room in the socket: serve again when it is writable
-    close,  // the client went away or broke the protocol
-    park,   // replies are held; connection::release() resumes it
-};
-using serve_fn = std::function<next_step(connection&)>;
-
 template <class D>
-concept dispatch_policy = requires(D& d, net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp) {
-    d.adopt(std::move(s));
-    d.adopt(std::move(s), std::move(resp));  // a connection that speaks RESP
-    { d.reset_resp() } -> std::same_as<std::size_t>;
+concept dispatch_policy = requires(D& d, net::tcp_stream s, any_pump& front) {
+    d.adopt(std::move(s), front);                           // serves the stream with that front's pump
+    { d.reset(std::as_const(front)) } -> std::same_as<std::size_t>;  // resets the connections of a front
     d.stop();
 };
 
@@ -100,13 +89,13 @@ public:
         trim_due_ = ended;
     }
 
-    // Resets every RESP connection (see reset_resp in the dispatchers). Shut down here and closed
+    // Resets every connection of `front` (see reset in the dispatchers). Shut down here and closed
     // by the thread that serves it next, as the idle clock does. Returns how many.
-    std::size_t reset_resp() {
+    std::size_t reset(const any_pump& front) {
         std::lock_guard lock(mutex_);
         std::size_t n = 0;
         for (auto& [fd, c] : open_) {
-            if (!c->resp || c->timed_out) continue;
+            if (&c->front() != &front || c->timed_out) continue;
             c->stream.reset_on_close();
             c->stream.shutdown_both();
             ++n;
@@ -117,7 +106,7 @@ public:
     // The graceful end, once no worker serves any more: each connection gets its buffered
     // requests answered and sent, then a FIN; the client has up to `linger` to close its side
     // (its unread bytes would turn our close into a reset), then everything is closed.
-    void finish_all(const serve_fn& serve, std::chrono::milliseconds linger) {
+    void finish_all(std::chrono::milliseconds linger) {
         std::unordered_map<int, connection_ptr> all;
         {
             std::lock_guard lock(mutex_);
@@ -127,8 +116,8 @@ public:
         for (auto& [fd, c] : all) {
             for (int round = 0; round < 64; ++round) {
                 c->wait_released();  // bounded: whatever a reply waits for always finishes
-                if (c->broken) break;
-                auto step = serve(*c);
+                if (c->closing) break;
+                auto step = c->serve();
                 if (step == next_step::drain && !c->flush_within(linger)) break;
                 if (step != next_step::again && step != next_step::park && step != next_step::drain) break;
             }
@@ -180,20 +169,19 @@ int start_sweeping(Reactor& loop, connection_set& open, std::chrono::millisecond
 template <net::reactor Reactor, executor Executor>
 class pool_dispatch {
 public:
-    pool_dispatch(Reactor& listener_loop, std::size_t workers, protocol::limits lim, std::chrono::milliseconds idle_timeout,
-                  serve_fn serve, peer_stats& stats)
-        : loop_(listener_loop), pool_(workers), limits_(lim), serve_(std::move(serve)), open_(stats),
+    pool_dispatch(Reactor& listener_loop, std::size_t workers, std::chrono::milliseconds idle_timeout, peer_stats& stats)
+        : loop_(listener_loop), pool_(workers), open_(stats),
           sweeper_(detail::start_sweeping(listener_loop, open_, idle_timeout)) {}
     ~pool_dispatch() { stop(); }
 
-    // Resets every RESP connection: its client reconnects; a command it sent that is still on
-    // its way is refused by the reset instead of run late (the peer, on regaining its leases).
-    std::size_t reset_resp() { return open_.reset_resp(); }
+    // Resets every connection of `front`: its clients reconnect; a command one sent that is still
+    // on its way is refused by the reset instead of run late (the peer's RESP clients, when it
+    // regains its leases).
+    std::size_t reset(const any_pump& front) { return open_.reset(front); }
 
     // On the listener thread.
-    void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
-        auto conn = std::make_shared<connection>(std::move(s), limits_);
-        conn->resp = std::move(resp);
+    void adopt(net::tcp_stream s, any_pump& front) {
+        auto conn = std::make_shared<connection>(std::move(s), front);
         conn->resume = [this](const connection_ptr& c) { hand_off(c); };
         open_.add(conn);
         loop_.add(conn->stream.fd(), net::interest::read, net::trigger::oneshot, [this, conn](net::readiness) { hand_off(conn); });
@@ -204,7 +192,7 @@ public:
         if (stopped_.exchange(true)) return;
         if (sweeper_ >= 0) loop_.cancel(sweeper_);
         pool_.stop();
-        open_.finish_all(serve_, linger);
+        open_.finish_all(linger);
     }
 
 private:
@@ -216,9 +204,7 @@ private:
     // one is handed off again only by its last release().
     void serve(const connection_ptr& conn) {
         if (conn->closed) return;
-        const auto step = serve_(*conn);
-        conn->note_progress();
-        switch (step) {
+        switch (conn->serve()) {
             case next_step::wait:
                 loop_.modify(conn->stream.fd(), net::interest::read, net::trigger::oneshot);
                 return;
@@ -239,8 +225,6 @@ private:
 
     Reactor& loop_;
     Executor pool_;
-    protocol::limits limits_;
-    serve_fn serve_;
     detail::connection_set open_;
     int sweeper_;
     std::atomic<bool> stopped_{false};
@@ -249,22 +233,20 @@ private:
 template <net::reactor Reactor, executor>
 class loop_dispatch {
 public:
-    loop_dispatch(Reactor& listener_loop, std::size_t workers, protocol::limits lim, std::chrono::milliseconds idle_timeout,
-                  serve_fn serve, peer_stats& stats)
-        : listener_loop_(listener_loop), limits_(lim), serve_(std::move(serve)), open_(stats) {
+    loop_dispatch(Reactor& listener_loop, std::size_t workers, std::chrono::milliseconds idle_timeout, peer_stats& stats)
+        : listener_loop_(listener_loop), open_(stats) {
         for (std::size_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<worker>());
         for (auto& w : workers_) w->thread = std::thread([&loop = w->loop] { loop.run(); });
         sweeper_ = detail::start_sweeping(listener_loop, open_, idle_timeout);
     }
     ~loop_dispatch() { stop(); }
 
-    // As pool_dispatch::reset_resp.
-    std::size_t reset_resp() { return open_.reset_resp(); }
+    // As pool_dispatch::reset.
+    std::size_t reset(const any_pump& front) { return open_.reset(front); }
 
     // On the listener thread: the connection goes to the next worker, for good.
-    void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
-        auto conn = std::make_shared<connection>(std::move(s), limits_);
-        conn->resp = std::move(resp);
+    void adopt(net::tcp_stream s, any_pump& front) {
+        auto conn = std::make_shared<connection>(std::move(s), front);
         open_.add(conn);
         worker& w = *workers_[next_++ % workers_.size()];
         conn->resume = [this, &w](const connection_ptr& c) {
@@ -286,7 +268,7 @@ public:
         if (sweeper_ >= 0) listener_loop_.cancel(sweeper_);
         for (auto& w : workers_) w->loop.stop();
         for (auto& w : workers_) w->thread.join();
-        open_.finish_all(serve_, linger);
+        open_.finish_all(linger);
     }
 
 private:
@@ -298,9 +280,7 @@ private:
     // On w's loop thread, the only thread that touches this connection's dispatch state.
     void serve(worker& w, const connection_ptr& conn) {
         if (conn->closed) return;
-        auto step = serve_(*conn);
-        conn->note_progress();
-        switch (step) {
+        switch (conn->serve()) {
             case next_step::wait:
                 return watch(w, *conn, connection::watch::read);
             case next_step::drain:
@@ -333,8 +313,6 @@ private:
     }
 
     Reactor& listener_loop_;
-    protocol::limits limits_;
-    serve_fn serve_;
     detail::connection_set open_;
     int sweeper_ = -1;
     std::vector<std::unique_ptr<worker>> workers_;
@@ -346,20 +324,18 @@ private:
 template <net::reactor Reactor, executor Executor>
 class any_dispatch {
 public:
-    any_dispatch(dispatch_model model, Reactor& listener_loop, std::size_t workers, protocol::limits lim,
-                 std::chrono::milliseconds idle_timeout, serve_fn serve, peer_stats& stats) {
+    any_dispatch(dispatch_model model, Reactor& listener_loop, std::size_t workers, std::chrono::milliseconds idle_timeout,
+                 peer_stats& stats) {
         if (model == dispatch_model::pool)
-            chosen_ = std::make_unique<pool_dispatch<Reactor, Executor>>(listener_loop, workers, lim, idle_timeout,
-                                                                         std::move(serve), stats);
+            chosen_ = std::make_unique<pool_dispatch<Reactor, Executor>>(listener_loop, workers, idle_timeout, stats);
         else
-            chosen_ = std::make_unique<loop_dispatch<Reactor, Executor>>(listener_loop, workers, lim, idle_timeout,
-                                                                         std::move(serve), stats);
+            chosen_ = std::make_unique<loop_dispatch<Reactor, Executor>>(listener_loop, workers, idle_timeout, stats);
     }
-    void adopt(net::tcp_stream s, std::unique_ptr<protocol::resp_session> resp = nullptr) {
-        std::visit([&](auto& d) { d->adopt(std::move(s), std::move(resp)); }, chosen_);
+    void adopt(net::tcp_stream s, any_pump& front) {
+        std::visit([&](auto& d) { d->adopt(std::move(s), front); }, chosen_);
     }
-    std::size_t reset_resp() {
-        return std::visit([](auto& d) { return d->reset_resp(); }, chosen_);
+    std::size_t reset(const any_pump& front) {
+        return std::visit([&](auto& d) { return d->reset(front); }, chosen_);
     }
     void stop() {
         std::visit([](auto& d) { d->stop(); }, chosen_);

@@ -76,7 +76,8 @@ public:
     }
 
     // Answers one request on `c`: the reply goes to c.out, or is held until its copies are done.
-    void handle(const protocol::frame_view& f, connection& c) {
+    // `unversioned`: a RESP write, whose version is its arrival here (see quorum_short).
+    void handle(const protocol::frame_view& f, connection& c, bool unversioned = false) {
         protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
         if (f.h.op == protocol::opcode::replicate) {
             const auto ahead = index_.refused_ahead();
@@ -131,7 +132,7 @@ public:
             return;
         }
         const auto& targets = other_holders(map, f.key);
-        if (auto short_of = quorum_short(map, slot, targets.size() + 1, c.resp != nullptr)) {
+        if (auto short_of = quorum_short(map, slot, targets.size() + 1, unversioned)) {
             reply.code = protocol::status::unavailable;
             protocol::append_frame(c.out, reply, {}, *short_of);
             return;

@@ -9,10 +9,11 @@
 //   Replication  cluster/replication.hpp   which nodes hold each slot; when a write is acknowledged
 // Run-time choices come from the settings: the dispatch model, R, the limits, the nodes.
 //
-// A request flows one way: listener -> dispatch (peer/dispatch.hpp) -> router (peer/router.hpp)
-// -> key, file or sync service -> table -> replicator -> the reply in the connection's output.
-// With a resp_port, a second listener takes RESP clients: their commands become the same requests
-// (peer/resp_service.hpp) on the same workers.
+// A request flows one way: listener -> dispatch (peer/dispatch.hpp) -> the pump of the connection's
+// front (peer/pump.hpp) -> the front (peer/front/binary.hpp) -> key, file or sync service -> table
+// -> replicator -> the reply in the connection's output. With a resp_port, a second listener takes
+// RESP clients: the same pump runs the RESP front (peer/front/resp.hpp), whose commands become the
+// same requests, on the same workers.
 //
 // At start the peer listens first, then catches up from the other holders of its slots while
 // answering client requests with `unavailable`, then serves. Why listen first: copies of new writes
@@ -51,9 +52,10 @@
 #include "dhtkit/peer/client.hpp"
 #include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/file_service.hpp"
+#include "dhtkit/peer/front/binary.hpp"
+#include "dhtkit/peer/front/resp.hpp"
 #include "dhtkit/peer/key_service.hpp"
-#include "dhtkit/peer/resp_service.hpp"
-#include "dhtkit/peer/router.hpp"
+#include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
 #include "dhtkit/peer/sync_service.hpp"
@@ -91,7 +93,7 @@ public:
                       // by the network; they are not run late (RESP writes carry no version of
                       // their client's): every RESP connection is reset first.
                       if (dispatch_ && none_of_the_leases_current()) {
-                          if (auto n = dispatch_->reset_resp())
+                          if (auto n = dispatch_->reset(resp_pump_))
                               log_(fmt::format("read leases back after losing them all: {} RESP connections reset, so "
                                                "that commands held meanwhile are not run late",
                                                n));
@@ -101,12 +103,12 @@ public:
           files_(self_, *view_, client_,
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
-          router_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
+          binary_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
                   [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_,
                   cluster_.cluster_key, cluster_.client_password,
                   Replication::follows_membership ? std::function<reply()>([this] { return begin_leave(); }) : nullptr),
           resp_(self_.id, *view_, cluster_.limits, cluster_.client_password,
-                {[this](const protocol::frame_view& f, connection& c) { router_.answer(f, c); },
+                {[this](const protocol::frame_view& f, connection& c) { binary_.answer(f, c); },
                  [this] { return stats_report(); }, [this] { return keys_.index().live_keys(); },
                  cluster_.storage.log ? "yes" : "no",
                  cluster_.resp_forward ? std::function<reply(protocol::opcode, std::string_view, std::string_view, std::uint8_t)>(
@@ -115,7 +117,11 @@ public:
                                              })
                                        : nullptr,
                  [this](std::string_view name) { return files_.announce(name); },
-                 [this](std::string_view name) { return files_.withdraw(name); }}) {
+                 [this](std::string_view name) { return files_.withdraw(name); }}),
+          binary_pump_(binary_, pump_limits{cluster_.limits.max_in_flight, cluster_.limits.max_output_bytes},
+                       cluster_.client_password),
+          resp_pump_(resp_, pump_limits{cluster_.limits.max_in_flight, cluster_.limits.max_output_bytes},
+                     cluster_.client_password) {
         std::filesystem::create_directories(self_.data_dir);
     }
     peer(const peer&) = delete;
@@ -141,9 +147,8 @@ public:
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
         if constexpr (Replication::follows_membership) start_membership();
         grants_.start();  // from now on a holder that excused this node as gone can learn it is back
-        dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(
-            cluster_.dispatch, reactor_, cluster_.pool_threads, frame_limits(), cluster_.limits.idle_timeout,
-            [this](connection& c) { return c.resp ? resp_.serve(c) : router_.serve(c); }, stats_);
+        dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(cluster_.dispatch, reactor_, cluster_.pool_threads,
+                                                                      cluster_.limits.idle_timeout, stats_);
         spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
         if (self_.resp_port) {
@@ -591,11 +596,8 @@ private:
                 if (error == EMFILE || error == ENFILE) shed_one_connection(from);
                 return;
             }
-            if (resp) {
-                s->enable_receive_stamps();  // a RESP write is stamped when it arrived (resp_service)
-                dispatch_->adopt(std::move(*s), std::make_unique<protocol::resp_session>(resp_.wire_limits()));
-            }
-            else dispatch_->adopt(std::move(*s));
+            if (resp) s->enable_receive_stamps();  // a RESP write is stamped when it arrived (front/resp.hpp)
+            dispatch_->adopt(std::move(*s), resp ? static_cast<any_pump&>(resp_pump_) : binary_pump_);
         }
     }
 
@@ -625,8 +627,10 @@ private:
     sync_service<Table> sync_;
     lease_keeper keeper_;
     file_service files_;
-    router<Table, Replication> router_;
-    resp_service resp_;
+    binary_front<Table, Replication> binary_;
+    resp_front resp_;
+    pump<binary_front<Table, Replication>> binary_pump_;
+    pump<resp_front> resp_pump_;
     std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {
         std::fprintf(stderr, "dhtkit-peer %llu: %s\n", static_cast<unsigned long long>(id), line.c_str());
     };

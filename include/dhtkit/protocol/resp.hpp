@@ -282,14 +282,4 @@ private:
     std::deque<std::pair<std::uint64_t, std::uint64_t>> marks_;  // (end offset, unix us), both rising
 };
 
-struct resp_session {
-    explicit resp_session(resp_limits lim) : reader(lim) {}
-    resp_reader reader;
-    arrival_stamps arrivals;
-    std::uint64_t command_arrived_us = 0;  // of the command being run
-    std::vector<resp_plan> plans;  // of the batch being answered, in order
-    std::string name;              // CLIENT SETNAME
-    bool closing = false;          // QUIT or a protocol error: close once the replies have gone
-};
-
 }  // namespace dhtkit::protocol

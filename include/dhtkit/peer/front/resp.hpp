@@ -1,8 +1,8 @@
 #pragma once
-// The RESP front: serves a connection that speaks RESP2 (protocol/resp.hpp) on the same workers as
-// our frames. Each command becomes the requests a binary client would send (a SET is a put, an
-// MGET one get per key) and goes through the same router, services, replication and log: a SET is
-// acknowledged exactly when a put would be. The replies of a batch are our frames, in order; once
+// The RESP front: connections that speak RESP2 (protocol/resp.hpp), in the same pump
+// (peer/pump.hpp) and on the same workers as our frames. Each command becomes the requests a
+// binary client would send (a SET is a put, an MGET one get per key) and goes to the same
+// services, replication and log: a SET is acknowledged exactly when a put would be. The replies of a batch are our frames, in order; once
 // none is held, each command's plan turns its share of them into one RESP reply.
 //
 // Cluster mode as Redis Cluster clients expect it: CLUSTER SLOTS / SHARDS / NODES / INFO / MYID /
@@ -28,7 +28,7 @@
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
 #include "dhtkit/peer/connection.hpp"
-#include "dhtkit/peer/dispatch.hpp"
+#include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/frame.hpp"
@@ -40,7 +40,7 @@ namespace dhtkit {
 
 // What the RESP front asks of the peer that composes it.
 struct resp_context {
-    // Answers one of our requests on the connection, as the router does for a binary client.
+    // Answers one of our requests on the connection, as the binary front does for its clients.
     std::function<void(const protocol::frame_view&, connection&)> answer;
     std::function<std::string()> stats;      // `stats` lines (name=value), for INFO
     std::function<std::size_t()> key_count;  // DBSIZE: live keys held here (a walk over the table)
@@ -53,9 +53,40 @@ struct resp_context {
     std::function<reply(std::string_view name)> announce, withdraw;
 };
 
-class resp_service {
+// A RESP connection's state: its reader, when its bytes arrived, and the batch being answered.
+struct resp_session {
+    explicit resp_session(protocol::resp_limits lim) : reader(lim) {}
+    protocol::resp_reader reader;
+    protocol::arrival_stamps arrivals;
+    std::uint64_t command_arrived_us = 0;  // of the command being run
+    std::vector<protocol::resp_plan> plans;  // of the batch being answered, in order
+    std::string name;                        // CLIENT SETNAME
+
+    // `arrived_us`: the kernel's moment when it gave one; else now, which is no earlier than arrival.
+    void feed(std::string_view bytes, std::uint64_t arrived_us) {
+        reader.feed(bytes);
+        arrivals.note(reader.fed(), arrived_us ? arrived_us : stamp_now());
+    }
+    parsed next(std::vector<std::string_view>& args) {
+        switch (reader.next(args)) {
+            case protocol::resp_reader::result::need_more: return parsed::need_more;
+            case protocol::resp_reader::result::error: return parsed::error;
+            case protocol::resp_reader::result::command: break;
+        }
+        command_arrived_us = arrivals.at(reader.consumed());
+        return parsed::request;
+    }
+    [[nodiscard]] std::size_t buffered() const noexcept { return reader.buffered(); }
+    void release_if_empty() { reader.release_if_empty(); }
+};
+
+class resp_front {
 public:
-    resp_service(node_id self, const cluster_view& view, limits_settings lim, std::string password, resp_context ctx)
+    using session = resp_session;
+    using request = std::vector<std::string_view>;
+    static constexpr bool stamps_arrivals = true;
+
+    resp_front(node_id self, const cluster_view& view, limits_settings lim, std::string password, resp_context ctx)
         : self_(self), view_(view), limits_(lim), password_(std::move(password)), ctx_(std::move(ctx)) {
         forwarders_ = std::make_unique<thread_pool>(ctx_.forward ? forwarding_threads : 1);
         randombytes_buf(&writer_, sizeof writer_);
@@ -67,69 +98,29 @@ public:
         return l;
     }
 
-    // As router::serve, for a connection whose `resp` is set.
-    next_step serve(connection& c) {
-        auto& s = *c.resp;
-        if (c.held()) return next_step::park;  // woken while parked
-        finish_batch(c);
-        switch (c.flush()) {
-            case connection::flush_result::failed: return next_step::close;
-            case connection::flush_result::pending: return next_step::drain;
-            case connection::flush_result::done: break;
-        }
-        if (s.closing) return next_step::close;  // its last reply has gone
-        bool more = false;
-        c.begin_batch();
-        const bool open = receive(c) && handle_commands(c, more);
-        s.closing = s.closing || !open;  // before end_batch: once it returns, a release may serve c elsewhere
-        if (c.end_batch()) return next_step::park;
-        finish_batch(c);
-        auto sent = c.flush();
-        if (sent == connection::flush_result::failed) return next_step::close;
-        if (sent == connection::flush_result::pending) return next_step::drain;
-        if (s.closing) return next_step::close;
-        c.trim();
-        s.reader.release_if_empty();
-        return more ? next_step::again : next_step::wait;
+    [[nodiscard]] session open() const { return session(wire_limits()); }
+
+    void malformed(session& s, connection& c) { error(c, "ERR " + s.reader.last_error()); }
+
+    // Redis's order: an unknown command or a wrong count of arguments is said first (it reveals
+    // nothing); AUTH, HELLO (which may carry AUTH) and QUIT need no password.
+    [[nodiscard]] bool needs_password(const request& args) const {
+        const auto name = lower(args[0]);
+        const auto* ci = find_command(name);
+        return ci && arity_ok(*ci, name, args.size()) && name != "auth" && name != "hello" && name != "quit";
     }
+    void unauthenticated(const request&, session&, connection& c) { error(c, "NOAUTH Authentication required."); }
+
+    handled handle(const request& args, session&, connection& c) { return execute(args, c) ? handled::next : handled::close; }
+
+    // Once nothing is held: c.out is this batch's frames; each plan turns its share into RESP.
+    void finish(session& s, connection& c) { finish_batch(s, c); }
 
 private:
     using kind = protocol::resp_plan::kind;
     using args_t = std::vector<std::string_view>;
 
-    static bool receive(connection& c) {
-        thread_local std::array<std::byte, 64 * 1024> scratch;
-        for (;;) {
-            std::uint64_t arrived_ns = 0;
-            auto in = c.stream.receive_some_stamped(scratch, arrived_ns);
-            if (!in) return false;
-            c.count_received(in.bytes);
-            if (in.bytes == 0) return true;
-            auto& s = *c.resp;
-            s.reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
-            // The kernel's moment when it gave one; else now, which is no earlier than arrival.
-            s.arrivals.note(s.reader.fed(), arrived_ns ? arrived_ns / 1000 : stamp_now());
-            if (in.bytes < scratch.size()) return true;
-        }
-    }
-
-    bool handle_commands(connection& c, bool& more) {
-        args_t args;
-        for (std::size_t n = 0; n < limits_.max_in_flight; ++n) {
-            if (c.unsent() > limits_.max_output_bytes) break;
-            switch (c.resp->reader.next(args)) {
-                case protocol::resp_reader::result::need_more: return true;
-                case protocol::resp_reader::result::error:
-                    text(c, [&](std::string& o) { protocol::resp::error(o, "ERR " + c.resp->reader.last_error()); });
-                    return false;
-                case protocol::resp_reader::result::command: break;
-            }
-            c.resp->command_arrived_us = c.resp->arrivals.at(c.resp->reader.consumed());
-            if (!execute(args, c)) return false;
-        }
-        more = true;
-        return true;
-    }
+    static resp_session& session_of(connection& c) noexcept { return pump<resp_front>::of(c); }
 
     // --- replies --------------------------------------------------------------------------------
 
@@ -137,7 +128,7 @@ private:
     static void text(connection& c, F&& write) {
         protocol::resp_plan p;
         write(p.text);
-        c.resp->plans.push_back(std::move(p));
+        session_of(c).plans.push_back(std::move(p));
     }
     static void error(connection& c, std::string_view message) {
         text(c, [&](std::string& o) { protocol::resp::error(o, message); });
@@ -147,7 +138,7 @@ private:
     }
 
     // Sends one of our requests for the command being planned.
-    void request(connection& c, protocol::opcode op, std::string_view key, std::string_view value = {},
+    void issue(connection& c, protocol::opcode op, std::string_view key, std::string_view value = {},
                  std::uint8_t flags = 0) {
         if (op == protocol::opcode::put || op == protocol::opcode::del || op == protocol::opcode::expire) {
             // Stamped with the moment its command reached this host, as our client stamps its
@@ -157,7 +148,7 @@ private:
             // front's own id, the sequence its own count.
             thread_local std::string stamped;
             stamped.clear();
-            const auto at = c.resp->command_arrived_us ? c.resp->command_arrived_us : stamp_now();
+            const auto at = session_of(c).command_arrived_us ? session_of(c).command_arrived_us : stamp_now();
             append_version(stamped, {at, writer_, sequence_.fetch_add(1, std::memory_order_relaxed)});
             stamped += value;
             value = stamped;
@@ -196,13 +187,11 @@ private:
         }
     }
     void plan(connection& c, kind how, std::size_t frames) {
-        c.resp->plans.push_back({how, static_cast<std::uint32_t>(frames), {}});
+        session_of(c).plans.push_back({how, static_cast<std::uint32_t>(frames), {}});
     }
 
-    // Once nothing is held: c.out is this batch's frames; each plan turns its share into RESP.
-    static void finish_batch(connection& c) {
-        c.settle();
-        auto& plans = c.resp->plans;
+    static void finish_batch(resp_session& s, connection& c) {
+        auto& plans = s.plans;
         if (plans.empty()) return;
         thread_local std::string out;  // becomes c.out; the old c.out is the next batch's buffer
         out.clear();
@@ -368,6 +357,10 @@ private:
         {"dht.unregister", 2, 0, 0, 0, "write"},
         {"dht.where", 2, 1, 1, 1, "readonly fast"},
     };
+    static bool arity_ok(const command_info& ci, std::string_view name, std::size_t count) noexcept {
+        const auto n = static_cast<int>(count);
+        return !((ci.arity > 0 && n != ci.arity) || (ci.arity < 0 && n < -ci.arity) || (name == "mset" && n % 2 == 0));
+    }
     static const command_info* find_command(std::string_view lower_name) {
         for (const auto& c : commands)
             if (c.name == lower_name) return &c;
@@ -399,13 +392,8 @@ private:
             return true;
         }
         const auto n = static_cast<int>(args.size());
-        if ((ci->arity > 0 && n != ci->arity) || (ci->arity < 0 && n < -ci->arity) ||
-            (name == "mset" && n % 2 == 0)) {
+        if (!arity_ok(*ci, name, args.size())) {
             error(c, fmt::format("ERR wrong number of arguments for '{}' command", name));
-            return true;
-        }
-        if (!password_.empty() && !c.authenticated && name != "auth" && name != "hello" && name != "quit") {
-            error(c, "NOAUTH Authentication required.");
             return true;
         }
         // Cluster routing: the keys must share a slot this node holds.
@@ -452,15 +440,15 @@ private:
             ok(c);
         } else if (name == "get") {
             plan(c, kind::bulk, 1);
-            request(c, protocol::opcode::get, args[1]);
+            issue(c, protocol::opcode::get, args[1]);
         } else if (name == "set" || name == "setex" || name == "psetex") {
             set(name, args, c);
         } else if (name == "getdel") {
             // A get, then a del, answered on this thread one after the other: not one step, so
             // a write from another client may fall between them.
             plan(c, kind::first_bulk, 2);
-            request(c, protocol::opcode::get, args[1]);
-            request(c, protocol::opcode::del, args[1]);
+            issue(c, protocol::opcode::get, args[1]);
+            issue(c, protocol::opcode::del, args[1]);
         } else if (name == "expire" || name == "pexpire" || name == "expireat" || name == "pexpireat") {
             if (n > 3) {
                 error(c, fmt::format("ERR Unsupported option {}", args[3]));
@@ -477,22 +465,22 @@ private:
             std::int64_t at = absolute ? (ms ? *t : *t * 1000) : now + (ms ? *t : *t * 1000);
             if (at <= 0) at = 1;  // due already: the key goes
             plan(c, kind::expire, 1);
-            request(c, protocol::opcode::expire, args[1], protocol::encode_u64(static_cast<std::uint64_t>(at)));
+            issue(c, protocol::opcode::expire, args[1], protocol::encode_u64(static_cast<std::uint64_t>(at)));
         } else if (name == "persist") {
             plan(c, kind::persist, 1);
-            request(c, protocol::opcode::expire, args[1], protocol::encode_u64(0));
+            issue(c, protocol::opcode::expire, args[1], protocol::encode_u64(0));
         } else if (name == "ttl" || name == "pttl") {
             plan(c, name == "ttl" ? kind::ttl : kind::pttl, 1);
-            request(c, protocol::opcode::get, args[1], {}, protocol::flag_options);
+            issue(c, protocol::opcode::get, args[1], {}, protocol::flag_options);
         } else if (name == "del" || name == "unlink") {
             plan(c, kind::count_ok, keys.size());
-            for (auto k : keys) request(c, protocol::opcode::del, k);
+            for (auto k : keys) issue(c, protocol::opcode::del, k);
         } else if (name == "exists") {
             plan(c, kind::count_ok, keys.size());
-            for (auto k : keys) request(c, protocol::opcode::get, k);
+            for (auto k : keys) issue(c, protocol::opcode::get, k);
         } else if (name == "mget") {
             plan(c, kind::values, keys.size());
-            for (auto k : keys) request(c, protocol::opcode::get, k);
+            for (auto k : keys) issue(c, protocol::opcode::get, k);
         } else if (name == "mset") {
             for (int i = 2; i < n; i += 2)
                 if (args[static_cast<std::size_t>(i)].size() > limits_.max_value_bytes) {
@@ -502,10 +490,10 @@ private:
                 }
             plan(c, kind::ok, keys.size());
             for (int i = 1; i < n; i += 2)
-                request(c, protocol::opcode::put, args[static_cast<std::size_t>(i)], args[static_cast<std::size_t>(i) + 1]);
+                issue(c, protocol::opcode::put, args[static_cast<std::size_t>(i)], args[static_cast<std::size_t>(i) + 1]);
         } else if (name == "type") {
             plan(c, kind::type, 1);
-            request(c, protocol::opcode::get, args[1]);
+            issue(c, protocol::opcode::get, args[1]);
         } else if (name == "dbsize") {
             text(c, [&](std::string& o) { protocol::resp::integer(o, static_cast<std::int64_t>(ctx_.key_count())); });
         } else if (name == "info") {
@@ -518,7 +506,7 @@ private:
             cluster(args, c);
         } else if (name == "dht.search") {
             plan(c, kind::holders, 1);
-            request(c, protocol::opcode::search, args[1]);
+            issue(c, protocol::opcode::search, args[1]);
         } else if (name == "dht.where") {
             where(args[1], c);
         } else if (name == "dht.register" || name == "dht.unregister") {
@@ -597,7 +585,7 @@ private:
         }
         if (o.mask == 0) {  // a plain put, as a binary client's
             plan(c, kind::ok, 1);
-            request(c, protocol::opcode::put, key, value);
+            issue(c, protocol::opcode::put, key, value);
             return;
         }
         thread_local std::string with;
@@ -605,7 +593,7 @@ private:
         protocol::append(with, o);
         with += value;
         plan(c, (o.mask & put_options::return_old) ? kind::set_get : kind::set, 1);
-        request(c, protocol::opcode::put, key, with, protocol::flag_options);
+        issue(c, protocol::opcode::put, key, with, protocol::flag_options);
     }
 
     // -MOVED to the home of `slot` when this node does not hold it, or nothing.
@@ -652,7 +640,7 @@ private:
                 c.authenticated = true;
                 i += 2;
             } else if (opt == "SETNAME" && i + 1 < args.size()) {
-                c.resp->name = std::string(args[++i]);
+                session_of(c).name = std::string(args[++i]);
             } else {
                 error(c, fmt::format("ERR Syntax error in HELLO option '{}'", args[i]));
                 return true;
@@ -707,12 +695,12 @@ private:
                 error(c, "ERR Client names cannot contain spaces, newlines or special characters.");
                 return;
             }
-            c.resp->name = std::string(args[2]);
+            session_of(c).name = std::string(args[2]);
             ok(c);
         } else if (sub == "GETNAME" && args.size() == 2) {
             text(c, [&](std::string& o) {
-                if (c.resp->name.empty()) protocol::resp::null_bulk(o);
-                else protocol::resp::bulk(o, c.resp->name);
+                if (session_of(c).name.empty()) protocol::resp::null_bulk(o);
+                else protocol::resp::bulk(o, session_of(c).name);
             });
         } else if (sub == "ID" && args.size() == 2) {
             text(c, [&](std::string& o) { protocol::resp::integer(o, c.stream.fd()); });

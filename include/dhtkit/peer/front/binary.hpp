@@ -1,42 +1,68 @@
 #pragma once
-// The router: what a worker does with a connection that is ready. It sends what waits to be sent,
-// reads what has arrived, splits it into frames and hands each request to the service whose
-// opcode it is (key, file, sync), then sends the replies as far as the socket takes them. The
-// answer tells the dispatcher what to wait for next (dispatch.hpp).
+// The binary front: our frames (protocol/frame.hpp) on the peer's port. It parses frames and hands
+// each request to the service whose opcode it is (key, file, sync), or answers it here (ping,
+// stats, map, lease, auth, hello, leave). The pump (peer/pump.hpp) reads, bounds the batch, gates
+// on the client password and sends.
 //
+// With a cluster secret, requests between nodes must be signed: hello answers with a nonce, and
+// the connection's verifier (its session's) checks every signed request after it.
 // A request that starts a stream (fetch, sync) ends its batch: the requests after it are read
-// once the stream has gone. A batch also ends after `max_in_flight` requests, so one pipelining
-// client cannot keep a worker from the others, and when the output passes [limits]
-// max_output_bytes, so a client that does not read stops being read (until it has taken it).
+// once the stream has gone.
 
-#include <array>
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/peer/connection.hpp"
-#include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/file_service.hpp"
 #include "dhtkit/peer/key_service.hpp"
 #include "dhtkit/peer/log_limiter.hpp"
+#include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
 #include "dhtkit/peer/sync_service.hpp"
+#include "dhtkit/protocol/auth.hpp"
 #include "dhtkit/protocol/codec.hpp"
 
 namespace dhtkit {
 
+// A binary connection's state: its reader, and (once it said hello to a node with the cluster's
+// secret) the verifier of its signed requests.
+struct binary_session {
+    explicit binary_session(protocol::limits lim) : reader(lim) {}
+    protocol::frame_reader reader;
+    std::optional<protocol::frame_verifier> verifier;
+
+    void feed(std::string_view bytes, std::uint64_t /*arrived_us*/) { reader.feed(bytes); }
+    parsed next(protocol::frame_view& f) {
+        switch (reader.next(f)) {
+            case protocol::frame_reader::result::frame: return parsed::request;
+            case protocol::frame_reader::result::need_more: return parsed::need_more;
+            case protocol::frame_reader::result::error: break;
+        }
+        return parsed::error;
+    }
+    [[nodiscard]] std::size_t buffered() const noexcept { return reader.buffered(); }
+    void release_if_empty() { reader.release_if_empty(); }
+};
+
 template <table Table, replication_policy Replication>
-class router {
+class binary_front {
 public:
+    using session = binary_session;
+    using request = protocol::frame_view;
+    static constexpr bool stamps_arrivals = false;
+
     using log_fn = std::function<void(const std::string&)>;
 
-    router(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
+    binary_front(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
            const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
            std::function<std::string()> report, log_fn log, lease_grants* grants = nullptr,
            std::shared_ptr<const protocol::cluster_key> secret = nullptr, std::string password = {},
@@ -45,96 +71,55 @@ public:
           stats_(stats), report_(std::move(report)), log_(std::move(log)), grants_(grants), secret_(std::move(secret)),
           password_(std::move(password)), leave_(std::move(leave)) {}
 
-    next_step serve(connection& c) {
-        if (c.held()) return next_step::park;  // woken while parked
-        c.settle();
-        switch (c.flush()) {
-            case connection::flush_result::failed: return next_step::close;
-            case connection::flush_result::pending: return next_step::drain;
-            case connection::flush_result::done: break;
-        }
-        if (c.broken) return next_step::close;  // its last reply has gone
-        bool more = false;
-        c.begin_batch();
-        bool open = receive(c);
-        if (open) open = handle_frames(c, more);
-        c.broken = !open;  // before end_batch: once it returns, a release may serve c elsewhere
-        if (c.end_batch()) return next_step::park;
-        c.settle();
-        auto sent = c.flush();
-        if (sent == connection::flush_result::failed || !open) return next_step::close;
-        if (sent == connection::flush_result::pending) return next_step::drain;
-        c.trim();
-        return more ? next_step::again : next_step::wait;
-    }
+    [[nodiscard]] session open() const { return session(protocol::frame_limits(limits_.max_key_bytes, limits_.max_value_bytes)); }
 
-    // Answers one request on `c` as if it had come in our frames (the RESP front's commands).
-    void answer(const protocol::frame_view& f, connection& c) { (void)handle(f, c); }
-
-private:
-    static constexpr std::size_t read_chunk = 64 * 1024;
-
-    // Reads what has arrived. False when the client has gone. Bytes land in a per-worker buffer
-    // and only what they hold is copied into the connection's reader, which keeps an idle
-    // connection's memory small.
-    static bool receive(connection& c) {
-        thread_local std::array<std::byte, read_chunk> scratch;
-        for (;;) {
-            auto in = c.stream.receive_some(scratch);
-            if (!in) return false;
-            c.count_received(in.bytes);
-            c.reader.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes});
-            // A short read drained the socket; the level-triggered re-arm catches anything later.
-            if (in.bytes < read_chunk) return true;
-        }
-    }
-
-    bool handle_frames(connection& c, bool& more) {
-        protocol::frame_view f;
-        for (std::size_t n = 0; n < limits_.max_in_flight; ++n) {
-            if (c.unsent() > limits_.max_output_bytes) break;
-            auto r = c.reader.next(f);
-            if (r == protocol::frame_reader::result::need_more) return true;
-            if (r == protocol::frame_reader::result::error) {
-                stats_.count_error();
-                reject(c);
-                return false;
-            }
-            if (handle(f, c)) break;  // a stream follows: the rest waits for it
-        }
-        more = true;
-        return true;
-    }
-
-    // The stream is out of step: answer with the reason; the caller closes once it has gone.
-    void reject(connection& c) {
-        auto e = c.reader.last_error();
-        bool size = e == protocol::header_error::key_too_large || e == protocol::header_error::value_too_large;
-        protocol::header h{c.reader.error_header().op, 0, size ? protocol::status::too_large : protocol::status::bad_request,
-                           c.reader.error_header().request_id, 0, 0};
+    // The stream is out of step: answer with the reason; the pump closes once it has gone.
+    void malformed(session& s, connection& c) {
+        stats_.count_error();
+        const auto e = s.reader.last_error();
+        const bool size = e == protocol::header_error::key_too_large || e == protocol::header_error::value_too_large;
+        protocol::header h{s.reader.error_header().op, 0, size ? protocol::status::too_large : protocol::status::bad_request,
+                           s.reader.error_header().request_id, 0, 0};
         std::string why(to_string(e));
         if (size)
             why += fmt::format(" (limits: key {} bytes, value {} bytes)", limits_.max_key_bytes, limits_.max_value_bytes);
         protocol::append_frame(c.out, h, {}, why);
     }
 
+    // A client's request needs the password, but ping, auth and hello (and a signed request
+    // between nodes: the secret says more).
+    [[nodiscard]] bool needs_password(const request& f) const noexcept {
+        using protocol::opcode;
+        return !(f.h.flags & protocol::flag_signed) && !protocol::needs_signature(f.h) && f.h.op != opcode::ping &&
+               f.h.op != opcode::auth && f.h.op != opcode::hello;
+    }
+    void unauthenticated(const request& f, session&, connection& c) {
+        refuse(f, c, "authentication required: send the client password first (auth)");
+    }
+
+    handled handle(request& f, session& s, connection& c) {
+        if (f.h.op != protocol::opcode::hello && !admit(f, s, c)) return handled::next;
+        return run(f, &s, c, false) ? handled::stream_follows : handled::next;
+    }
+    void finish(session&, connection&) noexcept {}
+
+    // Answers one request on `c` as if it had come in our frames: the RESP front's commands, which
+    // that front has admitted. `unversioned`: a write versioned by its arrival here.
+    void answer(const protocol::frame_view& f, connection& c) { (void)run(f, nullptr, c, true); }
+
+private:
     // With a cluster secret: checks a signed request (and takes its MAC off), and refuses a
-    // request between nodes that is not signed. With a client password: refuses a client's
-    // request, but ping, on a connection that has not sent it (a signed request needs none: the
-    // secret says more). True when `f` may go on.
-    bool admit(protocol::frame_view& f, connection& c) {
+    // request between nodes that is not signed. True when `f` may go on.
+    bool admit(protocol::frame_view& f, session& s, connection& c) {
         using protocol::opcode;
         const bool is_signed = f.h.flags & protocol::flag_signed;
         std::string_view why;
         if (is_signed) {
-            if (secret_ && c.verifier && c.verifier->verify(f)) return true;
+            if (secret_ && s.verifier && s.verifier->verify(f)) return true;
             why = secret_ ? "bad signature: not signed with this cluster's secret for this connection, or replayed"
                           : "this peer has no cluster secret: it takes no signed requests";
         } else if (secret_ && protocol::needs_signature(f.h)) {
             why = "this cluster requires its secret: requests between nodes must be signed";
-        } else if (!password_.empty() && !c.authenticated && !protocol::needs_signature(f.h) && f.h.op != opcode::ping &&
-                   f.h.op != opcode::auth) {
-            why = "authentication required: send the client password first (auth)";
         } else {
             return true;
         }
@@ -150,13 +135,13 @@ private:
             log_(fmt::format("refused {} from {}: {}", static_cast<unsigned>(f.h.op), c.stream.remote().to_string(), why));
     }
 
-    // One request. True when a stream follows its reply.
-    bool handle(protocol::frame_view f, connection& c) {
+    // One admitted request; `s`: its connection's session, null for the RESP front's. True when a
+    // stream follows its reply.
+    bool run(const protocol::frame_view& f, session* s, connection& c, bool unversioned) {
         using protocol::opcode;
         using protocol::status;
         stats_.count(f.h.op);
         protocol::header reply{f.h.op, 0, status::ok, f.h.request_id, 0, 0};
-        if (f.h.op != opcode::hello && !admit(f, c)) return false;
         if (f.h.op == opcode::replicate) {
             keys_.handle(f, c);
             return false;
@@ -175,7 +160,7 @@ private:
                                                        : "catching up after a restart: ask the next holder");
                 return false;
             }
-            keys_.handle(f, c);
+            keys_.handle(f, c, unversioned);
             return false;
         }
         if (file_service::handles(f.h.op)) {
@@ -251,6 +236,7 @@ private:
                 return false;
             }
             case opcode::hello: {
+                if (!s) break;
                 auto them = protocol::decode_hello(f.value);
                 std::string refusal = them ? hello_refusal(*them, view_.current().hello_digest(), source_, self_)
                                            : std::string("a hello is a map digest (u64), then its source");
@@ -267,18 +253,18 @@ private:
                 }
                 // A fresh nonce: what the other side signs from now on is good on this connection only.
                 const auto nonce = protocol::new_nonce();
-                c.verifier.emplace(*secret_, nonce);
+                s->verifier.emplace(*secret_, nonce);
                 protocol::append_frame(c.out, reply, {},
                                        std::string_view(reinterpret_cast<const char*>(nonce.data()), nonce.size()));
                 return false;
             }
-            default:
-                stats_.count_error();
-                reply.code = status::unknown_opcode;
-                protocol::append_frame(c.out, reply, {},
-                                       fmt::format("opcode {} is not an operation of this peer", static_cast<unsigned>(f.h.op)));
-                return false;
+            default: break;
         }
+        stats_.count_error();
+        reply.code = status::unknown_opcode;
+        protocol::append_frame(c.out, reply, {},
+                               fmt::format("opcode {} is not an operation of this peer", static_cast<unsigned>(f.h.op)));
+        return false;
     }
 
     key_service<Table, Replication>& keys_;
