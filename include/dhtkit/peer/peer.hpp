@@ -44,6 +44,7 @@
 #include "dhtkit/cluster/failure_detector.hpp"
 #include "dhtkit/cluster/lease_keeper.hpp"
 #include "dhtkit/cluster/leases.hpp"
+#include "dhtkit/cluster/map_diff.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
@@ -232,7 +233,7 @@ public:
         if (!detector_) return {protocol::status::bad_request, {}, "leave needs [replication] policy = \"dynamic\"", true};
         if (left_.exchange(true)) return {protocol::status::ok, "left already", {}, true};
         const auto t0 = std::chrono::steady_clock::now();
-        const auto slots = std::stoul(stat_line(stats_report(), "slots_held"));
+        const auto slots = slots_of(map(), self_.id).held;
         detector_->leave();
         log_(fmt::format("leaving: handing {} slots over", slots));
         std::string waiting;
@@ -281,12 +282,7 @@ public:
         const auto& c = copies_.counters();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         const auto& m = map();
-        std::size_t home = 0, held = 0;
-        for (std::size_t s = 0; s < slot_count; ++s) {
-            auto h = m.holders(static_cast<slot_t>(s));
-            if (!h.empty() && h.front() == self_.id) ++home;
-            if (std::find(h.begin(), h.end(), self_.id) != h.end()) ++held;
-        }
+        const auto [home, held] = slots_of(m, self_.id);
         return stats_.report(key_table_.size(), file_table_.size()) +
                fmt::format("state={}\nnode_id={}\nepoch={}\nnodes={}\nslots_home={}\nslots_held={}\nbackups={}\n"
                            "copies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
@@ -342,41 +338,24 @@ private:
         auto nodes = v.nodes();
         auto slots = policy_.place(nodes);
         cluster_map after(v.epoch(), std::move(nodes), std::move(slots), before.hello_digest());
-        auto gained = gained_slots(before, after);
-        if (!gained.empty()) {
+        auto change = changes(before, after, self_.id);
+        if (!change.gained.empty()) {
             std::vector<slot_range> ranges;
-            for (const auto& g : gained) ranges.push_back(g.first);
+            for (const auto& g : change.gained) ranges.push_back(g.first);
             sync_.mark_waiting(ranges);
         }
-        const bool moved = placed_ids(before) != placed_ids(after);
         // Members back from being taken for dead (a pause, a partition): what each side wrote
         // meanwhile is compared and pulled now, not at the next anti-entropy pass. Members taken
         // for dead: under "majority" this node acts on the new map only once every lease it
         // granted them has run out (key_service::act_after; docs/replication.md).
-        std::vector<node_id> back;
-        bool declared_dead = false;
-        for (const auto& n : after.nodes()) {
-            const node* was = before.find(n.id);
-            if (!was || n.id == self_.id || membership::placed(n.state) == membership::placed(was->state)) continue;
-            if (membership::placed(n.state)) back.push_back(n.id);
-            else declared_dead = true;
-        }
-        if (declared_dead) keys_.act_after(std::chrono::steady_clock::now() + grants_.options().surely_over());
+        if (change.declared_dead) keys_.act_after(std::chrono::steady_clock::now() + grants_.options().surely_over());
         view_->publish(std::move(after));
         share_leases();
-        if (!gained.empty() || moved || !back.empty()) {
+        if (!change.gained.empty() || change.placement_moved || !change.back.empty()) {
             std::lock_guard lock(heal_mutex_);
-            heal_queue_.push_back({std::move(gained), moved, std::move(back)});
+            heal_queue_.push_back({std::move(change.gained), change.placement_moved, std::move(change.back)});
             heal_wake_.notify_one();
         }
-    }
-
-    // The nodes a map places slots on: when they change, slots (and file copies) move.
-    [[nodiscard]] static std::vector<node_id> placed_ids(const cluster_map& m) {
-        std::vector<node_id> out;
-        for (const auto& n : m.nodes())
-            if (membership::placed(n.state)) out.push_back(n.id);
-        return out;
     }
 
     // Read leases from every node this one now shares slots with: a member that joined, or this
@@ -386,37 +365,6 @@ private:
             held_.add(n.id);
             if (keeper_started_.load(std::memory_order_acquire)) keeper_.add(n);
         }
-    }
-
-    // The slots `after` has this node hold and `before` did not (all of them when it was not
-    // placed before: back from being taken for dead, it missed what was written meanwhile), each
-    // run of slots with the nodes to ask: its holders before that are still up, and the others after.
-    [[nodiscard]] std::vector<std::pair<slot_range, std::vector<node>>> gained_slots(const cluster_map& before,
-                                                                                      const cluster_map& after) const {
-        std::vector<std::pair<slot_range, std::vector<node>>> out;
-        std::vector<node_id> ids;
-        for (std::size_t s = 0; s < slot_count; ++s) {
-            const auto slot = static_cast<slot_t>(s);
-            if (!after.holds(self_.id, slot) || before.holds(self_.id, slot)) continue;
-            ids.clear();
-            for (auto id : before.holders(slot))
-                if (const node* n = after.find(id); n && membership::placed(n->state)) ids.push_back(id);
-            for (auto id : after.holders(slot))
-                if (id != self_.id && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
-            std::sort(ids.begin(), ids.end());
-            if (!out.empty() && out.back().first.last + 1u == s) {
-                const auto& last = out.back().second;
-                if (std::equal(last.begin(), last.end(), ids.begin(), ids.end(),
-                               [](const node& n, node_id id) { return n.id == id; })) {
-                    out.back().first.last = slot;
-                    continue;
-                }
-            }
-            std::vector<node> from;
-            for (auto id : ids) from.push_back(*after.find(id));
-            out.push_back({{slot, slot}, std::move(from)});
-        }
-        return out;
     }
 
     // A node that kept data (a log) and was away longer than the tombstone purge period may hold
@@ -644,7 +592,7 @@ private:
     std::mutex heal_mutex_;
     std::condition_variable heal_wake_;
     struct heal_job {
-        std::vector<std::pair<slot_range, std::vector<node>>> gained;  // slots to catch up, and whom to ask
+        gained_slots gained;  // slots to catch up, and whom to ask
         bool files_move = false;  // the placed nodes changed: file copies follow their names' slots
         std::vector<node_id> back;  // members back from the dead: anti-entropy with each
     };
