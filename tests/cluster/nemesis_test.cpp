@@ -20,6 +20,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -36,6 +37,16 @@ using namespace std::chrono_literals;
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// The time of day, as the peers' logs stamp their lines, for the timeline of a failure's message.
+std::string time_of_day() {
+    const auto now = std::chrono::system_clock::now();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    const std::time_t t = std::chrono::system_clock::to_time_t(now);
+    std::tm parts{};
+    ::localtime_r(&t, &parts);
+    return fmt::format("{:02}:{:02}:{:02}.{:03}", parts.tm_hour, parts.tm_min, parts.tm_sec, ms);
+}
 
 // Round r of a key writes the value "r", or deletes the key when r is a multiple of 4.
 bool is_delete(std::uint64_t round) { return round % 4 == 0; }
@@ -151,8 +162,8 @@ private:
             }
             if (!fresh) {
                 std::lock_guard lock(mutex_);
-                stale_.push_back(fmt::format("{}: read {} after round {} was acknowledged", w.key(k),
-                                             r.ok() ? r.value : std::string("<deleted>"), before));
+                stale_.push_back(fmt::format("{}: read {} after round {} was acknowledged (at {})", w.key(k),
+                                             r.ok() ? r.value : std::string("<deleted>"), before, time_of_day()));
             }
         }
     }
@@ -179,14 +190,14 @@ bool healed(client& c, int peers) {
 }
 
 // What each peer says of itself, and the end of its log, for a failure's message.
-std::string states(client& c, test::local_cluster& cluster, int peers) {
+std::string states(client& c, test::local_cluster& cluster, int peers, std::size_t tail = 3000) {
     std::string out;
     for (int p = 0; p < peers; ++p)
         for (auto name : {"state", "hints_pending", "slots_waiting"})
             out += fmt::format("{}:{}={} ", p, name, test::stat_value(c, static_cast<std::size_t>(p), name));
     for (int p = 0; p < peers; ++p) {
         auto log = cluster.pending_stderr(p);
-        if (log.size() > 3000) log.erase(0, log.size() - 3000);
+        if (log.size() > tail) log.erase(0, log.size() - tail);
         out += fmt::format("\n--- the end of peer {}'s log:\n{}", p, log);
     }
     return out;
@@ -224,6 +235,8 @@ TEST_CASE("under kill -9, pauses and partitions, nothing acknowledged is lost or
     // live map (the faults are shorter than a death takes to declare, so the map stays).
     const std::string policy = GENERATE(std::string("static"), std::string("dynamic"));
     INFO("consistency " << rule << ", policy " << policy);
+    // DHTKIT_NEMESIS_ONLY=majority/dynamic (say) runs that one combination: to chase a failure.
+    if (const char* only = std::getenv("DHTKIT_NEMESIS_ONLY"); only && rule + "/" + policy != only) return;
     const bool partitions = test::test_network::available();
     if (!partitions) WARN("not root: no network namespaces, so no partitions in this run");
     constexpr int peers = 3;
@@ -268,11 +281,13 @@ TEST_CASE("under kill -9, pauses and partitions, nothing acknowledged is lost or
     INFO("seed " << seed);
     std::mt19937 rng(static_cast<std::mt19937::result_type>(seed));
     std::vector<std::pair<clock_type::time_point, clock_type::time_point>> cut_off;  // partitions, past their first second
+    std::string timeline;  // the faults, when they began and ended (time_of_day)
     const auto until = clock_type::now() + 20s;
     int faults = 0;
     while (clock_type::now() < until && faults < 9) {
         const int kind = faults % 3;
         const int victim = kind == 2 ? victim_of_partitions : static_cast<int>(rng() % peers);
+        timeline += fmt::format("{} {} of peer {}; ", time_of_day(), kind == 0 ? "kill" : kind == 1 ? "pause" : "partition", victim);
         if (kind == 0) {
             cluster.kill(victim, SIGKILL);
             cluster.start(victim);  // returns once it serves again, caught up
@@ -294,6 +309,7 @@ TEST_CASE("under kill -9, pauses and partitions, nothing acknowledged is lost or
             cluster.heal(victim);
         }
         ++faults;
+        timeline += fmt::format("{} over; ", time_of_day());
         INFO("after fault " << faults << " (kind " << kind << ", peer " << victim << ")");
         if (!test::eventually([&] { return healed(observer, peers); }, 30s))
             FAIL("not healed: " << states(observer, cluster, peers));
@@ -328,8 +344,10 @@ TEST_CASE("under kill -9, pauses and partitions, nothing acknowledged is lost or
         refused += r->refused();
         auto stale = r->stale();
         stale_reads += stale.size();
-        INFO(rule << ": " << stale.size() << " stale reads, the first: " << (stale.empty() ? std::string() : stale.front()));
-        if (rule == "majority") CHECK(stale.empty());
+        INFO(rule << ": " << stale.size() << " stale reads, the first: " << (stale.empty() ? std::string() : stale.front())
+                  << ", the last: " << (stale.empty() ? std::string() : stale.back()));
+        if (rule == "majority" && !stale.empty())
+            FAIL_CHECK("stale reads under majority; the faults: " << timeline << states(observer, cluster, peers, 20000));
     }
     std::uint64_t read_backs = 0;
     for (auto& w : writers) {
