@@ -349,6 +349,12 @@ private:
         // for dead: under "majority" this node acts on the new map only once every lease it
         // granted them has run out (key_service::act_after; docs/replication.md).
         if (change.declared_dead) keys_.act_after(std::chrono::steady_clock::now() + grants_.options().surely_over());
+        // A member back missed what was written while this node's map left it out, and its own
+        // map may never have left itself out (a node refutes its own death), so it gains nothing
+        // to catch up by itself: it gets no read lease from here until it has caught up from here
+        // (its lease keeper hears "behind" and asks for the stream). Before the map is published,
+        // so that no lease is granted to it in between.
+        for (auto id : change.back) (void)grants_.missed(id);
         view_->publish(std::move(after));
         share_leases();
         if (!change.gained.empty() || change.placement_moved || !change.back.empty()) {
