@@ -145,7 +145,12 @@ private:
             const auto& w = *writers_[rng_() % count_];
             const std::size_t k = rng_() % w.keys();
             const auto before = w.acked(k);  // acknowledged before the read began
-            auto r = client_.get(w.key(k));
+            // Any holder may answer, not only the home: each is asked in turn, directly, so that
+            // a stale answer names the peer that gave it.
+            const auto holders = client_.holders(w.key(k));
+            if (holders.empty()) continue;
+            const auto asked = holders[rng_() % holders.size()];
+            auto r = client_.call(asked, opcode::get, w.key(k));
             if (!r.ok() && r.code != status::not_found) {
                 ++refused_;
                 continue;
@@ -162,8 +167,8 @@ private:
             }
             if (!fresh) {
                 std::lock_guard lock(mutex_);
-                stale_.push_back(fmt::format("{}: read {} after round {} was acknowledged (at {})", w.key(k),
-                                             r.ok() ? r.value : std::string("<deleted>"), before, time_of_day()));
+                stale_.push_back(fmt::format("{}: peer {} answered {} after round {} was acknowledged (at {})", w.key(k),
+                                             asked, r.ok() ? r.value : std::string("<deleted>"), before, time_of_day()));
             }
         }
     }

@@ -12,7 +12,10 @@
 // excuse for excuse_term; an excuse that ran out (this node was paused or starved that long: the
 // grantor may have come back, acknowledged writes without it, and gone again) is made up for by a
 // catch-up before it is given again. A grantor that says this node is
-// "behind" (it acknowledged writes without it) gets the same. While an excused grantor stays out
+// "behind" (it acknowledged writes without it) gets the same. A grant counts only after a catch-up
+// in which the grantor's own stream was complete: another holder's snapshot may predate writes
+// the grantor acknowledged without this node, and the grantor forgets "behind" as soon as it is
+// asked for its stream, not when the stream has arrived. While an excused grantor stays out
 // of reach, what it could still acknowledge without this node is a partition's business (see
 // docs/replication.md).
 
@@ -38,7 +41,8 @@ public:
     using clock = std::chrono::steady_clock;
     // Catches up on the slots this node shares with node `id`, from their holders (`id` too when
     // `ask_it`); blocks. Calls `waiting` once those slots answer `unavailable`, before any stream.
-    using catch_up_fn = std::function<void(node_id id, bool ask_it, const std::function<void()>& waiting)>;
+    // True when `id`'s own stream was complete (or it was not asked).
+    using catch_up_fn = std::function<bool(node_id id, bool ask_it, const std::function<void()>& waiting)>;
     // Told after each grant: node `id` answers (the replicator stops skipping it).
     using grant_fn = std::function<void(node_id)>;
 
@@ -111,9 +115,11 @@ private:
             switch (got) {
                 case answer::granted:
                     if (lapsed) {
-                        catch_up_(from.id, true, [] {});  // the grant is older than the catch-up: ask again now
-                        caught_up = true;
-                        continue;
+                        // The grant is older than the catch-up: ask again now. Unless the
+                        // grantor's stream broke off: then the next round catches up again.
+                        caught_up = catch_up_(from.id, true, [] {});
+                        if (caught_up) continue;
+                        break;
                     }
                     if (on_grant_) on_grant_(from.id);  // before the lease counts: it may act on a lapse
                     held_.renewed(from.id, asked_at, term);
@@ -123,8 +129,9 @@ private:
                 case answer::behind:
                     held_.revoke(from.id);
                     excusing = false;
-                    catch_up_(from.id, true, [] {});  // its stream clears "behind" there: the next ask is granted
-                    caught_up = true;
+                    // Its stream clears "behind" there: the next ask is granted, and counts if
+                    // that stream was complete.
+                    caught_up = catch_up_(from.id, true, [] {});
                     if (first && !asked_again) {  // a node starting waits for its first grant
                         asked_again = true;
                         continue;

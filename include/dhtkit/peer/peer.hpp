@@ -86,7 +86,7 @@ public:
                 Replication::follows_membership ? &hand_offs_ : nullptr),
           keeper_(self_.id, held_, frame_limits(), hello(), grants_.options(),
                   [this](node_id with, bool ask_it, const std::function<void()>& waiting) {
-                      sync_.catch_up_again(with, ask_it, waiting, log_);
+                      return sync_.catch_up_again(with, ask_it, waiting, log_);
                   },
                   [this](node_id id) {
                       // A grant after every lease had lapsed: this node was cut off (or stopped).

@@ -121,9 +121,12 @@ public:
     // `unavailable`; `waiting` is called once they do) until caught up again, from their other
     // holders and, when `ask_it`, from `with` too. Run by the lease keeper when its lease from
     // `with` lapsed; one catch-up at a time.
-    void catch_up_again(node_id with, bool ask_it, const std::function<void()>& waiting, const log_fn& log,
+    // True when `with`'s own stream was complete (or it was not asked, or shares nothing here).
+    bool catch_up_again(node_id with, bool ask_it, const std::function<void()>& waiting, const log_fn& log,
                         std::chrono::milliseconds alone_after = std::chrono::seconds(5)) {
-        catch_up(log, with, alone_after, ask_it, waiting);
+        bool complete = true;
+        catch_up(log, with, alone_after, ask_it, waiting, &complete);
+        return complete;
     }
 
     // Slots this node gained in a new map (live membership): they wait from before the map is
@@ -430,19 +433,28 @@ private:
         return p;
     }
 
+    // `with_complete`, when given: set to whether `with`'s own stream was complete.
     std::size_t catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
-                         bool ask_with = true, const std::function<void()>& waiting = {}) {
+                         bool ask_with = true, const std::function<void()>& waiting = {}, bool* with_complete = nullptr) {
         std::lock_guard one_at_a_time(catch_up_mutex_);
-        return run(plan_from_map(with, ask_with), log, with, alone_after, waiting);
+        auto p = plan_from_map(with, ask_with);
+        if (with_complete) {
+            *with_complete = true;
+            for (const auto& s : p.sources)
+                if (with && s.at.id == *with) *with_complete = false;  // asked: complete only if it came whole
+        }
+        const auto unsure = run(std::move(p), log, with, alone_after, waiting, {}, true, false, false, with_complete);
+        return unsure;
     }
 
     // `serve`: slots whose group is caught up are marked ready (false: their readiness is left
     // as it is, for a pass over slots that serve already). `paced`: healing's rate applies.
     // Returns how many slots lack a complete stream from a serving holder or from every other
     // holder: those this node may serve without writes that another holder has.
+    // `with_complete`: when `with` is among the sources, set to whether its stream was complete.
     std::size_t run(plan p, const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
              const std::function<void()>& waiting = {}, std::string_view what = {}, bool serve = true,
-             bool paced = false, bool heals = false) {
+             bool paced = false, bool heals = false, bool* with_complete = nullptr) {
         const auto records_before = records_.load(std::memory_order_relaxed);
         auto& groups = p.groups;
         auto& sources = p.sources;
@@ -517,7 +529,10 @@ private:
             wait = std::min(wait * 2, std::chrono::milliseconds(1000));
         }
         std::size_t complete = 0, unsure = 0;
-        for (const auto& s : sources) complete += s.last.complete() ? 1 : 0;
+        for (const auto& s : sources) {
+            complete += s.last.complete() ? 1 : 0;
+            if (with_complete && with && s.at.id == *with) *with_complete = s.last.complete();
+        }
         for (const auto& g : groups) {
             bool from_serving = false, from_all = true;
             for (auto id : g.others) {
