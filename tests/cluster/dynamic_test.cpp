@@ -20,7 +20,7 @@
 #include <string>
 
 #include <dhtkit/net/datagram.hpp>
-#include <dhtkit/protocol/gossip.hpp>
+#include <dhtkit/cluster/gossip.hpp>
 
 #include <fmt/ranges.h>
 

@@ -6,7 +6,7 @@
 #include <dhtkit/peer/index_service.hpp>
 #include <dhtkit/protocol/auth.hpp>
 #include <dhtkit/protocol/codec.hpp>
-#include <dhtkit/protocol/gossip.hpp>
+#include <dhtkit/cluster/gossip.hpp>
 #include <dhtkit/protocol/messages.hpp>
 
 #include <cstdint>

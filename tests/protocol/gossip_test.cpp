@@ -1,7 +1,7 @@
 // The gossip datagram: round trips, signatures, and refusals of whatever is malformed.
 #include <catch2/catch.hpp>
 
-#include <dhtkit/protocol/gossip.hpp>
+#include <dhtkit/cluster/gossip.hpp>
 
 using namespace dhtkit;
 using namespace dhtkit::protocol;

@@ -26,7 +26,7 @@
 
 #include "dhtkit/cluster/membership.hpp"
 #include "dhtkit/net/datagram.hpp"
-#include "dhtkit/protocol/gossip.hpp"
+#include "dhtkit/cluster/gossip.hpp"
 
 namespace dhtkit {
 

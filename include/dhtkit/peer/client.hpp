@@ -23,6 +23,7 @@
 
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/handshake.hpp"
+#include "dhtkit/cluster/map_codec.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/peer/file_download.hpp"
 #include "dhtkit/peer/own_writes.hpp"

@@ -20,6 +20,7 @@
 
 #include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/cluster/leases.hpp"
+#include "dhtkit/cluster/map_codec.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/file_service.hpp"
 #include "dhtkit/peer/key_service.hpp"

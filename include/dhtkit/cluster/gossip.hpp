@@ -28,6 +28,7 @@
 
 #include "dhtkit/cluster/membership.hpp"
 #include "dhtkit/protocol/auth.hpp"
+#include "dhtkit/cluster/map_codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
 
 namespace dhtkit::protocol {
