@@ -28,6 +28,7 @@
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
 #include "dhtkit/peer/connection.hpp"
+#include "dhtkit/peer/front/resp_cluster.hpp"
 #include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
@@ -608,8 +609,6 @@ private:
         return fmt::format("MOVED {} {}:{}", slot, home->host, home->resp_port);
     }
 
-    static std::string node_name(node_id id) { return fmt::format("{:040x}", id); }
-
     // Redis's words for a subcommand it does not know, or one given the wrong number of arguments.
     static void subcommand_error(connection& c, std::string_view command, std::string_view sub, bool known) {
         if (known)
@@ -835,140 +834,19 @@ private:
         }
     }
 
-    // Writes [host, resp_port, name] of node `id`; false when it has no resp_port.
-    static bool endpoint(std::string& o, const cluster_map& map, node_id id) {
-        const auto* n = map.find(id);
-        if (!n || !n->resp_port) return false;
-        protocol::resp::array(o, 3);
-        protocol::resp::bulk(o, n->host);
-        protocol::resp::integer(o, n->resp_port);
-        protocol::resp::bulk(o, node_name(id));
-        return true;
-    }
-    static bool speaks_resp(const cluster_map& map, node_id id) {
-        const auto* n = map.find(id);
-        return n && n->resp_port;
-    }
-
     void cluster(const args_t& args, connection& c) {
+        thread_local std::string o;
+        o.clear();
         const auto sub = upper(args[1]);
-        const auto& map = view_.current();
-        if (sub == "KEYSLOT" && args.size() == 3) {
-            text(c, [&](std::string& o) { protocol::resp::integer(o, key_slot(args[2])); });
-        } else if (sub == "MYID" && args.size() == 2) {
-            text(c, [&](std::string& o) { protocol::resp::bulk(o, node_name(self_)); });
-        } else if (sub == "SLOTS" && args.size() == 2) {
-            std::string body;
-            std::size_t ranges = 0;
-            map.slots().for_each_range([&](slot_range r, std::span<const node_id> h) {
-                std::size_t shown = 0;
-                for (auto id : h) shown += speaks_resp(map, id);
-                if (h.empty() || !speaks_resp(map, h.front())) return;
-                ++ranges;
-                protocol::resp::array(body, 2 + shown);
-                protocol::resp::integer(body, r.first);
-                protocol::resp::integer(body, r.last);
-                for (auto id : h) endpoint(body, map, id);
-            });
-            text(c, [&](std::string& o) {
-                protocol::resp::array(o, ranges);
-                o += body;
-            });
-        } else if (sub == "SHARDS" && args.size() == 2) {
-            shards(map, c);
-        } else if (sub == "NODES" && args.size() == 2) {
-            std::string body;
-            for (const auto& n : map.nodes()) {
-                if (!n.resp_port) continue;
-                std::string ranges;
-                for (auto r : map.slots().ranges_held_by(n.id)) {
-                    // A node is the "master" of the slots it is home of.
-                    std::size_t first = r.first;
-                    for (std::size_t s = r.first; s <= r.last + 1u; ++s) {
-                        const bool home = s <= r.last && map.holders(static_cast<slot_t>(s)).front() == n.id;
-                        if (home) continue;
-                        if (s > first) ranges += s - 1 == first ? fmt::format(" {}", first) : fmt::format(" {}-{}", first, s - 1);
-                        first = s + 1;
-                    }
-                }
-                fmt::format_to(std::back_inserter(body), "{} {}:{}@{} {}master - 0 0 {} connected{}\n", node_name(n.id), n.host,
-                               n.resp_port, n.port, n.id == self_ ? "myself," : "", map.epoch(), ranges);
-            }
-            text(c, [&](std::string& o) { protocol::resp::bulk(o, body); });
-        } else if (sub == "INFO" && args.size() == 2) {
-            std::size_t known = 0;
-            for (const auto& n : map.nodes()) known += n.resp_port != 0;
-            const auto body = fmt::format(
-                "cluster_state:ok\r\ncluster_slots_assigned:{0}\r\ncluster_slots_ok:{0}\r\ncluster_slots_pfail:0\r\n"
-                "cluster_slots_fail:0\r\ncluster_known_nodes:{1}\r\ncluster_size:{1}\r\ncluster_current_epoch:{2}\r\n"
-                "cluster_my_epoch:{2}\r\n",
-                slot_count, known, map.epoch());
-            text(c, [&](std::string& o) { protocol::resp::bulk(o, body); });
-        } else {
-            const bool known = sub == "KEYSLOT" || sub == "MYID" || sub == "SLOTS" || sub == "SHARDS" || sub == "NODES" || sub == "INFO";
-            subcommand_error(c, "cluster", args[1], known);
+        if (resp_cluster::reply(o, sub, args, view_.current(), self_)) {
+            text(c, [&](std::string& out) { out += o; });
+            return;
         }
+        subcommand_error(c, "cluster", args[1], resp_cluster::knows(sub));
     }
 
-    // CLUSTER SHARDS: one shard per replica set, with its slot ranges and its nodes (home first).
-    void shards(const cluster_map& map, connection& c) {
-        std::vector<std::pair<std::vector<node_id>, std::vector<slot_range>>> sets;
-        map.slots().for_each_range([&](slot_range r, std::span<const node_id> h) {
-            if (h.empty()) return;
-            std::vector<node_id> ids(h.begin(), h.end());
-            auto it = std::find_if(sets.begin(), sets.end(), [&](const auto& s) { return s.first == ids; });
-            if (it == sets.end()) sets.push_back({std::move(ids), {r}});
-            else it->second.push_back(r);
-        });
-        text(c, [&](std::string& o) {
-            protocol::resp::array(o, sets.size());
-            for (const auto& [ids, ranges] : sets) {
-                protocol::resp::array(o, 4);
-                protocol::resp::bulk(o, "slots");
-                protocol::resp::array(o, ranges.size() * 2);
-                for (auto r : ranges) {
-                    protocol::resp::integer(o, r.first);
-                    protocol::resp::integer(o, r.last);
-                }
-                protocol::resp::bulk(o, "nodes");
-                std::size_t shown = 0;
-                for (auto id : ids) shown += speaks_resp(map, id);
-                protocol::resp::array(o, shown);
-                for (std::size_t i = 0; i < ids.size(); ++i) {
-                    const auto* n = map.find(ids[i]);
-                    if (!n || !n->resp_port) continue;
-                    protocol::resp::array(o, 12);
-                    protocol::resp::bulk(o, "id");
-                    protocol::resp::bulk(o, node_name(n->id));
-                    protocol::resp::bulk(o, "port");
-                    protocol::resp::integer(o, n->resp_port);
-                    protocol::resp::bulk(o, "ip");
-                    protocol::resp::bulk(o, n->host);
-                    protocol::resp::bulk(o, "endpoint");
-                    protocol::resp::bulk(o, n->host);
-                    protocol::resp::bulk(o, "role");
-                    protocol::resp::bulk(o, i == 0 ? "master" : "replica");
-                    protocol::resp::bulk(o, "health");
-                    protocol::resp::bulk(o, "online");
-                }
-            }
-        });
-    }
-
-    // DHT.WHERE key: its slot and its holders (home first), as "id host:port" with the RESP port.
     void where(std::string_view key, connection& c) {
-        const auto& map = view_.current();
-        const auto slot = key_slot(key);
-        const auto h = map.holders(slot);
-        text(c, [&](std::string& o) {
-            protocol::resp::array(o, 1 + h.size());
-            protocol::resp::integer(o, slot);
-            for (auto id : h) {
-                const auto* n = map.find(id);
-                protocol::resp::bulk(o, n ? fmt::format("{} {}:{}", id, n->host, n->resp_port ? n->resp_port : n->port)
-                                          : fmt::format("{}", id));
-            }
-        });
+        text(c, [&](std::string& o) { resp_cluster::where(o, key, view_.current()); });
     }
 
     // Forwarded requests wait on these (one request at a time per holder, as the peer's client
