@@ -29,6 +29,7 @@
 #include "dhtkit/concurrency/thread_pool.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/front/resp_cluster.hpp"
+#include "dhtkit/peer/front/resp_commands.hpp"
 #include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
@@ -106,9 +107,9 @@ public:
     // Redis's order: an unknown command or a wrong count of arguments is said first (it reveals
     // nothing); AUTH, HELLO (which may carry AUTH) and QUIT need no password.
     [[nodiscard]] bool needs_password(const request& args) const {
-        const auto name = lower(args[0]);
-        const auto* ci = find_command(name);
-        return ci && arity_ok(*ci, name, args.size()) && name != "auth" && name != "hello" && name != "quit";
+        const auto name = resp_commands::lower(args[0]);
+        const auto* ci = resp_commands::find_command(name);
+        return ci && resp_commands::arity_ok(*ci, name, args.size()) && name != "auth" && name != "hello" && name != "quit";
     }
     void unauthenticated(const request&, session&, connection& c) { error(c, "NOAUTH Authentication required."); }
 
@@ -120,6 +121,7 @@ public:
 private:
     using kind = protocol::resp_plan::kind;
     using args_t = std::vector<std::string_view>;
+    using command_info = resp_commands::command_info;
 
     static resp_session& session_of(connection& c) noexcept { return pump<resp_front>::of(c); }
 
@@ -303,89 +305,13 @@ private:
 
     // --- commands -------------------------------------------------------------------------------
 
-    static std::string upper(std::string_view s) {
-        std::string u(s);
-        for (auto& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-        return u;
-    }
-    static std::string lower(std::string_view s) {
-        std::string u(s);
-        for (auto& ch : u) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        return u;
-    }
-
-    struct command_info {
-        std::string_view name;  // lower case, as COMMAND lists it
-        int arity;              // Redis's: n exactly, -n at least n (the name counts)
-        int first_key, last_key, step;
-        std::string_view flags;  // space-separated
-    };
-    static constexpr command_info commands[] = {
-        {"ping", -1, 0, 0, 0, "fast"},
-        {"echo", 2, 0, 0, 0, "fast"},
-        {"quit", -1, 0, 0, 0, "fast"},
-        {"hello", -1, 0, 0, 0, "fast"},
-        {"auth", -2, 0, 0, 0, "fast"},
-        {"client", -2, 0, 0, 0, "admin"},
-        {"select", 2, 0, 0, 0, "fast"},
-        {"readonly", 1, 0, 0, 0, "fast"},
-        {"readwrite", 1, 0, 0, 0, "fast"},
-        {"get", 2, 1, 1, 1, "readonly fast"},
-        {"set", -3, 1, 1, 1, "write"},
-        {"setex", 4, 1, 1, 1, "write"},
-        {"psetex", 4, 1, 1, 1, "write"},
-        {"getdel", 2, 1, 1, 1, "write fast"},
-        {"expire", -3, 1, 1, 1, "write fast"},
-        {"pexpire", -3, 1, 1, 1, "write fast"},
-        {"expireat", -3, 1, 1, 1, "write fast"},
-        {"pexpireat", -3, 1, 1, 1, "write fast"},
-        {"persist", 2, 1, 1, 1, "write fast"},
-        {"ttl", 2, 1, 1, 1, "readonly fast"},
-        {"pttl", 2, 1, 1, 1, "readonly fast"},
-        {"del", -2, 1, -1, 1, "write"},
-        {"unlink", -2, 1, -1, 1, "write fast"},
-        {"exists", -2, 1, -1, 1, "readonly fast"},
-        {"mget", -2, 1, -1, 1, "readonly fast"},
-        {"mset", -3, 1, -1, 2, "write"},
-        {"type", 2, 1, 1, 1, "readonly fast"},
-        {"dbsize", 1, 0, 0, 0, "readonly fast"},
-        {"info", -1, 0, 0, 0, "loading stale"},
-        {"config", -2, 0, 0, 0, "admin"},
-        {"command", -1, 0, 0, 0, "loading stale"},
-        {"cluster", -2, 0, 0, 0, "stale"},
-        {"dht.search", 2, 1, 1, 1, "readonly"},
-        {"dht.register", 2, 0, 0, 0, "write"},    // NAME: a file of this peer's shared folder
-        {"dht.unregister", 2, 0, 0, 0, "write"},
-        {"dht.where", 2, 1, 1, 1, "readonly fast"},
-    };
-    static bool arity_ok(const command_info& ci, std::string_view name, std::size_t count) noexcept {
-        const auto n = static_cast<int>(count);
-        return !((ci.arity > 0 && n != ci.arity) || (ci.arity < 0 && n < -ci.arity) || (name == "mset" && n % 2 == 0));
-    }
-    static const command_info* find_command(std::string_view lower_name) {
-        for (const auto& c : commands)
-            if (c.name == lower_name) return &c;
-        return nullptr;
-    }
-
-    // The keys of a command, per its entry: first_key to last_key (negative: from the end) by step.
-    // Reuses the worker's own vector: valid until its next call.
-    static const std::vector<std::string_view>& keys_of(const command_info& ci, const args_t& args) {
-        thread_local std::vector<std::string_view> keys;
-        keys.clear();
-        if (ci.first_key == 0) return keys;
-        const int last = ci.last_key < 0 ? static_cast<int>(args.size()) + ci.last_key : ci.last_key;
-        for (int i = ci.first_key; i <= last && i < static_cast<int>(args.size()); i += ci.step) keys.push_back(args[i]);
-        return keys;
-    }
-
     // False when the connection closes once its replies have gone.
     bool execute(const args_t& args, connection& c) {
         forwarding_ = false;
         thread_local std::string name;  // lower case; the worker's own, no allocation per command
         name.assign(args[0]);
         for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        const auto* ci = find_command(name);
+        const auto* ci = resp_commands::find_command(name);
         if (!ci) {
             std::string shown;
             for (std::size_t i = 1; i < args.size() && i < 4; ++i) shown += fmt::format("'{}' ", args[i]);
@@ -393,12 +319,12 @@ private:
             return true;
         }
         const auto n = static_cast<int>(args.size());
-        if (!arity_ok(*ci, name, args.size())) {
+        if (!resp_commands::arity_ok(*ci, name, args.size())) {
             error(c, fmt::format("ERR wrong number of arguments for '{}' command", name));
             return true;
         }
         // Cluster routing: the keys must share a slot this node holds.
-        const auto& keys = keys_of(*ci, args);
+        const auto& keys = resp_commands::keys_of(*ci, args);
         if (!keys.empty() && name != "dht.where") {
             const auto slot = key_slot(keys.front());
             for (auto k : keys) {
@@ -455,7 +381,7 @@ private:
                 error(c, fmt::format("ERR Unsupported option {}", args[3]));
                 return true;
             }
-            auto t = integer_arg(args[2]);
+            auto t = resp_commands::integer_arg(args[2]);
             if (!t) {
                 error(c, "ERR value is not an integer or out of range");
                 return true;
@@ -524,13 +450,6 @@ private:
     }
 
     // An integer argument as Redis reads one, or nothing.
-    static std::optional<std::int64_t> integer_arg(std::string_view s) {
-        std::int64_t v = 0;
-        auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-        if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
-        return v;
-    }
-
     // SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL], SETEX key s value, PSETEX key ms value.
     void set(const std::string& name, const args_t& args, connection& c) {
         using protocol::put_options;
@@ -538,7 +457,7 @@ private:
         std::string_view key = args[1], value = args[2];
         const auto now = static_cast<std::int64_t>(unix_ms_now());
         auto expiry_from = [&](std::string_view unit, std::string_view text) -> bool {
-            auto t = integer_arg(text);
+            auto t = resp_commands::integer_arg(text);
             if (!t) {
                 error(c, "ERR value is not an integer or out of range");
                 return false;
@@ -560,7 +479,7 @@ private:
         } else {
             bool timed = false;
             for (std::size_t i = 3; i < args.size(); ++i) {
-                const auto opt = upper(args[i]);
+                const auto opt = resp_commands::upper(args[i]);
                 const bool has_next = i + 1 < args.size();
                 if (opt == "NX" && !(o.mask & put_options::if_present)) {
                     o.mask |= put_options::if_absent;
@@ -612,9 +531,9 @@ private:
     // Redis's words for a subcommand it does not know, or one given the wrong number of arguments.
     static void subcommand_error(connection& c, std::string_view command, std::string_view sub, bool known) {
         if (known)
-            error(c, fmt::format("ERR wrong number of arguments for '{}|{}' command", lower(command), lower(sub)));
+            error(c, fmt::format("ERR wrong number of arguments for '{}|{}' command", resp_commands::lower(command), resp_commands::lower(sub)));
         else
-            error(c, fmt::format("ERR unknown subcommand '{}'. Try {} HELP.", sub, upper(command)));
+            error(c, fmt::format("ERR unknown subcommand '{}'. Try {} HELP.", sub, resp_commands::upper(command)));
     }
 
     bool hello(const args_t& args, connection& c) {
@@ -630,7 +549,7 @@ private:
             i = 2;
         }
         for (; i < args.size(); ++i) {
-            const auto opt = upper(args[i]);
+            const auto opt = resp_commands::upper(args[i]);
             if (opt == "AUTH" && i + 2 < args.size()) {
                 if (!check_password(args[i + 2])) {
                     error(c, "WRONGPASS invalid username-password pair or user is disabled.");
@@ -688,7 +607,7 @@ private:
     }
 
     void client(const args_t& args, connection& c) {
-        const auto sub = upper(args[1]);
+        const auto sub = resp_commands::upper(args[1]);
         if (sub == "SETNAME" && args.size() == 3) {
             if (std::any_of(args[2].begin(), args[2].end(), [](char ch) { return ch <= ' ' || ch > '~'; })) {
                 error(c, "ERR Client names cannot contain spaces, newlines or special characters.");
@@ -712,7 +631,7 @@ private:
 
     void info(const args_t& args, connection& c) {
         std::vector<std::string> wanted;
-        for (std::size_t i = 1; i < args.size(); ++i) wanted.push_back(lower(args[i]));
+        for (std::size_t i = 1; i < args.size(); ++i) wanted.push_back(resp_commands::lower(args[i]));
         auto want = [&](std::string_view section) {
             return wanted.empty() || std::find(wanted.begin(), wanted.end(), "all") != wanted.end() ||
                    std::find(wanted.begin(), wanted.end(), "everything") != wanted.end() ||
@@ -764,7 +683,7 @@ private:
     }
 
     void config(const args_t& args, connection& c) {
-        const auto sub = upper(args[1]);
+        const auto sub = resp_commands::upper(args[1]);
         if (sub != "GET" || args.size() < 3) {
             subcommand_error(c, "config", args[1], sub == "GET");
             return;
@@ -778,7 +697,7 @@ private:
         };
         std::vector<std::pair<std::string_view, std::string>> found;
         for (std::size_t i = 2; i < args.size(); ++i) {
-            const auto wanted = lower(args[i]);
+            const auto wanted = resp_commands::lower(args[i]);
             for (const auto& kv : known)
                 if (wanted == "*" || wanted == kv.first) found.push_back(kv);
         }
@@ -792,52 +711,17 @@ private:
     }
 
     void command(const args_t& args, connection& c) {
-        const auto sub = args.size() > 1 ? upper(args[1]) : std::string();
-        auto info = [](std::string& o, const command_info& ci) {
-            protocol::resp::array(o, 6);
-            protocol::resp::bulk(o, ci.name);
-            protocol::resp::integer(o, ci.arity);
-            std::vector<std::string_view> flags;
-            for (std::size_t at = 0; at < ci.flags.size();) {
-                auto end = ci.flags.find(' ', at);
-                if (end == std::string_view::npos) end = ci.flags.size();
-                flags.push_back(ci.flags.substr(at, end - at));
-                at = end + 1;
-            }
-            protocol::resp::array(o, flags.size());
-            for (auto f : flags) protocol::resp::simple(o, f);
-            protocol::resp::integer(o, ci.first_key);
-            protocol::resp::integer(o, ci.last_key);
-            protocol::resp::integer(o, ci.step);
-        };
-        if (sub.empty()) {
-            text(c, [&](std::string& o) {
-                protocol::resp::array(o, std::size(commands));
-                for (const auto& ci : commands) info(o, ci);
-            });
-        } else if (sub == "COUNT") {
-            text(c, [&](std::string& o) { protocol::resp::integer(o, static_cast<std::int64_t>(std::size(commands))); });
-        } else if (sub == "INFO") {
-            text(c, [&](std::string& o) {
-                protocol::resp::array(o, args.size() - 2);
-                for (std::size_t i = 2; i < args.size(); ++i) {
-                    if (const auto* ci = find_command(lower(args[i]))) info(o, *ci);
-                    else protocol::resp::null_bulk(o);
-                }
-            });
-        } else if (sub == "DOCS") {
-            // Names and summaries would be all we have: clients that ask (redis-cli, for its
-            // hints) do without them.
-            text(c, [](std::string& o) { protocol::resp::array(o, 0); });
-        } else {
-            subcommand_error(c, "command", args[1], false);
-        }
+        thread_local std::string o;
+        o.clear();
+        const auto sub = args.size() > 1 ? resp_commands::upper(args[1]) : std::string();
+        if (!resp_commands::command_reply(o, sub, args)) return subcommand_error(c, "command", args[1], false);
+        text(c, [&](std::string& out) { out += o; });
     }
 
     void cluster(const args_t& args, connection& c) {
         thread_local std::string o;
         o.clear();
-        const auto sub = upper(args[1]);
+        const auto sub = resp_commands::upper(args[1]);
         if (resp_cluster::reply(o, sub, args, view_.current(), self_)) {
             text(c, [&](std::string& out) { out += o; });
             return;

@@ -1,0 +1,146 @@
+#pragma once
+// The RESP front's command table: each command's name, arity, keys and flags as Redis's COMMAND
+// lists them, the lookups the front makes with it (arity, where the keys are), and COMMAND's own
+// reply. A command is answered only if it is here.
+
+#include <cctype>
+#include <charconv>
+#include <cstdint>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "dhtkit/protocol/resp.hpp"
+
+namespace dhtkit::resp_commands {
+
+[[nodiscard]] inline std::string upper(std::string_view s) {
+    std::string u(s);
+    for (auto& ch : u) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    return u;
+}
+[[nodiscard]] inline std::string lower(std::string_view s) {
+    std::string u(s);
+    for (auto& ch : u) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return u;
+}
+
+struct command_info {
+    std::string_view name;  // lower case, as COMMAND lists it
+    int arity;              // Redis's: n exactly, -n at least n (the name counts)
+    int first_key, last_key, step;
+    std::string_view flags;  // space-separated
+};
+inline constexpr command_info commands[] = {
+    {"ping", -1, 0, 0, 0, "fast"},
+    {"echo", 2, 0, 0, 0, "fast"},
+    {"quit", -1, 0, 0, 0, "fast"},
+    {"hello", -1, 0, 0, 0, "fast"},
+    {"auth", -2, 0, 0, 0, "fast"},
+    {"client", -2, 0, 0, 0, "admin"},
+    {"select", 2, 0, 0, 0, "fast"},
+    {"readonly", 1, 0, 0, 0, "fast"},
+    {"readwrite", 1, 0, 0, 0, "fast"},
+    {"get", 2, 1, 1, 1, "readonly fast"},
+    {"set", -3, 1, 1, 1, "write"},
+    {"setex", 4, 1, 1, 1, "write"},
+    {"psetex", 4, 1, 1, 1, "write"},
+    {"getdel", 2, 1, 1, 1, "write fast"},
+    {"expire", -3, 1, 1, 1, "write fast"},
+    {"pexpire", -3, 1, 1, 1, "write fast"},
+    {"expireat", -3, 1, 1, 1, "write fast"},
+    {"pexpireat", -3, 1, 1, 1, "write fast"},
+    {"persist", 2, 1, 1, 1, "write fast"},
+    {"ttl", 2, 1, 1, 1, "readonly fast"},
+    {"pttl", 2, 1, 1, 1, "readonly fast"},
+    {"del", -2, 1, -1, 1, "write"},
+    {"unlink", -2, 1, -1, 1, "write fast"},
+    {"exists", -2, 1, -1, 1, "readonly fast"},
+    {"mget", -2, 1, -1, 1, "readonly fast"},
+    {"mset", -3, 1, -1, 2, "write"},
+    {"type", 2, 1, 1, 1, "readonly fast"},
+    {"dbsize", 1, 0, 0, 0, "readonly fast"},
+    {"info", -1, 0, 0, 0, "loading stale"},
+    {"config", -2, 0, 0, 0, "admin"},
+    {"command", -1, 0, 0, 0, "loading stale"},
+    {"cluster", -2, 0, 0, 0, "stale"},
+    {"dht.search", 2, 1, 1, 1, "readonly"},
+    {"dht.register", 2, 0, 0, 0, "write"},    // NAME: a file of this peer's shared folder
+    {"dht.unregister", 2, 0, 0, 0, "write"},
+    {"dht.where", 2, 1, 1, 1, "readonly fast"},
+};
+[[nodiscard]] inline bool arity_ok(const command_info& ci, std::string_view name, std::size_t count) noexcept {
+    const auto n = static_cast<int>(count);
+    return !((ci.arity > 0 && n != ci.arity) || (ci.arity < 0 && n < -ci.arity) || (name == "mset" && n % 2 == 0));
+}
+[[nodiscard]] inline const command_info* find_command(std::string_view lower_name) {
+    for (const auto& c : commands)
+        if (c.name == lower_name) return &c;
+    return nullptr;
+}
+
+// The keys of a command, per its entry: first_key to last_key (negative: from the end) by step.
+// Reuses the worker's own vector: valid until its next call.
+[[nodiscard]] inline const std::vector<std::string_view>& keys_of(const command_info& ci, const std::vector<std::string_view>& args) {
+    thread_local std::vector<std::string_view> keys;
+    keys.clear();
+    if (ci.first_key == 0) return keys;
+    const int last = ci.last_key < 0 ? static_cast<int>(args.size()) + ci.last_key : ci.last_key;
+    for (int i = ci.first_key; i <= last && i < static_cast<int>(args.size()); i += ci.step) keys.push_back(args[i]);
+    return keys;
+}
+
+[[nodiscard]] inline std::optional<std::int64_t> integer_arg(std::string_view s) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+    return v;
+}
+
+// COMMAND's entry for one command: name, arity, flags, first key, last key, step.
+inline void info(std::string& o, const command_info& ci) {
+    protocol::resp::array(o, 6);
+    protocol::resp::bulk(o, ci.name);
+    protocol::resp::integer(o, ci.arity);
+    std::vector<std::string_view> flags;
+    for (std::size_t at = 0; at < ci.flags.size();) {
+        auto end = ci.flags.find(' ', at);
+        if (end == std::string_view::npos) end = ci.flags.size();
+        flags.push_back(ci.flags.substr(at, end - at));
+        at = end + 1;
+    }
+    protocol::resp::array(o, flags.size());
+    for (auto f : flags) protocol::resp::simple(o, f);
+    protocol::resp::integer(o, ci.first_key);
+    protocol::resp::integer(o, ci.last_key);
+    protocol::resp::integer(o, ci.step);
+}
+
+// COMMAND [COUNT | INFO name... | DOCS]: `sub` upper case (empty: the whole table). False for a
+// subcommand it does not know (nothing appended).
+inline bool command_reply(std::string& o, std::string_view sub, const std::vector<std::string_view>& args) {
+    if (sub.empty()) {
+        protocol::resp::array(o, std::size(commands));
+        for (const auto& ci : commands) info(o, ci);
+    } else if (sub == "COUNT") {
+        protocol::resp::integer(o, static_cast<std::int64_t>(std::size(commands)));
+    } else if (sub == "INFO") {
+        protocol::resp::array(o, args.size() - 2);
+        for (std::size_t i = 2; i < args.size(); ++i) {
+            if (const auto* ci = find_command(lower(args[i]))) info(o, *ci);
+            else protocol::resp::null_bulk(o);
+        }
+    } else if (sub == "DOCS") {
+        // Names and summaries would be all we have: clients that ask (redis-cli, for its hints)
+        // do without them.
+        protocol::resp::array(o, 0);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+}  // namespace dhtkit::resp_commands
