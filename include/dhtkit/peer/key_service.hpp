@@ -217,6 +217,18 @@ private:
             out_of_reach = out_of_reach || why == lease_holdings::absence::out_of_reach;
         }
         if (!b.own_copy && b.quorum == 1 && excused_all && (!out_of_reach || some_current)) b.own_copy = true;
+        // Under "majority" with a live map, the members' maps may differ: one this node takes for
+        // dead may be alive in the others' eyes and acknowledge writes with them, and a slot's
+        // holders in another member's map may not be its holders here. A lease from a member says
+        // it acknowledged nothing without this node, so the copy answers only while every member
+        // it knows (departed ones aside) leases to it; otherwise the read asks a quorum.
+        if (b.own_copy && map.live() && policy_.quorum(3) >= 2)
+            for (const auto& n : map.nodes())
+                if (n.id != self_ && n.state != node_state::left && !held_->valid(n.id, now)) {
+                    b.own_copy = false;
+                    b.lapsed = n.id;
+                    break;
+                }
         return b;
     }
 
