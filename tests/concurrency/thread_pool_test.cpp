@@ -11,6 +11,8 @@
 #include <vector>
 
 using namespace dhtkit;
+
+static_assert(executor<thread_pool>);  // made from a count, as the peer makes it
 using namespace std::chrono_literals;
 
 TEST_CASE("every posted task runs exactly once") {

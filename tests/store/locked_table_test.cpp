@@ -17,7 +17,11 @@ using namespace dhtkit;
 namespace {
 
 template <class Lock, std::size_t Shards = 16>
-using string_table = locked_table<std::string, std::string, table_hash<std::string>, Lock, Shards>;
+using text_table = locked_table<std::string, std::string, table_hash<std::string>, Lock, Shards>;
+
+// What the peer composes: a table of strings, under every lock policy.
+static_assert(string_table<text_table<shared_spinlock>>);
+static_assert(string_table<text_table<std::shared_mutex>>);
 
 // Every key lands on one shard and one probe sequence: the worst case for probing.
 struct constant_hash {
@@ -65,7 +69,7 @@ void check_against_model(Table& table, std::unordered_map<std::string, std::stri
 
 TEMPLATE_TEST_CASE("the table does what a map does, under every lock policy", "", std::mutex,
                    std::shared_mutex, spinlock, shared_spinlock, null_lock) {
-    string_table<TestType> table;
+    text_table<TestType> table;
     CHECK_FALSE(table.contains("a"));
     CHECK(table.put("a", "1"));
     CHECK_FALSE(table.put("a", "2"));
@@ -84,11 +88,11 @@ TEMPLATE_TEST_CASE("the table does what a map does, under every lock policy", ""
 TEST_CASE("a random mix of puts, erases and gets matches std::unordered_map, through growth and tombstones") {
     std::unordered_map<std::string, std::string> model;
     SECTION("many shards") {
-        string_table<spinlock, 64> table;
+        text_table<spinlock, 64> table;
         check_against_model(table, model, 1, 200000, 5000);
     }
     SECTION("one shard, the seed's design") {
-        string_table<std::mutex, 1> table;
+        text_table<std::mutex, 1> table;
         check_against_model(table, model, 2, 200000, 5000);
     }
     SECTION("every key colliding") {
@@ -110,7 +114,7 @@ TEST_CASE("tables of other types work, and a weak hash (identity) still spreads"
 }
 
 TEST_CASE("values that grow are reallocated, values that shrink are kept in place") {
-    string_table<std::mutex> table;
+    text_table<std::mutex> table;
     table.put("k", std::string(10, 'x'));
     table.put("k", std::string(3, 'y'));
     CHECK(table.try_get("k") == std::string(3, 'y'));
@@ -143,7 +147,7 @@ TEST_CASE("update is an atomic read-modify-write") {
 TEMPLATE_TEST_CASE("many threads hammering the table leave exactly the state of the model", "",
                    std::mutex, shared_spinlock, spinlock) {
     constexpr int writers = 4;
-    string_table<TestType, 8> table;
+    text_table<TestType, 8> table;
     std::vector<std::unordered_map<std::string, std::string>> models(writers);
     std::atomic<bool> torn{false}, done{false};
     std::vector<std::thread> threads;

@@ -27,9 +27,10 @@
 
 namespace dhtkit {
 
-// What the peer needs from an executor: run work on some other thread, refuse it once stopped.
+// What the peer needs from an executor: made with a count of workers (the config's), it runs work
+// on some other thread and refuses it once stopped.
 template <class E>
-concept executor = requires(E& e, task t) {
+concept executor = std::constructible_from<E, std::size_t> && requires(E& e, task t) {
     { e.post(std::move(t)) } -> std::same_as<bool>;
     { e.size() } -> std::convertible_to<std::size_t>;
     e.stop();

@@ -31,7 +31,7 @@
 
 namespace dhtkit {
 
-template <table Table>
+template <string_table Table>
 class index_service {
 public:
     // `max_skew`: a version stamped further ahead of this host's clock is refused, so that one

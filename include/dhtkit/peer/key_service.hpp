@@ -55,7 +55,7 @@
 
 namespace dhtkit {
 
-template <table Table, replication_policy Replication>
+template <string_table Table, replication_policy Replication>
 class key_service {
 public:
     using log_fn = std::function<void(const std::string&)>;

@@ -65,7 +65,7 @@
 namespace dhtkit {
 
 template <net::reactor Reactor = net::epoll_reactor, executor Executor = thread_pool,
-          table Table = locked_table<std::string, std::string>, replication_policy Replication = static_backup>
+          string_table Table = locked_table<std::string, std::string>, replication_policy Replication = static_backup>
 class peer {
 public:
     // Node `id` of `cluster`, its map the static one the settings describe (nodes in file order).

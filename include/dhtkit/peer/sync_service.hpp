@@ -70,7 +70,7 @@ private:
     std::atomic<std::size_t> unready_{slot_count};
 };
 
-template <table Table>
+template <string_table Table>
 class sync_service {
 public:
     using log_fn = std::function<void(const std::string&)>;

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -68,6 +69,15 @@ concept table = requires(T& t, const T& ct, typename T::key_view k, typename T::
     ct.for_each_in(shard, detail::visit_entry<T>{});
     ct.for_each(detail::visit_entry<T>{});
 };
+
+// What the peer's services need beyond `table`: one they can make themselves, of string keys and
+// values (versioned records, stored as bytes), read and written through string_views. A type
+// that passes this compiles in the peer.
+template <class T>
+concept string_table = table<T> && std::default_initializable<T> && std::same_as<typename T::mapped_type, std::string> &&
+                       std::convertible_to<std::string_view, typename T::key_view> &&
+                       std::convertible_to<typename T::key_view, std::string_view> &&
+                       std::convertible_to<typename T::value_view, std::string_view>;
 
 template <class K, class V, class Hash = table_hash<K>, lock_policy Lock = shared_spinlock,
           std::size_t Shards = 256>

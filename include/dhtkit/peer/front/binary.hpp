@@ -54,7 +54,7 @@ struct binary_session {
     void release_if_empty() { reader.release_if_empty(); }
 };
 
-template <table Table, replication_policy Replication>
+template <string_table Table, replication_policy Replication>
 class binary_front {
 public:
     using session = binary_session;
