@@ -25,8 +25,6 @@
 #include <malloc.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <cstdio>
@@ -55,6 +53,7 @@
 #include "dhtkit/peer/file_service.hpp"
 #include "dhtkit/peer/front/binary.hpp"
 #include "dhtkit/peer/front/resp.hpp"
+#include "dhtkit/peer/healer.hpp"
 #include "dhtkit/peer/key_service.hpp"
 #include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/settings.hpp"
@@ -181,7 +180,7 @@ public:
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
         sync_.catch_up_now(log_);
-        healer_ = std::thread([this] { heal(); });  // healing (live maps) and anti-entropy, from now on
+        healer_.start();  // healing (live maps) and anti-entropy, from now on
         if (detector_) {
             // From now on each change of the view is followed; the changes heard while this
             // node caught up from its first map are taken in one step.
@@ -205,7 +204,7 @@ public:
         }
         if (detector_) detector_->stop();
         sync_.stop();
-        stop_healing();
+        healer_.stop();
         keeper_.stop();
         reactor_.stop();
         loop_.join();
@@ -357,11 +356,8 @@ private:
         for (auto id : change.back) (void)grants_.missed(id);
         view_->publish(std::move(after));
         share_leases();
-        if (!change.gained.empty() || change.placement_moved || !change.back.empty()) {
-            std::lock_guard lock(heal_mutex_);
-            heal_queue_.push_back({std::move(change.gained), change.placement_moved, std::move(change.back)});
-            heal_wake_.notify_one();
-        }
+        if (!change.gained.empty() || change.placement_moved || !change.back.empty())
+            healer_.push({std::move(change.gained), change.placement_moved, std::move(change.back)});
     }
 
     // Read leases from every node this one now shares slots with: a member that joined, or this
@@ -408,62 +404,6 @@ private:
         }
         std::error_code ec;
         std::filesystem::rename(temp, file, ec);
-    }
-
-    // The healer's thread: catches up the slots each new map gave this node, one map at a time
-    // (live membership), and every anti-entropy period compares all its slots with their other
-    // holders (both policies). Slots served without a complete copy from their other holders
-    // (sync_service::unconfirmed) are compared sooner: after 1 s, doubling up to the period.
-    void heal() {
-        const auto every = cluster_.membership.anti_entropy;
-        using namespace std::chrono_literals;
-        auto retry = std::chrono::milliseconds(1000);
-        auto next_pass = [&] {
-            if (sync_.unconfirmed() == 0) {
-                retry = 1000ms;
-                return every.count() > 0 ? std::optional(std::chrono::steady_clock::now() + every) : std::nullopt;
-            }
-            const auto after = every.count() > 0 ? std::min<std::chrono::milliseconds>(retry, every) : retry;
-            retry = std::min<std::chrono::milliseconds>(retry * 2, std::max<std::chrono::milliseconds>(every, 1000ms));
-            return std::optional(std::chrono::steady_clock::now() + after);
-        };
-        auto next_repair = next_pass();
-        auto next_note = std::chrono::steady_clock::now();
-        for (;;) {
-            heal_job job;
-            bool have_job = false;
-            if (std::chrono::steady_clock::now() >= next_note) {
-                note_confirmed();
-                next_note = std::chrono::steady_clock::now() + 10s;
-            }
-            {
-                std::unique_lock lock(heal_mutex_);
-                auto ready = [&] { return heal_stopping_ || !heal_queue_.empty(); };
-                heal_wake_.wait_until(lock, next_repair ? std::min(*next_repair, next_note) : next_note, ready);
-                if (heal_stopping_) return;
-                if (!heal_queue_.empty()) {
-                    job = std::move(heal_queue_.front());
-                    heal_queue_.pop_front();
-                    have_job = true;
-                }
-            }
-            if (have_job) {
-                if (!job.gained.empty()) sync_.catch_up_gained(job.gained, log_);
-                for (auto id : job.back) sync_.repair(log_, id);
-                if (job.files_move) files_.recopy();
-            } else if (next_repair && std::chrono::steady_clock::now() >= *next_repair) {
-                sync_.repair(log_);
-                next_repair = next_pass();
-            }
-        }
-    }
-    void stop_healing() {
-        {
-            std::lock_guard lock(heal_mutex_);
-            heal_stopping_ = true;
-        }
-        heal_wake_.notify_all();
-        if (healer_.joinable()) healer_.join();
     }
 
     // The value of one "name=value" line of a stats report; empty when absent.
@@ -594,16 +534,8 @@ private:
     net::tcp_listener resp_listener_;  // open when this node has a resp_port
     std::unique_ptr<any_dispatch<Reactor, Executor>> dispatch_;
     std::unique_ptr<failure_detector> detector_;  // with live membership only
-    std::thread healer_;                          // the same
-    std::mutex heal_mutex_;
-    std::condition_variable heal_wake_;
-    struct heal_job {
-        gained_slots gained;  // slots to catch up, and whom to ask
-        bool files_move = false;  // the placed nodes changed: file copies follow their names' slots
-        std::vector<node_id> back;  // members back from the dead: anti-entropy with each
-    };
-    std::deque<heal_job> heal_queue_;  // guarded by heal_mutex_
-    bool heal_stopping_ = false;                                                   // guarded by heal_mutex_
+    healer<sync_service<Table>> healer_{sync_, [this] { files_.recopy(); }, [this] { note_confirmed(); },
+                                        cluster_.membership.anti_entropy, [this](const std::string& line) { log_(line); }};
     std::atomic<bool> following_{false};  // maps follow the view once the catch-up at start is done
     std::atomic<bool> keeper_started_{false};
     std::mutex leave_mutex_;
