@@ -39,10 +39,10 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
-#include "dhtkit/cluster/failure_detector.hpp"
 #include "dhtkit/cluster/lease_keeper.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/map_diff.hpp"
+#include "dhtkit/cluster/membership.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
@@ -55,6 +55,7 @@
 #include "dhtkit/peer/front/resp.hpp"
 #include "dhtkit/peer/healer.hpp"
 #include "dhtkit/peer/key_service.hpp"
+#include "dhtkit/peer/live_membership.hpp"
 #include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
@@ -145,7 +146,7 @@ public:
         }
         files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
-        if constexpr (Replication::follows_membership) start_membership();
+        if constexpr (Replication::follows_membership) membership_.start(listener_.local().port());
         grants_.start();  // from now on a holder that excused this node as gone can learn it is back
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(cluster_.dispatch, reactor_, cluster_.pool_threads,
                                                                       cluster_.limits.idle_timeout, stats_);
@@ -181,16 +182,13 @@ public:
         started_ = true;
         sync_.catch_up_now(log_);
         healer_.start();  // healing (live maps) and anti-entropy, from now on
-        if (detector_) {
-            // From now on each change of the view is followed; the changes heard while this
-            // node caught up from its first map are taken in one step.
-            following_.store(true, std::memory_order_release);
-            detector_->with_view([this](const membership& v) { follow(v); });
-        }
+        // From now on each change of the view is followed; the changes heard while this node
+        // caught up from its first map are taken in one step.
+        membership_.follow_from_now();
         for (const auto& n : grantors()) held_.add(n.id);
         keeper_.start(grantors());  // reads and writes wait for the first grants (or excuses)
         keeper_started_.store(true, std::memory_order_release);
-        if (detector_) detector_->with_view([this](const membership&) { share_leases(); });  // what changed meanwhile
+        membership_.with_view([this](const membership&) { share_leases(); });  // what changed meanwhile
         keeper_.wait_first_answers(std::chrono::seconds(10));
         files_.announce_folder();
     }
@@ -198,11 +196,7 @@ public:
     // Stops accepting, answers what the clients already sent (their writes copied first), closes.
     void stop() {
         if (!started_.exchange(false)) return;
-        {
-            std::lock_guard lock(leave_mutex_);
-            if (leaver_.joinable() && leaver_.get_id() != std::this_thread::get_id()) leaver_.join();
-        }
-        if (detector_) detector_->stop();
+        membership_.stop();
         sync_.stop();
         healer_.stop();
         keeper_.stop();
@@ -224,54 +218,14 @@ public:
     // Where the peer's own messages go (a failed file copy, say); stderr by default. Before start().
     void on_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
 
-    // Leaves a live cluster: says so (every member takes this node for departed and its slots
-    // move to their new holders), then waits up to `limit` until every member has heard it and
-    // caught up the slots it gained, serving meanwhile (the new holders catch up from here, and
-    // writes that reach this node are copied to them). Stop the peer after. The prompt's `leave`.
-    reply leave(std::chrono::milliseconds limit = std::chrono::seconds(60)) {
-        if (!detector_) return {protocol::status::bad_request, {}, "leave needs [replication] policy = \"dynamic\"", true};
-        if (left_.exchange(true)) return {protocol::status::ok, "left already", {}, true};
-        const auto t0 = std::chrono::steady_clock::now();
-        const auto slots = slots_of(map(), self_.id).held;
-        detector_->leave();
-        log_(fmt::format("leaving: handing {} slots over", slots));
-        std::string waiting;
-        while (std::chrono::steady_clock::now() - t0 < limit && started_.load(std::memory_order_acquire)) {
-            waiting.clear();
-            for (const auto& n : view_->current().nodes()) {
-                if (n.id == self_.id || !membership::placed(n.state)) continue;
-                auto r = client_.call(n.id, protocol::opcode::stats, {});
-                if (!r.ok()) continue;  // gone meanwhile: nothing to wait for there
-                const auto members = "," + stat_line(r.value, "members") + ",";
-                if (members.find(fmt::format(",{}:left,", self_.id)) == std::string::npos ||
-                    stat_line(r.value, "under_replicated_slots") != "0")
-                    waiting += fmt::format("{}{}", waiting.empty() ? "" : ", ", n.id);
-            }
-            if (waiting.empty()) {
-                auto said = fmt::format("left: {} slots handed over in {:.1f} s", slots,
-                                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-                log_(said);
-                return {protocol::status::ok, said, {}, true};
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the caller's thread, never a loop
-        }
-        return {protocol::status::unavailable, {},
-                fmt::format("left, but peers {} had not caught up after {} ms", waiting, limit.count()), true};
-    }
-
+    // Leaves a live cluster (peer/live_membership.hpp): its slots go to their new holders, and
+    // this waits up to `limit` until every member caught them up. Stop the peer after. The
+    // prompt's `leave`.
+    reply leave(std::chrono::milliseconds limit = std::chrono::seconds(60)) { return membership_.leave(limit); }
     // The `leave` request: leaving on a thread of its own, answered at once; `on_left` (set
     // before start) is called when it ends, with the outcome (dhtkit-peer then stops).
-    reply begin_leave() {
-        std::lock_guard lock(leave_mutex_);
-        if (leaver_.joinable()) return {protocol::status::ok, "already leaving", {}, true};
-        leaver_ = std::thread([this] {
-            auto r = leave();
-            if (on_left_) on_left_(r);
-        });
-        return {protocol::status::ok,
-                fmt::format("peer {} is leaving: its slots go to their new holders, then it stops", self_.id), {}, true};
-    }
-    void on_left(std::function<void(const reply&)> f) { on_left_ = std::move(f); }
+    reply begin_leave() { return membership_.begin_leave(); }
+    void on_left(std::function<void(const reply&)> f) { membership_.on_left(std::move(f)); }
 
     // Registers NAME from this node's shared folder, or withdraws it (the prompt's commands).
     reply announce(std::string_view name) { return files_.announce(name); }
@@ -292,74 +246,10 @@ public:
                            load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
                            keys_.index().refused_ahead(), cluster_.min_copies, keys_.single_copy_writes(),
                            purged_.load(std::memory_order_relaxed)) +
-               membership_report(m) + storage_.report();
+               membership_.report(m) + storage_.report();
     }
 
 private:
-    // Live membership (dynamic policies): failure detection and gossip on UDP at this node's own
-    // port number; each change of the view becomes a new map.
-    void start_membership() {
-        std::vector<node> seeds;
-        std::vector<net::endpoint> seed_addresses;
-        for (const auto& p : cluster_.peers) {
-            if (p.id == self_.id || !p.seed) continue;
-            seeds.push_back({p.id, p.host, p.port, node_state::member, p.resp_port});
-            seed_addresses.push_back(net::endpoint::resolve(p.host, p.port));
-        }
-        // A peer joining from outside the file asks the member it was given first.
-        if (!cluster_.join.empty()) {
-            auto colon = cluster_.join.rfind(':');
-            seed_addresses.insert(seed_addresses.begin(),
-                                  net::endpoint::resolve(cluster_.join.substr(0, colon),
-                                                         static_cast<std::uint16_t>(std::stoul(cluster_.join.substr(colon + 1)))));
-        }
-        membership view({self_.id, self_.host, self_.port, node_state::member, self_.resp_port}, std::move(seeds),
-                        cluster_.membership);
-        detector_ = std::make_unique<failure_detector>(
-            std::move(view), std::move(seed_addresses), view_->current().hello_digest(), cluster_.cluster_key,
-            [this](const membership& v) { follow(v); }, [this](const std::string& line) { log_(line); });
-        sync_.pace_healing(cluster_.heal_bytes_per_s);
-        detector_->start(net::endpoint::resolve(self_.host, listener_.local().port()));
-    }
-
-    // On the detector's thread: the view changed. The slots this node gains wait (answer reads
-    // `unavailable`) from before the new map is published until the healer has their records.
-    // Not before the catch-up at start is done: it marks every slot it covered ready at its end.
-    void follow(const membership& v) {
-        const auto& before = view_->current();
-        if (!following_.load(std::memory_order_acquire) || v.epoch() <= before.epoch()) return;
-        for (const auto& m : v.members()) {
-            const node* was = before.find(m.at.id);
-            if (!was || was->state != m.at.state)
-                log_(fmt::format("membership: peer {} ({}:{}) is {} (incarnation {})", m.at.id, m.at.host, m.at.port,
-                                 to_string(m.at.state), m.incarnation));
-        }
-        auto nodes = v.nodes();
-        auto slots = policy_.place(nodes);
-        cluster_map after(v.epoch(), std::move(nodes), std::move(slots), before.hello_digest());
-        auto change = changes(before, after, self_.id);
-        if (!change.gained.empty()) {
-            std::vector<slot_range> ranges;
-            for (const auto& g : change.gained) ranges.push_back(g.first);
-            sync_.mark_waiting(ranges);
-        }
-        // Members back from being taken for dead (a pause, a partition): what each side wrote
-        // meanwhile is compared and pulled now, not at the next anti-entropy pass. Members taken
-        // for dead: under "majority" this node acts on the new map only once every lease it
-        // granted them has run out (key_service::act_after; docs/replication.md).
-        if (change.declared_dead) keys_.act_after(std::chrono::steady_clock::now() + grants_.options().surely_over());
-        // A member back missed what was written while this node's map left it out, and its own
-        // map may never have left itself out (a node refutes its own death), so it gains nothing
-        // to catch up by itself: it gets no read lease from here until it has caught up from here
-        // (its lease keeper hears "behind" and asks for the stream). Before the map is published,
-        // so that no lease is granted to it in between.
-        for (auto id : change.back) (void)grants_.missed(id);
-        view_->publish(std::move(after));
-        share_leases();
-        if (!change.gained.empty() || change.placement_moved || !change.back.empty())
-            healer_.push({std::move(change.gained), change.placement_moved, std::move(change.back)});
-    }
-
     // Read leases from every node this one now shares slots with: a member that joined, or this
     // node's co-holders once it joined itself. Entries are only ever added.
     void share_leases() {
@@ -404,37 +294,6 @@ private:
         }
         std::error_code ec;
         std::filesystem::rename(temp, file, ec);
-    }
-
-    // The value of one "name=value" line of a stats report; empty when absent.
-    [[nodiscard]] static std::string stat_line(const std::string& report, std::string_view name) {
-        const auto text = "\n" + report;
-        const auto at = text.find(fmt::format("\n{}=", name));
-        if (at == std::string::npos) return {};
-        const auto start = at + name.size() + 2;
-        return text.substr(start, text.find('\n', start) - start);
-    }
-
-    [[nodiscard]] std::string membership_report(const cluster_map& m) const {
-        if (!detector_)
-            return fmt::format("membership=static\nanti_entropy_passes={}\nslots_unconfirmed={}\n", sync_.repairs(),
-                               sync_.unconfirmed());
-        std::size_t alive = 0;
-        std::string states;
-        for (const auto& n : m.nodes()) {
-            alive += membership::placed(n.state) ? 1 : 0;
-            states += fmt::format("{}{}:{}", states.empty() ? "" : ",", n.id, to_string(n.state));
-        }
-        const auto& c = detector_->stats();
-        auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-        return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
-                           "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n"
-                           "anti_entropy_passes={}\nslots_unconfirmed={}\nhealed_records={}\nhealed_bytes={}\n"
-                           "healing_seconds={:.3f}\n",
-                           alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused),
-                           sync_.waiting_count(), hand_offs_.active(), sync_.repairs(), sync_.unconfirmed(),
-                           sync_.healed_records(),
-                           sync_.healed_bytes(), sync_.healing_seconds());
     }
 
     // No read lease from any grantor is current (a node with none to hold: false).
@@ -533,15 +392,13 @@ private:
     net::tcp_listener listener_;
     net::tcp_listener resp_listener_;  // open when this node has a resp_port
     std::unique_ptr<any_dispatch<Reactor, Executor>> dispatch_;
-    std::unique_ptr<failure_detector> detector_;  // with live membership only
     healer<sync_service<Table>> healer_{sync_, [this] { files_.recopy(); }, [this] { note_confirmed(); },
                                         cluster_.membership.anti_entropy, [this](const std::string& line) { log_(line); }};
-    std::atomic<bool> following_{false};  // maps follow the view once the catch-up at start is done
+    live_membership<Table, Replication> membership_{{cluster_, self_, policy_, *view_, sync_, keys_, grants_, healer_,
+                                                     hand_offs_, client_, [this] { share_leases(); },
+                                                     [this] { return started_.load(std::memory_order_acquire); },
+                                                     [this](const std::string& line) { log_(line); }}};
     std::atomic<bool> keeper_started_{false};
-    std::mutex leave_mutex_;
-    std::thread leaver_;  // guarded by leave_mutex_: the `leave` request's
-    std::function<void(const reply&)> on_left_;
-    std::atomic<bool> left_{false};
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::atomic<bool> started_{false};
