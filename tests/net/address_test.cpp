@@ -25,3 +25,15 @@ TEST_CASE("malformed addresses are refused with a message naming the text and wh
     CHECK_THROWS_WITH(endpoint::parse("[::1:80"), Catch::Contains("[ipv6]:port"));
     CHECK_THROWS_AS(endpoint::from_numeric("not-an-ip", 1), std::invalid_argument);
 }
+
+TEST_CASE("split reads HOST:PORT and [v6]:PORT, and says what it expected otherwise") {
+    auto a = endpoint::split("peer-3.example:7400");
+    CHECK(a.host == "peer-3.example");
+    CHECK(a.port == 7400);
+    auto b = endpoint::split("[::1]:65535");
+    CHECK(b.host == "::1");
+    CHECK(b.port == 65535);
+    CHECK_THROWS_WITH(endpoint::split("no-port"), Catch::Contains("expected 'host:port'"));
+    CHECK_THROWS_WITH(endpoint::split("h:65536"), Catch::Contains("port from 0 to 65535"));
+    CHECK_THROWS_WITH(endpoint::split("[::1]7400"), Catch::Contains("[ipv6]:port"));
+}

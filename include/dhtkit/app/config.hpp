@@ -45,6 +45,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "dhtkit/net/address.hpp"
 #include "dhtkit/peer/settings.hpp"
 
 namespace dhtkit {
@@ -351,18 +352,15 @@ inline std::uint64_t add_joining_peer(cluster_settings& cluster, const std::stri
     if (!cluster.live_membership)
         throw config_error(fmt::format("{}: --join needs [replication] policy = \"dynamic\"", where));
     auto split = [](const std::string& text, std::string_view flag) {
-        auto colon = text.rfind(':');
-        if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
-            throw config_error(fmt::format("{} {}: expected HOST:PORT", flag, text));
-        auto host = text.substr(0, colon);
-        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-        unsigned long port = 0;
-        for (char c : text.substr(colon + 1)) {
-            if (c < '0' || c > '9' || (port = port * 10 + static_cast<unsigned long>(c - '0')) > 65535)
-                throw config_error(fmt::format("{} {}: the port is a number from 1 to 65535", flag, text));
+        net::endpoint::host_port hp;
+        try {
+            hp = net::endpoint::split(text);
+        } catch (const std::invalid_argument& e) {
+            throw config_error(fmt::format("{} {}: {}", flag, text, e.what()));
         }
-        if (port == 0) throw config_error(fmt::format("{} {}: the port is a number from 1 to 65535", flag, text));
-        return std::pair{host, static_cast<std::uint16_t>(port)};
+        if (hp.host.empty() || hp.port == 0)
+            throw config_error(fmt::format("{} {}: expected HOST:PORT, the port a number from 1 to 65535", flag, text));
+        return std::pair{std::string(hp.host), hp.port};
     };
     (void)split(join, "--join");
     auto [host, port] = split(listen, "--listen");

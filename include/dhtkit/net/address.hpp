@@ -64,8 +64,13 @@ public:
         return e;
     }
 
-    // "host:port", "[v6]:port". Throws std::invalid_argument saying what was expected.
-    static endpoint parse(std::string_view text) {
+    // "host:port" or "[v6]:port", split: the host (without brackets) and the port. The one place
+    // that reads HOST:PORT. Throws std::invalid_argument saying what was expected.
+    struct host_port {
+        std::string_view host;
+        std::uint16_t port = 0;
+    };
+    static host_port split(std::string_view text) {
         std::string_view host, port;
         if (!text.empty() && text.front() == '[') {
             auto close = text.find(']');
@@ -81,7 +86,13 @@ public:
             host = text.substr(0, colon);
             port = text.substr(colon + 1);
         }
-        return resolve(host, parse_port(port, text));
+        return {host, parse_port(port, text)};
+    }
+
+    // "host:port", "[v6]:port", resolved. Throws std::invalid_argument saying what was expected.
+    static endpoint parse(std::string_view text) {
+        const auto [host, port] = split(text);
+        return resolve(host, port);
     }
 
     static std::uint16_t parse_port(std::string_view port, std::string_view context) {

@@ -78,13 +78,7 @@ public:
             seed_addresses.push_back(net::endpoint::resolve(peer.host, peer.port));
         }
         // A peer joining from outside the file asks the member it was given first.
-        if (!p_.cluster.join.empty()) {
-            const auto& join = p_.cluster.join;
-            const auto colon = join.rfind(':');
-            seed_addresses.insert(seed_addresses.begin(),
-                                  net::endpoint::resolve(join.substr(0, colon),
-                                                         static_cast<std::uint16_t>(std::stoul(join.substr(colon + 1)))));
-        }
+        if (!p_.cluster.join.empty()) seed_addresses.insert(seed_addresses.begin(), net::endpoint::parse(p_.cluster.join));
         membership view({p_.self.id, p_.self.host, p_.self.port, node_state::member, p_.self.resp_port}, std::move(seeds),
                         p_.cluster.membership);
         detector_ = std::make_unique<failure_detector>(
