@@ -305,7 +305,7 @@ public:
         if (auto bad = check_key(key, {})) return *bad;
         auto r = call_key(protocol::opcode::get, key, {}, protocol::flag_options);
         if (!r.ok()) return r;
-        auto at = protocol::decode_u64(std::string_view(r.value).substr(0, std::min<std::size_t>(r.value.size(), 8)));
+        auto at = protocol::decode_expiry(r.value);
         if (!at) return {protocol::status::internal_error, {}, "a ttl answer without an expiry", true};
         const auto now = unix_ms_now();
         r.value = *at == 0 ? std::string("none") : std::to_string(*at > now ? *at - now : 0);

@@ -261,4 +261,11 @@ inline std::optional<std::uint64_t> decode_u64(std::string_view in) {
     return v;
 }
 
+// A get with flag_options (TTL) answers the value's expiry first: unix milliseconds as a u64, 0
+// when it never expires, then the value. The expiry; nothing when the answer is shorter.
+inline std::optional<std::uint64_t> decode_expiry(std::string_view answer) {
+    if (answer.size() < sizeof(std::uint64_t)) return std::nullopt;
+    return decode_u64(answer.substr(0, sizeof(std::uint64_t)));
+}
+
 }  // namespace dhtkit::protocol

@@ -286,7 +286,7 @@ private:
                         protocol::resp::integer(out, -2);
                         break;
                     }
-                    const auto at = protocol::decode_u64(values.front()->substr(0, std::min<std::size_t>(values.front()->size(), 8)));
+                    const auto at = protocol::decode_expiry(*values.front());
                     if (!at || *at == 0) {
                         protocol::resp::integer(out, -1);
                         break;
