@@ -14,10 +14,7 @@ nodes = [ClusterNode(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys
 rc = None
 while rc is None and not os.path.exists(stop):  # the faults may have taken a peer down already
     try:
-        # CLUSTER SLOTS under the dynamic policy lists thousands of ranges: a peer built with a
-        # sanitizer takes longer than a second to write it. A write that waits 3 s is an unknown
-        # outcome like any other.
-        rc = RedisCluster(startup_nodes=nodes, socket_timeout=3.0, socket_connect_timeout=1.0)
+        rc = RedisCluster(startup_nodes=nodes, socket_timeout=1.0, socket_connect_timeout=1.0)
     except Exception:
         time.sleep(0.2)
 acked, tried = [0] * n, [0] * n

@@ -17,6 +17,8 @@
 #include <charconv>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -719,14 +721,34 @@ private:
     }
 
     void cluster(const args_t& args, connection& c) {
+        const auto sub = resp_commands::upper(args[1]);
+        const auto& map = view_.current();
+        if (sub == "SLOTS" && args.size() == 2) {
+            // Every cluster client asks on connecting and after each MOVED; under the dynamic
+            // policy the reply lists thousands of ranges (megabytes): made once per map.
+            const auto reply = slots_reply(map);
+            text(c, [&](std::string& out) { out += *reply; });
+            return;
+        }
         thread_local std::string o;
         o.clear();
-        const auto sub = resp_commands::upper(args[1]);
-        if (resp_cluster::reply(o, sub, args, view_.current(), self_)) {
+        if (resp_cluster::reply(o, sub, args, map, self_)) {
             text(c, [&](std::string& out) { out += o; });
             return;
         }
         subcommand_error(c, "cluster", args[1], resp_cluster::knows(sub));
+    }
+
+    // CLUSTER SLOTS for `map`, made once per map (its digest).
+    std::shared_ptr<const std::string> slots_reply(const cluster_map& map) {
+        std::lock_guard lock(slots_mutex_);
+        if (!slots_cached_ || slots_digest_ != map.digest()) {
+            auto made = std::make_shared<std::string>();
+            (void)resp_cluster::reply(*made, "SLOTS", {"CLUSTER", "SLOTS"}, map, self_);
+            slots_cached_ = std::move(made);
+            slots_digest_ = map.digest();
+        }
+        return slots_cached_;
     }
 
     void where(std::string_view key, connection& c) {
@@ -746,6 +768,9 @@ private:
     std::unique_ptr<thread_pool> forwarders_;  // forwarded requests and DHT.REGISTER
     std::uint64_t writer_ = 0;                 // the writer of the versions this front stamps (random)
     std::atomic<std::uint64_t> sequence_{0};
+    std::mutex slots_mutex_;
+    std::shared_ptr<const std::string> slots_cached_;  // guarded by slots_mutex_
+    std::uint64_t slots_digest_ = 0;                   // guarded by slots_mutex_
     inline static thread_local bool forwarding_ = false;  // the command being planned goes to the holders
 };
 
