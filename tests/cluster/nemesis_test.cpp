@@ -434,6 +434,7 @@ TEST_CASE("under kill -9, pauses and partitions, nothing acknowledged is lost or
         return true;
     };
     CHECK(test::eventually(all_agree, 30s));
+    INFO("the faults: " << timeline);  // for a lost or undone write below
     auto check_every_key = [&] {
         for (const auto& [key, last_acked, last_tried] : histories) {
             if (last_acked == 0) continue;
