@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <optional>
@@ -170,9 +171,15 @@ public:
             for (int i = 0; i < 4; ++i) {
                 const auto shard = purge_shard_++ % Table::shard_count;
                 const auto& m = map();
-                const auto n = keys_.index().purge_tombstones(shard, [&, now = stamp_now()](slot_t s) {
-                    return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
+                // A member taken for dead may hold any slot's old values and come back with them
+                // (a later map places it again): while one is, nothing is purged.
+                const bool member_away = std::any_of(m.nodes().begin(), m.nodes().end(), [](const node& n) {
+                    return n.state == node_state::failed || n.state == node_state::suspect;
                 });
+                const auto n = member_away ? std::size_t{0}
+                                           : keys_.index().purge_tombstones(shard, [&, now = stamp_now()](slot_t s) {
+                                                 return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
+                                             });
                 purged_.fetch_add(n, std::memory_order_relaxed);
                 purged_this_pass_ += n;
                 if (shard + 1 == Table::shard_count && std::exchange(purged_this_pass_, 0) > 0) ::malloc_trim(0);
