@@ -168,14 +168,14 @@ public:
         keys_.index().purge_after(cluster_.tombstone_purge);
         reactor_.every(std::chrono::milliseconds(100), [this] {
             stats_.reclaimed(keys_.index().reclaim_expired(reclaim_shard_++ % Table::shard_count));
+            const auto& m = map();
+            // A member taken for dead may hold any slot's old values and come back with them (a
+            // later map places it again): while one is, nothing is purged. Once per tick.
+            const bool member_away = std::any_of(m.nodes().begin(), m.nodes().end(), [](const node& n) {
+                return n.state == node_state::failed || n.state == node_state::suspect;
+            });
             for (int i = 0; i < 4; ++i) {
                 const auto shard = purge_shard_++ % Table::shard_count;
-                const auto& m = map();
-                // A member taken for dead may hold any slot's old values and come back with them
-                // (a later map places it again): while one is, nothing is purged.
-                const bool member_away = std::any_of(m.nodes().begin(), m.nodes().end(), [](const node& n) {
-                    return n.state == node_state::failed || n.state == node_state::suspect;
-                });
                 const auto n = member_away ? std::size_t{0}
                                            : keys_.index().purge_tombstones(shard, [&, now = stamp_now()](slot_t s) {
                                                  return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
