@@ -150,6 +150,9 @@ TEST_CASE("dynamic: a peer paused for 2 s is suspected at most, refutes, and is 
 TEST_CASE("dynamic: gossip without the cluster's secret, or with another, is refused and changes no view", "[dynamic]") {
     auto opt = dynamic(3);
     opt.secret = true;
+    // Slow to suspect: a sanitizer build on two busy cores may miss a ping now and then, and a
+    // suspicion of its own making is not what this test is about.
+    opt.membership = "suspicion_mult = 5";
     test::local_cluster cluster(opt);
     cluster.start_all();
     dhtkit::client c(cluster.config());
@@ -169,7 +172,8 @@ TEST_CASE("dynamic: gossip without the cluster's secret, or with another, is ref
     sock.send_to(to, dhtkit::protocol::encode(lie, &wrong));
     sock.send_to(to, "not a datagram of ours");
     REQUIRE(test::eventually([&] { return test::stat_count(c, 0, "gossip_refused") >= before + 3; }));
-    CHECK(view_of(c, 0)["1"] == "alive");
+    // Believed, the lie would make peer 1 dead at once (its incarnation 10 outranks any suspicion).
+    CHECK(view_of(c, 0)["1"] != "dead");
     CHECK(test::stat_value(c, 0, "members_alive") == "3");
     // And nothing came back to the sender: a refused datagram gets no answer.
     std::string buffer;
