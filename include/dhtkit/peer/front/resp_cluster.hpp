@@ -5,8 +5,12 @@
 // slots it is the home of, and a replica of the others it holds.
 
 #include <algorithm>
+#include <cstdint>
 #include <cstddef>
 #include <iterator>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -160,5 +164,37 @@ inline void where(std::string& o, std::string_view key, const cluster_map& map) 
                                   : fmt::format("{}", id));
     }
 }
+
+// `-MOVED <slot> <host>:<resp_port>` of the home of `slot` when `self` does not hold it, or nothing.
+[[nodiscard]] inline std::optional<std::string> moved_to(const cluster_map& map, node_id self, slot_t slot) {
+    if (map.holds(self, slot)) return std::nullopt;
+    const auto h = map.holders(slot);
+    if (h.empty()) return std::string("CLUSTERDOWN Hash slot not served");
+    const auto* home = map.find(h.front());
+    if (!home || !home->resp_port) return fmt::format("ERR slot {} is held by peer {}, which has no resp_port", slot, h.front());
+    return fmt::format("MOVED {} {}:{}", slot, home->host, home->resp_port);
+}
+
+// CLUSTER SLOTS, made once per map (its digest) and shared: every cluster client asks on
+// connecting and after each MOVED, and under the dynamic policy the reply lists thousands of
+// ranges (megabytes).
+class slots_cache {
+public:
+    [[nodiscard]] std::shared_ptr<const std::string> reply(const cluster_map& map, node_id self) {
+        std::lock_guard lock(mutex_);
+        if (!made_ || digest_ != map.digest()) {
+            auto made = std::make_shared<std::string>();
+            (void)resp_cluster::reply(*made, "SLOTS", {"CLUSTER", "SLOTS"}, map, self);
+            made_ = std::move(made);
+            digest_ = map.digest();
+        }
+        return made_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::shared_ptr<const std::string> made_;  // guarded by mutex_
+    std::uint64_t digest_ = 0;                 // guarded by mutex_
+};
 
 }  // namespace dhtkit::resp_cluster

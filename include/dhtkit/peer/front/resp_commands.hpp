@@ -3,6 +3,7 @@
 // lists them, the lookups the front makes with it (arity, where the keys are), and COMMAND's own
 // reply. A command is answered only if it is here.
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdint>
@@ -11,8 +12,11 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <variant>
 #include <vector>
 
+#include "dhtkit/cluster/slots.hpp"
+#include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/resp.hpp"
 
 namespace dhtkit::resp_commands {
@@ -141,6 +145,93 @@ inline bool command_reply(std::string& o, std::string_view sub, const std::vecto
         return false;
     }
     return true;
+}
+
+// Why a command's keys cannot be served together, in Redis's words, or nothing: one is longer
+// than this cluster allows, or they do not all hash to one slot.
+[[nodiscard]] inline std::optional<std::string> keys_refused(const std::vector<std::string_view>& keys,
+                                                             std::size_t max_key_bytes) {
+    const auto slot = key_slot(keys.front());
+    for (auto k : keys) {
+        if (k.size() > max_key_bytes)
+            return "ERR key of " + std::to_string(k.size()) + " bytes: this cluster's limit is " + std::to_string(max_key_bytes);
+        if (key_slot(k) != slot) return std::string("CROSSSLOT Keys in request don't hash to the same slot");
+    }
+    return std::nullopt;
+}
+
+// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time (`name` lower case): the moment the key goes, in
+// milliseconds since the epoch (1 when it is due already), or Redis's error. No NX/XX/GT/LT.
+[[nodiscard]] inline std::variant<std::uint64_t, std::string> parse_expire(std::string_view name,
+                                                                           const std::vector<std::string_view>& args,
+                                                                           std::int64_t now_ms) {
+    if (args.size() > 3) return "ERR Unsupported option " + std::string(args[3]);
+    auto t = integer_arg(args[2]);
+    if (!t) return std::string("ERR value is not an integer or out of range");
+    const bool ms = name[0] == 'p';
+    const bool absolute = name.ends_with("at");
+    const std::int64_t at = absolute ? (ms ? *t : *t * 1000) : now_ms + (ms ? *t : *t * 1000);
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(at, 1));
+}
+
+// What SET, SETEX and PSETEX ask: a put of `value` with `options`.
+struct set_request {
+    protocol::put_options options;
+    std::string_view value;
+};
+
+// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL], SETEX key s value, PSETEX key
+// ms value (`name` lower case; the arity checked): the put, or Redis's error for the arguments.
+// `now_ms`: milliseconds since the epoch, which relative expiries count from.
+[[nodiscard]] inline std::variant<set_request, std::string> parse_set(std::string_view name,
+                                                                      const std::vector<std::string_view>& args,
+                                                                      std::int64_t now_ms) {
+    using protocol::put_options;
+    set_request r{{}, args[2]};
+    std::string error;
+    auto expiry_from = [&](std::string_view unit, std::string_view text) -> bool {
+        auto t = integer_arg(text);
+        if (!t) {
+            error = "ERR value is not an integer or out of range";
+            return false;
+        }
+        const bool ms = unit == "PX" || unit == "PXAT";
+        const bool absolute = unit == "EXAT" || unit == "PXAT";
+        if (*t <= 0 || *t > (ms ? 1'000'000'000'000'000 : 1'000'000'000'000'000 / 1000)) {
+            error = "ERR invalid expire time in '" + std::string(name) + "' command";
+            return false;
+        }
+        const std::int64_t at = absolute ? (ms ? *t : *t * 1000) : now_ms + (ms ? *t : *t * 1000);
+        r.options.mask |= put_options::expires;
+        r.options.expires_at_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(at, 1));
+        return true;
+    };
+    if (name != "set") {  // SETEX / PSETEX key time value
+        r.value = args[3];
+        if (!expiry_from(name == "setex" ? "EX" : "PX", args[2])) return error;
+        return r;
+    }
+    bool timed = false;
+    for (std::size_t i = 3; i < args.size(); ++i) {
+        const auto opt = upper(args[i]);
+        const bool has_next = i + 1 < args.size();
+        if (opt == "NX" && !(r.options.mask & put_options::if_present)) {
+            r.options.mask |= put_options::if_absent;
+        } else if (opt == "XX" && !(r.options.mask & put_options::if_absent)) {
+            r.options.mask |= put_options::if_present;
+        } else if (opt == "GET") {
+            r.options.mask |= put_options::return_old;
+        } else if (opt == "KEEPTTL" && !timed) {
+            r.options.mask |= put_options::keep_ttl;
+            timed = true;
+        } else if ((opt == "EX" || opt == "PX" || opt == "EXAT" || opt == "PXAT") && !timed && has_next) {
+            if (!expiry_from(opt, args[++i])) return error;
+            timed = true;
+        } else {
+            return std::string("ERR syntax error");
+        }
+    }
+    return r;
 }
 
 }  // namespace dhtkit::resp_commands

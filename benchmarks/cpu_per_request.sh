@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Server CPU per request: one peer (R = 0, THREADS workers, default 2) serving GET and SET from 50
+# connections, over RESP (redis-benchmark) and over our frames (dhtkit-bench). The peer's CPU
+# (user + system, all threads, from /proc/PID/stat) is read around each run:
+#   RESP:   redis-benchmark -t set|get -n N -c 50 -d 100 -r 100000; CPU over the run / N
+#   binary: dhtkit-bench --mix write100|read100 --connections 50 for SECONDS and for 1 s; the CPU
+#           and the requests of the short run are taken from the long one's, so what both share
+#           (connecting, the bench's preload of 100,000 keys) cancels out.
+# With BINS="dirA dirB" (build/examples of two commits) the rounds alternate between them.
+# Prints one line per run: build, front, test, requests, server CPU s, us/request.
+# Usage: benchmarks/cpu_per_request.sh [ROUNDS (default 3)]; N (default 300000), SECONDS (default 4)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+n=${N:-300000}
+seconds=${SECONDS_LONG:-${SECONDS_RUN:-4}}
+bins=(${BINS:-build/examples})
+command -v redis-benchmark > /dev/null || { echo "redis-benchmark is missing: bash cmake/install-deps.sh" >&2; exit 1; }
+work=$(mktemp -d /tmp/dhtkit-cpu-bench.XXXXXX)
+pid=
+stop_peer() {
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2> /dev/null || true
+  wait "$pid" 2> /dev/null || true
+  pid=
+}
+trap 'stop_peer; rm -rf "$work"' EXIT
+ticks=$(getconf CLK_TCK)
+
+cpu_seconds() {  # PID: user + system time of all its threads, in seconds
+  awk -v t="$ticks" '{ sub(/.*\) /, ""); printf "%.3f\n", ($12 + $13) / t }' "/proc/$1/stat"
+}
+
+start_peer() {  # BIN: one peer with a binary port and a RESP port; sets pid, port, resp_port
+  read -r port resp_port < <(python3 -c "
+import socket
+s=[socket.socket() for _ in range(2)]
+[x.bind(('127.0.0.1',0)) for x in s]
+print(' '.join(str(x.getsockname()[1]) for x in s))")
+  rm -rf "$work/d" && mkdir -p "$work/d"
+  printf '[pool]\nthreads = %s\n[replication]\nbackups = 0\n[[peers]]\nid = 0\nhost = "127.0.0.1"\nport = %d\nresp_port = %d\nshared = "p0/shared"\ndata = "p0/data"\n' \
+    "${THREADS:-2}" "$port" "$resp_port" > "$work/d/cluster.toml"
+  "$1/dhtkit-peer" --config "$work/d/cluster.toml" --id 0 --no-client --no-supervisor 2> "$work/d/peer.log" &
+  pid=$!
+  for _ in $(seq 200); do redis-cli -p "$resp_port" ping > /dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "the peer does not answer on $resp_port" >&2
+  cat "$work/d/peer.log" >&2
+  return 1
+}
+
+report() {  # BUILD FRONT TEST REQUESTS CPU
+  awk -v b="$1" -v f="$2" -v t="$3" -v r="$4" -v c="$5" \
+    'BEGIN { printf "%-28s %-6s %-3s %9d %7.2f %7.2f\n", b, f, t, r, c, c * 1e6 / r }'
+}
+
+resp_run() {  # BUILD TEST
+  local before after
+  before=$(cpu_seconds "$pid")
+  redis-benchmark -p "$resp_port" -t "$2" -n "$n" -c 50 -d 100 -r 100000 -q > /dev/null 2>&1
+  after=$(cpu_seconds "$pid")
+  report "$1" resp "$2" "$n" "$(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
+}
+
+binary_ops() {  # MIX SECONDS: prints "requests cpu"
+  local before after ops
+  before=$(cpu_seconds "$pid")
+  ops=$("$bin/dhtkit-bench" --config "$work/d/cluster.toml" --mix "$1" --connections 50 --seconds "$2" --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])')
+  after=$(cpu_seconds "$pid")
+  echo "$ops $(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
+}
+
+binary_run() {  # BUILD TEST
+  local mix=read100 long short
+  [[ $2 == set ]] && mix=write100
+  long=($(binary_ops "$mix" "$seconds"))
+  short=($(binary_ops "$mix" 1))
+  report "$1" binary "$2" "$((long[0] - short[0]))" "$(awk -v a="${long[1]}" -v b="${short[1]}" 'BEGIN { print a - b }')"
+}
+
+printf '%-28s %-6s %-3s %9s %7s %7s\n' build front op requests cpu_s us/req
+for ((r = 1; r <= rounds; r++)); do
+  for bin in "${bins[@]}"; do
+    start_peer "$bin"
+    resp_run "$bin" set
+    resp_run "$bin" get
+    binary_run "$bin" set
+    binary_run "$bin" get
+    stop_peer
+  done
+done
