@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Server CPU per request: one peer (R = 0, THREADS workers, default 2) serving GET and SET from 50
-# connections, over RESP (redis-benchmark) and over our frames (dhtkit-bench). The peer's CPU
-# (user + system, all threads, from /proc/PID/stat) is read around each run:
-#   RESP:   redis-benchmark -t set|get -n N -c 50 -d 100 -r 100000; CPU over the run / N
-#   binary: dhtkit-bench --mix write100|read100 --connections 50 for SECONDS and for 1 s; the CPU
-#           and the requests of the short run are taken from the long one's, so what both share
-#           (connecting, the bench's preload of 100,000 keys) cancels out.
-# With BINS="dirA dirB" (build/examples of two commits) the rounds alternate between them.
-# Prints one line per run: build, front, test, requests, server CPU s, us/request.
-# Usage: benchmarks/cpu_per_request.sh [ROUNDS (default 3)]; N (default 300000), SECONDS (default 4)
+# connections, over our frames and over RESP. The peer's CPU (user + system, all threads, from
+# /proc/PID/stat) is read around each run:
+#   binary, resp:  dhtkit-bench --mix write100|read100 --connections 50 [--resp] for SECONDS_RUN
+#                  and for 1 s; the CPU and the requests of the short run are taken from the long
+#                  one's, so what both share (connecting, the bench's preload of 100,000 keys)
+#                  cancels out. One load generator for both fronts: how a client bunches its
+#                  requests changes how many wake-ups (epoll_wait) a request costs the server.
+#   redis-bench:   redis-benchmark -t set|get -n N -c 50 -d 100 -r 100000 on the RESP port; CPU
+#                  over the run / N.
+# With BINS="dirA dirB" (the build/examples of two commits) the rounds alternate between their
+# peers; the load generator is always BENCH (default build/examples/dhtkit-bench).
+# Prints one line per run: build, front, op, requests, server CPU s, us/request.
+# Usage: benchmarks/cpu_per_request.sh [ROUNDS (default 3)]; N (default 300000), SECONDS_RUN
+#        (default 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 n=${N:-300000}
-seconds=${SECONDS_LONG:-${SECONDS_RUN:-4}}
+seconds=${SECONDS_RUN:-4}
 bins=(${BINS:-build/examples})
+bench_bin=${BENCH:-build/examples/dhtkit-bench}
 command -v redis-benchmark > /dev/null || { echo "redis-benchmark is missing: bash cmake/install-deps.sh" >&2; exit 1; }
 work=$(mktemp -d /tmp/dhtkit-cpu-bench.XXXXXX)
 pid=
@@ -50,7 +56,7 @@ print(' '.join(str(x.getsockname()[1]) for x in s))")
 
 report() {  # BUILD FRONT TEST REQUESTS CPU
   awk -v b="$1" -v f="$2" -v t="$3" -v r="$4" -v c="$5" \
-    'BEGIN { printf "%-28s %-6s %-3s %9d %7.2f %7.2f\n", b, f, t, r, c, c * 1e6 / r }'
+    'BEGIN { printf "%-28s %-11s %-3s %9d %7.2f %7.2f\n", b, f, t, r, c, c * 1e6 / r }'
 }
 
 resp_run() {  # BUILD TEST
@@ -58,34 +64,36 @@ resp_run() {  # BUILD TEST
   before=$(cpu_seconds "$pid")
   redis-benchmark -p "$resp_port" -t "$2" -n "$n" -c 50 -d 100 -r 100000 -q > /dev/null 2>&1
   after=$(cpu_seconds "$pid")
-  report "$1" resp "$2" "$n" "$(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
+  report "$1" redis-bench "$2" "$n" "$(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
 }
 
-binary_ops() {  # MIX SECONDS: prints "requests cpu"
+bench_ops() {  # MIX SECONDS [--resp]: prints "requests cpu"
   local before after ops
   before=$(cpu_seconds "$pid")
-  ops=$("$bin/dhtkit-bench" --config "$work/d/cluster.toml" --mix "$1" --connections 50 --seconds "$2" --json |
+  ops=$("$bench_bin" --config "$work/d/cluster.toml" --mix "$1" --connections 50 --seconds "$2" --json ${3:-} |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])')
   after=$(cpu_seconds "$pid")
   echo "$ops $(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
 }
 
-binary_run() {  # BUILD TEST
-  local mix=read100 long short
-  [[ $2 == set ]] && mix=write100
-  long=($(binary_ops "$mix" "$seconds"))
-  short=($(binary_ops "$mix" 1))
-  report "$1" binary "$2" "$((long[0] - short[0]))" "$(awk -v a="${long[1]}" -v b="${short[1]}" 'BEGIN { print a - b }')"
+bench_run() {  # BUILD FRONT TEST
+  local mix=read100 long short flag=
+  [[ $3 == set ]] && mix=write100
+  [[ $2 == resp ]] && flag=--resp
+  long=($(bench_ops "$mix" "$seconds" $flag))
+  short=($(bench_ops "$mix" 1 $flag))
+  report "$1" "$2" "$3" "$((long[0] - short[0]))" "$(awk -v a="${long[1]}" -v b="${short[1]}" 'BEGIN { print a - b }')"
 }
 
-printf '%-28s %-6s %-3s %9s %7s %7s\n' build front op requests cpu_s us/req
+printf '%-28s %-11s %-3s %9s %7s %7s\n' build front op requests cpu_s us/req
 for ((r = 1; r <= rounds; r++)); do
   for bin in "${bins[@]}"; do
     start_peer "$bin"
-    resp_run "$bin" set
-    resp_run "$bin" get
-    binary_run "$bin" set
-    binary_run "$bin" get
+    for op in set get; do
+      bench_run "$bin" binary $op
+      bench_run "$bin" resp $op
+      resp_run "$bin" $op
+    done
     stop_peer
   done
 done

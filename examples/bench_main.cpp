@@ -1,6 +1,8 @@
 // dhtkit-bench: a load generator for a running cluster. Each connection keeps --pipeline
 // requests in flight against one peer, with keys whose home is that peer; replies are matched by
-// request id and timed. Prints ops/s and latency percentiles, or JSON with --json.
+// request id (or, with --resp, by their order) and timed. Prints ops/s and latency percentiles, or
+// JSON with --json. With --resp the same load goes to the peers' RESP ports as GET and SET
+// commands: one load generator for both fronts, so their server costs compare.
 
 #include <dhtkit/app/config.hpp>
 #include <dhtkit/peer/client.hpp>
@@ -10,6 +12,7 @@
 #include <sys/epoll.h>
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -39,7 +42,28 @@ struct options {
     unsigned read_percent = 90;
     double seconds = 5;
     bool json = false;
+    bool resp = false;  // GET and SET on the peers' resp_port instead of our frames
 };
+
+// The length of the first whole RESP reply in `in` (a simple string, error, integer or bulk, as
+// GET and SET answer), 0 when it is not whole yet; `failed` when it is an error.
+std::size_t resp_reply_length(std::string_view in, bool& failed) {
+    const auto eol = in.find("\r\n");
+    if (eol == std::string_view::npos) return 0;
+    failed = in[0] == '-';
+    if (in[0] != '$') return eol + 2;
+    long long n = 0;
+    const auto [end, ec] = std::from_chars(in.data() + 1, in.data() + eol, n);
+    if (ec != std::errc() || end != in.data() + eol) throw std::runtime_error("a RESP reply this bench cannot read");
+    if (n < 0) return eol + 2;  // null bulk
+    const auto whole = eol + 2 + static_cast<std::size_t>(n) + 2;
+    return in.size() >= whole ? whole : 0;
+}
+
+void append_resp_command(std::string& out, std::initializer_list<std::string_view> args) {
+    fmt::format_to(std::back_inserter(out), "*{}\r\n", args.size());
+    for (auto a : args) fmt::format_to(std::back_inserter(out), "${}\r\n{}\r\n", a.size(), a);
+}
 
 struct connection {
     net::tcp_stream stream;
@@ -47,6 +71,7 @@ struct connection {
     std::size_t peer = 0;
     std::deque<std::pair<std::uint64_t, clock_type::time_point>> in_flight;
     std::string out;
+    std::string resp_in;  // with --resp: replies received and not yet taken
 };
 
 struct worker_result {
@@ -116,9 +141,10 @@ public:
     }
 
 private:
-    net::tcp_stream connect(std::size_t peer) {
+    net::tcp_stream connect(std::size_t peer, bool resp = false) {
         const auto& p = cluster_.peers[peer];
-        return net::tcp_stream::connect(net::endpoint::resolve(p.host, p.port), std::chrono::seconds(2));
+        if (resp && !p.resp_port) throw std::runtime_error(fmt::format("peer {} has no resp_port", p.id));
+        return net::tcp_stream::connect(net::endpoint::resolve(p.host, resp ? p.resp_port : p.port), std::chrono::seconds(2));
     }
 
     void drive(std::size_t t, std::size_t count, clock_type::time_point end, worker_result& result) {
@@ -129,7 +155,7 @@ private:
         for (std::size_t i = 0; i < count; ++i) {
             auto c = std::make_unique<connection>();
             c->peer = opt_.targets[(t + i * opt_.threads) % opt_.targets.size()];
-            c->stream = connect(c->peer);
+            c->stream = connect(c->peer, opt_.resp);
             c->stream.set_nonblocking(true);
             epoll_event ev{};
             ev.events = EPOLLIN;
@@ -141,7 +167,14 @@ private:
             const auto& keys = keys_by_peer_[c.peer];
             const auto& key = keys[rng() % keys.size()];
             bool read = rng() % 100 < opt_.read_percent;
-            protocol::append_frame(c.out, {read ? protocol::opcode::get : protocol::opcode::put, 0, protocol::status::ok, ++next_id, 0, 0},
+            ++next_id;
+            if (opt_.resp) {
+                if (read) append_resp_command(c.out, {"GET", key});
+                else append_resp_command(c.out, {"SET", key, value_});
+                c.in_flight.emplace_back(next_id, clock_type::now());
+                return;
+            }
+            protocol::append_frame(c.out, {read ? protocol::opcode::get : protocol::opcode::put, 0, protocol::status::ok, next_id, 0, 0},
                                    key, read ? std::string_view{} : std::string_view(value_));
             c.in_flight.emplace_back(next_id, clock_type::now());
         };
@@ -163,23 +196,47 @@ private:
             if (n == 0 && draining) break;
             for (int i = 0; i < n; ++i) {
                 auto& c = *static_cast<connection*>(ready[static_cast<std::size_t>(i)].data.ptr);
-                auto in = c.stream.receive_some(c.reader.prepare(1 << 16));
+                const auto held = c.resp_in.size();
+                if (opt_.resp) c.resp_in.resize(held + (1 << 16));
+                auto in = opt_.resp ? c.stream.receive_some(std::as_writable_bytes(std::span(c.resp_in)).subspan(held))
+                                    : c.stream.receive_some(c.reader.prepare(1 << 16));
                 if (!in) {
+                    c.resp_in.resize(held);
                     ++result.errors;
                     ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, c.stream.fd(), nullptr);
                     outstanding -= c.in_flight.size();
                     c.in_flight.clear();
                     continue;
                 }
-                c.reader.commit(in.bytes);
+                if (opt_.resp) c.resp_in.resize(held + in.bytes);
+                else c.reader.commit(in.bytes);
                 protocol::frame_view f;
                 const auto now = clock_type::now();
-                while (c.reader.next(f) == protocol::frame_reader::result::frame) {
-                    if (c.in_flight.empty() || c.in_flight.front().first != f.h.request_id) {
+                // One reply: true for the next in flight, with `failed` when it is an error.
+                auto next_reply = [&](bool& failed) {
+                    if (opt_.resp) {
+                        const auto n = resp_reply_length(c.resp_in, failed);
+                        if (n == 0) return false;
+                        c.resp_in.erase(0, n);
+                        return true;
+                    }
+                    while (c.reader.next(f) == protocol::frame_reader::result::frame) {
+                        if (c.in_flight.empty() || c.in_flight.front().first != f.h.request_id) {
+                            ++result.errors;
+                            continue;
+                        }
+                        failed = f.h.code != protocol::status::ok;
+                        return true;
+                    }
+                    return false;
+                };
+                bool failed = false;
+                while (next_reply(failed)) {
+                    if (c.in_flight.empty()) {
                         ++result.errors;
                         continue;
                     }
-                    if (f.h.code != protocol::status::ok) ++result.errors;
+                    if (failed) ++result.errors;
                     if (!draining)
                         result.latency_ns.push_back(static_cast<std::uint32_t>(
                             std::min<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - c.in_flight.front().second).count(), UINT32_MAX)));
@@ -223,6 +280,7 @@ int main(int argc, char** argv) try {
     app.add_option("--keys", o.keys, "keys put first, then read and written")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--threads", o.threads, "load threads")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_flag("--json", o.json, "one line of JSON instead of text");
+    app.add_flag("--resp", o.resp, "GET and SET on the peers' resp_port instead of our frames (the keys are put first with our frames)");
     if (auto status = examples::parse_flags(app, argc, argv)) return *status;
     o.read_percent = mix == "read90" ? 90 : mix == "read50" ? 50 : mix == "read100" ? 100 : 0;
     o.threads = std::min(o.threads, std::max<std::size_t>(1, o.connections));
