@@ -8,23 +8,8 @@
 // reply is held in the connection until every copy was applied or found unreachable; then the
 // policy says whether it counts as acknowledged (ok) or not (unavailable). No thread waits for it.
 //
-// A read is answered from this node's copy when its read leases (cluster/leases.hpp) from every
-// other holder of the key's slot are current: no write was acknowledged without it. Otherwise,
-// under "available", when each missing lease is excused (its grantor is out of reach and this node
-// caught up since); under "majority", from the newest of the records of a quorum of holders, asked
-// through the replicator; else it answers `unavailable` and the client asks the next holder.
-// A node takes a write only while it knows where the other holders stand: under "available",
-// each one's lease is current or excused (so a node that was itself paused does not acknowledge
-// the writes that waited in its sockets on its own, while the others are up); under "majority",
-// it holds current leases from enough holders to make a quorum, so a partitioned minority refuses
-// writes instead of diverging.
-//
-// Under "majority" with a live map (the dynamic policy), two more rules keep that promise when
-// the map changes (docs/replication.md, "Majority across map changes"): a node answers and takes
-// writes only while it holds current leases from more than half of the members it knows (dead
-// ones included, departed ones not), so the side of a partition that declares the other dead and
-// places its slots anew is the only one that acts; and a map that declares members dead is acted
-// on only once every lease this node granted them has run out (act_after).
+// Whether a read may be answered from this node's copy, or needs a quorum of holders, and
+// whether a write may be taken, is for the lease rules (cluster/lease_rules.hpp).
 
 #include <atomic>
 #include <chrono>
@@ -42,6 +27,7 @@
 
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/hand_offs.hpp"
+#include "dhtkit/cluster/lease_rules.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
@@ -68,8 +54,8 @@ public:
                 const lease_holdings* held = nullptr, any_storage* storage = nullptr, const hand_offs* handing = nullptr,
                 std::size_t min_copies = 1)
         : index_(keys, files, self, lim.max_value_bytes, max_skew), self_(self), view_(view), policy_(policy),
-          copies_(copies), log_(std::move(log)), held_(held), storage_(storage && storage->keeps() ? storage : nullptr),
-          handing_(handing), min_copies_(std::max<std::size_t>(min_copies, 1)) {}
+          copies_(copies), log_(std::move(log)), rules_(self, policy, held, min_copies),
+          storage_(storage && storage->keeps() ? storage : nullptr), handing_(handing) {}
 
     [[nodiscard]] static bool handles(protocol::opcode op) noexcept {
         return index_service<Table>::handles(op) || op == protocol::opcode::replicate;
@@ -100,7 +86,7 @@ public:
         const auto& map = view_.current();
         const slot_t slot = key_slot(f.key);
         if (!(f.h.flags & protocol::flag_own_copy))
-            if (auto why = members_short(map)) {
+            if (auto why = rules_.members_short(map)) {
                 reply.code = protocol::status::unavailable;
                 protocol::append_frame(c.out, reply, {}, *why);
                 return;
@@ -120,7 +106,7 @@ public:
             const auto mark = c.out.size();
             index_.handle(f, c.out);  // read first, then ask whether the leases held meanwhile
             if (f.h.flags & protocol::flag_own_copy) return;
-            const auto backing = vouch(map, slot);
+            const auto backing = rules_.vouch(map, slot);
             if (backing.own_copy) return;
             c.out.resize(mark);
             if (backing.quorum > 1) return read_quorum(f, c, map, backing.quorum);
@@ -132,7 +118,7 @@ public:
             return;
         }
         const auto& targets = other_holders(map, f.key);
-        if (auto short_of = quorum_short(map, slot, targets.size() + 1, unversioned)) {
+        if (auto short_of = rules_.quorum_short(map, slot, targets.size() + 1, unversioned)) {
             reply.code = protocol::status::unavailable;
             protocol::append_frame(c.out, reply, {}, *short_of);
             return;
@@ -172,12 +158,7 @@ public:
 
     // Under "majority" with a live map: requests wait (answer unavailable) until `t`, when every
     // lease this node granted members that a new map declares dead has run out.
-    void act_after(std::chrono::steady_clock::time_point t) noexcept {
-        auto rep = t.time_since_epoch().count();
-        auto now = act_after_.load(std::memory_order_relaxed);
-        while (now < rep && !act_after_.compare_exchange_weak(now, rep, std::memory_order_release)) {
-        }
-    }
+    void act_after(std::chrono::steady_clock::time_point t) noexcept { rules_.act_after(t); }
 
     // Writes acknowledged while this node's copy was the only one applied (a floor of one copy,
     // min_copies = 1, and every other holder unreachable): one crash of this node loses them until
@@ -188,107 +169,6 @@ public:
     [[nodiscard]] const index_service<Table>& index() const noexcept { return index_; }
 
 private:
-    struct backing {
-        bool own_copy = false;   // this node's copy may answer
-        std::size_t quorum = 0;  // else: how many holders' records a read needs (1: none will do)
-        node_id lapsed = 0;      // a holder whose lease is missing
-    };
-
-    // Whether this node's copy of `slot` may answer a read now (see the top of the file).
-    [[nodiscard]] backing vouch(const cluster_map& map, slot_t slot) const {
-        if (!held_) return {true, 1, 0};
-        const auto now = lease_holdings::clock::now();
-        const auto holders = map.holders(slot);
-        backing b{true, policy_.quorum(holders.size()), 0};
-        // Under "available" a missing lease may be excused: its grantor is gone, or out of reach
-        // while another holder's lease is current (a node cut off from all the others does not
-        // serve its copy: when the partition heals, it would until its next grant).
-        bool excused_all = true, out_of_reach = false, some_current = false;
-        for (auto id : holders) {
-            if (id == self_) continue;
-            if (held_->valid(id, now)) {
-                some_current = true;
-                continue;
-            }
-            b.own_copy = false;
-            b.lapsed = id;
-            const auto why = held_->excused_as(id, now);
-            excused_all = excused_all && why != lease_holdings::absence::none;
-            out_of_reach = out_of_reach || why == lease_holdings::absence::out_of_reach;
-        }
-        if (!b.own_copy && b.quorum == 1 && excused_all && (!out_of_reach || some_current)) b.own_copy = true;
-        // Under "majority" with a live map, the members' maps may differ: one this node takes for
-        // dead may be alive in the others' eyes and acknowledge writes with them, and a slot's
-        // holders in another member's map may not be its holders here. A lease from a member says
-        // it acknowledged nothing without this node, so the copy answers only while every member
-        // it knows (departed ones aside) leases to it; otherwise the read asks a quorum.
-        if (b.own_copy && map.live() && policy_.quorum(3) >= 2)
-            for (const auto& n : map.nodes())
-                if (n.id != self_ && n.state != node_state::left && !held_->valid(n.id, now)) {
-                    b.own_copy = false;
-                    b.lapsed = n.id;
-                    break;
-                }
-        return b;
-    }
-
-    // Why this node must not take a write now (see the top of the file), or nothing.
-    // `unversioned`: a RESP write, whose version is its arrival here. A node cut off from every
-    // other holder (each excused, none current) does not take one even under "available": it
-    // may be a command the network held while its client gave up and wrote the key again
-    // elsewhere, arriving as the partition heals (docs/replication.md, RESP writes).
-    [[nodiscard]] std::optional<std::string> quorum_short(const cluster_map& map, slot_t slot, std::size_t holders,
-                                                          bool unversioned = false) const {
-        if (!held_) return std::nullopt;
-        const auto rule = policy_.quorum(holders);
-        const auto need = std::max(rule, copy_floor(holders));
-        const auto now = lease_holdings::clock::now();
-        std::size_t reachable = 1, heard = 0;  // heard: holders current, or whose port refused (their host answers)
-        for (auto id : map.holders(slot)) {
-            if (id == self_) continue;
-            if (held_->valid(id, now)) {
-                ++reachable;
-                ++heard;
-            } else if (rule <= 1 && !held_->excused(id, now)) {
-                return fmt::format("peer {} does not know yet whether peer {} is up (its read lease lapsed): "
-                                   "ask the next holder", self_, id);
-            } else if (held_->excused_as(id, now) == lease_holdings::absence::gone) {
-                ++heard;
-            }
-        }
-        if (unversioned && holders > 1 && heard == 0)
-            return fmt::format("peer {} hears from none of the other holders of slot {} (it may be cut off): it takes no "
-                               "RESP write, which could be one the network held back",
-                               self_, slot);
-        if (reachable >= need) return std::nullopt;
-        return fmt::format("peer {} reaches {} of the {} holders of slot {}; a write needs {}", self_, reachable, holders,
-                           slot, need);
-    }
-
-    // Why this node must not act for any slot now (see the top of the file), or nothing: under
-    // "majority" with a live map, it holds leases from no majority of the members it knows, or
-    // a map that declared members dead is not to be acted on yet.
-    [[nodiscard]] std::optional<std::string> members_short(const cluster_map& map) const {
-        if (!held_ || !map.live() || policy_.quorum(3) < 2) return std::nullopt;
-        const auto now = lease_holdings::clock::now();
-        if (now.time_since_epoch().count() < act_after_.load(std::memory_order_acquire))
-            return fmt::format("peer {} follows a map that declared members dead: it acts on it once their leases ran out",
-                               self_);
-        std::size_t known = 0, backing = 0;
-        for (const auto& n : map.nodes()) {
-            if (n.state == node_state::left) continue;
-            ++known;
-            if (n.id == self_ || held_->valid(n.id, now)) ++backing;
-        }
-        if (backing * 2 > known) return std::nullopt;
-        return fmt::format("peer {} holds read leases from {} of the {} members it knows; under \"majority\" it acts "
-                           "only with more than half (it may be on the minority side of a partition)",
-                           self_, backing, known);
-    }
-
-    // The copies a write needs whatever the rule: min_copies, or every holder when there are fewer.
-    [[nodiscard]] std::size_t copy_floor(std::size_t holders) const noexcept { return std::min(min_copies_, holders); }
-
     // A read that needs a quorum: this node's record and those of the other holders, the newest
     // answering. The reply is held until `need` holders answered, or all did and too few could.
     struct read_wait : held_reply {
@@ -367,14 +247,14 @@ private:
             if (ok) applied.fetch_add(1, std::memory_order_relaxed);
             if (left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
             const auto n = applied.load(std::memory_order_relaxed);
-            if (!policy->acknowledged(n, holders) || n < service->copy_floor(holders)) {
+            if (!policy->acknowledged(n, holders) || n < service->rules_.copy_floor(holders)) {
                 header.code = protocol::status::unavailable;
                 protocol::append_frame(frame, header, {}, fmt::format("only {} of the {} holders applied the write", n, holders));
             } else if (n < holders) {
                 // Asked again now, not only when the write came: a node that was paused while
                 // its copies were under way must not count them as done without holders it
                 // has not heard from since.
-                if (auto why = service->quorum_short(service->view_.current(), slot, holders)) {
+                if (auto why = service->rules_.quorum_short(service->view_.current(), slot, holders)) {
                     header.code = protocol::status::unavailable;
                     protocol::append_frame(frame, header, {}, *why);
                 } else if (n == 1) {
@@ -440,12 +320,10 @@ private:
     const Replication& policy_;
     replicator& copies_;
     log_fn log_;
-    const lease_holdings* held_;
+    lease_rules<Replication> rules_;
     any_storage* storage_;  // null when nothing is kept beyond the table
     const hand_offs* handing_;  // live membership: nodes taking slots over; null otherwise
-    std::size_t min_copies_;
     mutable std::atomic<std::uint64_t> single_copy_{0};
-    std::atomic<std::chrono::steady_clock::rep> act_after_{0};
     log_limiter refusal_log_;
 };
 
