@@ -2,9 +2,7 @@
 // The sync service: both sides of catch-up (cluster/catch_up.hpp). At start, this node asks the
 // other holders of its slots for their records and applies them before it serves clients; while
 // it serves, it answers other nodes' sync requests with a stream of the records of the slots they
-// ask for. The stream is an output_source: a shard of the table at a time, added to the
-// connection's output whenever the socket has room, so a large store never sits whole in memory
-// and no loop waits for a slow asker.
+// ask for (peer/sync_stream.hpp).
 //
 // A node also catches up again, on the slots it shares with one other node, when its read lease
 // from that node lapsed (cluster/lease_keeper.hpp): those slots answer `unavailable` meanwhile.
@@ -31,44 +29,15 @@
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/cluster/slot_agreements.hpp"
 #include "dhtkit/peer/connection.hpp"
+#include "dhtkit/cluster/slot_readiness.hpp"
+#include "dhtkit/peer/heal_pacer.hpp"
 #include "dhtkit/peer/index_service.hpp"
+#include "dhtkit/peer/sync_stream.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
-
-// Which slots are caught up: read on every request with no lock, written by catch-ups.
-class slot_readiness {
-public:
-    [[nodiscard]] bool ready(slot_t s) const noexcept {
-        if (unready_.load(std::memory_order_acquire) == 0) return true;
-        return (bits_[s / 64].load(std::memory_order_acquire) >> (s % 64)) & 1U;
-    }
-    void set(slot_range r, bool ready) {
-        std::lock_guard lock(mutex_);
-        for (std::size_t s = r.first; s <= r.last; ++s) {
-            const auto bit = std::uint64_t{1} << (s % 64);
-            const bool was = bits_[s / 64].load(std::memory_order_relaxed) & bit;
-            if (was == ready) continue;
-            if (ready) {
-                bits_[s / 64].fetch_or(bit, std::memory_order_release);
-                unready_.fetch_sub(1, std::memory_order_release);
-            } else {
-                // Counted first: a reader that sees the bit clear must not take the shortcut.
-                unready_.fetch_add(1, std::memory_order_acq_rel);
-                bits_[s / 64].fetch_and(~bit, std::memory_order_acq_rel);
-            }
-        }
-    }
-    [[nodiscard]] bool all_ready() const noexcept { return unready_.load(std::memory_order_acquire) == 0; }
-    [[nodiscard]] std::size_t unready() const noexcept { return unready_.load(std::memory_order_acquire); }
-
-private:
-    std::mutex mutex_;  // one writer at a time
-    std::array<std::atomic<std::uint64_t>, slot_count / 64> bits_{};
-    std::atomic<std::size_t> unready_{slot_count};
-};
 
 template <string_table Table>
 class sync_service {
@@ -203,10 +172,10 @@ public:
     // Healing and anti-entropy take at most this many bytes a second ([replication]
     // heal_mb_per_s; 0: no limit): their streams wait in the socket, so the answering holder's
     // loop and the clients' requests keep their share. The catch-up at start is not paced.
-    void pace_healing(std::uint64_t bytes_per_s) noexcept { pace_rate_.store(bytes_per_s, std::memory_order_relaxed); }
+    void pace_healing(std::uint64_t bytes_per_s) noexcept { pacer_.set_rate(bytes_per_s); }
     // What healing and anti-entropy took in: records and bytes.
-    [[nodiscard]] std::uint64_t healed_records() const noexcept { return healed_records_.load(std::memory_order_relaxed); }
-    [[nodiscard]] std::uint64_t healed_bytes() const noexcept { return healed_bytes_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t healed_records() const noexcept { return pacer_.records(); }
+    [[nodiscard]] std::uint64_t healed_bytes() const noexcept { return pacer_.bytes(); }
     // Time spent catching up gained slots: with healed_bytes, healing's rate.
     [[nodiscard]] double healing_seconds() const noexcept {
         return static_cast<double>(heal_ms_.load(std::memory_order_relaxed)) / 1000.0;
@@ -257,7 +226,7 @@ public:
             if (grants_) grants_->caught_up(ask->asker);
             copies_.peer_is_up(ask->asker);
         }
-        auto stream = std::make_unique<records>(index_, reply, ready_, agreements_, ask->asker);
+        auto stream = std::make_unique<sync_stream<Table>>(index_, reply, ready_, agreements_, ask->asker);
         std::bitset<slot_count> asked;
         std::size_t at = 0;
         for (auto [first, last] : ask->ranges)
@@ -283,96 +252,6 @@ public:
     [[nodiscard]] std::size_t caught_up_from() const noexcept { return peers_.load(std::memory_order_relaxed); }
 
 private:
-    // One sync answer: the wanted records, one shard of each table per pump, then the end frame.
-    // When the asker sent its slots' digests, this node's digests of those slots come first (a
-    // few shards per pump, so that no loop is held for the whole table), and the slots that agree
-    // are left out.
-    class records : public output_source {
-    public:
-        records(const index_service<Table>& index, protocol::header h, const slot_readiness& ready,
-                slot_agreements& agreements, node_id asker)
-            : index_(index), header_(h), ready_(ready), agreements_(agreements), asker_(asker) {
-            header_.flags = protocol::flag_more;
-        }
-        std::bitset<slot_count> wanted;   // the slots whose records go
-        std::bitset<slot_count> asked;    // the slots asked for (for the end frame)
-        std::bitset<slot_count> compare;  // the slots the asker sent a digest of
-        std::vector<std::uint64_t> theirs = std::vector<std::uint64_t>(slot_count, 0);
-
-        progress pump(net::tcp_stream&, std::string& out) override {
-            constexpr std::size_t batch_bytes = 256 * 1024;
-            if (compare.any()) {
-                if (ours_.empty()) {
-                    ours_.assign(slot_count, 0);
-                    compared_at_ = stamp_now();
-                }
-                for (int n = 0; n < 32 && digest_shard_ < 2 * Table::shard_count; ++n, ++digest_shard_) {
-                    auto t = digest_shard_ < Table::shard_count ? protocol::table_id::keys : protocol::table_id::files;
-                    index_.add_digests_in(t, digest_shard_ % Table::shard_count, compare, ours_);
-                }
-                if (digest_shard_ < 2 * Table::shard_count) return progress::more;
-                std::bitset<slot_count> same;
-                for (std::size_t s = 0; s < slot_count; ++s)
-                    if (compare.test(s) && ours_[s] == theirs[s]) same.set(s);
-                wanted &= ~same;
-                agreements_.agreed(asker_, same, compared_at_);
-                compare.reset();
-                std::vector<std::uint64_t>().swap(ours_);
-            }
-            while (out.size() < batch_bytes) {
-                if (shard_ == 2 * Table::shard_count) {
-                    // The end says whether this node was serving every slot asked for: an asker
-                    // that hears it from a node still catching up knows the stream may lack what
-                    // that node missed.
-                    bool serving = true;
-                    for (std::size_t s = 0; s < slot_count && serving; ++s)
-                        serving = !asked.test(s) || ready_.ready(static_cast<slot_t>(s));
-                    header_.flags = 0;
-                    protocol::append_frame(out, header_, {}, serving ? std::string_view("\1", 1) : std::string_view("\0", 1));
-                    return progress::done;
-                }
-                auto t = shard_ < Table::shard_count ? protocol::table_id::keys : protocol::table_id::files;
-                index_.for_each_record_in(t, shard_ % Table::shard_count, [&](std::string_view key, std::string_view rec) {
-                    if (wanted.test(key_slot(key))) protocol::append_frame(out, header_, key, rec);
-                });
-                ++shard_;
-            }
-            return progress::more;
-        }
-
-    private:
-        const index_service<Table>& index_;
-        protocol::header header_;
-        const slot_readiness& ready_;
-        slot_agreements& agreements_;
-        node_id asker_;
-        std::uint64_t compared_at_ = 0;  // when this node began its digests
-        std::size_t shard_ = 0;         // over both tables' shards
-        std::size_t digest_shard_ = 0;  // the same, for the digests
-        std::vector<std::uint64_t> ours_;
-    };
-
-    // Counts a record healing took in, and sleeps (the healer's thread) while it runs ahead of
-    // the rate: a budget of one tenth of a second at a time.
-    void pace(std::size_t bytes) {
-        healed_records_.fetch_add(1, std::memory_order_relaxed);
-        healed_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-        const auto rate = pace_rate_.load(std::memory_order_relaxed);
-        if (rate == 0) return;
-        using clock = std::chrono::steady_clock;
-        const auto now = clock::now();
-        if (now - pace_window_ > std::chrono::milliseconds(100)) {
-            pace_window_ = now;
-            pace_spent_ = 0;
-        }
-        pace_spent_ += bytes;
-        if (pace_spent_ >= rate / 10) {
-            std::this_thread::sleep_until(pace_window_ + std::chrono::milliseconds(100));
-            pace_window_ = clock::now();
-            pace_spent_ = 0;
-        }
-    }
-
     // Marks caught-up slots ready. Slots a new map gave this node are served only by the catch-up
     // that heals them (`heals`): another catch-up (a lapsed lease's) asks only the current
     // holders, and the slot's records may be with a holder that is no longer one.
@@ -511,7 +390,7 @@ private:
                                            // Kept without waiting: a record lost to a crash here is caught up again.
                                            if (index_.apply(key, record, true) && storage_)  // a holder's table as it is now
                                                storage_->append(key, record, nullptr);
-                                           if (paced) pace(key.size() + record.size());
+                                           if (paced) pacer_.take(key.size() + record.size());
                                        },
                                        std::chrono::milliseconds(250), with ? std::chrono::seconds(1) : std::chrono::seconds(5),
                                        digests.empty() ? nullptr : &digests);
@@ -574,10 +453,8 @@ private:
     std::atomic<std::size_t> repairs_{0};
     std::atomic<std::size_t> unconfirmed_{0};
     slot_agreements agreements_;
-    std::atomic<std::uint64_t> pace_rate_{0};
-    std::atomic<std::uint64_t> healed_records_{0}, healed_bytes_{0}, heal_ms_{0};
-    std::chrono::steady_clock::time_point pace_window_{};  // the catch-up's thread (one at a time)
-    std::uint64_t pace_spent_ = 0;
+    heal_pacer pacer_;
+    std::atomic<std::uint64_t> heal_ms_{0};
 };
 
 }  // namespace dhtkit
