@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/catch_up.hpp"
+#include "dhtkit/cluster/catch_up_plan.hpp"
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/hand_offs.hpp"
 #include "dhtkit/cluster/leases.hpp"
@@ -154,7 +155,7 @@ public:
                 p.ask(r, *from);
             });
         } else {
-            p = plan_from_map(std::nullopt, true);
+            p = catch_up_plan::from_map(view_.current(), self_, std::nullopt, true);
         }
         const auto unsure = run(std::move(p), log, std::nullopt, std::chrono::seconds(2), {},
                                 back ? fmt::format(" (anti-entropy with peer {}, back)", *back) : std::string(" (anti-entropy)"),
@@ -268,55 +269,15 @@ private:
             for (std::size_t x = r.first; x <= r.last; ++x) healing_.reset(x);
     }
 
-    // A group of slots to catch up, and the holders to ask for it.
-    struct group {
-        slot_range range;
-        std::vector<node_id> others;
-        bool ready = false;
-    };
-    struct source {
-        node at;
-        std::vector<slot_range> ranges;
-        sync_outcome last;
-        bool tried = false;
-        bool broke_off = false;  // a stream from it was ever cut short
-    };
-    struct plan {
-        std::vector<group> groups;
-        std::vector<source> sources;
-        void ask(const slot_range& r, const node& n) {
-            auto s = std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == n.id; });
-            if (s == sources.end()) s = sources.insert(sources.end(), source{n, {}, {}, false, false});
-            s->ranges.push_back(r);
-        }
-    };
-
-    // The groups of the current map that hold this node (and `with`, when given), each to be asked
-    // of its other holders (`with` too when `ask_with`).
-    [[nodiscard]] plan plan_from_map(std::optional<node_id> with, bool ask_with) const {
-        plan p;
-        const auto& m = view_.current();
-        m.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
-            if (std::find(holders.begin(), holders.end(), self_) == holders.end()) return;
-            if (with && std::find(holders.begin(), holders.end(), *with) == holders.end()) return;
-            group g{r, {}, false};
-            for (auto id : holders) {
-                const node* n = id == self_ || (with && id == *with && !ask_with) ? nullptr : m.find(id);
-                if (!n) continue;
-                g.others.push_back(id);
-                p.ask(r, *n);
-            }
-            g.ready = g.others.empty();
-            p.groups.push_back(std::move(g));
-        });
-        return p;
-    }
+    using plan = catch_up_plan;
+    using group = catch_up_plan::group;
+    using source = catch_up_plan::source;
 
     // `with_complete`, when given: set to whether `with`'s own stream was complete.
     std::size_t catch_up(const log_fn& log, std::optional<node_id> with, std::chrono::milliseconds alone_after,
                          bool ask_with = true, const std::function<void()>& waiting = {}, bool* with_complete = nullptr) {
         std::lock_guard one_at_a_time(catch_up_mutex_);
-        auto p = plan_from_map(with, ask_with);
+        auto p = catch_up_plan::from_map(view_.current(), self_, with, ask_with);
         if (with_complete) {
             *with_complete = true;
             for (const auto& s : p.sources)
@@ -347,27 +308,12 @@ private:
             // groups it shares are served again as soon as another holder's stream is complete.
             std::stable_partition(sources.begin(), sources.end(), [&](const source& x) { return x.at.id != *with; });
         }
-        auto of = [&](node_id id) -> source& {
-            return *std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == id; });
-        };
         const auto alone_at = std::chrono::steady_clock::now() + alone_after;
         // Serves every group that is caught up by now; true when all are.
         auto settle = [&](bool alone) {
-            bool all = true;
-            for (auto& g : groups) {
-                if (g.ready) continue;
-                bool from_serving = false, all_heard = true;
-                for (auto id : g.others) {
-                    const auto& src = of(id);
-                    from_serving = from_serving || (src.last.complete() && src.last.from_serving);
-                    all_heard = all_heard && (src.last.complete() ||
-                                              (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
-                }
-                g.ready = from_serving || all_heard || alone;
-                if (g.ready && serve) serve_range(g.range, heals);
-                all = all && g.ready;
-            }
-            return all;
+            return p.settle(alone, [&](slot_range r) {
+                if (serve) serve_range(r, heals);
+            });
         };
         // What this node holds already, slot by slot: a holder leaves out the slots that agree, so
         // that a node back from a short absence (a restart with its log, a lapsed lease) pulls
@@ -407,20 +353,11 @@ private:
             std::this_thread::sleep_for(wait);  // the start-up or lease keeper's thread, not a loop
             wait = std::min(wait * 2, std::chrono::milliseconds(1000));
         }
-        std::size_t complete = 0, unsure = 0;
-        for (const auto& s : sources) {
-            complete += s.last.complete() ? 1 : 0;
-            if (with_complete && with && s.at.id == *with) *with_complete = s.last.complete();
-        }
-        for (const auto& g : groups) {
-            bool from_serving = false, from_all = true;
-            for (auto id : g.others) {
-                const auto& src = of(id);
-                from_serving = from_serving || (src.last.complete() && src.last.from_serving);
-                from_all = from_all && src.last.complete();
-            }
-            if (!from_serving && !from_all) unsure += g.range.last - g.range.first + 1u;
-        }
+        const auto complete = p.complete_sources();
+        const auto unsure = p.unsure_slots();
+        if (with_complete && with)
+            for (const auto& s : sources)
+                if (s.at.id == *with) *with_complete = s.last.complete();
         peers_.store(complete, std::memory_order_relaxed);
         if (!sources.empty() && (serve || records_.load(std::memory_order_relaxed) != records_before))
             log(fmt::format("caught up{}: {} records in all; complete streams from {} of {} peers",

@@ -1,0 +1,113 @@
+#pragma once
+// A catch-up's plan: the groups of slots to catch up, each with the other holders to ask, and the
+// sources, each holder with the ranges it is asked for and how its last stream ended
+// (cluster/catch_up.hpp). Which groups are caught up follows from the sources' outcomes alone, so
+// the rule is here, without a network: a group is caught up by a complete stream from a holder
+// that was serving the slots itself, or by every other holder's (complete, or unreachable
+// without ever having broken off), or when this node has waited long enough alone.
+
+#include <algorithm>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "dhtkit/cluster/catch_up.hpp"
+#include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/cluster/slots.hpp"
+
+namespace dhtkit {
+
+struct catch_up_plan {
+    // A group of slots to catch up, and the holders to ask for it.
+    struct group {
+        slot_range range;
+        std::vector<node_id> others;
+        bool ready = false;
+    };
+    struct source {
+        node at;
+        std::vector<slot_range> ranges;
+        sync_outcome last;
+        bool tried = false;
+        bool broke_off = false;  // a stream from it was ever cut short
+    };
+    std::vector<group> groups;
+    std::vector<source> sources;
+
+    void ask(const slot_range& r, const node& n) {
+        auto s = std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == n.id; });
+        if (s == sources.end()) s = sources.insert(sources.end(), source{n, {}, {}, false, false});
+        s->ranges.push_back(r);
+    }
+
+    // The source of holder `id`, which some group asks.
+    [[nodiscard]] const source& of(node_id id) const {
+        return *std::find_if(sources.begin(), sources.end(), [&](const source& x) { return x.at.id == id; });
+    }
+
+    // The groups of `map` that hold `self` (and `with`, when given), each to be asked of its other
+    // holders (`with` too when `ask_with`). A group with nobody to ask is ready at once.
+    [[nodiscard]] static catch_up_plan from_map(const cluster_map& map, node_id self, std::optional<node_id> with,
+                                                bool ask_with) {
+        catch_up_plan p;
+        map.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
+            if (std::find(holders.begin(), holders.end(), self) == holders.end()) return;
+            if (with && std::find(holders.begin(), holders.end(), *with) == holders.end()) return;
+            group g{r, {}, false};
+            for (auto id : holders) {
+                const node* n = id == self || (with && id == *with && !ask_with) ? nullptr : map.find(id);
+                if (!n) continue;
+                g.others.push_back(id);
+                p.ask(r, *n);
+            }
+            g.ready = g.others.empty();
+            p.groups.push_back(std::move(g));
+        });
+        return p;
+    }
+
+    // Marks ready each group caught up by now (`alone`: every one), calling serve(range) for each
+    // that became so. True when all are.
+    template <class Serve>
+    bool settle(bool alone, Serve&& serve) {
+        bool all = true;
+        for (auto& g : groups) {
+            if (g.ready) continue;
+            bool from_serving = false, all_heard = true;
+            for (auto id : g.others) {
+                const auto& src = of(id);
+                from_serving = from_serving || (src.last.complete() && src.last.from_serving);
+                all_heard = all_heard &&
+                            (src.last.complete() || (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
+            }
+            g.ready = from_serving || all_heard || alone;
+            if (g.ready) serve(g.range);
+            all = all && g.ready;
+        }
+        return all;
+    }
+
+    // How many slots have neither a complete stream from a serving holder nor complete streams
+    // from every other holder: those this node may serve without writes that another holder has.
+    [[nodiscard]] std::size_t unsure_slots() const {
+        std::size_t unsure = 0;
+        for (const auto& g : groups) {
+            bool from_serving = false, from_all = true;
+            for (auto id : g.others) {
+                const auto& src = of(id);
+                from_serving = from_serving || (src.last.complete() && src.last.from_serving);
+                from_all = from_all && src.last.complete();
+            }
+            if (!from_serving && !from_all) unsure += g.range.last - g.range.first + 1u;
+        }
+        return unsure;
+    }
+
+    [[nodiscard]] std::size_t complete_sources() const {
+        return static_cast<std::size_t>(
+            std::count_if(sources.begin(), sources.end(), [](const source& s) { return s.last.complete(); }));
+    }
+};
+
+}  // namespace dhtkit
