@@ -68,6 +68,13 @@ TEST_CASE("a group is served on a serving holder's whole stream, or on every hol
         CHECK(settle(p, true) == slot_count);
         CHECK(p.complete_sources() == 1);
     }
+    SECTION("a holder not asked yet is not taken for unreachable") {
+        auto p = catch_up_plan::from_map(map, 1, std::nullopt, true);
+        heard(p, 0, ended::complete, false);
+        CHECK(settle(p) == 0);
+        heard(p, 2, ended::unreachable);
+        CHECK(settle(p) == slot_count);
+    }
     SECTION("complete streams from every other holder are enough, serving or not") {
         auto p = catch_up_plan::from_map(map, 1, std::nullopt, true);
         heard(p, 0, ended::complete);

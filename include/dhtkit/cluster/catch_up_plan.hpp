@@ -3,8 +3,8 @@
 // sources, each holder with the ranges it is asked for and how its last stream ended
 // (cluster/catch_up.hpp). Which groups are caught up follows from the sources' outcomes alone, so
 // the rule is here, without a network: a group is caught up by a complete stream from a holder
-// that was serving the slots itself, or by every other holder's (complete, or unreachable
-// without ever having broken off), or when this node has waited long enough alone.
+// that was serving the slots itself, or by every other holder's (each asked, and complete or
+// unreachable without ever having broken off), or when this node has waited long enough alone.
 
 #include <algorithm>
 #include <cstddef>
@@ -78,7 +78,8 @@ struct catch_up_plan {
             for (auto id : g.others) {
                 const auto& src = of(id);
                 from_serving = from_serving || (src.last.complete() && src.last.from_serving);
-                all_heard = all_heard &&
+                // A holder not asked yet is not heard: its outcome reads "unreachable" until then.
+                all_heard = all_heard && src.tried &&
                             (src.last.complete() || (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
             }
             g.ready = from_serving || all_heard || alone;
