@@ -19,11 +19,8 @@
 // the kernel holds writers back because too much is waiting to be written out.
 //
 // Compaction: once the current log passes compact_after_bytes, the log thread starts generation
-// G+1 (a new log file) and a compaction thread writes snapshot.<G+1> from the owner's table
-// (temporary name, fsync, rename, fsync of the folder), then removes the files of older
-// generations. Writes go on meanwhile. A crash at any point leaves either the old snapshot and
-// every log after it, or the new snapshot and the logs after it: both replay to everything that
-// was acknowledged (records apply by version, so a record seen twice does no harm).
+// G+1 (a new log file) and a compaction thread writes snapshot.<G+1> from the owner's table, then
+// removes the files of older generations (store/snapshot.hpp). Writes go on meanwhile.
 //
 // Opening replays the newest snapshot and the logs of its generation and after (on several
 // threads: `apply` must be safe to call from them at once). A torn tail of the last log (a crash
@@ -58,6 +55,7 @@
 #include "dhtkit/net/unique_fd.hpp"
 #include "dhtkit/store/log_format.hpp"
 #include "dhtkit/store/log_replay.hpp"
+#include "dhtkit/store/snapshot.hpp"
 
 namespace dhtkit {
 
@@ -205,10 +203,7 @@ private:
 
     // --- the log's thread ---------------------------------------------------------------------
 
-    bool sync_folder() const {
-        net::unique_fd d(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        return d && ::fsync(d.get()) == 0;
-    }
+    bool sync_folder() const { return snapshot::sync_folder(dir_); }
 
     bool sync_log() {
         const auto t0 = clock::now();
@@ -362,34 +357,10 @@ private:
     }
 
     void write_snapshot(std::uint64_t g) {
-        const auto final_path = snapshot_path(dir_, g);
-        const auto temporary = std::filesystem::path(final_path.string() + ".tmp");
         bool ok = false;
         std::uint64_t records = 0;
         try {
-            net::unique_fd fd(::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-            if (!fd) throw storage_error(fmt::format("{}: {}", temporary.string(), std::strerror(errno)));
-            std::string buffer(snapshot_magic);
-            bool written = true;
-            source_([&](std::string_view key, std::string_view entry) {
-                append_log_record(buffer, key, entry);
-                ++records;
-                if (buffer.size() >= (1u << 20)) {
-                    written = written && net::write_all(fd.get(), buffer);
-                    buffer.clear();
-                }
-            });
-            written = written && net::write_all(fd.get(), buffer) && ::fdatasync(fd.get()) == 0;
-            if (!written) throw storage_error(fmt::format("{}: {}", temporary.string(), std::strerror(errno)));
-            fd.reset();
-            if (options_.before_snapshot_rename) options_.before_snapshot_rename();
-            std::filesystem::rename(temporary, final_path);
-            if (!sync_folder()) throw storage_error(fmt::format("{}: cannot sync the folder", dir_.string()));
-            // Now the new snapshot and the logs from g on hold everything: the rest can go.
-            for (auto old : log_files::generations(dir_, "log."))
-                if (old < g) std::filesystem::remove(log_path(dir_, old));
-            for (auto old : log_files::generations(dir_, "snapshot."))
-                if (old < g) std::filesystem::remove(snapshot_path(dir_, old));
+            records = snapshot::write(dir_, g, source_, options_.before_snapshot_rename);
             ok = true;
         } catch (const std::exception&) {
             // Left as a crash would leave it: the older snapshot and logs still hold everything.
