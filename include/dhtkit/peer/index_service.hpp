@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/slots.hpp"
+#include "dhtkit/peer/read_answer.hpp"
 #include "dhtkit/peer/replica_tables.hpp"
 #include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/messages.hpp"
@@ -161,47 +162,6 @@ public:
         }
         protocol::append_frame(out, reply, {}, answer);
         return wrote;
-    }
-
-    // The answer to read request `f` (get or search) when `e` is the key's entry (live, a
-    // tombstone, or expired), or none. A stamped get that finds a tombstone or an expired value
-    // hears not_found with that entry's version, so that a client can tell a delete newer than its
-    // own write from a holder that has not seen its write yet.
-    static void answer_read(const protocol::frame_view& f, const std::optional<versioned_view>& e, std::string& out) {
-        protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
-        const auto* v = e && !e->tombstone && !e->expired(unix_ms_now()) ? &*e : nullptr;
-        if (!v || (f.h.op == protocol::opcode::search && v->payload.empty())) {
-            reply.code = protocol::status::not_found;
-            if (e && f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_stamped)) {
-                reply.flags = protocol::flag_stamped;
-                thread_local std::string gone;
-                gone.clear();
-                append_version(gone, e->version);
-                protocol::append_frame(out, reply, {}, gone);
-                return;
-            }
-            protocol::append_frame(out, reply, {}, {});
-            return;
-        }
-        if (f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_stamped)) {  // the version too, for the client's clock
-            reply.flags = protocol::flag_stamped;
-            thread_local std::string with_version;
-            with_version.clear();
-            append_version(with_version, v->version);
-            with_version += v->payload;
-            protocol::append_frame(out, reply, {}, with_version);
-            return;
-        }
-        if (f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_options)) {  // its expiry too (TTL)
-            reply.flags = protocol::flag_options;
-            thread_local std::string with_expiry;
-            with_expiry.clear();
-            with_expiry += protocol::encode_u64(v->expires_at_ms);
-            with_expiry += v->payload;
-            protocol::append_frame(out, reply, {}, with_expiry);
-            return;
-        }
-        protocol::append_frame(out, reply, {}, v->payload);
     }
 
     // The table a read or write of `op` goes to.

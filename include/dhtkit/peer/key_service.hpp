@@ -195,7 +195,7 @@ private:
             if (answered >= need) {
                 std::optional<versioned_view> v;
                 if (newest.size() > 1) v = read_versioned(std::string_view(newest).substr(1));
-                index_service<Table>::answer_read(request, v, frame);
+                answer_read(request, v, frame);
             } else {
                 protocol::header h{request.h.op, 0, protocol::status::unavailable, request.h.request_id, 0, 0};
                 protocol::append_frame(frame, h, {},
