@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <dhtkit/cluster/catch_up_plan.hpp>
+#include <dhtkit/cluster/slot_readiness.hpp>
 #include <dhtkit/cluster/replication.hpp>
 
 #include <vector>
@@ -83,4 +84,32 @@ TEST_CASE("a group is served on a serving holder's whole stream, or on every hol
         CHECK(p.unsure_slots() == 0);
         CHECK(settle(p) == 0);  // served once
     }
+}
+
+TEST_CASE("anti-entropy with a peer back asks it alone; gained slots ask their nodes but this one") {
+    const auto map = three_of_three();
+    auto back = catch_up_plan::with_one(map, 1, 2);
+    REQUIRE(back.sources.size() == 1);
+    CHECK(back.sources.front().at.id == 2);
+    CHECK(back.slots() == slot_count);
+    CHECK(catch_up_plan::with_one(map, 1, 9).groups.empty());  // not in the map
+
+    std::vector<std::pair<slot_range, std::vector<node>>> gained{
+        {{0, 99}, {map.nodes()[0], map.nodes()[1]}}, {{100, 100}, {map.nodes()[1]}}};
+    auto p = catch_up_plan::from_gained(1, gained);
+    REQUIRE(p.groups.size() == 2);
+    CHECK(p.groups[0].others == std::vector<node_id>{0});
+    CHECK(p.groups[1].ready);  // nobody but this node to ask
+    CHECK(p.slots() == 101);
+}
+
+TEST_CASE("slot readiness names the ranges still waiting") {
+    slot_readiness r;
+    CHECK(r.waiting() == fmt::format("0-{}", slot_count - 1));
+    r.set({0, slot_count - 1}, true);
+    CHECK(r.waiting().empty());
+    r.set({5, 9}, false);
+    r.set({100, 100}, false);
+    CHECK(r.waiting() == "5-9,100-100");
+    CHECK(r.unready() == 6);
 }

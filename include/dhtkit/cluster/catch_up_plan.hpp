@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "dhtkit/cluster/catch_up.hpp"
@@ -65,6 +66,45 @@ struct catch_up_plan {
             p.groups.push_back(std::move(g));
         });
         return p;
+    }
+
+    // The slots `self` holds, each asked of `back` alone (a peer back from an absence, for
+    // anti-entropy with it). Nothing when `back` is not in the map.
+    [[nodiscard]] static catch_up_plan with_one(const cluster_map& map, node_id self, node_id back) {
+        catch_up_plan p;
+        const node* from = map.find(back);
+        if (!from) return p;
+        map.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
+            if (std::find(holders.begin(), holders.end(), self) == holders.end()) return;
+            p.groups.push_back(group{r, {back}, false});
+            p.ask(r, *from);
+        });
+        return p;
+    }
+
+    // Slots gained in a new map, each range asked of the nodes given with it (those that are not
+    // `self`).
+    [[nodiscard]] static catch_up_plan from_gained(node_id self,
+                                                   const std::vector<std::pair<slot_range, std::vector<node>>>& gained) {
+        catch_up_plan p;
+        for (const auto& [range, from] : gained) {
+            group g{range, {}, false};
+            for (const auto& n : from) {
+                if (n.id == self) continue;
+                g.others.push_back(n.id);
+                p.ask(range, n);
+            }
+            g.ready = g.others.empty();
+            p.groups.push_back(std::move(g));
+        }
+        return p;
+    }
+
+    // How many slots the groups hold.
+    [[nodiscard]] std::size_t slots() const {
+        std::size_t n = 0;
+        for (const auto& g : groups) n += g.range.last - g.range.first + 1u;
+        return n;
     }
 
     // Marks ready each group caught up by now (`alone`: every one), calling serve(range) for each

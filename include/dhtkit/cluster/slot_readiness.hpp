@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <string>
 
 #include "dhtkit/cluster/slots.hpp"
 
@@ -37,6 +38,25 @@ public:
     }
     [[nodiscard]] bool all_ready() const noexcept { return unready_.load(std::memory_order_acquire) == 0; }
     [[nodiscard]] std::size_t unready() const noexcept { return unready_.load(std::memory_order_acquire); }
+
+    // The slot ranges not ready, as "first-last" separated by commas; empty when none.
+    [[nodiscard]] std::string waiting() const {
+        if (all_ready()) return {};
+        std::string out;
+        for (std::size_t s = 0; s < slot_count;) {
+            if (ready(static_cast<slot_t>(s))) {
+                ++s;
+                continue;
+            }
+            auto first = s;
+            while (s < slot_count && !ready(static_cast<slot_t>(s))) ++s;
+            if (!out.empty()) out += ',';
+            out += std::to_string(first);
+            out += '-';
+            out += std::to_string(s - 1);
+        }
+        return out;
+    }
 
 private:
     std::mutex mutex_;  // one writer at a time

@@ -114,19 +114,8 @@ public:
     void catch_up_gained(const std::vector<std::pair<slot_range, std::vector<node>>>& gained, const log_fn& log,
                          std::chrono::milliseconds alone_after = std::chrono::seconds(30)) {
         std::lock_guard one_at_a_time(heal_mutex_);
-        plan p;
-        for (const auto& [range, from] : gained) {
-            group g{range, {}, false};
-            for (const auto& n : from) {
-                if (n.id == self_) continue;
-                g.others.push_back(n.id);
-                p.ask(range, n);
-            }
-            g.ready = g.others.empty();
-            p.groups.push_back(std::move(g));
-        }
-        std::size_t slots = 0;
-        for (const auto& [range, _] : gained) slots += range.last - range.first + 1u;
+        auto p = catch_up_plan::from_gained(self_, gained);
+        const auto slots = p.slots();
         const auto t0 = std::chrono::steady_clock::now();
         run(std::move(p), log, std::nullopt, alone_after, {}, fmt::format(" on {} slots this node took over", slots), true,
             true, true);
@@ -144,19 +133,8 @@ public:
     // holds: its table still has them, and only the slots' holders can take them from it.
     void repair(const log_fn& log, std::optional<node_id> back = std::nullopt) {
         std::lock_guard one_at_a_time(heal_mutex_);
-        plan p;
-        if (back) {
-            const auto& m = view_.current();
-            const node* from = m.find(*back);
-            if (!from) return;
-            m.slots().for_each_range([&](slot_range r, std::span<const node_id> holders) {
-                if (std::find(holders.begin(), holders.end(), self_) == holders.end()) return;
-                p.groups.push_back(group{r, {*back}, false});
-                p.ask(r, *from);
-            });
-        } else {
-            p = catch_up_plan::from_map(view_.current(), self_, std::nullopt, true);
-        }
+        auto p = back ? catch_up_plan::with_one(view_.current(), self_, *back)
+                      : catch_up_plan::from_map(view_.current(), self_, std::nullopt, true);
         const auto unsure = run(std::move(p), log, std::nullopt, std::chrono::seconds(2), {},
                                 back ? fmt::format(" (anti-entropy with peer {}, back)", *back) : std::string(" (anti-entropy)"),
                                 false, true);
@@ -189,20 +167,7 @@ public:
     [[nodiscard]] std::size_t waiting_count() const noexcept { return ready_.unready(); }
 
     // The slot ranges not caught up yet, as "first-last" separated by commas; empty when none.
-    [[nodiscard]] std::string waiting() const {
-        if (ready_.all_ready()) return {};
-        std::string out;
-        for (std::size_t s = 0; s < slot_count;) {
-            if (ready_.ready(static_cast<slot_t>(s))) {
-                ++s;
-                continue;
-            }
-            auto first = s;
-            while (s < slot_count && !ready_.ready(static_cast<slot_t>(s))) ++s;
-            out += fmt::format("{}{}-{}", out.empty() ? "" : ",", first, s - 1);
-        }
-        return out;
-    }
+    [[nodiscard]] std::string waiting() const { return ready_.waiting(); }
 
     // Answers a sync request on `c`: the records stream after the reply's place; ends the batch.
     void handle(const protocol::frame_view& f, connection& c) {
@@ -228,18 +193,7 @@ public:
             copies_.peer_is_up(ask->asker);
         }
         auto stream = std::make_unique<sync_stream<Table>>(index_, reply, ready_, agreements_, ask->asker);
-        std::bitset<slot_count> asked;
-        std::size_t at = 0;
-        for (auto [first, last] : ask->ranges)
-            for (std::size_t s = first; s <= last; ++s, ++at) {
-                if (s >= slot_count) continue;
-                stream->wanted.set(s);
-                asked.set(s);
-                if (ask->digests.empty()) continue;
-                stream->compare.set(s);
-                stream->theirs[s] = ask->digests[at];
-            }
-        stream->asked = stream->wanted;
+        const auto& asked = stream->ask_for(ask->ranges, ask->digests);
         // Before the stream starts: a write applied here from now on is copied to the asker, even
         // if this node's map does not have it hold those slots yet (cluster/hand_offs.hpp).
         if (handing_ && ask->asker != self_) handing_->add(ask->asker, asked);
@@ -283,8 +237,7 @@ private:
             for (const auto& s : p.sources)
                 if (with && s.at.id == *with) *with_complete = false;  // asked: complete only if it came whole
         }
-        const auto unsure = run(std::move(p), log, with, alone_after, waiting, {}, true, false, false, with_complete);
-        return unsure;
+        return run(std::move(p), log, with, alone_after, waiting, {}, true, false, false, with_complete);
     }
 
     // `serve`: slots whose group is caught up are marked ready (false: their readiness is left

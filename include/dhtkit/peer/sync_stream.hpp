@@ -35,6 +35,23 @@ public:
         : index_(index), header_(h), ready_(ready), agreements_(agreements), asker_(asker) {
         header_.flags = protocol::flag_more;
     }
+    // Asks for the slots of `ranges` (pairs of first and last), with the asker's digest of each
+    // in order when `digests` is not empty. Returns the slots asked for.
+    template <class Ranges>
+    const std::bitset<slot_count>& ask_for(const Ranges& ranges, const std::vector<std::uint64_t>& digests) {
+        std::size_t at = 0;
+        for (auto [first, last] : ranges)
+            for (std::size_t s = first; s <= last; ++s, ++at) {
+                if (s >= slot_count) continue;
+                wanted.set(s);
+                if (digests.empty()) continue;
+                compare.set(s);
+                theirs[s] = digests[at];
+            }
+        asked = wanted;
+        return asked;
+    }
+
     std::bitset<slot_count> wanted;   // the slots whose records go
     std::bitset<slot_count> asked;    // the slots asked for (for the end frame)
     std::bitset<slot_count> compare;  // the slots the asker sent a digest of
