@@ -168,14 +168,13 @@ private:
             const auto& key = keys[rng() % keys.size()];
             bool read = rng() % 100 < opt_.read_percent;
             ++next_id;
-            if (opt_.resp) {
-                if (read) append_resp_command(c.out, {"GET", key});
-                else append_resp_command(c.out, {"SET", key, value_});
-                c.in_flight.emplace_back(next_id, clock_type::now());
-                return;
-            }
-            protocol::append_frame(c.out, {read ? protocol::opcode::get : protocol::opcode::put, 0, protocol::status::ok, next_id, 0, 0},
-                                   key, read ? std::string_view{} : std::string_view(value_));
+            if (!opt_.resp)
+                protocol::append_frame(c.out, {read ? protocol::opcode::get : protocol::opcode::put, 0, protocol::status::ok, next_id, 0, 0},
+                                       key, read ? std::string_view{} : std::string_view(value_));
+            else if (read)
+                append_resp_command(c.out, {"GET", key});
+            else
+                append_resp_command(c.out, {"SET", key, value_});
             c.in_flight.emplace_back(next_id, clock_type::now());
         };
         auto flush = [&](connection& c) {

@@ -96,9 +96,13 @@ TEST_CASE("EXPIRE's four forms give the moment the key goes; one due already is 
 }
 
 TEST_CASE("a command's keys: one slot and within the limit, else Redis's refusal") {
-    CHECK_FALSE(resp_commands::keys_refused({"{user1}a", "{user1}b"}, 16));
-    CHECK(resp_commands::keys_refused({"a", "b"}, 16) == "CROSSSLOT Keys in request don't hash to the same slot");
-    CHECK(resp_commands::keys_refused({std::string_view("0123456789abcdefg")}, 16) == "ERR key of 17 bytes: this cluster's limit is 16");
+    using refusal = std::string;
+    CHECK(std::get<slot_t>(resp_commands::slot_of_keys({"{user1}a", "{user1}b"}, 16)) == key_slot("user1"));
+    CHECK(std::get<refusal>(resp_commands::slot_of_keys({"a", "b"}, 16)) == "CROSSSLOT Keys in request don't hash to the same slot");
+    CHECK(std::get<refusal>(resp_commands::slot_of_keys({std::string_view("0123456789abcdefg")}, 16)) ==
+          "ERR key of 17 bytes: this cluster's limit is 16");
+    CHECK(std::get<refusal>(resp_commands::slot_of_keys({"{u}a", "{u}0123456789abcdefg"}, 16)) ==
+          "ERR key of 20 bytes: this cluster's limit is 16");
 }
 
 TEST_CASE("MOVED names the home's RESP address; a node that holds the slot is not moved") {

@@ -114,15 +114,8 @@ struct catch_up_plan {
         bool all = true;
         for (auto& g : groups) {
             if (g.ready) continue;
-            bool from_serving = false, all_heard = true;
-            for (auto id : g.others) {
-                const auto& src = of(id);
-                from_serving = from_serving || (src.last.complete() && src.last.from_serving);
-                // A holder not asked yet is not heard: its outcome reads "unreachable" until then.
-                all_heard = all_heard && src.tried &&
-                            (src.last.complete() || (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
-            }
-            g.ready = from_serving || all_heard || alone;
+            const auto h = heard(g);
+            g.ready = h.from_serving || h.all_heard || alone;
             if (g.ready) serve(g.range);
             all = all && g.ready;
         }
@@ -134,13 +127,8 @@ struct catch_up_plan {
     [[nodiscard]] std::size_t unsure_slots() const {
         std::size_t unsure = 0;
         for (const auto& g : groups) {
-            bool from_serving = false, from_all = true;
-            for (auto id : g.others) {
-                const auto& src = of(id);
-                from_serving = from_serving || (src.last.complete() && src.last.from_serving);
-                from_all = from_all && src.last.complete();
-            }
-            if (!from_serving && !from_all) unsure += g.range.last - g.range.first + 1u;
+            const auto h = heard(g);
+            if (!h.from_serving && !h.all_complete) unsure += g.range.last - g.range.first + 1u;
         }
         return unsure;
     }
@@ -148,6 +136,26 @@ struct catch_up_plan {
     [[nodiscard]] std::size_t complete_sources() const {
         return static_cast<std::size_t>(
             std::count_if(sources.begin(), sources.end(), [](const source& s) { return s.last.complete(); }));
+    }
+
+private:
+    // What a group's other holders' last streams say.
+    struct hearing {
+        bool from_serving = false;  // one was complete, from a holder serving the slots itself
+        bool all_complete = true;   // each was complete
+        bool all_heard = true;      // each was asked, and was complete or unreachable without ever breaking off
+    };
+    [[nodiscard]] hearing heard(const group& g) const {
+        hearing h;
+        for (auto id : g.others) {
+            const auto& src = of(id);
+            h.from_serving = h.from_serving || (src.last.complete() && src.last.from_serving);
+            h.all_complete = h.all_complete && src.last.complete();
+            // A holder not asked yet is not heard: its outcome reads "unreachable" until then.
+            h.all_heard = h.all_heard && src.tried &&
+                          (src.last.complete() || (src.last.how == sync_outcome::ended::unreachable && !src.broke_off));
+        }
+        return h;
     }
 };
 

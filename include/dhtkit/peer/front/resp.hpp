@@ -79,12 +79,18 @@ public:
     handled handle(const request& args, session&, connection& c) { return execute(args, c) ? handled::next : handled::close; }
 
     // Once nothing is held: c.out is this batch's frames; each plan turns its share into RESP.
-    void finish(session& s, connection& c) { finish_batch(s, c); }
+    void finish(session& s, connection& c) {
+        if (s.plans.empty()) return;
+        thread_local std::string out;  // becomes c.out; the old c.out is the next batch's buffer
+        out.clear();
+        resp_replies::render(s.plans, c.out, out, unix_ms_now());
+        s.plans.clear();
+        c.out.swap(out);
+    }
 
 private:
     using kind = protocol::resp_plan::kind;
     using args_t = std::vector<std::string_view>;
-    using command_info = resp_commands::command_info;
 
     static resp_session& session_of(connection& c) noexcept { return pump<resp_front>::of(c); }
 
@@ -138,15 +144,6 @@ private:
         session_of(c).plans.push_back({how, static_cast<std::uint32_t>(frames), {}});
     }
 
-    static void finish_batch(resp_session& s, connection& c) {
-        if (s.plans.empty()) return;
-        thread_local std::string out;  // becomes c.out; the old c.out is the next batch's buffer
-        out.clear();
-        resp_replies::render(s.plans, c.out, out, unix_ms_now());
-        s.plans.clear();
-        c.out.swap(out);
-    }
-
     // --- commands -------------------------------------------------------------------------------
 
     // False when the connection closes once its replies have gone.
@@ -170,11 +167,12 @@ private:
         // Cluster routing: the keys must share a slot this node holds.
         const auto& keys = resp_commands::keys_of(*ci, args);
         if (!keys.empty() && name != "dht.where") {
-            if (auto why = resp_commands::keys_refused(keys, limits_.max_key_bytes)) {
+            const auto slot = resp_commands::slot_of_keys(keys, limits_.max_key_bytes);
+            if (const auto* why = std::get_if<std::string>(&slot)) {
                 error(c, *why);
                 return true;
             }
-            if (auto moved = resp_cluster::moved_to(view_.current(), self_, key_slot(keys.front()))) {
+            if (auto moved = resp_cluster::moved_to(view_.current(), self_, std::get<slot_t>(slot))) {
                 if (!ctx_.forward) {
                     error(c, *moved);
                     return true;

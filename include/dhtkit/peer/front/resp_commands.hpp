@@ -147,17 +147,20 @@ inline bool command_reply(std::string& o, std::string_view sub, const std::vecto
     return true;
 }
 
-// Why a command's keys cannot be served together, in Redis's words, or nothing: one is longer
-// than this cluster allows, or they do not all hash to one slot.
-[[nodiscard]] inline std::optional<std::string> keys_refused(const std::vector<std::string_view>& keys,
-                                                             std::size_t max_key_bytes) {
+// The one slot of a command's keys, or why they cannot be served together, in Redis's words: one
+// is longer than this cluster allows, or they do not all hash to one slot.
+[[nodiscard]] inline std::variant<slot_t, std::string> slot_of_keys(const std::vector<std::string_view>& keys,
+                                                                    std::size_t max_key_bytes) {
+    auto too_long = [&](std::string_view k) {
+        return "ERR key of " + std::to_string(k.size()) + " bytes: this cluster's limit is " + std::to_string(max_key_bytes);
+    };
+    if (keys.front().size() > max_key_bytes) return too_long(keys.front());
     const auto slot = key_slot(keys.front());
-    for (auto k : keys) {
-        if (k.size() > max_key_bytes)
-            return "ERR key of " + std::to_string(k.size()) + " bytes: this cluster's limit is " + std::to_string(max_key_bytes);
-        if (key_slot(k) != slot) return std::string("CROSSSLOT Keys in request don't hash to the same slot");
+    for (std::size_t i = 1; i < keys.size(); ++i) {
+        if (keys[i].size() > max_key_bytes) return too_long(keys[i]);
+        if (key_slot(keys[i]) != slot) return std::string("CROSSSLOT Keys in request don't hash to the same slot");
     }
-    return std::nullopt;
+    return slot;
 }
 
 // EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time (`name` lower case): the moment the key goes, in
