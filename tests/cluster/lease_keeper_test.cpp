@@ -24,16 +24,20 @@ namespace {
 
 // Answers hello with ok, and each lease request with "unavailable" (behind) the first time, a
 // 300 ms grant after that. On its own thread until destroyed.
+// `dies_after_first`: the first lease request is granted for 2 s, then the grantor closes its
+// connections and its port (a killed process).
 class scripted_grantor {
 public:
-    scripted_grantor() : listener_(net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"))) {
+    explicit scripted_grantor(bool dies_after_first = false)
+        : listener_(net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"))),
+          port_(listener_->local().port()), dies_after_first_(dies_after_first) {
         thread_ = std::thread([this] { serve(); });
     }
     ~scripted_grantor() {
         stopping_ = true;
         thread_.join();
     }
-    [[nodiscard]] std::uint16_t port() const { return listener_.local().port(); }
+    [[nodiscard]] std::uint16_t port() const { return port_; }
     [[nodiscard]] int lease_requests() const { return leases_.load(); }
 
 private:
@@ -41,7 +45,11 @@ private:
         std::vector<net::tcp_stream> open;
         std::vector<protocol::frame_reader> readers;
         while (!stopping_) {
-            if (auto s = listener_.try_accept()) {
+            if (!listener_) {
+                std::this_thread::sleep_for(1ms);
+                continue;
+            }
+            if (auto s = listener_->try_accept()) {
                 open.push_back(std::move(*s));
                 readers.emplace_back(protocol::limits{});
             }
@@ -54,6 +62,15 @@ private:
                 while (readers[i].next(f) == protocol::frame_reader::result::frame) {
                     std::string out;
                     protocol::header h{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
+                    if (f.h.op == protocol::opcode::lease && dies_after_first_) {
+                        leases_.fetch_add(1);
+                        protocol::append_frame(out, h, {}, protocol::encode_u64(2000));
+                        (void)open[i].send_all(std::as_bytes(std::span(out)), 1s);
+                        open.clear();
+                        readers.clear();
+                        listener_.reset();
+                        break;
+                    }
                     if (f.h.op == protocol::opcode::lease && leases_.fetch_add(1) == 0) {
                         h.code = protocol::status::unavailable;
                         protocol::append_frame(out, h, {}, "behind: catch up first");
@@ -69,7 +86,9 @@ private:
         }
     }
 
-    net::tcp_listener listener_;
+    std::optional<net::tcp_listener> listener_;
+    std::uint16_t port_;
+    bool dies_after_first_;
     std::atomic<bool> stopping_{false};
     std::atomic<int> leases_{0};
     std::thread thread_;
@@ -102,4 +121,36 @@ TEST_CASE("a grant counts only after a catch-up that got the grantor's whole str
     CHECK(at_first_valid >= 2);  // not on the grant after the broken stream
     CHECK_FALSE(valid_before_second);
     CHECK(grantor.lease_requests() >= 3);  // behind, the grant after the broken stream, the one that counts
+}
+
+TEST_CASE("a grantor that stops answering is asked again as its lease runs out, not a round later") {
+    scripted_grantor grantor(/*dies_after_first=*/true);
+    const node_id self = 1, other = 2;
+    lease_holdings held({other});
+    // Rounds longer than half a term: the round after the failed one would come 1 s after the lapse.
+    lease_options opt;
+    opt.term = 2000ms;
+    opt.renew_every = 1500ms;
+    std::atomic<std::chrono::steady_clock::rep> caught_up_at{0};
+    lease_keeper keeper(self, held, protocol::limits{}, protocol::hello_request{}, opt,
+                        [&](node_id, bool ask_it, const std::function<void()>& waiting) {
+                            if (!ask_it) {  // the lease lapsed and the grantor is not there
+                                waiting();
+                                caught_up_at = std::chrono::steady_clock::now().time_since_epoch().count();
+                            }
+                            return true;
+                        });
+    keeper.start({node{other, "127.0.0.1", grantor.port(), node_state::member}});
+    const auto give_up = std::chrono::steady_clock::now() + 20s;
+    while (!held.valid(other) && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(5ms);
+    REQUIRE(held.valid(other));
+    const auto lapses_at = held.valid_until(other);
+    while (caught_up_at.load() == 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(5ms);
+    keeper.stop();
+    REQUIRE(caught_up_at.load() != 0);
+    const auto late = std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(caught_up_at.load())) - lapses_at;
+    CHECK(late >= 0ms);  // never while the lease ran
+    CHECK(late < 700ms);  // the next round was due 1 s after the lapse
+    CHECK(held.excused(other));  // writes go on without it
+    CHECK(grantor.lease_requests() == 1);
 }

@@ -91,7 +91,11 @@ TEST_CASE("kill -9 of a worker: the supervisor starts a new one, which catches u
 
     REQUIRE(::kill(worker, SIGKILL) == 0);
     // Meanwhile the others serve its keys, and take writes for them.
-    for (int i = 0; i < 200; i += 2) REQUIRE(c.put(fmt::format("key-{}", i), fmt::format("w{}", i)).ok());
+    for (int i = 0; i < 200; i += 2) {
+        auto r = c.put(fmt::format("key-{}", i), fmt::format("w{}", i));
+        INFO("key-" << i << ": " << r.error);
+        REQUIRE(r.ok());
+    }
     // Up (a new pid answers stats), then caught up (it answers reads instead of `unavailable`).
     REQUIRE(eventually([&] {
         auto pid = stat_value(c, victim, "pid");

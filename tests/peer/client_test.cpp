@@ -42,6 +42,16 @@ public:
         std::lock_guard lock(mutex_);
         return last_write_;
     }
+    // The next `n` puts are answered `unavailable` (a holder that does not know yet whether the
+    // others are up), and not taken.
+    void refuse_puts(int n) {
+        std::lock_guard lock(mutex_);
+        refuse_puts_ = n;
+    }
+    [[nodiscard]] int puts_seen() {
+        std::lock_guard lock(mutex_);
+        return puts_seen_;
+    }
 
 private:
     void serve() {
@@ -60,7 +70,13 @@ private:
                 std::string value;
                 if (f.h.op == opcode::put || f.h.op == opcode::del) {
                     std::lock_guard lock(mutex_);
-                    if (auto v = read_version(f.value)) last_write_ = *v;
+                    if (f.h.op == opcode::put) ++puts_seen_;
+                    if (f.h.op == opcode::put && refuse_puts_ > 0) {
+                        --refuse_puts_;
+                        reply.code = status::unavailable;
+                    } else if (auto v = read_version(f.value)) {
+                        last_write_ = *v;
+                    }
                 } else if (f.h.op == opcode::get) {
                     std::lock_guard lock(mutex_);
                     std::tie(reply.code, value) = answer_(last_write_);
@@ -75,6 +91,8 @@ private:
     std::mutex mutex_;
     answer_fn answer_;            // guarded by mutex_
     dhtkit::version last_write_{};  // guarded by mutex_
+    int refuse_puts_ = 0;           // guarded by mutex_
+    int puts_seen_ = 0;             // guarded by mutex_
     std::atomic<bool> stop_{false};
     std::thread thread_;
 };
@@ -141,4 +159,33 @@ TEST_CASE("a client never reads back less than its own acknowledged write: it as
     for (int i = 0; other.empty() || other == key || c.holders(other).front() != 1; ++i) other = fmt::format("o{}", i);
     home.answer_with([](const dhtkit::version&) { return std::pair{status::ok, stamped({5, 5, 5}, "theirs")}; });
     CHECK(c.get(other).value == "theirs");
+}
+
+TEST_CASE("a write that every holder answers `unavailable` for a moment is asked again until it is taken, within the timeout") {
+    fake_holder home, backup;
+    auto view = std::make_shared<cluster_view>(make_cluster_map(
+        static_backup(1), 1,
+        {{1, "127.0.0.1", home.port(), node_state::member}, {2, "127.0.0.1", backup.port(), node_state::member}}));
+    std::string key;
+    {
+        client c(view, limits_settings{}, client_options{.request_timeout = 2000ms});
+        for (int i = 0; key.empty() || c.holders(key).front() != 1; ++i) key = fmt::format("k{}", i);
+        // A holder died a moment ago: the others refuse writes until they know it is gone.
+        home.refuse_puts(2);
+        backup.refuse_puts(2);
+        auto r = c.put(key, "v");
+        CHECK(r.ok());
+        CHECK(home.puts_seen() == 3);  // refused twice, then taken: the same stamped write each time
+        CHECK(backup.puts_seen() == 2);
+        CHECK(home.last_write().stamp != 0);
+    }  // the test's holders serve one connection at a time
+
+    // Holders that go on refusing: the answer is theirs, once the timeout is spent.
+    home.refuse_puts(1000);
+    backup.refuse_puts(1000);
+    client quick(view, limits_settings{}, client_options{.request_timeout = 300ms});
+    const auto before = home.puts_seen();
+    auto r = quick.put(key, "w");
+    CHECK(r.code == status::unavailable);
+    CHECK(home.puts_seen() - before > 1);
 }

@@ -112,6 +112,7 @@ private:
             const bool lapsed = !caught_up && held_.lapsed(from.id, asked_at);
             std::chrono::milliseconds term{};
             const auto got = ask(rpc, from, next_id, term);
+            auto next_round = asked_at + options_.renew_every;
             switch (got) {
                 case answer::granted:
                     if (lapsed) {
@@ -153,6 +154,9 @@ private:
                         held_.excuse(from.id, why, asked_at + options_.excuse_term);
                         excusing = true;
                     }
+                    // Ask again as the lease runs out, not up to a round later: between the two
+                    // the shared slots take no write (the grantor is neither current nor excused).
+                    if (held_.valid(from.id)) next_round = std::min(next_round, held_.valid_until(from.id));
                     break;
                 }
             }
@@ -162,7 +166,7 @@ private:
                 ++first_answers_;
                 wake_.notify_all();
             }
-            if (wake_.wait_until(lock, asked_at + options_.renew_every, [&] { return stopping_; })) return;
+            if (wake_.wait_until(lock, next_round, [&] { return stopping_; })) return;
         }
     }
 

@@ -155,6 +155,11 @@ public:
         const auto* l = find(from);
         return l && now.time_since_epoch().count() < l->until.load(std::memory_order_acquire);
     }
+    // When the lease from `from` runs out (the epoch when none is held).
+    [[nodiscard]] clock::time_point valid_until(node_id from) const noexcept {
+        const auto* l = find(from);
+        return clock::time_point(clock::duration(l ? l->until.load(std::memory_order_acquire) : 0));
+    }
     // Whether any lease held is current; `held_any`: whether there is any grantor at all.
     [[nodiscard]] bool any_valid(bool& held_any, clock::time_point now = clock::now()) const noexcept {
         held_any = false;

@@ -7,6 +7,7 @@
 // one peer take turns on its connection.
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -89,21 +91,22 @@ public:
     }
 
     // Sends a request about `key` to the first of its holders that answers and can serve it (a
-    // peer catching up after a restart answers `unavailable`).
+    // peer catching up after a restart answers `unavailable`). When a holder answered and none
+    // could serve, the cluster is settling (a holder died a moment ago and the others do not know
+    // yet whether it is gone, or it is catching up): the holders are asked again, a little later
+    // each time, until the request's timeout. Writes carry their version, so a repeat is harmless.
     reply call_key(protocol::opcode op, std::string_view key, std::string_view value = {}, std::uint8_t flags = 0) {
-        reply r{protocol::status::unavailable, {}, fmt::format("no node holds slot {}", key_slot(key)), false};
-        // A live map may move under a request: a few rounds of learning a newer one, no more.
-        for (int round = 0; round < 4; ++round) {
-            auto order = holders(key);
-            bool moved = false;
-            for (std::size_t i = 0; i < order.size() && !moved; ++i) {
-                r = call(order[i], op, key, value, i + 1 == order.size(), flags);
-                if (r.answered && r.code == protocol::status::moved && place_) moved = learn_map_from(order[i]);
-                else if (r.answered && r.code != protocol::status::unavailable) return r;
-            }
-            if (!moved && !(place_ && learn_map_from_anyone())) return r;
+        const auto give_up = std::chrono::steady_clock::now() + options_.request_timeout;
+        auto pause = std::chrono::milliseconds(10);
+        for (;;) {
+            bool settling = false;
+            auto r = ask_holders(op, key, value, flags, settling);
+            if (!settling || r.code != protocol::status::unavailable ||
+                std::chrono::steady_clock::now() + pause >= give_up)
+                return r;
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::milliseconds(100));
         }
-        return r;
     }
 
     // Asks node `id` for its map and follows it when it is newer than this client's. True when it was.
@@ -244,6 +247,26 @@ public:
     }
 
 private:
+    // One pass over `key`'s holders (and newer maps, if they moved); `settling`: one of them
+    // answered `unavailable`.
+    reply ask_holders(protocol::opcode op, std::string_view key, std::string_view value, std::uint8_t flags,
+                      bool& settling) {
+        reply r{protocol::status::unavailable, {}, fmt::format("no node holds slot {}", key_slot(key)), false};
+        // A live map may move under a request: a few rounds of learning a newer one, no more.
+        for (int round = 0; round < 4; ++round) {
+            auto order = holders(key);
+            bool moved = false;
+            for (std::size_t i = 0; i < order.size() && !moved; ++i) {
+                r = call(order[i], op, key, value, i + 1 == order.size(), flags);
+                if (r.answered && r.code == protocol::status::moved && place_) moved = learn_map_from(order[i]);
+                else if (r.answered && r.code != protocol::status::unavailable) return r;
+                else if (r.answered) settling = true;
+            }
+            if (!moved && !(place_ && learn_map_from_anyone())) return r;
+        }
+        return r;
+    }
+
     // The link to node `id` of the current map, made on first use; nullptr when it is not in the map.
     peer_link* link(node_id id) {
         std::lock_guard lock(links_mutex_);
