@@ -22,199 +22,28 @@
 //   [[peers]]  id = 0, host = "127.0.0.1", port = 7400, shared = "p0/shared", data = "p0/data",
 //              resp_port = 7500 (optional: RESP clients, as redis-cli, connect there)
 
-#include <sys/stat.h>
-
-#include <algorithm>
-#include <cerrno>
+#include <chrono>
 #include <cstddef>
-#include <cstring>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <memory>
 #include <optional>
-#include <random>
 #include <set>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <vector>
+#include <system_error>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
-#include "dhtkit/net/address.hpp"
+#include "dhtkit/app/config_reader.hpp"
+#include "dhtkit/app/joining_peer.hpp"
+#include "dhtkit/app/secret_files.hpp"
 #include "dhtkit/peer/settings.hpp"
 
 namespace dhtkit {
-
-struct config_error : settings_error {
-    using settings_error::settings_error;
-};
-
-namespace detail {
-
-class config_reader {
-public:
-    config_reader(const toml::table& root, std::filesystem::path source)
-        : root_(root), source_(std::move(source)), base_(source_.parent_path()) {}
-
-    [[noreturn]] void fail(std::string_view key, std::string_view expected) const {
-        throw config_error(fmt::format("{}: key '{}': expected {}", source_.string(), key, expected));
-    }
-
-    template <class T>
-    T integer(toml::node_view<const toml::node> node, std::string_view key, T low, T high,
-              std::optional<T> fallback) const {
-        if (!node) {
-            if (fallback) return *fallback;
-            fail(key, fmt::format("an integer from {} to {} (it is missing)", low, high));
-        }
-        auto value = node.value<std::int64_t>();
-        if (!node.is_integer() || !value || *value < static_cast<std::int64_t>(low) ||
-            static_cast<std::uint64_t>(*value) > static_cast<std::uint64_t>(high))
-            fail(key, fmt::format("an integer from {} to {}", low, high));
-        return static_cast<T>(*value);
-    }
-
-    std::string text(toml::node_view<const toml::node> node, std::string_view key) const {
-        auto value = node.value<std::string>();
-        if (!node.is_string() || !value || value->empty()) fail(key, "a non-empty string");
-        return *value;
-    }
-
-    std::filesystem::path path(toml::node_view<const toml::node> node, std::string_view key) const {
-        std::filesystem::path p = text(node, key);
-        return p.is_absolute() ? p : (base_ / p).lexically_normal();
-    }
-
-    const toml::table& root() const noexcept { return root_; }
-
-private:
-    const toml::table& root_;
-    std::filesystem::path source_;
-    std::filesystem::path base_;
-};
-
-// The content of a file that holds a secret, which must be a regular file that only its owner
-// can read: a secret that others on the host can read is no secret.
-inline std::string read_secret_file(const std::filesystem::path& file, const std::filesystem::path& source,
-                                    std::string_view key) {
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0)
-        throw config_error(fmt::format("{}: {}: cannot read {}: {}", source.string(), key, file.string(), std::strerror(errno)));
-    if (!S_ISREG(st.st_mode))
-        throw config_error(fmt::format("{}: {}: {} is not a regular file", source.string(), key, file.string()));
-    if (st.st_mode & 077)
-        throw config_error(fmt::format("{}: {}: {} can be read by others (mode {:04o}): chmod 600 it", source.string(),
-                                       key, file.string(), st.st_mode & 07777));
-    std::ifstream in(file, std::ios::binary);
-    std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (!in.good() && !in.eof())
-        throw config_error(fmt::format("{}: {}: cannot read {}", source.string(), key, file.string()));
-    return secret;
-}
-
-// The key made from a cluster secret file (at least 16 bytes).
-inline std::shared_ptr<const protocol::cluster_key> read_cluster_secret(const std::filesystem::path& file,
-                                                                        const std::filesystem::path& source) {
-    auto secret = read_secret_file(file, source, "security.cluster_secret_file");
-    if (secret.size() < 16)
-        throw config_error(fmt::format("{}: security.cluster_secret_file: {} holds {} bytes; a secret needs at least 16",
-                                       source.string(), file.string(), secret.size()));
-    auto key = std::make_shared<protocol::cluster_key>(protocol::derive_key(secret));
-    sodium_memzero(secret.data(), secret.size());
-    return key;
-}
-
-// A client password file: its first line.
-inline std::string read_client_password(const std::filesystem::path& file, const std::filesystem::path& source) {
-    auto text = read_secret_file(file, source, "security.client_password_file");
-    auto password = text.substr(0, text.find_first_of("\r\n"));
-    sodium_memzero(text.data(), text.size());
-    if (password.empty())
-        throw config_error(fmt::format("{}: security.client_password_file: {} holds no password on its first line",
-                                       source.string(), file.string()));
-    return password;
-}
-
-// Every table and key a cluster file may hold; anything else is a mistake worth stopping for
-// (`threds`, `[replicaton]`), not a setting to ignore.
-struct known_table {
-    std::string_view name;
-    std::vector<std::string_view> keys;
-};
-inline const std::vector<known_table>& known_tables() {
-    static const std::vector<known_table> tables{
-        {"pool", {"threads", "dispatch"}},
-        {"limits", {"max_key_bytes", "max_value_bytes", "max_in_flight", "max_output_bytes", "idle_timeout_s"}},
-        {"replication", {"backups", "consistency", "max_clock_skew_ms", "policy", "heal_mb_per_s", "min_copies", "tombstone_purge_s"}},
-        {"membership", {"probe_interval_ms", "probe_timeout_ms", "suspicion_mult", "indirect_probes", "sync_interval_ms",
-                        "gossip_interval_ms", "anti_entropy_s", "leave_on_stop"}},
-        {"storage", {"mode", "fsync", "compact_after_mb"}},
-        {"resp", {"route"}},
-        {"security", {"cluster_secret_file", "client_password_file"}},
-        {"supervisor", {"max_restarts", "window_s"}},
-        {"peers", {"id", "host", "port", "resp_port", "shared", "data"}},
-    };
-    return tables;
-}
-
-// Levenshtein distance, for "did you mean".
-inline std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diagonal = row[0];
-        row[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            const std::size_t up = row[j];
-            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-            diagonal = up;
-        }
-    }
-    return row[b.size()];
-}
-
-// ", did you mean 'x'?" for the nearest of `names` to `name`, when one is near enough.
-inline std::string nearest(std::string_view name, const std::vector<std::string_view>& names, std::string_view prefix) {
-    std::string_view best;
-    std::size_t best_distance = std::max<std::size_t>(2, name.size() / 3) + 1;
-    for (auto n : names)
-        if (auto d = edit_distance(name, n); d < best_distance) {
-            best = n;
-            best_distance = d;
-        }
-    return best.empty() ? std::string() : fmt::format(" (did you mean '{}{}'?)", prefix, best);
-}
-
-// Throws for the first table or key the file has that no setting reads.
-inline void check_known(const toml::table& root, const std::filesystem::path& source) {
-    std::vector<std::string_view> tables;
-    for (const auto& t : known_tables()) tables.push_back(t.name);
-    auto check_keys = [&](const toml::table& t, const known_table& spec, const std::string& where) {
-        for (const auto& [k, v] : t) {
-            if (std::find(spec.keys.begin(), spec.keys.end(), k.str()) != spec.keys.end()) continue;
-            throw config_error(fmt::format("{}: unknown key '{}.{}'{}", source.string(), where, k.str(),
-                                           nearest(k.str(), spec.keys, std::string(where) + ".")));
-        }
-    };
-    for (const auto& [k, v] : root) {
-        auto spec = std::find_if(known_tables().begin(), known_tables().end(),
-                                 [&](const known_table& t) { return t.name == k.str(); });
-        if (spec == known_tables().end())
-            throw config_error(fmt::format("{}: unknown {} '{}'{}", source.string(), v.is_table() ? "table" : "key",
-                                           k.str(), nearest(k.str(), tables, "")));
-        if (const auto* t = v.as_table()) check_keys(*t, *spec, std::string(k.str()));
-        if (const auto* a = v.as_array())
-            for (std::size_t i = 0; i < a->size(); ++i)
-                if (const auto* t = (*a)[i].as_table()) check_keys(*t, *spec, fmt::format("{}[{}]", k.str(), i));
-    }
-}
-
-}  // namespace detail
 
 // Parses `text` as if read from `source` (which names the file in errors and anchors relative
 // paths).
@@ -340,57 +169,6 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     c.min_copies = in.integer<std::size_t>(view["replication"]["min_copies"], "replication.min_copies", 1,
                                            std::size_t{c.backups} + 1, 1);
     return c;
-}
-
-// A peer that is not in the file joins a live cluster (dhtkit-peer --join JOIN --listen LISTEN
-// --dir DIR): it is added to `cluster` as a peer that is not a seed, its shared and data folders
-// inside DIR. Its node id is chosen once, at random above every id a file may give (2^62), and
-// kept in DIR/data/node_id, so that a restart is the same node. Returns the id.
-inline std::uint64_t add_joining_peer(cluster_settings& cluster, const std::string& join, const std::string& listen,
-                                      const std::filesystem::path& dir) {
-    const std::string where = cluster.source.empty() ? std::string("the cluster settings") : cluster.source.string();
-    if (!cluster.live_membership)
-        throw config_error(fmt::format("{}: --join needs [replication] policy = \"dynamic\"", where));
-    auto split = [](const std::string& text, std::string_view flag) {
-        net::endpoint::host_port hp;
-        try {
-            hp = net::endpoint::split(text);
-        } catch (const std::invalid_argument& e) {
-            throw config_error(fmt::format("{} {}: {}", flag, text, e.what()));
-        }
-        if (hp.host.empty() || hp.port == 0)
-            throw config_error(fmt::format("{} {}: expected HOST:PORT, the port a number from 1 to 65535", flag, text));
-        return std::pair{std::string(hp.host), hp.port};
-    };
-    (void)split(join, "--join");
-    auto [host, port] = split(listen, "--listen");
-    peer_settings p;
-    p.host = host;
-    p.port = port;
-    p.seed = false;
-    const auto base = std::filesystem::absolute(dir);
-    p.shared_dir = base / "shared";
-    p.data_dir = base / "data";
-    std::filesystem::create_directories(p.shared_dir);
-    std::filesystem::create_directories(p.data_dir);
-    const auto id_file = p.data_dir / "node_id";
-    if (std::ifstream in(id_file); in) {
-        if (!(in >> p.id) || p.id < (std::uint64_t{1} << 62))
-            throw config_error(fmt::format("{}: not a node id this program wrote (remove it to start as a new node)",
-                                           id_file.string()));
-    } else {
-        std::random_device rd;
-        p.id = (std::uint64_t{1} << 62) | ((std::uint64_t{rd()} << 32 | rd()) & ((std::uint64_t{1} << 62) - 1));
-        std::ofstream out(id_file);
-        out << p.id << "\n";
-        if (!out.flush()) throw config_error(fmt::format("{}: cannot write the node id", id_file.string()));
-    }
-    for (const auto& q : cluster.peers)
-        if (q.host == p.host && q.port == p.port)
-            throw config_error(fmt::format("--listen {}: peer {} of {} has that address", listen, q.id, where));
-    cluster.join = join;
-    cluster.peers.push_back(p);
-    return p.id;
 }
 
 inline cluster_settings load_config(const std::filesystem::path& file) {

@@ -20,16 +20,10 @@
 #include <fmt/format.h>
 
 #include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/store/log_files.hpp"
 #include "dhtkit/store/log_format.hpp"
-#include "dhtkit/store/log_replay.hpp"
 
 namespace dhtkit::snapshot {
-
-// Whether `dir`'s entries (a rename, a new file) are on the disk.
-inline bool sync_folder(const std::filesystem::path& dir) {
-    net::unique_fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    return d && ::fsync(d.get()) == 0;
-}
 
 using entry_fn = std::function<void(std::string_view key, std::string_view entry)>;
 
@@ -59,7 +53,7 @@ inline std::uint64_t write(const std::filesystem::path& dir, std::uint64_t g,
     fd.reset();
     if (before_rename) before_rename();
     std::filesystem::rename(temporary, final_path);
-    if (!sync_folder(dir)) throw storage_error(fmt::format("{}: cannot sync the folder", dir.string()));
+    if (!log_files::sync_folder(dir)) throw storage_error(fmt::format("{}: cannot sync the folder", dir.string()));
     // Now the new snapshot and the logs from g on hold everything: the rest can go.
     for (auto old : log_files::generations(dir, "log."))
         if (old < g) std::filesystem::remove(log_files::log_path(dir, old));

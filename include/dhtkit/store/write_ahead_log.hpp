@@ -29,22 +29,15 @@
 // damage on are moved aside into <file>.corrupt-at-<offset>, never deleted. See
 // store/log_replay.hpp.
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <mutex>
-#include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -53,6 +46,8 @@
 #include <fmt/format.h>
 
 #include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/store/log_figures.hpp"
+#include "dhtkit/store/log_files.hpp"
 #include "dhtkit/store/log_format.hpp"
 #include "dhtkit/store/log_replay.hpp"
 #include "dhtkit/store/snapshot.hpp"
@@ -125,25 +120,8 @@ public:
     [[nodiscard]] const log_recovery& recovery() const noexcept { return recovery_; }
 
     // The figures `stats` shows.
-    struct figures {
-        std::uint64_t log_bytes = 0;  // of the current generation's log
-        std::uint64_t generation = 0;
-        std::int64_t last_snapshot_time = 0;  // seconds since the epoch; 0 for none
-        std::uint64_t last_snapshot_records = 0;
-        std::uint64_t fsync_p99_us = 0;  // over the last 1024 syncs
-        std::uint64_t compactions = 0;
-    };
-    [[nodiscard]] figures report() const {
-        std::lock_guard lock(figures_mutex_);
-        figures f = figures_;
-        if (!sync_us_.empty()) {
-            auto v = sync_us_;
-            auto at = v.begin() + static_cast<std::ptrdiff_t>((v.size() - 1) * 99 / 100);
-            std::nth_element(v.begin(), at, v.end());
-            f.fsync_p99_us = *at;
-        }
-        return f;
-    }
+    using figures = log_figures::figures;
+    [[nodiscard]] figures report() const { return figures_.report(); }
 
     // Starts a compaction now (normally the log's size decides). For tests and tools.
     void compact_now() {
@@ -173,45 +151,25 @@ private:
 
     void recover(const entry_fn& apply) {
         recovery_ = replay_folder(dir_, options_.repair, apply);
-        {
-            std::lock_guard lock(figures_mutex_);
-            figures_.last_snapshot_records = recovery_.snapshot_records;
-            figures_.last_snapshot_time = recovery_.snapshot_time;
-        }
+        figures_.recovered(recovery_.snapshot_records, recovery_.snapshot_time);
         open_log(recovery_.generation);
     }
 
     // Makes log.<g> the file appended to (creating it with its header).
     void open_log(std::uint64_t g) {
-        const auto file = log_path(dir_, g);
-        net::unique_fd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-        if (!fd) throw storage_error(fmt::format("{}: cannot open for writing: {}", file.string(), std::strerror(errno)));
-        struct stat st {};
-        if (::fstat(fd.get(), &st) != 0) throw storage_error(fmt::format("{}: {}", file.string(), std::strerror(errno)));
-        std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
-        if (size == 0) {
-            if (!net::write_all(fd.get(), log_magic) || ::fdatasync(fd.get()) != 0 || !sync_folder())
-                throw storage_error(fmt::format("{}: cannot write its header: {}", file.string(), std::strerror(errno)));
-            size = log_header_size;
-        }
-        log_fd_ = std::move(fd);
+        auto opened = log_files::open_log(dir_, g);
+        log_fd_ = std::move(opened.fd);
         generation_ = g;
-        std::lock_guard lock(figures_mutex_);
-        figures_.log_bytes = size;
-        figures_.generation = g;
+        figures_.log_opened(g, opened.bytes);
     }
 
     // --- the log's thread ---------------------------------------------------------------------
 
-    bool sync_folder() const { return snapshot::sync_folder(dir_); }
-
     bool sync_log() {
         const auto t0 = clock::now();
         const bool ok = ::fdatasync(log_fd_.get()) == 0;
-        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count();
-        std::lock_guard lock(figures_mutex_);
-        if (sync_us_.size() < 1024) sync_us_.push_back(static_cast<std::uint64_t>(us));
-        else sync_us_[sync_at_++ % 1024] = static_cast<std::uint64_t>(us);
+        figures_.synced(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - t0).count()));
         return ok;
     }
 
@@ -250,12 +208,7 @@ private:
         bool ok = net::write_all(log_fd_.get(), batch);
         if (ok && options_.sync == fsync_rule::always) ok = sync_log();
         else dirty_.store(true, std::memory_order_release);
-        std::uint64_t size;
-        {
-            std::lock_guard lock(figures_mutex_);
-            size = figures_.log_bytes += batch.size();
-        }
-        if (size > options_.compact_after_bytes) {
+        if (figures_.appended(batch.size()) > options_.compact_after_bytes) {
             // The log's thread starts the compaction (it may be asleep until the next sync);
             // asked before any `done` runs, so that a writer that saw its ack sees it asked.
             std::lock_guard lock(mutex_);
@@ -314,11 +267,7 @@ private:
                 last_sync = clock::now();
             }
             if (stopping) return;
-            std::uint64_t size;
-            {
-                std::lock_guard lock(figures_mutex_);
-                size = figures_.log_bytes;
-            }
+            const auto size = figures_.log_bytes();
             if (compact || (size > options_.compact_after_bytes && !compacting())) start_compaction();
         }
     }
@@ -365,15 +314,7 @@ private:
         } catch (const std::exception&) {
             // Left as a crash would leave it: the older snapshot and logs still hold everything.
         }
-        {
-            std::lock_guard lock(figures_mutex_);
-            if (ok) {
-                figures_.last_snapshot_records = records;
-                figures_.last_snapshot_time =
-                    std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-                ++figures_.compactions;
-            }
-        }
+        if (ok) figures_.compacted(records);
         std::lock_guard lock(mutex_);
         compacting_ = false;
         wake_.notify_all();
@@ -399,10 +340,7 @@ private:
     std::uint64_t generation_ = 0;
     std::atomic<bool> dirty_{false};  // written since the last sync
 
-    mutable std::mutex figures_mutex_;
-    figures figures_;                    // guarded by figures_mutex_
-    std::vector<std::uint64_t> sync_us_;  // guarded by figures_mutex_
-    std::size_t sync_at_ = 0;            // guarded by figures_mutex_
+    log_figures figures_;
 
     std::thread thread_;
     std::thread compactor_;
