@@ -12,7 +12,6 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@
 #include <thread>
 
 #include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/net/wakeup.hpp"
 
 namespace dhtkit {
 
@@ -118,8 +118,7 @@ struct console_job {
 // With `input` null, only waits for a signal (a peer serving without a prompt).
 inline console_end run_console(int signal_fd, line_input* input, const line_handler& on_line) {
     const bool interactive = input && ::isatty(0);
-    net::unique_fd finished(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!finished) throw std::system_error(errno, std::generic_category(), "eventfd");
+    const net::wakeup finished;
     std::list<std::unique_ptr<detail::console_job>> abandoned;  // cancelled, still ending
     std::unique_ptr<detail::console_job> running;
     std::list<std::string> queued;  // lines read ahead of the one running (a pipe gives many at once)
@@ -130,15 +129,14 @@ inline console_end run_console(int signal_fd, line_input* input, const line_hand
         if (running || queued.empty()) return;
         auto job = std::make_unique<detail::console_job>();
         job->thread = std::jthread([&on_line, j = job.get(), line = std::move(queued.front()),
-                                    fd = finished.get()](std::stop_token stop) {
+                                    &finished](std::stop_token stop) {
             try {
                 j->go_on = on_line(line, stop, j->out, j->err);
             } catch (const std::exception& e) {
                 j->err << "error: " << e.what() << '\n';
             }
             j->done.store(true, std::memory_order_release);
-            std::uint64_t one = 1;
-            [[maybe_unused]] auto r = ::write(fd, &one, sizeof one);
+            finished.notify();
         });
         queued.pop_front();
         running = std::move(job);
@@ -149,7 +147,7 @@ inline console_end run_console(int signal_fd, line_input* input, const line_hand
         at_prompt = true;
     }
     for (;;) {
-        pollfd fds[3] = {{signal_fd, POLLIN, 0}, {finished.get(), POLLIN, 0}, {0, POLLIN, 0}};
+        pollfd fds[3] = {{signal_fd, POLLIN, 0}, {finished.fd(), POLLIN, 0}, {0, POLLIN, 0}};
         const bool reading = input_open && !running && queued.empty();
         int n = ::poll(fds, reading ? 3 : 2, -1);
         if (n < 0) {
@@ -173,8 +171,7 @@ inline console_end run_console(int signal_fd, line_input* input, const line_hand
             continue;
         }
         if (fds[1].revents) {
-            std::uint64_t count;
-            [[maybe_unused]] auto r = ::read(finished.get(), &count, sizeof count);
+            finished.drain();
             abandoned.remove_if([](const auto& j) { return j->done.load(std::memory_order_acquire); });
             if (running && running->done.load(std::memory_order_acquire)) {
                 running->thread.join();

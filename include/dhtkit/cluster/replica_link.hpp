@@ -16,7 +16,6 @@
 // of a key, answered in order with the copies. A read is never re-sent or hinted: it fails.
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,7 +26,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -39,7 +37,7 @@
 #include "dhtkit/cluster/in_flight.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/missed_copies.hpp"
-#include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/net/wakeup.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/rpc.hpp"
 
@@ -52,7 +50,7 @@ public:
                  const lease_holdings* held = nullptr)
         : to_(std::move(to)), limits_(lim), source_(std::move(source)), hello_(std::move(hello)), options_(opt),
           counters_(counters), grants_(grants), held_(held),
-          wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), missed_(options_, counters), in_flight_(counters) {
+          missed_(options_, counters), in_flight_(counters) {
         thread_ = std::thread([this] { run(); });
     }
     replica_link(const replica_link&) = delete;
@@ -131,14 +129,9 @@ private:
 
     // With mutex_ held. Marks the replica as behind (it missed a copy) and says whether the last
     // lease granted to it may still run.
-    bool lease_may_be_held() {
-        return grants_ && clock::now() < grants_->missed(to_.id);
-    }
+    bool lease_may_be_held() { return grants_ && clock::now() < grants_->missed(to_.id); }
 
-    void wake() noexcept {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto r = ::write(wake_.get(), &one, sizeof one);
-    }
+    void wake() noexcept { wake_.notify(); }
 
     // --- the link's thread --------------------------------------------------------------------
 
@@ -165,8 +158,7 @@ private:
         std::lock_guard lock(mutex_);
         if (!outbox_.empty()) {
             if (rpc_.valid()) {
-                if (rpc_.signing()) sign_into_unsent();
-                else unsent_.append(outbox_);
+                rpc_.queue_frames(outbox_);
             } else {
                 // Frames written for a connection that failed: resent from the keys once connected.
                 resend_ = true;
@@ -182,18 +174,6 @@ private:
         return stopping_;
     }
 
-    // The writers' frames, signed for this connection (its nonce is the link thread's to know).
-    void sign_into_unsent() {
-        for (std::size_t at = 0; at + protocol::header_size <= outbox_.size();) {
-            auto d = protocol::decode(std::span<const std::byte, protocol::header_size>(
-                                          reinterpret_cast<const std::byte*>(outbox_.data() + at), protocol::header_size),
-                                      limits_);
-            const std::string_view frame(outbox_.data() + at + protocol::header_size, d.h.key_length + d.h.value_length);
-            rpc_.append_request(unsent_, d.h, frame.substr(0, d.h.key_length), frame.substr(d.h.key_length));
-            at += protocol::header_size + frame.size();
-        }
-    }
-
     bool want_retry() {
         std::lock_guard lock(mutex_);
         return !stopping_ && missed_.want_retry(clock::now());
@@ -204,15 +184,10 @@ private:
             rpc_ = protocol::rpc_stream::connect(to_.host, to_.port, limits_, options_.connect_timeout);
             // A replica that follows another map is as good as down: copies there are missed.
             if (!say_hello(rpc_, hello_, options_.ack_timeout).agreed()) throw std::runtime_error("hello refused");
-        } catch (const std::system_error& e) {
+        } catch (const std::exception& e) {
             // Refused: nothing listens on its port, so the process that held leases is gone.
-            gone_ = e.code().value() == ECONNREFUSED;
-            rpc_.close();
-            std::lock_guard lock(mutex_);
-            missed_.mark_down();
-            return false;
-        } catch (const std::exception&) {
-            gone_ = false;
+            const auto* failed = dynamic_cast<const std::system_error*>(&e);
+            gone_ = failed && failed->code().value() == ECONNREFUSED;
             rpc_.close();
             std::lock_guard lock(mutex_);
             missed_.mark_down();
@@ -230,14 +205,12 @@ private:
     // After a reconnect: the copies in flight are sent again, as the keys' current records.
     void resend_in_flight() {
         resend_ = false;
-        unsent_.clear();
-        sent_ = 0;
         auto deadline = clock::now() + options_.ack_timeout;
         in_flight_.resend([&](link_request& r) { return r.read() ? queue_read(r, deadline) : queue_current(r, deadline); });
     }
 
-    // Appends a replicate frame with the current record of c's key to the unsent bytes, under a
-    // new id. False when the key has no record here any more.
+    // Queues a replicate frame with c's key's current record, under a new id; false when the key
+    // has no record here any more.
     bool queue_current(link_request& c, clock::time_point deadline) {
         auto key = std::string_view(c.hint).substr(1);
         auto rec = source_(static_cast<protocol::table_id>(c.hint[0]), key);
@@ -246,18 +219,18 @@ private:
             std::lock_guard lock(mutex_);
             c.id = ++next_id_;
         }
-        rpc_.append_request(unsent_, {protocol::opcode::replicate, 0, protocol::status::ok, c.id, 0, 0}, key, *rec);
+        rpc_.queue_request({protocol::opcode::replicate, 0, protocol::status::ok, c.id, 0, 0}, key, *rec);
         c.deadline = deadline;
         return true;
     }
 
-    // Appends a read's frame again, under a new id (its bytes went with a failed connection).
+    // Queues a read's frame again, under a new id (its bytes went with a failed connection).
     bool queue_read(link_request& c, clock::time_point deadline) {
         {
             std::lock_guard lock(mutex_);
             c.id = ++next_id_;
         }
-        rpc_.append_request(unsent_, {c.read_op, protocol::flag_own_copy, protocol::status::ok, c.id, 0, 0}, c.hint, {});
+        rpc_.queue_request({c.read_op, protocol::flag_own_copy, protocol::status::ok, c.id, 0, 0}, c.hint, {});
         c.deadline = deadline;
         return true;
     }
@@ -279,22 +252,11 @@ private:
         }
     }
 
-    bool send_unsent() {
-        auto r = rpc_.stream().send_some(std::as_bytes(std::span(unsent_)).subspan(sent_));
-        if (!r) return false;
-        sent_ += r.bytes;
-        if (sent_ == unsent_.size()) {
-            unsent_.clear();
-            sent_ = 0;
-        }
-        return true;
-    }
-
     void wait_and_transfer() {
         // Most rounds the socket has room: send before waiting rather than after.
-        if (rpc_.valid() && sent_ < unsent_.size() && !send_unsent()) return fail_connection(true);
-        pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {-1, 0, 0}};
-        if (rpc_.valid()) fds[1] = {rpc_.stream().fd(), static_cast<short>(POLLIN | (sent_ < unsent_.size() ? POLLOUT : 0)), 0};
+        if (rpc_.valid() && rpc_.has_queued() && !rpc_.send_queued()) return fail_connection(true);
+        pollfd fds[2] = {{wake_.fd(), POLLIN, 0}, {-1, 0, 0}};
+        if (rpc_.valid()) fds[1] = {rpc_.stream().fd(), static_cast<short>(POLLIN | (rpc_.has_queued() ? POLLOUT : 0)), 0};
         int timeout = -1;
         auto now = clock::now();
         auto until = [&](clock::time_point t) {
@@ -309,12 +271,9 @@ private:
             if (missed_.down() && !missed_.empty()) until(missed_.retry_at());
         }
         if (::poll(fds, 2, timeout) <= 0) return;
-        if (fds[0].revents & POLLIN) {
-            std::uint64_t n;
-            [[maybe_unused]] auto r = ::read(wake_.get(), &n, sizeof n);
-        }
+        if (fds[0].revents & POLLIN) wake_.drain();
         if (!rpc_.valid()) return;
-        if ((fds[1].revents & POLLOUT) && !send_unsent()) return fail_connection(true);
+        if ((fds[1].revents & POLLOUT) && !rpc_.send_queued()) return fail_connection(true);
         if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) receive_acks();
     }
 
@@ -359,11 +318,7 @@ private:
         in_flight_.fail_copies([&](std::string hint) { missed_.add(std::move(hint)); });
     }
 
-    void drop_connection() {
-        rpc_.close();
-        unsent_.clear();
-        sent_ = 0;
-    }
+    void drop_connection() { rpc_.close(); }
 
     node to_;
     protocol::limits limits_;
@@ -373,7 +328,7 @@ private:
     replication_counters& counters_;
     lease_grants* grants_;
     const lease_holdings* held_;
-    net::unique_fd wake_;
+    net::wakeup wake_;
 
     mutable std::mutex mutex_;
     std::string outbox_;                     // guarded by mutex_
@@ -383,9 +338,7 @@ private:
     missed_copies missed_;                   // guarded by mutex_
 
     // The link thread's own.
-    protocol::rpc_stream rpc_;
-    std::string unsent_;
-    std::size_t sent_ = 0;
+    protocol::rpc_stream rpc_;  // and the frames queued for it
     in_flight_requests in_flight_;
     bool resend_ = false;
     bool gone_ = false;  // the last connect was refused

@@ -8,7 +8,6 @@
 // loop work. Timers live in the loop (every()), so that no component needs a polling thread of its own.
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 
 #include <algorithm>
@@ -30,6 +29,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/net/unique_fd.hpp"
+#include "dhtkit/net/wakeup.hpp"
 
 namespace dhtkit::net {
 
@@ -67,13 +67,13 @@ public:
     using handler = std::function<void(readiness)>;
 
     epoll_reactor()
-        : epoll_(::epoll_create1(EPOLL_CLOEXEC)), wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-        if (!epoll_ || !wake_)
-            throw std::system_error(errno, std::generic_category(), "epoll_reactor: epoll/eventfd");
+        : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {
+        if (!epoll_)
+            throw std::system_error(errno, std::generic_category(), "epoll_reactor: epoll_create1");
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.u64 = wake_tag;
-        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0)
+        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.fd(), &ev) != 0)
             throw std::system_error(errno, std::generic_category(), "epoll_reactor: watch eventfd");
     }
     epoll_reactor(const epoll_reactor&) = delete;
@@ -180,8 +180,7 @@ public:
         for (int i = 0; i < n; ++i) {
             std::uint64_t tag = ready[static_cast<std::size_t>(i)].data.u64;
             if (tag == wake_tag) {
-                std::uint64_t count;
-                [[maybe_unused]] auto r = ::read(wake_.get(), &count, sizeof count);
+                wake_.drain();
                 continue;
             }
             int fd = static_cast<int>(tag & 0xffffffffu);
@@ -213,10 +212,7 @@ public:
         return loop_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
     }
 
-    void wake() noexcept {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto r = ::write(wake_.get(), &one, sizeof one);
-    }
+    void wake() noexcept { wake_.notify(); }
 
 private:
     static constexpr std::uint64_t wake_tag = ~std::uint64_t{0};
@@ -249,7 +245,7 @@ private:
     }
 
     unique_fd epoll_;
-    unique_fd wake_;
+    wakeup wake_;
     std::mutex mutex_;  // guards slots_, posted_ and timers_
     std::vector<slot> slots_;
     std::map<int, unique_fd> timers_;

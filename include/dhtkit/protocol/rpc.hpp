@@ -5,7 +5,8 @@
 // and timed out is decided here once.
 //
 // Blocking calls take a timeout that bounds a stall (no progress), not the whole exchange. The
-// replica links, which poll many things at once, use the non-blocking pair receive_some()/next().
+// replica links, which poll many things at once and pipeline their requests, use the non-blocking
+// calls: queue_request()/queue_frames() and send_queued() to send, receive_some()/next() to read.
 
 #include <chrono>
 #include <cstdint>
@@ -49,6 +50,8 @@ public:
         stream_.close();
         reader_ = frame_reader(reader_.frame_limits());
         signer_.reset();  // a new connection gets a new nonce
+        queued_.clear();  // what was not sent went with the connection
+        queued_sent_ = 0;
     }
 
     // Signs the requests sent from now on that need it, for this connection (protocol/auth.hpp).
@@ -58,6 +61,39 @@ public:
     void append_request(std::string& out, const header& h, std::string_view key, std::string_view value) const {
         if (signer_ && needs_signature(h)) signer_->append(out, h, key, value);
         else append_frame(out, h, key, value);
+    }
+
+    // Queues a request frame, sent by send_queued() in order.
+    void queue_request(const header& h, std::string_view key, std::string_view value) {
+        append_request(queued_, h, key, value);
+    }
+    // Queues whole request frames made without this connection (by threads that do not know its
+    // nonce): signed here when it signs.
+    void queue_frames(std::string_view frames) {
+        if (!signer_) {
+            queued_.append(frames);
+            return;
+        }
+        for (std::size_t at = 0; at + header_size <= frames.size();) {
+            auto d = decode(std::span<const std::byte, header_size>(reinterpret_cast<const std::byte*>(frames.data() + at),
+                                                                    header_size),
+                            reader_.frame_limits());
+            const auto body = frames.substr(at + header_size, d.h.key_length + d.h.value_length);
+            append_request(queued_, d.h, body.substr(0, d.h.key_length), body.substr(d.h.key_length));
+            at += header_size + body.size();
+        }
+    }
+    [[nodiscard]] bool has_queued() const noexcept { return queued_sent_ < queued_.size(); }
+    // Sends what the socket takes now, without waiting. False when the connection failed.
+    bool send_queued() {
+        auto r = stream_.send_some(std::as_bytes(std::span(queued_)).subspan(queued_sent_));
+        if (!r) return false;
+        queued_sent_ += r.bytes;
+        if (queued_sent_ == queued_.size()) {
+            queued_.clear();
+            queued_sent_ = 0;
+        }
+        return true;
     }
 
     rpc_status send(const header& h, std::string_view key, std::string_view value, std::chrono::milliseconds timeout) {
@@ -107,6 +143,8 @@ private:
     frame_reader reader_;
     std::string out_;
     std::optional<frame_signer> signer_;
+    std::string queued_;           // the non-blocking half's
+    std::size_t queued_sent_ = 0;  // of queued_
 };
 
 }  // namespace dhtkit::protocol
