@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <dhtkit/cluster/lease_rules.hpp>
 #include <dhtkit/cluster/leases.hpp>
 #include <dhtkit/cluster/replication.hpp>
 
+#include <algorithm>
+#include <set>
 #include <thread>
 
 using namespace dhtkit;
@@ -69,4 +72,40 @@ TEST_CASE("the consistency rules: available needs one copy, majority more than h
     CHECK(majority.acknowledged(2, 3));
     CHECK(majority.quorum(5) == 3);
     CHECK(majority.quorum(1) == 1);
+}
+
+TEST_CASE("a node's lease grantors: the nodes it shares a slot with; under majority with a live map, every placed member") {
+    auto ids = [](const std::vector<node>& nodes) {
+        std::vector<node_id> out;
+        for (const auto& n : nodes) out.push_back(n.id);
+        return out;
+    };
+    std::vector<node> four;
+    for (node_id i = 0; i < 4; ++i) four.push_back({i, "127.0.0.1", static_cast<std::uint16_t>(7400 + i)});
+    // One backup, the peer after the home: node 0 holds its slots with 1, and node 3's with 3.
+    const static_backup one(1);
+    CHECK(ids(lease_grantors(make_cluster_map(one, 1, four), 0, one)) == std::vector<node_id>{1, 3});
+    const static_backup two(2);
+    CHECK(ids(lease_grantors(make_cluster_map(two, 1, four), 0, two)) == std::vector<node_id>{1, 2, 3});
+
+    // A live map of five with one dead: under majority every placed member grants, the dead one not.
+    auto five = four;
+    five.push_back({4, "127.0.0.1", 7404, node_state::failed});
+    five.push_back({5, "127.0.0.1", 7405, node_state::suspect});
+    const dynamic_backup majority(1, consistency::majority);
+    const cluster_map live(1, five, majority.place(five), /*identity=*/42);
+    CHECK(ids(lease_grantors(live, 0, majority)) == std::vector<node_id>{1, 2, 3, 5});
+    // Under "available", only those it shares a slot with.
+    const dynamic_backup available(1, consistency::available);
+    const cluster_map live_available(1, five, available.place(five), 42);
+    std::set<node_id> shares;
+    for (std::size_t s = 0; s < slot_count; ++s) {
+        const auto h = live_available.holders(static_cast<slot_t>(s));
+        if (std::find(h.begin(), h.end(), node_id{0}) == h.end()) continue;
+        for (auto id : h)
+            if (id != 0) shares.insert(id);
+    }
+    const auto sharing = ids(lease_grantors(live_available, 0, available));
+    CHECK(std::set<node_id>(sharing.begin(), sharing.end()) == shares);
+    CHECK(std::find(sharing.begin(), sharing.end(), node_id{4}) == sharing.end());
 }

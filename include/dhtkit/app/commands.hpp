@@ -177,7 +177,7 @@ inline command_status run_command(const std::vector<std::string>& words, command
         } else {
             follow_map();
             for (const auto& n : ctx.cluster.map().nodes())
-                if (n.state == node_state::member || n.state == node_state::suspect) targets.push_back(n.id);
+                if (placed(n.state)) targets.push_back(n.id);
         }
         auto status = command_status::done;
         for (auto i : targets)
@@ -292,9 +292,9 @@ inline command_status run_command(const std::vector<std::string>& words, command
         const auto& m = ctx.cluster.map();
         for (const auto& n : m.nodes()) {
             // A live cluster's view says more than a ping: whether the members take it for alive.
-            const bool placed = n.state == node_state::member || n.state == node_state::suspect;
-            auto r = placed ? ctx.cluster.call(n.id, protocol::opcode::ping, {}) : reply{};
-            fmt::print(out, "peer {} {}:{} {}{}\n", n.id, n.host, n.port, placed ? (r.ok() ? "up" : "down") : "-",
+            const bool in_placement = placed(n.state);
+            auto r = in_placement ? ctx.cluster.call(n.id, protocol::opcode::ping, {}) : reply{};
+            fmt::print(out, "peer {} {}:{} {}{}\n", n.id, n.host, n.port, in_placement ? (r.ok() ? "up" : "down") : "-",
                        m.live() ? fmt::format(" ({} in the view of epoch {})", to_string(n.state), m.epoch()) : "");
         }
         return command_status::done;

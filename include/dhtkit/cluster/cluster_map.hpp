@@ -48,6 +48,9 @@ enum class node_state : std::uint8_t { member, joining, leaving, failed, suspect
     return "unknown";
 }
 
+// Whether the placement gives a node in this state slots: a member, also while suspected.
+[[nodiscard]] constexpr bool placed(node_state s) noexcept { return s == node_state::member || s == node_state::suspect; }
+
 struct node {
     node_id id = 0;
     std::string host;
@@ -86,6 +89,10 @@ public:
     }
 
     [[nodiscard]] std::span<const node_id> holders(slot_t s) const noexcept { return sets_[set_of_[s]]; }
+    // The distinct replica sets (the first the empty one), and which one slot `s` has: what
+    // `of` takes, for the map on the wire (cluster/map_codec.hpp).
+    [[nodiscard]] const std::vector<std::vector<node_id>>& sets() const noexcept { return sets_; }
+    [[nodiscard]] std::uint32_t set_index(slot_t s) const noexcept { return set_of_[s]; }
 
     // The maximal runs of slots whose replica set includes `n`.
     [[nodiscard]] std::vector<slot_range> ranges_held_by(node_id n) const {

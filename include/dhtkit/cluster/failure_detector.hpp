@@ -73,7 +73,7 @@ public:
         view_.leave();
         on_change_(view_);
         for (const auto& m : view_.members())
-            if (m.at.id != view_.self().at.id && membership::placed(m.at.state))
+            if (m.at.id != view_.self().at.id && placed(m.at.state))
                 send(m.at, message(protocol::gossip_kind::sync, 0, view_.members()));
     }
 

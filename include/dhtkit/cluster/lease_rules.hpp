@@ -25,7 +25,9 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -163,5 +165,22 @@ private:
     std::size_t min_copies_;
     std::atomic<std::chrono::steady_clock::rep> act_after_{0};
 };
+
+// The nodes `self` shares slots with in `m`: its read leases come from them. Under "majority"
+// with a live map, every placed member: a node acts only with leases from most members.
+template <replication_policy Replication>
+[[nodiscard]] std::vector<node> lease_grantors(const cluster_map& m, node_id self, const Replication& policy) {
+    std::vector<node> out;
+    const bool all_members = m.live() && policy.quorum(3) > 1;
+    for (const auto& n : m.nodes()) {
+        if (n.id == self) continue;
+        bool shared = all_members && placed(n.state);
+        if (!shared) m.slots().for_each_range([&](slot_range, std::span<const node_id> h) {
+            shared = shared || (std::find(h.begin(), h.end(), self) != h.end() && std::find(h.begin(), h.end(), n.id) != h.end());
+        });
+        if (shared) out.push_back(n);
+    }
+    return out;
+}
 
 }  // namespace dhtkit

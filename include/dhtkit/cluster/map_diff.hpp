@@ -32,7 +32,7 @@ struct map_changes {
 [[nodiscard]] inline std::vector<node_id> placed_ids(const cluster_map& m) {
     std::vector<node_id> out;
     for (const auto& n : m.nodes())
-        if (membership::placed(n.state)) out.push_back(n.id);
+        if (placed(n.state)) out.push_back(n.id);
     return out;
 }
 
@@ -48,7 +48,7 @@ struct map_changes {
         if (!after.holds(self, slot) || before.holds(self, slot)) continue;
         ids.clear();
         for (auto id : before.holders(slot))
-            if (const node* n = after.find(id); n && membership::placed(n->state)) ids.push_back(id);
+            if (const node* n = after.find(id); n && placed(n->state)) ids.push_back(id);
         for (auto id : after.holders(slot))
             if (id != self && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
         std::sort(ids.begin(), ids.end());
@@ -74,8 +74,8 @@ struct map_changes {
     c.placement_moved = placed_ids(before) != placed_ids(after);
     for (const auto& n : after.nodes()) {
         const node* was = before.find(n.id);
-        if (!was || n.id == self || membership::placed(n.state) == membership::placed(was->state)) continue;
-        if (membership::placed(n.state)) c.back.push_back(n.id);
+        if (!was || n.id == self || placed(n.state) == placed(was->state)) continue;
+        if (placed(n.state)) c.back.push_back(n.id);
         else c.declared_dead = true;
     }
     return c;

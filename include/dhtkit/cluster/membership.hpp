@@ -236,7 +236,6 @@ public:
     }
     [[nodiscard]] std::size_t news_pending() const noexcept { return pending_.size(); }
 
-    [[nodiscard]] static bool placed(node_state s) noexcept { return s == node_state::member || s == node_state::suspect; }
 
 private:
     struct entry {
@@ -263,7 +262,7 @@ private:
                 return (cur.at.state == node_state::member && u.incarnation >= cur.incarnation) ||
                        (cur.at.state == node_state::suspect && u.incarnation > cur.incarnation);
             case node_state::failed:
-                return ((cur.at.state == node_state::member || cur.at.state == node_state::suspect) &&
+                return (dhtkit::placed(cur.at.state) &&
                         u.incarnation >= cur.incarnation) ||
                        (cur.at.state == node_state::failed && u.incarnation > cur.incarnation);
             case node_state::left: return cur.at.state != node_state::left && u.incarnation >= cur.incarnation;

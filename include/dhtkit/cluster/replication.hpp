@@ -138,7 +138,7 @@ public:
         : ack_rule(c), backups_(backups) {}
 
     [[nodiscard]] static bool placed(const node& n) noexcept {
-        return n.state == node_state::member || n.state == node_state::suspect;
+        return dhtkit::placed(n.state);
     }
 
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {

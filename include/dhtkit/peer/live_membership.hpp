@@ -124,7 +124,7 @@ public:
         while (std::chrono::steady_clock::now() - t0 < limit && p_.serving()) {
             waiting.clear();
             for (const auto& n : p_.view.current().nodes()) {
-                if (n.id == p_.self.id || !membership::placed(n.state)) continue;
+                if (n.id == p_.self.id || !placed(n.state)) continue;
                 auto r = p_.others.call(n.id, protocol::opcode::stats, {});
                 if (!r.ok()) continue;  // gone meanwhile: nothing to wait for there
                 // Another node's stats reply, read at the edge: its view of this node, and what
@@ -168,7 +168,7 @@ public:
         std::size_t alive = 0;
         std::string states;
         for (const auto& n : m.nodes()) {
-            alive += membership::placed(n.state) ? 1 : 0;
+            alive += placed(n.state) ? 1 : 0;
             states += fmt::format("{}{}:{}", states.empty() ? "" : ",", n.id, to_string(n.state));
         }
         const auto& c = detector_->stats();

@@ -22,15 +22,10 @@
 // there), then streams the snapshot.
 
 #include <fcntl.h>
-#include <malloc.h>
 
-#include <algorithm>
 #include <atomic>
-#include <mutex>
-#include <optional>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +36,7 @@
 
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/lease_keeper.hpp"
+#include "dhtkit/cluster/lease_rules.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/map_diff.hpp"
 #include "dhtkit/cluster/membership.hpp"
@@ -50,6 +46,7 @@
 #include "dhtkit/net/reactor.hpp"
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/peer/client.hpp"
+#include "dhtkit/peer/data_age.hpp"
 #include "dhtkit/peer/dispatch.hpp"
 #include "dhtkit/peer/file_service.hpp"
 #include "dhtkit/peer/front/binary.hpp"
@@ -61,6 +58,7 @@
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/stats.hpp"
 #include "dhtkit/peer/sync_service.hpp"
+#include "dhtkit/peer/table_upkeep.hpp"
 #include "dhtkit/store/locked_table.hpp"
 
 namespace dhtkit {
@@ -136,7 +134,7 @@ public:
         if (!cluster_.cluster_key)
             log_("warning: the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
                  "can replicate, sync and register files here");
-        refuse_data_older_than_purge();
+        if (cluster_.storage.log) data_age::refuse_if_older_than(self_.data_dir, cluster_.tombstone_purge, self_.id);
         // What this node kept beyond its table comes back first; the replicas then fill in the rest.
         storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record, true); },
                       [this](const write_ahead_log::entry_fn& each) { keys_.index().for_each_record(each); });
@@ -159,31 +157,12 @@ public:
             reactor_.add(resp_listener_.fd(), net::interest::read, net::trigger::level,
                          [this](net::readiness) { accept_all(true); });
         }
-        // Expired values are freed a shard at a time (the whole table every ~26 s with 256 shards):
-        // reads never see them anyway, this gives their memory back.
-        // Tombstones past [replication] tombstone_purge_s that every holder of their slot has had
-        // (cluster/slot_agreements.hpp) go the same way, four shards a tick (the
-        // whole table every 6.4 s); after a whole pass that purged anything, the allocator is asked
-        // to give the freed memory back to the system.
         keys_.index().purge_after(cluster_.tombstone_purge);
-        reactor_.every(std::chrono::milliseconds(100), [this] {
-            stats_.reclaimed(keys_.index().reclaim_expired(reclaim_shard_++ % Table::shard_count));
+        reactor_.every(std::chrono::milliseconds(100), [this] {  // peer/table_upkeep.hpp
             const auto& m = map();
-            // A member taken for dead may hold any slot's old values and come back with them (a
-            // later map places it again): while one is, nothing is purged. Once per tick.
-            const bool member_away = std::any_of(m.nodes().begin(), m.nodes().end(), [](const node& n) {
-                return n.state == node_state::failed || n.state == node_state::suspect;
-            });
-            for (int i = 0; i < 4; ++i) {
-                const auto shard = purge_shard_++ % Table::shard_count;
-                const auto n = member_away ? std::size_t{0}
-                                           : keys_.index().purge_tombstones(shard, [&, now = stamp_now()](slot_t s) {
-                                                 return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
-                                             });
-                purged_.fetch_add(n, std::memory_order_relaxed);
-                purged_this_pass_ += n;
-                if (shard + 1 == Table::shard_count && std::exchange(purged_this_pass_, 0) > 0) ::malloc_trim(0);
-            }
+            stats_.reclaimed(upkeep_.tick(m, Table::shard_count, [&, now = stamp_now()](slot_t s) {
+                return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
+            }));
         });
         loop_ = std::thread([this] { reactor_.run(); });
         started_ = true;
@@ -252,7 +231,7 @@ public:
                            held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
                            load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
                            keys_.index().refused_ahead(), cluster_.min_copies, keys_.single_copy_writes(),
-                           purged_.load(std::memory_order_relaxed)) +
+                           upkeep_.purged()) +
                membership_.report(m) + storage_.report();
     }
 
@@ -266,41 +245,10 @@ private:
         }
     }
 
-    // A node that kept data (a log) and was away longer than the tombstone purge period may hold
-    // values the others deleted and have since forgotten the delete of: started as it is, it would
-    // serve them and offer them back. So it does not start; it says why and the way out. The
-    // moment it last knew itself up to date is kept in DATA/confirmed_at (note_confirmed).
-    void refuse_data_older_than_purge() const {
-        const auto period = cluster_.tombstone_purge;
-        if (!cluster_.storage.log || period.count() == 0) return;
-        std::ifstream in(self_.data_dir / "confirmed_at");
-        long long at = 0;
-        if (!(in >> at)) return;  // never confirmed: a log from before this rule, or a first start
-        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
-        if (now - at <= period.count()) return;
-        throw settings_error(fmt::format(
-            "peer {}: its data was last confirmed by the other holders {} s ago, longer than [replication] "
-            "tombstone_purge_s = {}: it may hold values deleted since, whose deletes the others have forgotten. Move "
-            "{} away to start it empty (it catches up from the others), or raise tombstone_purge_s if no delete "
-            "was purged meanwhile",
-            self_.id, now - at, period.count(), self_.data_dir.string()));
-    }
-    // While nothing this node serves is unconfirmed (sync_service::unconfirmed), it notes the
-    // moment in DATA/confirmed_at (written aside, then renamed). The healer's thread, every 10 s.
+    // While nothing this node serves is unconfirmed (sync_service::unconfirmed), a node with a
+    // log notes that its data is up to date (peer/data_age.hpp). The healer's thread, every 10 s.
     void note_confirmed() {
-        if (!cluster_.storage.log || sync_.unconfirmed() != 0) return;
-        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch()).count();
-        const auto file = self_.data_dir / "confirmed_at";
-        const auto temp = self_.data_dir / "confirmed_at.new";
-        {
-            std::ofstream out(temp, std::ios::trunc);
-            out << now << "\n";
-            if (!out) return;
-        }
-        std::error_code ec;
-        std::filesystem::rename(temp, file, ec);
+        if (cluster_.storage.log && sync_.unconfirmed() == 0) data_age::note_confirmed(self_.data_dir);
     }
 
     // No read lease from any grantor is current (a node with none to hold: false).
@@ -309,27 +257,8 @@ private:
         return !held_.any_valid(held_any) && held_any;
     }
 
-    // The nodes this one shares slots with: its read leases come from them. Under "majority"
-    // with a live map, every placed member: a node acts only with leases from most members.
-    std::vector<node> grantors() const {
-        std::vector<node> out;
-        const auto& m = view_->current();
-        const bool all_members = m.live() && policy_.quorum(3) > 1;
-        for (const auto& n : m.nodes()) {
-            if (n.id == self_.id) continue;
-            if (all_members && membership::placed(n.state)) {
-                out.push_back(n);
-                continue;
-            }
-            bool shared = false;
-            m.slots().for_each_range([&](slot_range, std::span<const node_id> h) {
-                shared = shared || (std::find(h.begin(), h.end(), self_.id) != h.end() &&
-                                    std::find(h.begin(), h.end(), n.id) != h.end());
-            });
-            if (shared) out.push_back(n);
-        }
-        return out;
-    }
+    // Where this node's read leases come from (cluster/lease_rules.hpp).
+    std::vector<node> grantors() const { return lease_grantors(view_->current(), self_.id, policy_); }
     std::vector<node_id> grantors_ids() const {
         std::vector<node_id> ids;
         for (const auto& n : grantors()) ids.push_back(n.id);
@@ -409,10 +338,7 @@ private:
     net::unique_fd spare_fd_;
     std::thread loop_;
     std::atomic<bool> started_{false};
-    std::size_t reclaim_shard_ = 0;  // the listener loop's
-    std::size_t purge_shard_ = 0;      // the same
-    std::size_t purged_this_pass_ = 0;  // the same
-    std::atomic<std::uint64_t> purged_{0};
+    table_upkeep<index_service<Table>> upkeep_{keys_.index()};  // the listener loop's
 };
 
 }  // namespace dhtkit
