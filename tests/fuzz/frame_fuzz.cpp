@@ -63,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)decode_sync_request(f.value);
             (void)decode_sync_request(f.value, true);
             (void)decode_hello(f.value);
-            if (auto n = decode_nodes(f.value); n && encode_nodes(n->epoch, n->nodes) != f.value) std::abort();
+            if (auto m = decode_map(f.value); m && encode_map(m->epoch, m->nodes, m->slots) != f.value) std::abort();
             (void)dhtkit::read_version(f.value);
             if (f.h.flags & flag_signed) {
                 frame_view checked = f;

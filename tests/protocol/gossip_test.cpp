@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <dhtkit/cluster/gossip.hpp>
+#include <dhtkit/cluster/map_codec.hpp>
+#include <dhtkit/cluster/replication.hpp>
 
 using namespace dhtkit;
 using namespace dhtkit::protocol;
@@ -79,23 +81,55 @@ TEST_CASE("gossip datagrams without the cluster's secret are refused, and every 
     CHECK_FALSE(decode_gossip(bad_state, nullptr));
 }
 
-TEST_CASE("a map reply carries the epoch and the nodes, and nothing malformed reads") {
+TEST_CASE("a map reply carries the epoch, the nodes and the slot table, and nothing malformed reads") {
     std::vector<node> nodes{{1, "10.0.0.1", 7001, node_state::member, 7501},
-                            {2, "host.example", 7002, node_state::failed, 0},
-                            {3, "::1", 7003, node_state::left, 0}};
-    auto bytes = encode_nodes(42, nodes);
-    auto back = decode_nodes(bytes);
+                            {2, "host.example", 7002, node_state::member, 0},
+                            {3, "::1", 7003, node_state::suspect, 0},
+                            {4, "10.0.0.4", 7004, node_state::failed, 0}};
+    const auto placed = dynamic_backup(1).place(nodes);
+    auto bytes = encode_map(42, nodes, placed);
+    auto back = decode_map(bytes);
     REQUIRE(back);
     CHECK(back->epoch == 42);
     CHECK(back->nodes == nodes);
-    for (std::size_t n = 0; n < bytes.size(); ++n) CHECK_FALSE(decode_nodes(bytes.substr(0, n)));
-    CHECK_FALSE(decode_nodes(bytes + "x"));
+    bool same = true;
+    for (std::size_t s = 0; s < slot_count; ++s) {
+        const auto a = placed.holders(static_cast<slot_t>(s)), b = back->slots.holders(static_cast<slot_t>(s));
+        same = same && std::equal(a.begin(), a.end(), b.begin(), b.end());
+    }
+    CHECK(same);
+    CHECK(back->slots.holders(0).size() == 2);
+    for (std::size_t n = 0; n < bytes.size(); n += (n < 200 || bytes.size() - n < 40000) ? 1 : 997)
+        CHECK_FALSE(decode_map(bytes.substr(0, n)));
+    CHECK_FALSE(decode_map(bytes + "x"));
     auto bad_state = bytes;
     bad_state[8 + 4 + 8 + 2 + 2] = 9;  // the first node's state
-    CHECK_FALSE(decode_nodes(bad_state));
+    CHECK_FALSE(decode_map(bad_state));
+
+    // A slot table with unassigned slots, and what a table may not say.
+    slot_table some;
+    some.assign({0, 99}, {1, 2});
+    some.assign({100, 199}, {2, 1});
+    const auto sparse = encode_map(7, nodes, some);
+    auto read = decode_map(sparse);
+    REQUIRE(read);
+    CHECK(read->slots.holders(5).front() == 1);
+    CHECK(read->slots.holders(150).front() == 2);
+    CHECK(read->slots.holders(200).empty());
+    const std::size_t sets_at = sparse.size() - 2 * slot_count - (2 * (1 + 16)) - 4;
+    auto stranger = sparse;
+    stranger[sets_at + 4 + 1] = 9;  // the first set's first holder: node 9, not in the map
+    CHECK_FALSE(decode_map(stranger));
+    auto repeated = sparse;
+    repeated.replace(sets_at + 4 + 17, 17, sparse.substr(sets_at + 4, 17));  // the second set as the first
+    CHECK_FALSE(decode_map(repeated));
+    auto no_such_set = sparse;
+    no_such_set[sparse.size() - 2] = 3;  // the last slot names set 3 of 2
+    CHECK_FALSE(decode_map(no_such_set));
+
     // A count far above what the bytes could hold is refused before anything is reserved.
-    auto huge = encode_nodes(1, {});
+    auto huge = encode_map(1, {}, slot_table{});
     huge[8] = '\xff';
     huge[11] = '\x7f';
-    CHECK_FALSE(decode_nodes(huge));
+    CHECK_FALSE(decode_map(huge));
 }

@@ -26,7 +26,6 @@
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/cluster/map_codec.hpp"
-#include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/peer/file_download.hpp"
 #include "dhtkit/peer/initial_map.hpp"
 #include "dhtkit/peer/own_writes.hpp"
@@ -55,18 +54,14 @@ public:
     // A client of the static cluster in `cluster` (its peers in file order, static backup), with
     // the cluster's secret when the settings name one.
     // A client of a live cluster ([replication] policy = "dynamic") follows its map: a node that
-    // answers `moved` (its map is newer) is asked for its map (`map`), the slots placed from it as
-    // the peers place them, and the request tried again; so is any node that answers when none
-    // of a key's holders do. Knowing the seeds is enough to reach every key.
+    // answers `moved` (its map is newer) is asked for its map (`map`, with its slot table: the
+    // client need not know how the peers place slots), and the request tried again; so is any
+    // node that answers when none of a key's holders do. Knowing the seeds is enough to reach
+    // every key.
     explicit client(const cluster_settings& cluster, client_options opt = {})
         : client(std::make_shared<cluster_view>(initial_cluster_map(cluster)),
                  cluster.limits, opt, cluster.source.string(), cluster.cluster_key, cluster.client_password) {
-        if (cluster.live_membership) {
-            own_view_ = std::const_pointer_cast<cluster_view>(view_);
-            place_ = [policy = dynamic_backup(cluster.backups, cluster.consistency_rule)](const std::vector<node>& nodes) {
-                return policy.place(nodes);
-            };
-        }
+        if (cluster.live_membership) own_view_ = std::const_pointer_cast<cluster_view>(view_);
     }
 
     [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
@@ -85,7 +80,7 @@ public:
                bool even_if_down = true, std::uint8_t flags = 0) {
         auto* l = link(id);
         // A member that joined a live cluster since this client's map was made: a newer map has it.
-        if (!l && place_ && learn_map_from_anyone()) l = link(id);
+        if (!l && own_view_ && learn_map_from_anyone()) l = link(id);
         if (!l) return {protocol::status::unavailable, {}, fmt::format("peer {} is not in the cluster map", id), false};
         return l->call(op, key, value, even_if_down, flags);
     }
@@ -111,23 +106,22 @@ public:
 
     // Asks node `id` for its map and follows it when it is newer than this client's. True when it was.
     bool learn_map_from(node_id id) {
-        if (!place_) return false;
+        if (!own_view_) return false;
         auto r = call(id, protocol::opcode::map, {});
         if (!r.ok()) return false;
-        auto list = protocol::decode_nodes(r.value);
-        if (!list) return false;
+        auto sent = protocol::decode_map(r.value);
+        if (!sent) return false;
         std::lock_guard lock(learn_mutex_);
         const auto& now = map();
-        if (list->epoch <= now.epoch()) return false;
-        auto slots = place_(list->nodes);
-        own_view_->publish(cluster_map(list->epoch, std::move(list->nodes), std::move(slots), now.hello_digest()));
+        if (sent->epoch <= now.epoch()) return false;
+        own_view_->publish(cluster_map(sent->epoch, std::move(sent->nodes), std::move(sent->slots), now.hello_digest()));
         return true;
     }
     // The same, from the first node of the map that answers with a newer map.
     bool learn_map_from_anyone() {
         const auto nodes = map().nodes();
         for (const auto& n : nodes)
-            if ((n.state == node_state::member || n.state == node_state::suspect) && learn_map_from(n.id)) return true;
+            if (placed(n.state) && learn_map_from(n.id)) return true;
         return false;
     }
 
@@ -258,11 +252,11 @@ private:
             bool moved = false;
             for (std::size_t i = 0; i < order.size() && !moved; ++i) {
                 r = call(order[i], op, key, value, i + 1 == order.size(), flags);
-                if (r.answered && r.code == protocol::status::moved && place_) moved = learn_map_from(order[i]);
+                if (r.answered && r.code == protocol::status::moved && own_view_) moved = learn_map_from(order[i]);
                 else if (r.answered && r.code != protocol::status::unavailable) return r;
                 else if (r.answered) settling = true;
             }
-            if (!moved && !(place_ && learn_map_from_anyone())) return r;
+            if (!moved && !(own_view_ && learn_map_from_anyone())) return r;
         }
         return r;
     }
@@ -312,7 +306,6 @@ private:
 
     std::shared_ptr<const cluster_view> view_;
     std::shared_ptr<cluster_view> own_view_;  // a live cluster's client: the view it follows, set once
-    std::function<slot_table(const std::vector<node>&)> place_;  // the same: how the peers place slots
     std::mutex learn_mutex_;
     limits_settings limits_;
     client_options options_;

@@ -53,7 +53,7 @@ enum class opcode : std::uint8_t {
     lease = 16,           // to a node sharing slots: grant the asker (node id in the value) a read lease
     auth = 17,            // the client password (value), when the peer has one: then anything else may follow
     expire = 18,          // on KEY's holder: its value expires at the u64 (ms since the epoch) in the value; 0: never
-    map = 19,             // the answering node's cluster map: its epoch and nodes (the policy places the slots)
+    map = 19,             // the answering node's cluster map: its epoch, nodes and slot table
     leave = 20,           // live membership: the answering node hands its slots over and exits
 };
 

@@ -184,7 +184,7 @@ private:
             }
             case opcode::map: {
                 const auto& m = view_.current();
-                protocol::append_frame(c.out, reply, {}, protocol::encode_nodes(m.epoch(), m.nodes()));
+                protocol::append_frame(c.out, reply, {}, protocol::encode_map(m));
                 return false;
             }
             case opcode::sync:
