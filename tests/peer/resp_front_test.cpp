@@ -95,6 +95,19 @@ TEST_CASE("EXPIRE's four forms give the moment the key goes; one due already is 
           "ERR Unsupported option NX");
 }
 
+TEST_CASE("a command is found in any case, by its lower-case entry; an unknown one is not") {
+    for (std::string_view spelled : {"get", "GET", "Get", "gEt"}) {
+        const auto* ci = resp_commands::find_command(spelled);
+        REQUIRE(ci);
+        CHECK(ci->name == "get");
+    }
+    REQUIRE(resp_commands::find_command("DHT.Where"));
+    CHECK(resp_commands::find_command("DHT.Where")->name == "dht.where");
+    CHECK_FALSE(resp_commands::find_command("gets"));
+    CHECK_FALSE(resp_commands::find_command("ge"));
+    CHECK_FALSE(resp_commands::find_command(""));
+}
+
 TEST_CASE("a command's keys: one slot and within the limit, else Redis's refusal") {
     using refusal = std::string;
     CHECK(std::get<slot_t>(resp_commands::slot_of_keys({"{user1}a", "{user1}b"}, 16)) == key_slot("user1"));

@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -70,9 +69,9 @@ public:
     // Redis's order: an unknown command or a wrong count of arguments is said first (it reveals
     // nothing); AUTH, HELLO (which may carry AUTH) and QUIT need no password.
     [[nodiscard]] bool needs_password(const request& args) const {
-        const auto name = resp_commands::lower(args[0]);
-        const auto* ci = resp_commands::find_command(name);
-        return ci && resp_commands::arity_ok(*ci, name, args.size()) && name != "auth" && name != "hello" && name != "quit";
+        const auto* ci = resp_commands::find_command(args[0]);
+        return ci && resp_commands::arity_ok(*ci, ci->name, args.size()) && ci->name != "auth" && ci->name != "hello" &&
+               ci->name != "quit";
     }
     void unauthenticated(const request&, session&, connection& c) { error(c, "NOAUTH Authentication required."); }
 
@@ -149,16 +148,14 @@ private:
     // False when the connection closes once its replies have gone.
     bool execute(const args_t& args, connection& c) {
         forwarding_ = false;
-        thread_local std::string name;  // lower case; the worker's own, no allocation per command
-        name.assign(args[0]);
-        for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        const auto* ci = resp_commands::find_command(name);
+        const auto* ci = resp_commands::find_command(args[0]);
         if (!ci) {
             std::string shown;
             for (std::size_t i = 1; i < args.size() && i < 4; ++i) shown += fmt::format("'{}' ", args[i]);
             error(c, fmt::format("ERR unknown command '{}', with args beginning with: {}", args[0], shown));
             return true;
         }
+        const std::string_view name = ci->name;  // lower case
         const auto n = static_cast<int>(args.size());
         if (!resp_commands::arity_ok(*ci, name, args.size())) {
             error(c, fmt::format("ERR wrong number of arguments for '{}' command", name));
@@ -274,7 +271,7 @@ private:
     }
 
     // SET, SETEX, PSETEX.
-    void set(const std::string& name, const args_t& args, connection& c) {
+    void set(std::string_view name, const args_t& args, connection& c) {
         using protocol::put_options;
         auto parsed = resp_commands::parse_set(name, args, static_cast<std::int64_t>(unix_ms_now()));
         if (const auto* why = std::get_if<std::string>(&parsed)) return error(c, *why);

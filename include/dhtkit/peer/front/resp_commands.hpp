@@ -80,9 +80,14 @@ inline constexpr command_info commands[] = {
     const auto n = static_cast<int>(count);
     return !((ci.arity > 0 && n != ci.arity) || (ci.arity < 0 && n < -ci.arity) || (name == "mset" && n % 2 == 0));
 }
-[[nodiscard]] inline const command_info* find_command(std::string_view lower_name) {
+// The entry of command `name`, written in any case (Redis's command names are case-insensitive);
+// its `name` is the lower-case spelling the rest of the front compares with.
+[[nodiscard]] inline const command_info* find_command(std::string_view name) {
     for (const auto& c : commands)
-        if (c.name == lower_name) return &c;
+        if (c.name.size() == name.size() &&
+            std::equal(name.begin(), name.end(), c.name.begin(),
+                       [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
+            return &c;
     return nullptr;
 }
 
@@ -134,7 +139,7 @@ inline bool command_reply(std::string& o, std::string_view sub, const std::vecto
     } else if (sub == "INFO") {
         protocol::resp::array(o, args.size() - 2);
         for (std::size_t i = 2; i < args.size(); ++i) {
-            if (const auto* ci = find_command(lower(args[i]))) info(o, *ci);
+            if (const auto* ci = find_command(args[i])) info(o, *ci);
             else protocol::resp::null_bulk(o);
         }
     } else if (sub == "DOCS") {
