@@ -70,8 +70,8 @@ public:
     // nothing); AUTH, HELLO (which may carry AUTH) and QUIT need no password.
     [[nodiscard]] bool needs_password(const request& args) const {
         const auto* ci = resp_commands::find_command(args[0]);
-        return ci && resp_commands::arity_ok(*ci, ci->name, args.size()) && ci->name != "auth" && ci->name != "hello" &&
-               ci->name != "quit";
+        using enum resp_commands::command_id;
+        return ci && resp_commands::arity_ok(*ci, args.size()) && ci->id != auth && ci->id != hello && ci->id != quit;
     }
     void unauthenticated(const request&, session&, connection& c) { error(c, "NOAUTH Authentication required."); }
 
@@ -157,13 +157,14 @@ private:
         }
         const std::string_view name = ci->name;  // lower case
         const auto n = static_cast<int>(args.size());
-        if (!resp_commands::arity_ok(*ci, name, args.size())) {
+        if (!resp_commands::arity_ok(*ci, args.size())) {
             error(c, fmt::format("ERR wrong number of arguments for '{}' command", name));
             return true;
         }
         // Cluster routing: the keys must share a slot this node holds.
         const auto& keys = resp_commands::keys_of(*ci, args);
-        if (!keys.empty() && name != "dht.where") {
+        using enum resp_commands::command_id;
+        if (!keys.empty() && ci->id != dht_where) {
             const auto slot = resp_commands::slot_of_keys(keys, limits_.max_key_bytes);
             if (const auto* why = std::get_if<std::string>(&slot)) {
                 error(c, *why);
@@ -177,95 +178,111 @@ private:
                 forwarding_ = true;  // this command's requests go to the key's holders
             }
         }
-        if (name == "ping") {
-            if (n > 2) error(c, "ERR wrong number of arguments for 'ping' command");
-            else if (n == 2) text(c, [&](std::string& o) { protocol::resp::bulk(o, args[1]); });
-            else text(c, [](std::string& o) { protocol::resp::simple(o, "PONG"); });
-        } else if (name == "echo") {
-            text(c, [&](std::string& o) { protocol::resp::bulk(o, args[1]); });
-        } else if (name == "quit") {
-            ok(c);
-            return false;
-        } else if (name == "hello") {
-            text(c, [&](std::string& o) { resp_admin::hello(o, args, password_, client_state(c)); });
-        } else if (name == "auth") {
-            text(c, [&](std::string& o) { resp_admin::auth(o, args.back(), password_, client_state(c)); });
-        } else if (name == "client") {
-            text(c, [&](std::string& o) { resp_admin::client(o, args, client_state(c)); });
-        } else if (name == "select") {
-            if (args[1] == "0") ok(c);
-            else error(c, "ERR SELECT is not allowed in cluster mode");
-        } else if (name == "readonly" || name == "readwrite") {
-            ok(c);
-        } else if (name == "get") {
-            plan(c, kind::bulk, 1);
-            issue(c, protocol::opcode::get, args[1]);
-        } else if (name == "set" || name == "setex" || name == "psetex") {
-            set(name, args, c);
-        } else if (name == "getdel") {
-            // A get, then a del, answered on this thread one after the other: not one step, so
-            // a write from another client may fall between them.
-            plan(c, kind::first_bulk, 2);
-            issue(c, protocol::opcode::get, args[1]);
-            issue(c, protocol::opcode::del, args[1]);
-        } else if (name == "expire" || name == "pexpire" || name == "expireat" || name == "pexpireat") {
-            auto at = resp_commands::parse_expire(name, args, static_cast<std::int64_t>(unix_ms_now()));
-            if (const auto* why = std::get_if<std::string>(&at)) {
-                error(c, *why);
-                return true;
-            }
-            plan(c, kind::expire, 1);
-            issue(c, protocol::opcode::expire, args[1], protocol::encode_u64(std::get<std::uint64_t>(at)));
-        } else if (name == "persist") {
-            plan(c, kind::persist, 1);
-            issue(c, protocol::opcode::expire, args[1], protocol::encode_u64(0));
-        } else if (name == "ttl" || name == "pttl") {
-            plan(c, name == "ttl" ? kind::ttl : kind::pttl, 1);
-            issue(c, protocol::opcode::get, args[1], {}, protocol::flag_options);
-        } else if (name == "del" || name == "unlink") {
-            plan(c, kind::count_ok, keys.size());
-            for (auto k : keys) issue(c, protocol::opcode::del, k);
-        } else if (name == "exists") {
-            plan(c, kind::count_ok, keys.size());
-            for (auto k : keys) issue(c, protocol::opcode::get, k);
-        } else if (name == "mget") {
-            plan(c, kind::values, keys.size());
-            for (auto k : keys) issue(c, protocol::opcode::get, k);
-        } else if (name == "mset") {
-            for (std::size_t i = 2; i < args.size(); i += 2)
-                if (args[i].size() > limits_.max_value_bytes) {
-                    error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", args[i].size(), limits_.max_value_bytes));
-                    return true;
+        switch (ci->id) {
+            case ping:
+                if (n > 2) error(c, "ERR wrong number of arguments for 'ping' command");
+                else if (n == 2) text(c, [&](std::string& o) { protocol::resp::bulk(o, args[1]); });
+                else text(c, [](std::string& o) { protocol::resp::simple(o, "PONG"); });
+                break;
+            case echo: text(c, [&](std::string& o) { protocol::resp::bulk(o, args[1]); }); break;
+            case quit: ok(c); return false;
+            case hello: text(c, [&](std::string& o) { resp_admin::hello(o, args, password_, client_state(c)); }); break;
+            case auth: text(c, [&](std::string& o) { resp_admin::auth(o, args.back(), password_, client_state(c)); }); break;
+            case client: text(c, [&](std::string& o) { resp_admin::client(o, args, client_state(c)); }); break;
+            case select:
+                if (args[1] == "0") ok(c);
+                else error(c, "ERR SELECT is not allowed in cluster mode");
+                break;
+            case readonly:
+            case readwrite: ok(c); break;
+            case get:
+                plan(c, kind::bulk, 1);
+                issue(c, protocol::opcode::get, args[1]);
+                break;
+            case set:
+            case setex:
+            case psetex: this->set(name, args, c); break;
+            case getdel:
+                // A get, then a del, answered on this thread one after the other: not one step, so
+                // a write from another client may fall between them.
+                plan(c, kind::first_bulk, 2);
+                issue(c, protocol::opcode::get, args[1]);
+                issue(c, protocol::opcode::del, args[1]);
+                break;
+            case expire:
+            case pexpire:
+            case expireat:
+            case pexpireat: {
+                auto at = resp_commands::parse_expire(name, args, static_cast<std::int64_t>(unix_ms_now()));
+                if (const auto* why = std::get_if<std::string>(&at)) {
+                    error(c, *why);
+                    break;
                 }
-            plan(c, kind::ok, keys.size());
-            for (std::size_t i = 1; i < args.size(); i += 2) issue(c, protocol::opcode::put, args[i], args[i + 1]);
-        } else if (name == "type") {
-            plan(c, kind::type, 1);
-            issue(c, protocol::opcode::get, args[1]);
-        } else if (name == "dbsize") {
-            text(c, [&](std::string& o) { protocol::resp::integer(o, static_cast<std::int64_t>(ctx_.key_count())); });
-        } else if (name == "info") {
-            info(args, c);
-        } else if (name == "config") {
-            text(c, [&](std::string& o) { resp_admin::config(o, args, ctx_.appendonly); });
-        } else if (name == "command") {
-            command(args, c);
-        } else if (name == "cluster") {
-            cluster(args, c);
-        } else if (name == "dht.search") {
-            plan(c, kind::holders, 1);
-            issue(c, protocol::opcode::search, args[1]);
-        } else if (name == "dht.where") {
-            text(c, [&](std::string& o) { resp_cluster::where(o, args[1], view_.current()); });
-        } else if (name == "dht.register" || name == "dht.unregister") {
-            const auto& act = name == "dht.register" ? ctx_.announce : ctx_.withdraw;
-            if (!act) {
-                error(c, "ERR this peer has no shared folder to register from");
-                return true;
+                plan(c, kind::expire, 1);
+                issue(c, protocol::opcode::expire, args[1], protocol::encode_u64(std::get<std::uint64_t>(at)));
+                break;
             }
-            plan(c, kind::ok, 1);
-            off_loop_.run(c, name == "dht.register" ? protocol::opcode::register_file : protocol::opcode::unregister_file,
-                         [&act, file = std::string(args[1])] { return act(file); });
+            case persist:
+                plan(c, kind::persist, 1);
+                issue(c, protocol::opcode::expire, args[1], protocol::encode_u64(0));
+                break;
+            case ttl:
+            case pttl:
+                plan(c, ci->id == ttl ? kind::ttl : kind::pttl, 1);
+                issue(c, protocol::opcode::get, args[1], {}, protocol::flag_options);
+                break;
+            case del:
+            case unlink:
+                plan(c, kind::count_ok, keys.size());
+                for (auto k : keys) issue(c, protocol::opcode::del, k);
+                break;
+            case exists:
+                plan(c, kind::count_ok, keys.size());
+                for (auto k : keys) issue(c, protocol::opcode::get, k);
+                break;
+            case mget:
+                plan(c, kind::values, keys.size());
+                for (auto k : keys) issue(c, protocol::opcode::get, k);
+                break;
+            case mset:
+                for (std::size_t i = 2; i < args.size(); i += 2)
+                    if (args[i].size() > limits_.max_value_bytes) {
+                        error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", args[i].size(),
+                                             limits_.max_value_bytes));
+                        return true;
+                    }
+                plan(c, kind::ok, keys.size());
+                for (std::size_t i = 1; i < args.size(); i += 2) issue(c, protocol::opcode::put, args[i], args[i + 1]);
+                break;
+            case type:
+                plan(c, kind::type, 1);
+                issue(c, protocol::opcode::get, args[1]);
+                break;
+            case dbsize:
+                text(c, [&](std::string& o) { protocol::resp::integer(o, static_cast<std::int64_t>(ctx_.key_count())); });
+                break;
+            case info: this->info(args, c); break;
+            case config: text(c, [&](std::string& o) { resp_admin::config(o, args, ctx_.appendonly); }); break;
+            case command: this->command(args, c); break;
+            case cluster: this->cluster(args, c); break;
+            case dht_search:
+                plan(c, kind::holders, 1);
+                issue(c, protocol::opcode::search, args[1]);
+                break;
+            case dht_where: text(c, [&](std::string& o) { resp_cluster::where(o, args[1], view_.current()); }); break;
+            case dht_register:
+            case dht_unregister: {
+                const bool registering = ci->id == dht_register;
+                const auto& act = registering ? ctx_.announce : ctx_.withdraw;
+                if (!act) {
+                    error(c, "ERR this peer has no shared folder to register from");
+                    break;
+                }
+                plan(c, kind::ok, 1);
+                off_loop_.run(c, registering ? protocol::opcode::register_file : protocol::opcode::unregister_file,
+                              [&act, file = std::string(args[1])] { return act(file); });
+                break;
+            }
         }
         return true;
     }

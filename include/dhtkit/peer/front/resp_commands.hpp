@@ -32,53 +32,68 @@ namespace dhtkit::resp_commands {
     return u;
 }
 
+// The commands this front knows, in the order of `commands` below (checked there).
+enum class command_id : std::uint8_t {
+    ping, echo, quit, hello, auth, client, select, readonly, readwrite, get, set, setex, psetex, getdel,
+    expire, pexpire, expireat, pexpireat, persist, ttl, pttl, del, unlink, exists, mget, mset, type, dbsize,
+    info, config, command, cluster, dht_search, dht_register, dht_unregister, dht_where
+};
+
 struct command_info {
     std::string_view name;  // lower case, as COMMAND lists it
-    int arity;              // Redis's: n exactly, -n at least n (the name counts)
+    command_id id;
+    int arity;  // Redis's: n exactly, -n at least n (the name counts)
     int first_key, last_key, step;
     std::string_view flags;  // space-separated
 };
 inline constexpr command_info commands[] = {
-    {"ping", -1, 0, 0, 0, "fast"},
-    {"echo", 2, 0, 0, 0, "fast"},
-    {"quit", -1, 0, 0, 0, "fast"},
-    {"hello", -1, 0, 0, 0, "fast"},
-    {"auth", -2, 0, 0, 0, "fast"},
-    {"client", -2, 0, 0, 0, "admin"},
-    {"select", 2, 0, 0, 0, "fast"},
-    {"readonly", 1, 0, 0, 0, "fast"},
-    {"readwrite", 1, 0, 0, 0, "fast"},
-    {"get", 2, 1, 1, 1, "readonly fast"},
-    {"set", -3, 1, 1, 1, "write"},
-    {"setex", 4, 1, 1, 1, "write"},
-    {"psetex", 4, 1, 1, 1, "write"},
-    {"getdel", 2, 1, 1, 1, "write fast"},
-    {"expire", -3, 1, 1, 1, "write fast"},
-    {"pexpire", -3, 1, 1, 1, "write fast"},
-    {"expireat", -3, 1, 1, 1, "write fast"},
-    {"pexpireat", -3, 1, 1, 1, "write fast"},
-    {"persist", 2, 1, 1, 1, "write fast"},
-    {"ttl", 2, 1, 1, 1, "readonly fast"},
-    {"pttl", 2, 1, 1, 1, "readonly fast"},
-    {"del", -2, 1, -1, 1, "write"},
-    {"unlink", -2, 1, -1, 1, "write fast"},
-    {"exists", -2, 1, -1, 1, "readonly fast"},
-    {"mget", -2, 1, -1, 1, "readonly fast"},
-    {"mset", -3, 1, -1, 2, "write"},
-    {"type", 2, 1, 1, 1, "readonly fast"},
-    {"dbsize", 1, 0, 0, 0, "readonly fast"},
-    {"info", -1, 0, 0, 0, "loading stale"},
-    {"config", -2, 0, 0, 0, "admin"},
-    {"command", -1, 0, 0, 0, "loading stale"},
-    {"cluster", -2, 0, 0, 0, "stale"},
-    {"dht.search", 2, 1, 1, 1, "readonly"},
-    {"dht.register", 2, 0, 0, 0, "write"},    // NAME: a file of this peer's shared folder
-    {"dht.unregister", 2, 0, 0, 0, "write"},
-    {"dht.where", 2, 1, 1, 1, "readonly fast"},
+    {"ping", command_id::ping, -1, 0, 0, 0, "fast"},
+    {"echo", command_id::echo, 2, 0, 0, 0, "fast"},
+    {"quit", command_id::quit, -1, 0, 0, 0, "fast"},
+    {"hello", command_id::hello, -1, 0, 0, 0, "fast"},
+    {"auth", command_id::auth, -2, 0, 0, 0, "fast"},
+    {"client", command_id::client, -2, 0, 0, 0, "admin"},
+    {"select", command_id::select, 2, 0, 0, 0, "fast"},
+    {"readonly", command_id::readonly, 1, 0, 0, 0, "fast"},
+    {"readwrite", command_id::readwrite, 1, 0, 0, 0, "fast"},
+    {"get", command_id::get, 2, 1, 1, 1, "readonly fast"},
+    {"set", command_id::set, -3, 1, 1, 1, "write"},
+    {"setex", command_id::setex, 4, 1, 1, 1, "write"},
+    {"psetex", command_id::psetex, 4, 1, 1, 1, "write"},
+    {"getdel", command_id::getdel, 2, 1, 1, 1, "write fast"},
+    {"expire", command_id::expire, -3, 1, 1, 1, "write fast"},
+    {"pexpire", command_id::pexpire, -3, 1, 1, 1, "write fast"},
+    {"expireat", command_id::expireat, -3, 1, 1, 1, "write fast"},
+    {"pexpireat", command_id::pexpireat, -3, 1, 1, 1, "write fast"},
+    {"persist", command_id::persist, 2, 1, 1, 1, "write fast"},
+    {"ttl", command_id::ttl, 2, 1, 1, 1, "readonly fast"},
+    {"pttl", command_id::pttl, 2, 1, 1, 1, "readonly fast"},
+    {"del", command_id::del, -2, 1, -1, 1, "write"},
+    {"unlink", command_id::unlink, -2, 1, -1, 1, "write fast"},
+    {"exists", command_id::exists, -2, 1, -1, 1, "readonly fast"},
+    {"mget", command_id::mget, -2, 1, -1, 1, "readonly fast"},
+    {"mset", command_id::mset, -3, 1, -1, 2, "write"},
+    {"type", command_id::type, 2, 1, 1, 1, "readonly fast"},
+    {"dbsize", command_id::dbsize, 1, 0, 0, 0, "readonly fast"},
+    {"info", command_id::info, -1, 0, 0, 0, "loading stale"},
+    {"config", command_id::config, -2, 0, 0, 0, "admin"},
+    {"command", command_id::command, -1, 0, 0, 0, "loading stale"},
+    {"cluster", command_id::cluster, -2, 0, 0, 0, "stale"},
+    {"dht.search", command_id::dht_search, 2, 1, 1, 1, "readonly"},
+    {"dht.register", command_id::dht_register, 2, 0, 0, 0, "write"},  // NAME: a file of this peer's shared folder
+    {"dht.unregister", command_id::dht_unregister, 2, 0, 0, 0, "write"},
+    {"dht.where", command_id::dht_where, 2, 1, 1, 1, "readonly fast"},
 };
-[[nodiscard]] inline bool arity_ok(const command_info& ci, std::string_view name, std::size_t count) noexcept {
+inline constexpr bool ids_in_table_order() {
+    for (std::size_t i = 0; i < std::size(commands); ++i)
+        if (static_cast<std::size_t>(commands[i].id) != i) return false;
+    return true;
+}
+static_assert(ids_in_table_order(), "resp_commands: command_id and the table list the commands in one order");
+
+[[nodiscard]] inline bool arity_ok(const command_info& ci, std::size_t count) noexcept {
     const auto n = static_cast<int>(count);
-    return !((ci.arity > 0 && n != ci.arity) || (ci.arity < 0 && n < -ci.arity) || (name == "mset" && n % 2 == 0));
+    return !((ci.arity > 0 && n != ci.arity) || (ci.arity < 0 && n < -ci.arity) || (ci.id == command_id::mset && n % 2 == 0));
 }
 // The entry of command `name`, written in any case (Redis's command names are case-insensitive);
 // its `name` is the lower-case spelling the rest of the front compares with.
