@@ -246,9 +246,8 @@ private:
                 break;
             case mset:
                 for (std::size_t i = 2; i < args.size(); i += 2)
-                    if (args[i].size() > limits_.max_value_bytes) {
-                        error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", args[i].size(),
-                                             limits_.max_value_bytes));
+                    if (auto why = resp_commands::value_over(args[i], limits_.max_value_bytes)) {
+                        error(c, *why);
                         return true;
                     }
                 plan(c, kind::ok, keys.size());
@@ -263,8 +262,15 @@ private:
                 break;
             case info: this->info(args, c); break;
             case config: text(c, [&](std::string& o) { resp_admin::config(o, args, ctx_.appendonly); }); break;
-            case command: this->command(args, c); break;
-            case cluster: this->cluster(args, c); break;
+            case command: text(c, [&](std::string& o) { resp_admin::command(o, args); }); break;
+            case cluster: {
+                const auto sub = resp_commands::upper(args[1]);
+                text(c, [&](std::string& o) {
+                    if (!resp_cluster::answer(o, sub, args, view_.current(), self_, slots_))
+                        resp_admin::subcommand_error(o, "cluster", args[1], resp_cluster::knows(sub));
+                });
+                break;
+            }
             case dht_search:
                 plan(c, kind::holders, 1);
                 issue(c, protocol::opcode::search, args[1]);
@@ -293,10 +299,7 @@ private:
         auto parsed = resp_commands::parse_set(name, args, static_cast<std::int64_t>(unix_ms_now()));
         if (const auto* why = std::get_if<std::string>(&parsed)) return error(c, *why);
         const auto& [o, value] = std::get<resp_commands::set_request>(parsed);
-        if (value.size() > limits_.max_value_bytes) {
-            error(c, fmt::format("ERR value of {} bytes: this cluster's limit is {}", value.size(), limits_.max_value_bytes));
-            return;
-        }
+        if (auto why = resp_commands::value_over(value, limits_.max_value_bytes)) return error(c, *why);
         if (o.mask == 0) {  // a plain put, as a binary client's
             plan(c, kind::ok, 1);
             issue(c, protocol::opcode::put, args[1], value);
@@ -319,26 +322,6 @@ private:
         const auto* me = view_.current().find(self_);
         text(c, [&](std::string& o) {
             resp_admin::info(o, args, {self_, me ? me->resp_port : std::uint16_t{0}, stats, ctx_.key_count});
-        });
-    }
-
-    void command(const args_t& args, connection& c) {
-        const auto sub = args.size() > 1 ? resp_commands::upper(args[1]) : std::string();
-        text(c, [&](std::string& o) {
-            if (!resp_commands::command_reply(o, sub, args)) resp_admin::subcommand_error(o, "command", args[1], false);
-        });
-    }
-
-    void cluster(const args_t& args, connection& c) {
-        const auto sub = resp_commands::upper(args[1]);
-        const auto& map = view_.current();
-        if (sub == "SLOTS" && args.size() == 2) {
-            const auto reply = slots_.reply(map, self_);
-            text(c, [&](std::string& out) { out += *reply; });
-            return;
-        }
-        text(c, [&](std::string& o) {
-            if (!resp_cluster::reply(o, sub, args, map, self_)) resp_admin::subcommand_error(o, "cluster", args[1], resp_cluster::knows(sub));
         });
     }
 

@@ -34,6 +34,13 @@ inline void subcommand_error(std::string& o, std::string_view command, std::stri
         protocol::resp::error(o, fmt::format("ERR unknown subcommand '{}'. Try {} HELP.", sub, resp_commands::upper(command)));
 }
 
+// COMMAND [COUNT | INFO name ... | DOCS ...], from the command table; Redis's error for another
+// subcommand.
+inline void command(std::string& o, const std::vector<std::string_view>& args) {
+    const auto sub = args.size() > 1 ? resp_commands::upper(args[1]) : std::string();
+    if (!resp_commands::command_reply(o, sub, args)) subcommand_error(o, "command", args[1], false);
+}
+
 // In constant time: how long the two agree does not show in how long the answer takes.
 [[nodiscard]] inline bool password_matches(std::string_view given, std::string_view password) {
     return given.size() == password.size() && sodium_memcmp(given.data(), password.data(), given.size()) == 0;

@@ -197,4 +197,13 @@ private:
     std::uint64_t digest_ = 0;                 // guarded by mutex_
 };
 
+// What the front answers to CLUSTER `sub` (upper case): SLOTS from `cache`, the rest as `reply`
+// makes it; false as `reply`.
+inline bool answer(std::string& o, std::string_view sub, const std::vector<std::string_view>& args, const cluster_map& map,
+                   node_id self, slots_cache& cache) {
+    if (sub != "SLOTS" || args.size() != 2) return reply(o, sub, args, map, self);
+    o += *cache.reply(map, self);
+    return true;
+}
+
 }  // namespace dhtkit::resp_cluster

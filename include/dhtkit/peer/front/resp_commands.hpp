@@ -15,6 +15,8 @@
 #include <variant>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "dhtkit/cluster/slots.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/resp.hpp"
@@ -90,6 +92,12 @@ inline constexpr bool ids_in_table_order() {
     return true;
 }
 static_assert(ids_in_table_order(), "resp_commands: command_id and the table list the commands in one order");
+
+// Redis's words for a value over this cluster's limit, or nothing.
+[[nodiscard]] inline std::optional<std::string> value_over(std::string_view value, std::size_t limit) {
+    if (value.size() <= limit) return std::nullopt;
+    return fmt::format("ERR value of {} bytes: this cluster's limit is {}", value.size(), limit);
+}
 
 [[nodiscard]] inline bool arity_ok(const command_info& ci, std::size_t count) noexcept {
     const auto n = static_cast<int>(count);
