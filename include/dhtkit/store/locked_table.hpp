@@ -48,11 +48,15 @@ template <class T>
 struct visit_entry {
     void operator()(typename T::key_view, typename T::value_view) const {}
 };
+struct between_shards {
+    void operator()() const {}
+};
 }  // namespace detail
 
 // What the peer needs from its table: lookups, a conditional update (the version check of a
-// replicated write happens under the entry's lock), and a walk one shard at a time (catch-up
-// streams a shard, then lets the connection drain, without holding any lock meanwhile).
+// replicated write happens under the entry's lock), and walks: one shard, or all of them with a
+// call between shards (catch-up streams a shard, then lets the connection drain, without holding
+// any lock meanwhile; a snapshot writes out what it saw).
 template <class T>
 concept table = requires(T& t, const T& ct, typename T::key_view k, typename T::value_view v,
                          typename T::mapped_type& out, std::size_t shard) {
@@ -68,6 +72,7 @@ concept table = requires(T& t, const T& ct, typename T::key_view k, typename T::
     { T::shard_count } -> std::convertible_to<std::size_t>;
     ct.for_each_in(shard, detail::visit_entry<T>{});
     ct.for_each(detail::visit_entry<T>{});
+    ct.for_each(detail::visit_entry<T>{}, detail::between_shards{});
 };
 
 // What the peer's services need beyond `table`: one they can make themselves, of string keys and
