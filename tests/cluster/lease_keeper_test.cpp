@@ -26,11 +26,13 @@ namespace {
 // 300 ms grant after that. On its own thread until destroyed.
 // `dies_after_first`: the first lease request is granted for 2 s, then the grantor closes its
 // connections and its port (a killed process).
+// `follows`: non-zero, the grantor follows the map of that placement digest: it answers `moved`
+// to a request under another map and grants every request under its own.
 class scripted_grantor {
 public:
-    explicit scripted_grantor(bool dies_after_first = false)
+    explicit scripted_grantor(bool dies_after_first = false, std::uint64_t follows = 0)
         : listener_(net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"))),
-          port_(listener_->local().port()), dies_after_first_(dies_after_first) {
+          port_(listener_->local().port()), dies_after_first_(dies_after_first), follows_(follows) {
         thread_ = std::thread([this] { serve(); });
     }
     ~scripted_grantor() {
@@ -39,6 +41,7 @@ public:
     }
     [[nodiscard]] std::uint16_t port() const { return port_; }
     [[nodiscard]] int lease_requests() const { return leases_.load(); }
+    [[nodiscard]] int refused_for_map() const { return refused_for_map_.load(); }
 
 private:
     void serve() {
@@ -71,7 +74,17 @@ private:
                         listener_.reset();
                         break;
                     }
-                    if (f.h.op == protocol::opcode::lease && leases_.fetch_add(1) == 0) {
+                    if (f.h.op == protocol::opcode::lease && follows_) {
+                        leases_.fetch_add(1);
+                        const auto ask = protocol::decode_lease_request(f.value);
+                        if (ask && ask->map == follows_) {
+                            protocol::append_frame(out, h, {}, protocol::encode_u64(300));
+                        } else {
+                            refused_for_map_.fetch_add(1);
+                            h.code = protocol::status::moved;
+                            protocol::append_frame(out, h, {}, "another map");
+                        }
+                    } else if (f.h.op == protocol::opcode::lease && leases_.fetch_add(1) == 0) {
                         h.code = protocol::status::unavailable;
                         protocol::append_frame(out, h, {}, "behind: catch up first");
                     } else if (f.h.op == protocol::opcode::lease) {
@@ -89,6 +102,8 @@ private:
     std::optional<net::tcp_listener> listener_;
     std::uint16_t port_;
     bool dies_after_first_;
+    std::uint64_t follows_;
+    std::atomic<int> refused_for_map_{0};
     std::atomic<bool> stopping_{false};
     std::atomic<int> leases_{0};
     std::thread thread_;
@@ -153,4 +168,42 @@ TEST_CASE("a grantor that stops answering is asked again as its lease runs out, 
     CHECK(late < 700ms);  // the next round was due 1 s after the lapse
     CHECK(held.excused(other));  // writes go on without it
     CHECK(grantor.lease_requests() == 1);
+}
+
+TEST_CASE("a grantor on another map grants nothing until this node's map agrees, and is asked again as soon as it does") {
+    const std::uint64_t old_map = 0x1111, new_map = 0x2222;
+    scripted_grantor grantor(/*dies_after_first=*/false, /*follows=*/new_map);
+    const node_id self = 1, other = 2;
+    lease_holdings held({other});
+    lease_options opt;
+    opt.renew_every = 5000ms;  // the next round would come long after the map changes
+    std::atomic<std::uint64_t> following{old_map};
+    std::atomic<int> catch_ups{0};
+    lease_keeper keeper(
+        self, held, protocol::limits{}, protocol::hello_request{}, opt,
+        [&](node_id, bool, const std::function<void()>&) {
+            ++catch_ups;
+            return true;
+        },
+        {}, [&] { return following.load(); });
+    keeper.start({node{other, "127.0.0.1", grantor.port(), node_state::member}});
+    keeper.wait_first_answers(10s);
+    REQUIRE(grantor.refused_for_map() == 1);
+    CHECK_FALSE(held.valid(other));
+    CHECK_FALSE(held.excused(other));  // it answers: it may act on its map, so nothing excuses it
+    CHECK(catch_ups.load() == 0);      // nor is this node behind it
+    const auto changed_at = std::chrono::steady_clock::now();
+    following = new_map;
+    keeper.renew_now();
+    const auto give_up = changed_at + 10s;
+    while (!held.valid(other) && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(5ms);
+    const auto granted_after = std::chrono::steady_clock::now() - changed_at;
+    keeper.stop();
+    REQUIRE(held.valid_until(other) > changed_at);
+    const auto while_current = held.valid_until(other) - 1ms;  // a moment the lease surely ran
+    CHECK(held.valid(other, while_current, new_map));
+    CHECK_FALSE(held.valid(other, while_current, old_map));  // it counts under the new map only
+    CHECK(granted_after < 2500ms);  // not at the next round, 5 s on
+    CHECK(catch_ups.load() == 0);   // it never lapsed: nothing was acknowledged without this node
+    CHECK(grantor.lease_requests() == 2);
 }

@@ -63,6 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)decode_sync_request(f.value);
             (void)decode_sync_request(f.value, true);
             (void)decode_hello(f.value);
+            if (auto l = decode_lease_request(f.value); l && f.value.size() == 16 && encode(*l) != f.value) std::abort();
             if (auto m = decode_map(f.value); m && encode_map(m->epoch, m->nodes, m->slots) != f.value) std::abort();
             (void)dhtkit::read_version(f.value);
             if (f.h.flags & flag_signed) {

@@ -160,3 +160,20 @@ TEST_CASE("a sync request carries the asker's slot digests when it has some") {
     CHECK_FALSE(decode_sync_request(bytes.substr(0, bytes.size() - 1), true));  // a digest short
     CHECK_FALSE(decode_sync_request(bytes + "x", true));                        // bytes after the last
 }
+
+TEST_CASE("a lease request names the asker and the placement of its map, and malformed ones are refused") {
+    using namespace dhtkit::protocol;
+    const auto both = encode(lease_request{7, 0xabcdef});
+    CHECK(both.size() == 16);
+    auto back = decode_lease_request(both);
+    REQUIRE(back);
+    CHECK(back->asker == 7);
+    CHECK(back->map == 0xabcdef);
+    auto id_only = decode_lease_request(encode_u64(9));  // an id alone: no map in particular
+    REQUIRE(id_only);
+    CHECK(id_only->asker == 9);
+    CHECK(id_only->map == 0);
+    CHECK_FALSE(decode_lease_request(both.substr(0, 12)));
+    CHECK_FALSE(decode_lease_request(both + "x"));
+    CHECK_FALSE(decode_lease_request(""));
+}

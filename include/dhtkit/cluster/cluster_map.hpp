@@ -131,7 +131,7 @@ public:
     cluster_map(std::uint64_t epoch, std::vector<node> nodes, slot_table slots, std::uint64_t identity = 0,
                 std::uint64_t rules = 0)
         : epoch_(epoch), nodes_(std::move(nodes)), slots_(std::move(slots)), rules_(rules), digest_(compute_digest()),
-          identity_(identity) {}
+          placement_digest_(compute_placement_digest()), identity_(identity) {}
 
     [[nodiscard]] std::uint64_t epoch() const noexcept { return epoch_; }
     // Of the epoch, the nodes and who holds each slot: two maps with one digest route alike.
@@ -140,6 +140,11 @@ public:
     // (two sides must route alike), or a live cluster's identity (its maps differ for a moment
     // while a change spreads; the epochs tell which is newer).
     [[nodiscard]] std::uint64_t hello_digest() const noexcept { return identity_ ? identity_ : digest_; }
+    // Of who is a member (placed, unplaced or departed) and who holds each slot, not of the
+    // epoch nor of addresses: two maps with one placement digest count every write and every
+    // lease alike. Under "majority" with a live map, read leases pass only between nodes whose
+    // maps agree on it (cluster/leases.hpp).
+    [[nodiscard]] std::uint64_t placement_digest() const noexcept { return placement_digest_; }
     [[nodiscard]] bool live() const noexcept { return identity_ != 0; }
     [[nodiscard]] const std::vector<node>& nodes() const noexcept { return nodes_; }
     [[nodiscard]] const slot_table& slots() const noexcept { return slots_; }
@@ -174,12 +179,25 @@ private:
         });
         return stable_hash({text.data(), text.size()});
     }
+    [[nodiscard]] std::uint64_t compute_placement_digest() const {
+        fmt::memory_buffer text;
+        auto out = std::back_inserter(text);
+        for (const auto& n : nodes_)
+            fmt::format_to(out, "|{}{}", n.id, placed(n.state) ? 'p' : n.state == node_state::left ? 'l' : 'u');
+        slots_.for_each_range([&](slot_range r, std::span<const node_id> holders) {
+            fmt::format_to(out, "|{}-{}:", r.first, r.last);
+            for (auto id : holders) fmt::format_to(out, "{},", id);
+        });
+        const auto h = stable_hash({text.data(), text.size()});
+        return h ? h : 1;  // zero means "no map" on the wire
+    }
 
     std::uint64_t epoch_;
     std::vector<node> nodes_;
     slot_table slots_;
     std::uint64_t rules_;
     std::uint64_t digest_;
+    std::uint64_t placement_digest_;
     std::uint64_t identity_;
 };
 

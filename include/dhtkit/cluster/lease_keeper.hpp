@@ -45,11 +45,14 @@ public:
     using catch_up_fn = std::function<bool(node_id id, bool ask_it, const std::function<void()>& waiting)>;
     // Told after each grant: node `id` answers (the replicator stops skipping it).
     using grant_fn = std::function<void(node_id)>;
+    // The placement digest of the map this node follows now, sent with each request (zero: none
+    // in particular; cluster/lease_rules.hpp, lease_map).
+    using map_fn = std::function<std::uint64_t()>;
 
     lease_keeper(node_id self, lease_holdings& held, protocol::limits lim, protocol::hello_request hello,
-                 lease_options opt, catch_up_fn catch_up, grant_fn on_grant = {})
+                 lease_options opt, catch_up_fn catch_up, grant_fn on_grant = {}, map_fn map = {})
         : self_(self), held_(held), limits_(lim), hello_(std::move(hello)), options_(opt),
-          catch_up_(std::move(catch_up)), on_grant_(std::move(on_grant)) {}
+          catch_up_(std::move(catch_up)), on_grant_(std::move(on_grant)), map_(std::move(map)) {}
     lease_keeper(const lease_keeper&) = delete;
     lease_keeper& operator=(const lease_keeper&) = delete;
     ~lease_keeper() { stop(); }
@@ -83,6 +86,16 @@ public:
         wake_.wait_for(lock, limit, [&] { return stopping_ || first_answers_ >= threads_.size(); });
     }
 
+    // This node follows a new map: every grantor is asked at once (leases count only under the
+    // map they were asked under), not at its next round.
+    void renew_now() {
+        {
+            std::lock_guard lock(mutex_);
+            ++renewals_;
+        }
+        wake_.notify_all();
+    }
+
     void stop() {
         {
             std::lock_guard lock(mutex_);
@@ -95,7 +108,9 @@ public:
     }
 
 private:
-    enum class answer { granted, behind, failed, gone };  // gone: refused, nothing listens there
+    // gone: refused, nothing listens there; other_map: the grantor places slots otherwise, or
+    // took a new map a moment ago (it answers `moved` to both).
+    enum class answer { granted, behind, other_map, failed, gone };
 
     void run(const node& from) {
         protocol::rpc_stream rpc;
@@ -103,7 +118,12 @@ private:
         bool caught_up = true;  // since the lease lapsed (at first: the node's catch-up at start): the next grant counts
         bool first = true, asked_again = false;
         bool excusing = false;  // this thread excused `from`, and no answer came since
+        std::uint64_t renewals_seen = 0;
         for (;;) {
+            {
+                std::lock_guard lock(mutex_);
+                renewals_seen = renewals_;
+            }
             const auto asked_at = clock::now();
             if (excusing && held_.lapsed(from.id, asked_at)) {  // the excuse ran out
                 caught_up = false;
@@ -111,7 +131,8 @@ private:
             }
             const bool lapsed = !caught_up && held_.lapsed(from.id, asked_at);
             std::chrono::milliseconds term{};
-            const auto got = ask(rpc, from, next_id, term);
+            const auto map = map_ ? map_() : 0;
+            const auto got = ask(rpc, from, next_id, map, term);
             auto next_round = asked_at + options_.renew_every;
             switch (got) {
                 case answer::granted:
@@ -123,8 +144,14 @@ private:
                         break;
                     }
                     if (on_grant_) on_grant_(from.id);  // before the lease counts: it may act on a lapse
-                    held_.renewed(from.id, asked_at, term);
+                    held_.renewed(from.id, asked_at, term, map);
                     caught_up = false;
+                    excusing = false;
+                    break;
+                case answer::other_map:
+                    // It answers, so it is not excused; and it is not behind: what it acknowledges
+                    // under its map is caught up as any lapse is, at the first grant after one.
+                    // The maps agree within a gossip round or two; renew_now comes with ours.
                     excusing = false;
                     break;
                 case answer::behind:
@@ -166,11 +193,13 @@ private:
                 ++first_answers_;
                 wake_.notify_all();
             }
-            if (wake_.wait_until(lock, next_round, [&] { return stopping_; })) return;
+            if (wake_.wait_until(lock, next_round, [&] { return stopping_ || renewals_ != renewals_seen; }) && stopping_)
+                return;
         }
     }
 
-    answer ask(protocol::rpc_stream& rpc, const node& from, std::uint64_t& next_id, std::chrono::milliseconds& term) {
+    answer ask(protocol::rpc_stream& rpc, const node& from, std::uint64_t& next_id, std::uint64_t map,
+               std::chrono::milliseconds& term) {
         {
             std::lock_guard lock(mutex_);
             if (stopping_) return answer::failed;
@@ -191,13 +220,14 @@ private:
         }
         const auto id = next_id++;
         protocol::frame_view f;
-        if (rpc.send({protocol::opcode::lease, 0, protocol::status::ok, id, 0, 0}, {}, protocol::encode_u64(self_),
+        if (rpc.send({protocol::opcode::lease, 0, protocol::status::ok, id, 0, 0}, {}, protocol::encode(protocol::lease_request{self_, map}),
                      options_.request_timeout) != protocol::rpc_status::ok ||
             rpc.receive(f, options_.request_timeout) != protocol::rpc_status::ok || f.h.request_id != id) {
             rpc.close();  // a late answer would be read as the next one's
             return answer::failed;
         }
         if (f.h.code == protocol::status::unavailable) return answer::behind;
+        if (f.h.code == protocol::status::moved) return answer::other_map;
         auto ms = protocol::decode_u64(f.value);
         if (f.h.code != protocol::status::ok || !ms) return answer::failed;
         term = std::min(std::chrono::milliseconds(*ms), options_.term);  // never trust a longer one
@@ -211,11 +241,13 @@ private:
     lease_options options_;
     catch_up_fn catch_up_;
     grant_fn on_grant_;
+    map_fn map_;
 
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;  // guarded by mutex_
     std::size_t first_answers_ = 0;  // guarded by mutex_
+    std::uint64_t renewals_ = 0;  // guarded by mutex_: renew_now calls
     std::vector<std::thread> threads_;
     std::vector<node_id> renewing_;  // guarded by mutex_: the grantors threads_ renew from
 };

@@ -18,7 +18,8 @@
 // writes only while it holds current leases from more than half of the members it knows (dead
 // ones included, departed ones not), so the side of a partition that declares the other dead and
 // places its slots anew is the only one that acts; and a map that declares members dead is acted
-// on only once every lease this node granted them has run out (act_after).
+// on only once every lease this node granted them has run out (act_after). A lease counts only
+// under the map it was granted for (lease_map): grantor and holder must agree on the placement.
 
 #include <algorithm>
 #include <atomic>
@@ -37,6 +38,13 @@
 #include "dhtkit/cluster/slots.hpp"
 
 namespace dhtkit {
+
+// The placement digest a lease asked and held under `map` carries: under "majority" with a live
+// map, the map's own (lease_grants::follow); else zero, any.
+template <replication_policy Replication>
+[[nodiscard]] std::uint64_t lease_map(const cluster_map& map, const Replication& policy) noexcept {
+    return map.live() && policy.quorum(3) >= 2 ? map.placement_digest() : 0;
+}
 
 template <replication_policy Replication>
 class lease_rules {
@@ -58,6 +66,7 @@ public:
         if (!held_) return {true, 1, 0};
         const auto now = lease_holdings::clock::now();
         const auto holders = map.holders(slot);
+        const auto under = lease_map(map);
         backing b{true, policy_.quorum(holders.size()), 0};
         // Under "available" a missing lease may be excused: its grantor is gone, or out of reach
         // while another holder's lease is current (a node cut off from all the others does not
@@ -65,7 +74,7 @@ public:
         bool excused_all = true, out_of_reach = false, some_current = false;
         for (auto id : holders) {
             if (id == self_) continue;
-            if (held_->valid(id, now)) {
+            if (held_->valid(id, now, under)) {
                 some_current = true;
                 continue;
             }
@@ -83,7 +92,7 @@ public:
         // it knows (departed ones aside) leases to it; otherwise the read asks a quorum.
         if (b.own_copy && map.live() && policy_.quorum(3) >= 2)
             for (const auto& n : map.nodes())
-                if (n.id != self_ && n.state != node_state::left && !held_->valid(n.id, now)) {
+                if (n.id != self_ && n.state != node_state::left && !held_->valid(n.id, now, under)) {
                     b.own_copy = false;
                     b.lapsed = n.id;
                     break;
@@ -102,10 +111,11 @@ public:
         const auto rule = policy_.quorum(holders);
         const auto need = std::max(rule, copy_floor(holders));
         const auto now = lease_holdings::clock::now();
+        const auto under = lease_map(map);
         std::size_t reachable = 1, heard = 0;  // heard: holders current, or whose port refused (their host answers)
         for (auto id : map.holders(slot)) {
             if (id == self_) continue;
-            if (held_->valid(id, now)) {
+            if (held_->valid(id, now, under)) {
                 ++reachable;
                 ++heard;
             } else if (rule <= 1 && !held_->excused(id, now)) {
@@ -126,18 +136,20 @@ public:
 
     // Why this node must not act for any slot now, or nothing: under
     // "majority" with a live map, it holds leases from no majority of the members it knows, or
-    // a map that declared members dead is not to be acted on yet.
+    // a new map is not to be acted on yet (act_after).
     [[nodiscard]] std::optional<std::string> members_short(const cluster_map& map) const {
         if (!held_ || !map.live() || policy_.quorum(3) < 2) return std::nullopt;
         const auto now = lease_holdings::clock::now();
         if (now.time_since_epoch().count() < act_after_.load(std::memory_order_acquire))
-            return fmt::format("peer {} follows a map that declared members dead: it acts on it once their leases ran out",
+            return fmt::format("peer {} follows a new map: it acts on it once the leases it granted under the old one "
+                               "ran out",
                                self_);
+        const auto under = lease_map(map);
         std::size_t known = 0, backing = 0;
         for (const auto& n : map.nodes()) {
             if (n.state == node_state::left) continue;
             ++known;
-            if (n.id == self_ || held_->valid(n.id, now)) ++backing;
+            if (n.id == self_ || held_->valid(n.id, now, under)) ++backing;
         }
         if (backing * 2 > known) return std::nullopt;
         return fmt::format("peer {} holds read leases from {} of the {} members it knows; under \"majority\" it acts "
@@ -145,12 +157,17 @@ public:
                            self_, backing, known);
     }
 
+    // The placement digest a lease must have been granted under to count with `map`: under
+    // "majority" with a live map, the map's own (a grantor whose map places slots otherwise
+    // promised nothing about this map's slots; docs/replication.md, rule 4); else any (zero).
+    [[nodiscard]] std::uint64_t lease_map(const cluster_map& map) const noexcept { return dhtkit::lease_map(map, policy_); }
+
     // The copies a write needs whatever the rule: min_copies, or every holder when there are fewer.
     [[nodiscard]] std::size_t copy_floor(std::size_t holders) const noexcept { return std::min(min_copies_, holders); }
 
 
     // Under "majority" with a live map: requests wait (answer unavailable) until `t`, when every
-    // lease this node granted members that a new map declares dead has run out.
+    // lease this node granted under the map it left has run out (lease_grants::follow).
     void act_after(std::chrono::steady_clock::time_point t) noexcept {
         auto rep = t.time_since_epoch().count();
         auto now = act_after_.load(std::memory_order_relaxed);

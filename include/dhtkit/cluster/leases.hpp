@@ -21,11 +21,16 @@
 // back. Steady clocks on both sides: wall-clock jumps do not
 // matter, and a pause of either process only makes the lease look older.
 //
+// Under "majority" with a live map, a lease also names the placement it was asked under (the
+// asker's map's placement digest): a grantor grants only under its own, and a holder counts a
+// lease only under the map it follows now (docs/replication.md, rule 4).
+//
 //   lease_grants     the grantor's side: what it granted whom, and who is behind
 //   lease_holdings   the holder's side: the leases it holds, read on every read
 //
 // cluster/lease_keeper.hpp renews them.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -72,15 +77,47 @@ public:
         started_ = clock::now();
     }
 
-    // A lease for `asker` from now on, or nothing while it is behind (it missed a copy from here
-    // and has not caught up since).
-    [[nodiscard]] std::optional<std::chrono::milliseconds> grant(node_id asker) {
+    // Why a lease request is refused: the asker missed a copy from here and has not caught up
+    // since; or (under "majority" with a live map) its map places slots otherwise than this
+    // node's, or this node took a new map a moment ago and leases granted under the old one may
+    // still run (settling).
+    enum class refusal : std::uint8_t { none, behind, other_map, settling };
+    struct answer {
+        refusal why = refusal::none;
+        std::chrono::milliseconds term{};  // when granted
+        explicit operator bool() const noexcept { return why == refusal::none; }
+    };
+
+    // A lease for `asker`, which follows the map whose placement digest is `asker_map` (zero: it
+    // follows none in particular), from now on; or why not.
+    [[nodiscard]] answer grant(node_id asker, std::uint64_t asker_map = 0) {
         std::lock_guard lock(mutex_);
         auto& g = granted_[asker];
         g.asked = true;
-        if (g.behind) return std::nullopt;
-        g.last = clock::now();
-        return options_.term;
+        if (g.behind) return {refusal::behind, {}};
+        if (following_ && asker_map != following_) return {refusal::other_map, {}};
+        const auto now = clock::now();
+        if (now < settled_at_) return {refusal::settling, {}};
+        g.last = now;
+        latest_ = std::max(latest_, g.last);
+        return {refusal::none, options_.term};
+    }
+
+    // Under "majority" with a live map: from now on leases go only to nodes whose map has
+    // placement digest `map` (cluster_map::placement_digest), and none before every lease granted
+    // so far has surely run out, the moment returned: this node acts on the new map only then,
+    // too. So at no moment do this node's leases (and its own acting) back two placements, and
+    // two maps that place slots otherwise cannot both have more than half of the members behind
+    // them (docs/replication.md, rule 4).
+    clock::time_point follow(std::uint64_t map) {
+        std::lock_guard lock(mutex_);
+        following_ = map;
+        if (latest_ != clock::time_point{}) settled_at_ = std::max(settled_at_, latest_ + options_.surely_over());
+        return settled_at_;
+    }
+    [[nodiscard]] std::uint64_t following() const {
+        std::lock_guard lock(mutex_);
+        return following_;
     }
 
     // `id` missed a copy: no lease for it until it catches up. Returns the moment from which a
@@ -119,6 +156,9 @@ private:
     lease_options options_;
     mutable std::mutex mutex_;
     clock::time_point started_;  // guarded by mutex_
+    clock::time_point latest_{};  // guarded by mutex_: the last grant to anyone
+    std::uint64_t following_ = 0;  // guarded by mutex_: 0, or the placement digest leases need
+    clock::time_point settled_at_{};  // guarded by mutex_: no grant before (follow)
     std::unordered_map<node_id, grant_state> granted_;  // guarded by mutex_
 };
 
@@ -150,10 +190,12 @@ public:
         return false;
     }
 
-    // The lease from `from` is current.
-    [[nodiscard]] bool valid(node_id from, clock::time_point now = clock::now()) const noexcept {
+    // The lease from `from` is current; with `map` non-zero, it was also granted under the map
+    // of that placement digest (a lease says nothing about the slots of another map).
+    [[nodiscard]] bool valid(node_id from, clock::time_point now = clock::now(), std::uint64_t map = 0) const noexcept {
         const auto* l = find(from);
-        return l && now.time_since_epoch().count() < l->until.load(std::memory_order_acquire);
+        return l && now.time_since_epoch().count() < l->until.load(std::memory_order_acquire) &&
+               (map == 0 || l->map.load(std::memory_order_acquire) == map);
     }
     // When the lease from `from` runs out (the epoch when none is held).
     [[nodiscard]] clock::time_point valid_until(node_id from) const noexcept {
@@ -197,9 +239,13 @@ public:
         return !valid(from, now) && !excused(from, now);
     }
 
-    void renewed(node_id from, clock::time_point asked_at, std::chrono::milliseconds term) noexcept {
+    // `map`: the placement digest of the map the request was sent under (zero: none in particular).
+    void renewed(node_id from, clock::time_point asked_at, std::chrono::milliseconds term, std::uint64_t map = 0) noexcept {
         auto* l = find(from);
         if (!l) return;
+        // The map first: a reader that sees the new term with the old map refuses, and one that
+        // sees the old term with the new map is covered by the new grant, made before now.
+        l->map.store(map, std::memory_order_release);
         l->until.store((asked_at + term).time_since_epoch().count(), std::memory_order_release);
         l->excused.store(absence::none, std::memory_order_release);
     }
@@ -224,6 +270,7 @@ private:
     struct lease {
         std::atomic<std::uint64_t> id{empty};
         std::atomic<clock::rep> until{0};
+        std::atomic<std::uint64_t> map{0};
         std::atomic<absence> excused{absence::none};
         std::atomic<clock::rep> excused_until{0};
     };

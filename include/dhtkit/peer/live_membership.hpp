@@ -4,9 +4,9 @@
 // this component places, publishes and acts on; and leaving, which hands this node's slots over.
 //
 // Following a map (on the detector's thread): the slots this node gains wait (answer
-// `unavailable`) from before the map is published until the healer has their records; a map
-// that declares members dead is acted on only once every lease this node granted them has run
-// out (key_service::act_after); a member back from the dead is marked "behind" by this node's
+// `unavailable`) from before the map is published until the healer has their records; under
+// "majority", a map that places slots anew is acted on only once every lease this node granted
+// under the old one has run out (key_service::act_after); a member back from the dead is marked "behind" by this node's
 // grants before the map is published (docs/replication.md, "Majority across map changes").
 // Nothing is followed before the catch-up at start is done (follow_from_now): that catch-up marks
 // every slot it covered ready at its end, and the changes heard meanwhile are taken in one step.
@@ -27,6 +27,7 @@
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/cluster/failure_detector.hpp"
 #include "dhtkit/cluster/hand_offs.hpp"
+#include "dhtkit/cluster/lease_rules.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/map_diff.hpp"
 #include "dhtkit/cluster/membership.hpp"
@@ -58,7 +59,7 @@ public:
         healer<sync_service<Table>>& heal;
         const hand_offs& handing;
         client& others;
-        std::function<void()> share_leases;  // a new map may add members to lease from
+        std::function<void()> share_leases;  // a new map: lease from its members, asked at once
         std::function<bool()> serving;       // false once the peer stops: leaving stops waiting
         log_fn log;
     };
@@ -203,11 +204,14 @@ private:
             p_.sync.mark_waiting(ranges);
         }
         // Members back from being taken for dead (a pause, a partition): what each side wrote
-        // meanwhile is compared and pulled now, not at the next anti-entropy pass. Members taken
-        // for dead: under "majority" this node acts on the new map only once every lease it
-        // granted them has run out (key_service::act_after; docs/replication.md).
-        if (change.declared_dead)
-            p_.keys.act_after(std::chrono::steady_clock::now() + p_.grants.options().surely_over());
+        // meanwhile is compared and pulled now, not at the next anti-entropy pass.
+        // Under "majority", leases pass only between nodes whose maps place slots alike, and a
+        // node acts on a new placement only once every lease it granted under the old one has
+        // run out: one that still follows the old map (or took this node's grant under it) could
+        // vouch for a copy of a slot this node now acknowledges without it (docs/replication.md,
+        // rule 4). A map that declares members dead is one such change.
+        if (const auto map = lease_map(after, p_.policy); map && map != p_.grants.following())
+            p_.keys.act_after(p_.grants.follow(map));
         // A member back missed what was written while this node's map left it out, and its own
         // map may never have left itself out (a node refutes its own death), so it gains nothing
         // to catch up by itself: it gets no read lease from here until it has caught up from here

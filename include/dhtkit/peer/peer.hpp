@@ -99,7 +99,8 @@ public:
                                                n));
                       }
                       copies_.peer_is_up(id);
-                  }),
+                  },
+                  [this] { return lease_map(view_->current(), policy_); }),
           files_(self_, *view_, client_,
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
@@ -145,6 +146,7 @@ public:
         }
         files_.start(log_);
         listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
+        (void)grants_.follow(lease_map(view_->current(), policy_));  // nothing granted yet: nothing to wait for
         if constexpr (Replication::follows_membership) membership_.start(listener_.local().port());
         grants_.start();  // from now on a holder that excused this node as gone can learn it is back
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(cluster_.dispatch, reactor_, cluster_.pool_threads,
@@ -237,12 +239,14 @@ public:
 
 private:
     // Read leases from every node this one now shares slots with: a member that joined, or this
-    // node's co-holders once it joined itself. Entries are only ever added.
+    // node's co-holders once it joined itself. Entries are only ever added. Asked at once: under
+    // "majority" a lease counts only under the map it was asked under.
     void share_leases() {
         for (const auto& n : grantors()) {
             held_.add(n.id);
             if (keeper_started_.load(std::memory_order_acquire)) keeper_.add(n);
         }
+        keeper_.renew_now();
     }
 
     // While nothing this node serves is unconfirmed (sync_service::unconfirmed), a node with a

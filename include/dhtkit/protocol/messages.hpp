@@ -216,6 +216,31 @@ inline std::optional<hello_request> decode_hello(std::string_view in) {
     return h;
 }
 
+// A read-lease request: the asker's node id, then the placement digest of the map it follows
+// (cluster_map::placement_digest; zero: none in particular, which a grantor under "majority"
+// with a live map refuses). Eight bytes alone are an id with no map.
+struct lease_request {
+    std::uint64_t asker = 0;
+    std::uint64_t map = 0;
+};
+
+inline std::string encode(const lease_request& l) {
+    std::string out;
+    detail::writer w(out);
+    w.integer(l.asker);
+    w.integer(l.map);
+    return out;
+}
+
+inline std::optional<lease_request> decode_lease_request(std::string_view in) {
+    detail::reader r(in);
+    lease_request l;
+    if (!r.integer(l.asker)) return std::nullopt;
+    if (!r.done() && !r.integer(l.map)) return std::nullopt;
+    if (!r.done()) return std::nullopt;
+    return l;
+}
+
 // The options of a put with flag_options (SET's EX/PX/EXAT/PXAT, NX, XX, KEEPTTL and GET): a mask
 // and an expiry (u64 ms since the Unix epoch), 9 bytes after the version of a stamped put.
 struct put_options {

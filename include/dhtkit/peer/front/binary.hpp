@@ -191,32 +191,55 @@ private:
                 sync_.handle(f, c);
                 return true;
             case opcode::lease: {
-                auto asker = protocol::decode_u64(f.value);
-                if (!asker || !grants_) {
+                auto ask = protocol::decode_lease_request(f.value);
+                if (!ask || !grants_) {
                     stats_.count_error();
-                    reply.code = asker ? status::unknown_opcode : status::bad_request;
-                    protocol::append_frame(c.out, reply, {}, asker ? "this peer grants no read leases" : "a lease request is the asker's node id (u64)");
+                    reply.code = ask ? status::unknown_opcode : status::bad_request;
+                    protocol::append_frame(c.out, reply, {},
+                                           ask ? "this peer grants no read leases"
+                                               : "a lease request is the asker's node id and its map's placement digest (u64 each)");
                     return false;
                 }
                 // A live map's grantor leases nothing to a node it takes for dead or departed (or
                 // has not heard of): that node missed what the map moved without it, and must be
                 // back in the view (it refutes) before it vouches for any copy.
-                if (const auto& m = view_.current(); m.live() && *asker != self_) {
-                    const node* n = m.find(*asker);
+                const auto& m = view_.current();
+                if (m.live() && ask->asker != self_) {
+                    const node* n = m.find(ask->asker);
                     if (!n || n->state == node_state::failed || n->state == node_state::left) {
                         reply.code = status::unavailable;
                         protocol::append_frame(c.out, reply, {},
                                                fmt::format("peer {} takes node {} for {}: no lease until it is back", self_,
-                                                           *asker, n ? to_string(n->state) : "unknown"));
+                                                           ask->asker, n ? to_string(n->state) : "unknown"));
                         return false;
                     }
                 }
-                if (auto term = grants_->grant(*asker)) {
-                    protocol::append_frame(c.out, reply, {}, protocol::encode_u64(static_cast<std::uint64_t>(term->count())));
-                } else {
-                    reply.code = status::unavailable;
-                    protocol::append_frame(c.out, reply, {},
-                                           fmt::format("peer {} missed writes acknowledged by peer {}: catch up first", *asker, self_));
+                const auto got = grants_->grant(ask->asker, ask->map);
+                switch (got.why) {
+                    case lease_grants::refusal::none:
+                        protocol::append_frame(c.out, reply, {}, protocol::encode_u64(static_cast<std::uint64_t>(got.term.count())));
+                        break;
+                    case lease_grants::refusal::behind:
+                        reply.code = status::unavailable;
+                        protocol::append_frame(c.out, reply, {},
+                                               fmt::format("peer {} missed writes acknowledged by peer {}: catch up first",
+                                                           ask->asker, self_));
+                        break;
+                    case lease_grants::refusal::other_map:
+                        // Not "behind": nothing to catch up from here; the maps must agree first.
+                        reply.code = status::moved;
+                        protocol::append_frame(c.out, reply, {},
+                                               fmt::format("peer {} follows map {} (placement {:016x}), peer {} another: no "
+                                                           "lease until their maps agree",
+                                                           self_, m.epoch(), grants_->following(), ask->asker));
+                        break;
+                    case lease_grants::refusal::settling:
+                        reply.code = status::moved;
+                        protocol::append_frame(c.out, reply, {},
+                                               fmt::format("peer {} took map {} a moment ago: no lease until the ones it "
+                                                           "granted under its last map have run out",
+                                                           self_, m.epoch()));
+                        break;
                 }
                 return false;
             }
