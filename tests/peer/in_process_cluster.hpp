@@ -19,11 +19,11 @@ namespace dhtkit::test {
 
 using namespace std::chrono_literals;
 
-// N peers of replication policy `Policy` and table `Table` in this process, on loopback ports the
-// kernel chose, in a scratch folder.
-template <class Policy, class Table = locked_table<std::string, std::string>>
+// N peers of replication policy `Policy`, table `Table` and storage `Storage` in this process, on
+// loopback ports the kernel chose, in a scratch folder.
+template <class Policy, class Table = locked_table<std::string, std::string>, class Storage = any_storage>
 struct in_process_cluster {
-    using peer_type = peer<net::epoll_reactor, thread_pool, Table, Policy>;
+    using peer_type = peer<net::epoll_reactor, thread_pool, Table, Policy, Storage>;
 
     explicit in_process_cluster(int n, dispatch_model model = dispatch_model::loop) {
         static int counter = 0;

@@ -41,7 +41,7 @@
 
 namespace dhtkit {
 
-template <string_table Table, replication_policy Replication>
+template <string_table Table, replication_policy Replication, storage_policy Storage = any_storage>
 class key_service {
 public:
     using log_fn = std::function<void(const std::string&)>;
@@ -51,7 +51,7 @@ public:
     // the slot's holders), whatever the policy's rule: [replication] min_copies.
     key_service(Table& keys, Table& files, node_id self, const limits_settings& lim, std::chrono::milliseconds max_skew,
                 const cluster_view& view, const Replication& policy, replicator& copies, log_fn log,
-                const lease_holdings* held = nullptr, any_storage* storage = nullptr, const hand_offs* handing = nullptr,
+                const lease_holdings* held = nullptr, Storage* storage = nullptr, const hand_offs* handing = nullptr,
                 std::size_t min_copies = 1)
         : index_(keys, files, self, lim.max_value_bytes, max_skew), self_(self), view_(view), policy_(policy),
           copies_(copies), log_(std::move(log)), rules_(self, policy, held, min_copies),
@@ -321,7 +321,7 @@ private:
     replicator& copies_;
     log_fn log_;
     lease_rules<Replication> rules_;
-    any_storage* storage_;  // null when nothing is kept beyond the table
+    Storage* storage_;  // null when nothing is kept beyond the table
     const hand_offs* handing_;  // live membership: nodes taking slots over; null otherwise
     mutable std::atomic<std::uint64_t> single_copy_{0};
     log_limiter refusal_log_;

@@ -39,10 +39,11 @@
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/peer/sync_service.hpp"
+#include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
 
-template <string_table Table, replication_policy Replication>
+template <string_table Table, replication_policy Replication, storage_policy Storage = any_storage>
 class live_membership {
 public:
     using log_fn = std::function<void(const std::string&)>;
@@ -53,10 +54,10 @@ public:
         const peer_settings& self;
         const Replication& policy;
         cluster_view& view;
-        sync_service<Table>& sync;
-        key_service<Table, Replication>& keys;
+        sync_service<Table, Storage>& sync;
+        key_service<Table, Replication, Storage>& keys;
         lease_grants& grants;
-        healer<sync_service<Table>>& heal;
+        healer<sync_service<Table, Storage>>& heal;
         const hand_offs& handing;
         client& others;
         std::function<void()> share_leases;  // a new map: lease from its members, asked at once

@@ -60,11 +60,13 @@
 #include "dhtkit/peer/sync_service.hpp"
 #include "dhtkit/peer/table_upkeep.hpp"
 #include "dhtkit/store/locked_table.hpp"
+#include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
 
 template <net::reactor Reactor = net::epoll_reactor, executor Executor = thread_pool,
-          string_table Table = locked_table<std::string, std::string>, replication_policy Replication = static_backup>
+          string_table Table = locked_table<std::string, std::string>, replication_policy Replication = static_backup,
+          storage_policy Storage = any_storage>
 class peer {
 public:
     // Node `id` of `cluster`, its map the static one the settings describe (nodes in file order).
@@ -138,7 +140,7 @@ public:
         if (cluster_.storage.log) data_age::refuse_if_older_than(self_.data_dir, cluster_.tombstone_purge, self_.id);
         // What this node kept beyond its table comes back first; the replicas then fill in the rest.
         storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record, true); },
-                      [this](const write_ahead_log::entry_fn& each) { keys_.index().for_each_record(each); });
+                      [this](const replay_fn& each) { keys_.index().for_each_record(each); });
         if (const auto* r = storage_.recovery()) {
             for (const auto& note : r->notes) log_(note);
             log_(fmt::format("replayed {} records ({} from the snapshot) in {:.3f} s", r->snapshot_records + r->log_records,
@@ -315,14 +317,14 @@ private:
     lease_holdings held_;
     hand_offs hand_offs_;  // live membership: the nodes taking slots over from this one
     replicator copies_;
-    any_storage storage_;
-    key_service<Table, Replication> keys_;
-    sync_service<Table> sync_;
+    Storage storage_;
+    key_service<Table, Replication, Storage> keys_;
+    sync_service<Table, Storage> sync_;
     lease_keeper keeper_;
     file_service files_;
-    binary_front<Table, Replication> binary_;
+    binary_front<Table, Replication, Storage> binary_;
     resp_front resp_;
-    pump<binary_front<Table, Replication>> binary_pump_;
+    pump<binary_front<Table, Replication, Storage>> binary_pump_;
     pump<resp_front> resp_pump_;
     std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {
         std::fprintf(stderr, "dhtkit-peer %llu: %s\n", static_cast<unsigned long long>(id), line.c_str());
@@ -332,9 +334,9 @@ private:
     net::tcp_listener listener_;
     net::tcp_listener resp_listener_;  // open when this node has a resp_port
     std::unique_ptr<any_dispatch<Reactor, Executor>> dispatch_;
-    healer<sync_service<Table>> healer_{sync_, [this] { files_.recopy(); }, [this] { note_confirmed(); },
+    healer<sync_service<Table, Storage>> healer_{sync_, [this] { files_.recopy(); }, [this] { note_confirmed(); },
                                         cluster_.membership.anti_entropy, [this](const std::string& line) { log_(line); }};
-    live_membership<Table, Replication> membership_{{cluster_, self_, policy_, *view_, sync_, keys_, grants_, healer_,
+    live_membership<Table, Replication, Storage> membership_{{cluster_, self_, policy_, *view_, sync_, keys_, grants_, healer_,
                                                      hand_offs_, client_, [this] { share_leases(); },
                                                      [this] { return started_.load(std::memory_order_acquire); },
                                                      [this](const std::string& line) { log_(line); }}};

@@ -40,7 +40,7 @@
 
 namespace dhtkit {
 
-template <string_table Table>
+template <string_table Table, storage_policy Storage = any_storage>
 class sync_service {
 public:
     using log_fn = std::function<void(const std::string&)>;
@@ -49,7 +49,7 @@ public:
     // `storage`: where records applied by a catch-up are kept beyond the table (null: nowhere).
     sync_service(index_service<Table>& index, node_id self, const cluster_view& view, replicator& copies,
                  protocol::limits lim, protocol::hello_request hello = {}, lease_grants* grants = nullptr,
-                 any_storage* storage = nullptr, hand_offs* handing = nullptr)
+                 Storage* storage = nullptr, hand_offs* handing = nullptr)
         : index_(index), self_(self), view_(view), copies_(copies), limits_(lim), hello_(std::move(hello)),
           grants_(grants), storage_(storage && storage->keeps() ? storage : nullptr), handing_(handing) {}
 
@@ -328,7 +328,7 @@ private:
     protocol::limits limits_;
     protocol::hello_request hello_;
     lease_grants* grants_;
-    any_storage* storage_;
+    Storage* storage_;
     hand_offs* handing_;
 
     std::atomic<bool> serving_{false};

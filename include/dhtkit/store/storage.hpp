@@ -8,10 +8,14 @@
 //   log_storage      a write-ahead log with snapshots (store/write_ahead_log.hpp)
 //   any_storage      either, as [storage] mode in the config says: chosen at run time
 //
+// A peer takes its storage as a template argument (peer.hpp; any_storage by default, which the
+// example program uses so that the config file chooses); a program may fix one, or bring its own
+// (tests/peer/storage_policy_test.cpp composes one that counts and holds every append).
 // A write is acknowledged only once append()'s `done` said true: the peer holds its reply until
 // then. With memory_storage `done` runs at once, and `keeps()` is false so that the caller can
 // skip holding anything.
 
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -19,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -33,25 +38,41 @@ struct storage_settings {
     bool repair = false;  // the peer's --repair
 };
 
+// A record and its key, as the replicas exchange them; `snapshot_source` calls its argument for
+// every record the table holds now (what a snapshot writes); `kept_fn` is told whether a record
+// is kept. The same types as the write-ahead log's.
+using replay_fn = std::function<void(std::string_view key, std::string_view record)>;
+using snapshot_source = std::function<void(const replay_fn&)>;
+using kept_fn = std::function<void(bool kept)>;
+static_assert(std::is_same_v<replay_fn, write_ahead_log::entry_fn> && std::is_same_v<kept_fn, write_ahead_log::done_fn>);
+
+// Everything the peer calls: made from the peer's data folder and its [storage] settings; open()
+// replays what it kept into `apply` (recovery: the peer's table fills from it before the peer
+// serves), and recovery() says what that replay found (null when nothing is kept); append()
+// calls `done` once the record is kept (or could not be), on any thread, at most once.
 template <class S>
-concept storage_policy = requires(S& s, const S& cs, std::string_view key, std::string_view record,
-                                  write_ahead_log::done_fn done, const write_ahead_log::entry_fn& apply,
-                                  write_ahead_log::table_source source) {
-    s.open(apply, std::move(source));  // replays what it kept into `apply`
-    { cs.keeps() } -> std::same_as<bool>;
-    s.append(key, record, std::move(done));
-    s.stop();
-    { cs.report() } -> std::same_as<std::string>;
-};
+concept storage_policy = std::constructible_from<S, std::filesystem::path, storage_settings> &&
+                         requires(S& s, const S& cs, std::string_view key, std::string_view record, kept_fn done,
+                                  const replay_fn& apply, snapshot_source source) {
+                             s.open(apply, std::move(source));
+                             { cs.keeps() } -> std::same_as<bool>;
+                             s.append(key, record, std::move(done));
+                             s.stop();
+                             { cs.recovery() } -> std::same_as<const log_recovery*>;
+                             { cs.report() } -> std::same_as<std::string>;
+                         };
 
 class memory_storage {
 public:
-    void open(const write_ahead_log::entry_fn&, write_ahead_log::table_source) {}
+    memory_storage() = default;
+    memory_storage(const std::filesystem::path&, const storage_settings&) {}
+    void open(const replay_fn&, const snapshot_source&) {}
     [[nodiscard]] bool keeps() const noexcept { return false; }
-    void append(std::string_view, std::string_view, const write_ahead_log::done_fn& done) {
+    void append(std::string_view, std::string_view, const kept_fn& done) {
         if (done) done(true);
     }
     void stop() {}
+    [[nodiscard]] const log_recovery* recovery() const noexcept { return nullptr; }
     [[nodiscard]] std::string report() const { return "storage=memory\n"; }
 };
 
@@ -59,7 +80,7 @@ class log_storage {
 public:
     log_storage(std::filesystem::path dir, storage_settings s) : dir_(std::move(dir)), settings_(s) {}
 
-    void open(const write_ahead_log::entry_fn& apply, write_ahead_log::table_source source) {
+    void open(const replay_fn& apply, snapshot_source source) {
         log_options o;
         o.sync = settings_.sync;
         o.compact_after_bytes = settings_.compact_after_bytes;
@@ -67,7 +88,7 @@ public:
         log_.emplace(dir_, std::move(o), apply, std::move(source));
     }
     [[nodiscard]] bool keeps() const noexcept { return true; }
-    void append(std::string_view key, std::string_view record, write_ahead_log::done_fn done) {
+    void append(std::string_view key, std::string_view record, kept_fn done) {
         if (!log_) {
             if (done) done(false);
             return;
@@ -102,11 +123,11 @@ public:
     any_storage(std::filesystem::path dir, storage_settings s) {
         if (s.log) log_ = std::make_unique<log_storage>(std::move(dir), s);
     }
-    void open(const write_ahead_log::entry_fn& apply, write_ahead_log::table_source source) {
+    void open(const replay_fn& apply, snapshot_source source) {
         if (log_) log_->open(apply, std::move(source));
     }
     [[nodiscard]] bool keeps() const noexcept { return log_ != nullptr; }
-    void append(std::string_view key, std::string_view record, write_ahead_log::done_fn done) {
+    void append(std::string_view key, std::string_view record, kept_fn done) {
         if (log_) log_->append(key, record, std::move(done));
         else memory_.append(key, record, done);
     }

@@ -31,6 +31,7 @@
 #include "dhtkit/peer/sync_service.hpp"
 #include "dhtkit/protocol/auth.hpp"
 #include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
 
@@ -54,7 +55,7 @@ struct binary_session {
     void release_if_empty() { reader.release_if_empty(); }
 };
 
-template <string_table Table, replication_policy Replication>
+template <string_table Table, replication_policy Replication, storage_policy Storage = any_storage>
 class binary_front {
 public:
     using session = binary_session;
@@ -63,7 +64,7 @@ public:
 
     using log_fn = std::function<void(const std::string&)>;
 
-    binary_front(key_service<Table, Replication>& keys, file_service& files, sync_service<Table>& sync, node_id self,
+    binary_front(key_service<Table, Replication, Storage>& keys, file_service& files, sync_service<Table, Storage>& sync, node_id self,
            const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
            std::function<std::string()> report, log_fn log, lease_grants* grants = nullptr,
            std::shared_ptr<const protocol::cluster_key> secret = nullptr, std::string password = {},
@@ -147,7 +148,7 @@ private:
             keys_.handle(f, c);
             return false;
         }
-        if (key_service<Table, Replication>::handles(f.h.op)) {
+        if (key_service<Table, Replication, Storage>::handles(f.h.op)) {
             // Another holder's majority read wants this node's record whatever its state; a put or
             // del carries its version and is right on any copy, where the registry's writes
             // merge into the entry here and need it caught up.
@@ -291,9 +292,9 @@ private:
         return false;
     }
 
-    key_service<Table, Replication>& keys_;
+    key_service<Table, Replication, Storage>& keys_;
     file_service& files_;
-    sync_service<Table>& sync_;
+    sync_service<Table, Storage>& sync_;
     node_id self_;
     const cluster_view& view_;
     std::string source_;  // where this node's map came from, for a mismatch's words
