@@ -91,7 +91,7 @@ public:
     }
     void stop() { the_journal.release(false); }  // nothing is kept after stop
     [[nodiscard]] const log_recovery* recovery() const noexcept { return nullptr; }
-    [[nodiscard]] std::string report() const { return "storage=gated\n"; }
+    [[nodiscard]] storage_figures report() const { return {"gated"}; }
 };
 static_assert(storage_policy<gated_storage>);
 

@@ -34,6 +34,7 @@
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/net/address.hpp"
 #include "dhtkit/peer/client.hpp"
+#include "dhtkit/peer/figures.hpp"
 #include "dhtkit/peer/healer.hpp"
 #include "dhtkit/peer/key_service.hpp"
 #include "dhtkit/peer/reply.hpp"
@@ -162,11 +163,14 @@ public:
     }
     void on_left(std::function<void(const reply&)> f) { on_left_ = std::move(f); }
 
-    // Its part of the stats report (name=value lines).
-    [[nodiscard]] std::string report(const cluster_map& m) const {
-        if (!detector_)
-            return fmt::format("membership=static\nanti_entropy_passes={}\nslots_unconfirmed={}\n", p_.sync.repairs(),
-                               p_.sync.unconfirmed());
+    // Its figures, after the peer's own.
+    void report(figures& f, const cluster_map& m) const {
+        if (!detector_) {
+            f.add("membership", "static");
+            f.add("anti_entropy_passes", p_.sync.repairs());
+            f.add("slots_unconfirmed", p_.sync.unconfirmed());
+            return;
+        }
         std::size_t alive = 0;
         std::string states;
         for (const auto& n : m.nodes()) {
@@ -175,13 +179,20 @@ public:
         }
         const auto& c = detector_->stats();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-        return fmt::format("membership=dynamic\nmembers_alive={}\nmembers={}\nprobes={}\nindirect_probes={}\n"
-                           "suspicions={}\ngossip_refused={}\nunder_replicated_slots={}\nhanding_off_to={}\n"
-                           "anti_entropy_passes={}\nslots_unconfirmed={}\nhealed_records={}\nhealed_bytes={}\n"
-                           "healing_seconds={:.3f}\n",
-                           alive, states, load(c.probes), load(c.indirect_probes), load(c.suspicions), load(c.refused),
-                           p_.sync.waiting_count(), p_.handing.active(), p_.sync.repairs(), p_.sync.unconfirmed(),
-                           p_.sync.healed_records(), p_.sync.healed_bytes(), p_.sync.healing_seconds());
+        f.add("membership", "dynamic");
+        f.add("members_alive", alive);
+        f.add("members", std::move(states));
+        f.add("probes", load(c.probes));
+        f.add("indirect_probes", load(c.indirect_probes));
+        f.add("suspicions", load(c.suspicions));
+        f.add("gossip_refused", load(c.refused));
+        f.add("under_replicated_slots", p_.sync.waiting_count());
+        f.add("handing_off_to", p_.handing.active());
+        f.add("anti_entropy_passes", p_.sync.repairs());
+        f.add("slots_unconfirmed", p_.sync.unconfirmed());
+        f.add("healed_records", p_.sync.healed_records());
+        f.add("healed_bytes", p_.sync.healed_bytes());
+        f.add("healing_seconds", p_.sync.healing_seconds(), 3);
     }
 
 private:

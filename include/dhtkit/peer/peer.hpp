@@ -112,7 +112,7 @@ public:
                   Replication::follows_membership ? std::function<reply()>([this] { return begin_leave(); }) : nullptr),
           resp_(self_.id, *view_, cluster_.limits, cluster_.client_password,
                 {[this](const protocol::frame_view& f, connection& c) { binary_.answer(f, c); },
-                 [this] { return stats_report(); }, [this] { return keys_.index().live_keys(); },
+                 [this] { return stats_figures(); }, [this] { return keys_.index().live_keys(); },
                  cluster_.storage.log ? "yes" : "no",
                  cluster_.resp_forward ? std::function<reply(protocol::opcode, std::string_view, std::string_view, std::uint8_t)>(
                                              [this](protocol::opcode op, std::string_view k, std::string_view v, std::uint8_t flags) {
@@ -221,23 +221,39 @@ public:
     reply announce(std::string_view name) { return files_.announce(name); }
     reply withdraw(std::string_view name) { return files_.withdraw(name); }
 
-    [[nodiscard]] std::string stats_report() const {
+    // Every figure of this node: its counters, the map as it sees it, copies, catch-up,
+    // membership and storage. The `stats` reply and RESP INFO render them.
+    [[nodiscard]] figures stats_figures() const {
         const auto& c = copies_.counters();
         auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         const auto& m = map();
         const auto [home, held] = slots_of(m, self_.id);
-        return stats_.report(key_table_.size(), file_table_.size()) +
-               fmt::format("state={}\nnode_id={}\nepoch={}\nnodes={}\nslots_home={}\nslots_held={}\nbackups={}\n"
-                           "copies_sent={}\ncopies_acked={}\ncopies_missed={}\nhints_pending={}\n"
-                           "hints_replayed={}\ncaught_up_records={}\ncaught_up_from={}\nslots_waiting={}\n"
-                           "refused_ahead={}\nmin_copies={}\nsingle_copy_writes={}\ntombstones_purged={}\n",
-                           sync_.serving() ? "serving" : "catching_up", self_.id, m.epoch(), m.nodes().size(), home,
-                           held, files_.backups().size(), load(c.sent), load(c.acked), load(c.missed), copies_.hints(),
-                           load(c.replayed), sync_.caught_up_records(), sync_.caught_up_from(), sync_.waiting(),
-                           keys_.index().refused_ahead(), cluster_.min_copies, keys_.single_copy_writes(),
-                           upkeep_.purged()) +
-               membership_.report(m) + storage_.report();
+        figures f;
+        stats_.report(f, key_table_.size(), file_table_.size());
+        f.add("state", sync_.serving() ? "serving" : "catching_up");
+        f.add("node_id", self_.id);
+        f.add("epoch", m.epoch());
+        f.add("nodes", m.nodes().size());
+        f.add("slots_home", home);
+        f.add("slots_held", held);
+        f.add("backups", files_.backups().size());
+        f.add("copies_sent", load(c.sent));
+        f.add("copies_acked", load(c.acked));
+        f.add("copies_missed", load(c.missed));
+        f.add("hints_pending", copies_.hints());
+        f.add("hints_replayed", load(c.replayed));
+        f.add("caught_up_records", sync_.caught_up_records());
+        f.add("caught_up_from", sync_.caught_up_from());
+        f.add("slots_waiting", sync_.waiting());
+        f.add("refused_ahead", keys_.index().refused_ahead());
+        f.add("min_copies", cluster_.min_copies);
+        f.add("single_copy_writes", keys_.single_copy_writes());
+        f.add("tombstones_purged", upkeep_.purged());
+        membership_.report(f, m);
+        add_storage(f, storage_.report(), storage_.recovery());
+        return f;
     }
+    [[nodiscard]] std::string stats_report() const { return stats_figures().lines(); }
 
 private:
     // Read leases from every node this one now shares slots with: a member that joined, or this

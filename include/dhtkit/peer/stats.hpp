@@ -9,10 +9,14 @@
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
+#include "dhtkit/peer/figures.hpp"
 #include "dhtkit/protocol/frame.hpp"
+#include "dhtkit/store/storage.hpp"
 
 namespace dhtkit {
 
@@ -38,23 +42,31 @@ public:
         last_restart_ = last;
     }
 
-    // "name=value" lines, the payload of a stats reply.
-    [[nodiscard]] std::string report(std::size_t keys, std::size_t files) const {
+    // Its figures (`keys`, `files`: the tables' sizes), in the order the `stats` reply lists them.
+    void report(figures& f, std::size_t keys, std::size_t files) const {
         using namespace protocol;
         auto op = [&](opcode o) { return ops_[static_cast<std::size_t>(o)].load(std::memory_order_relaxed); };
-        auto uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-        return fmt::format(
-            "uptime_s={:.1f}\nkeys={}\nfiles={}\nconnections_open={}\nconnections_total={}\nconnections_timed_out={}\n"
-            "op_put={}\nop_get={}\nop_del={}\nop_register={}\nop_unregister={}\nop_search={}\n"
-            "op_fetch={}\nop_ping={}\nop_stats={}\nop_announce={}\nop_expire={}\nerrors={}\nfile_bytes_served={}\n"
-            "expired_reclaimed={}\npid={}\nrestarts={}\nlast_restart={}\n",
-            uptime, keys, files, open_.load(std::memory_order_relaxed),
-            accepted_.load(std::memory_order_relaxed), timed_out_.load(std::memory_order_relaxed), op(opcode::put), op(opcode::get),
-            op(opcode::del), op(opcode::register_file), op(opcode::unregister_file),
-            op(opcode::search), op(opcode::fetch), op(opcode::ping), op(opcode::stats),
-            op(opcode::announce), op(opcode::expire), errors_.load(std::memory_order_relaxed),
-            file_bytes_.load(std::memory_order_relaxed), reclaimed_.load(std::memory_order_relaxed), ::getpid(), restarts_,
-            describe_time(last_restart_));
+        f.add("uptime_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count(), 1);
+        f.add("keys", keys);
+        f.add("files", files);
+        f.add("connections_open", open_.load(std::memory_order_relaxed));
+        f.add("connections_total", accepted_.load(std::memory_order_relaxed));
+        f.add("connections_timed_out", timed_out_.load(std::memory_order_relaxed));
+        const std::pair<std::string_view, opcode> counted[] = {
+            {"op_put", opcode::put},       {"op_get", opcode::get},
+            {"op_del", opcode::del},       {"op_register", opcode::register_file},
+            {"op_unregister", opcode::unregister_file}, {"op_search", opcode::search},
+            {"op_fetch", opcode::fetch},   {"op_ping", opcode::ping},
+            {"op_stats", opcode::stats},   {"op_announce", opcode::announce},
+            {"op_expire", opcode::expire},
+        };
+        for (const auto& [name, o] : counted) f.add(name, op(o));
+        f.add("errors", errors_.load(std::memory_order_relaxed));
+        f.add("file_bytes_served", file_bytes_.load(std::memory_order_relaxed));
+        f.add("expired_reclaimed", reclaimed_.load(std::memory_order_relaxed));
+        f.add("pid", ::getpid());
+        f.add("restarts", restarts_);
+        f.add("last_restart", describe_time(last_restart_));
     }
 
 private:
@@ -79,5 +91,21 @@ private:
     std::atomic<std::uint64_t> reclaimed_{0};  // expired values freed
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
+
+// Storage's figures (and what its replay found), as `stats` lists them.
+inline void add_storage(figures& f, const storage_figures& s, const log_recovery* replay) {
+    f.add("storage", s.mode);
+    if (!s.log) return;
+    const auto rule = s.sync.value_or(fsync_rule::everysec);
+    f.add("fsync", rule == fsync_rule::always ? "always" : rule == fsync_rule::no ? "no" : "everysec");
+    f.add("log_bytes", s.log->log_bytes);
+    f.add("log_generation", s.log->generation);
+    f.add("last_snapshot", s.log->last_snapshot_time);
+    f.add("last_snapshot_records", s.log->last_snapshot_records);
+    f.add("fsync_p99_us", s.log->fsync_p99_us);
+    f.add("compactions", s.log->compactions);
+    f.add("replayed_records", replay ? replay->snapshot_records + replay->log_records : 0);
+    f.add("replay_seconds", replay ? replay->seconds : 0.0, 3);
+}
 
 }  // namespace dhtkit

@@ -25,7 +25,6 @@
 #include <string_view>
 #include <type_traits>
 
-#include <fmt/format.h>
 
 #include "dhtkit/store/write_ahead_log.hpp"
 
@@ -46,6 +45,13 @@ using snapshot_source = std::function<void(const replay_fn&)>;
 using kept_fn = std::function<void(bool kept)>;
 static_assert(std::is_same_v<replay_fn, write_ahead_log::entry_fn> && std::is_same_v<kept_fn, write_ahead_log::done_fn>);
 
+// What `stats` shows of a storage: its mode and, for an open log, its rule and figures.
+struct storage_figures {
+    std::string mode = "memory";
+    std::optional<fsync_rule> sync = std::nullopt;
+    std::optional<log_figures::figures> log = std::nullopt;
+};
+
 // Everything the peer calls: made from the peer's data folder and its [storage] settings; open()
 // replays what it kept into `apply` (recovery: the peer's table fills from it before the peer
 // serves), and recovery() says what that replay found (null when nothing is kept); append()
@@ -59,7 +65,7 @@ concept storage_policy = std::constructible_from<S, std::filesystem::path, stora
                              s.append(key, record, std::move(done));
                              s.stop();
                              { cs.recovery() } -> std::same_as<const log_recovery*>;
-                             { cs.report() } -> std::same_as<std::string>;
+                             { cs.report() } -> std::same_as<storage_figures>;
                          };
 
 class memory_storage {
@@ -73,7 +79,7 @@ public:
     }
     void stop() {}
     [[nodiscard]] const log_recovery* recovery() const noexcept { return nullptr; }
-    [[nodiscard]] std::string report() const { return "storage=memory\n"; }
+    [[nodiscard]] storage_figures report() const { return {}; }
 };
 
 class log_storage {
@@ -99,16 +105,9 @@ public:
         if (log_) log_->stop();
     }
     [[nodiscard]] const log_recovery* recovery() const { return log_ ? &log_->recovery() : nullptr; }
-    [[nodiscard]] std::string report() const {
-        if (!log_) return "storage=log\n";
-        const auto f = log_->report();
-        const auto& r = log_->recovery();
-        return fmt::format("storage=log\nfsync={}\nlog_bytes={}\nlog_generation={}\nlast_snapshot={}\n"
-                           "last_snapshot_records={}\nfsync_p99_us={}\ncompactions={}\nreplayed_records={}\n"
-                           "replay_seconds={:.3f}\n",
-                           settings_.sync == fsync_rule::always ? "always" : settings_.sync == fsync_rule::no ? "no" : "everysec",
-                           f.log_bytes, f.generation, f.last_snapshot_time, f.last_snapshot_records, f.fsync_p99_us,
-                           f.compactions, r.snapshot_records + r.log_records, r.seconds);
+    [[nodiscard]] storage_figures report() const {
+        if (!log_) return {"log"};
+        return {"log", settings_.sync, log_->report()};
     }
 
 private:
@@ -135,7 +134,7 @@ public:
         if (log_) log_->stop();
     }
     [[nodiscard]] const log_recovery* recovery() const { return log_ ? log_->recovery() : nullptr; }
-    [[nodiscard]] std::string report() const { return log_ ? log_->report() : memory_.report(); }
+    [[nodiscard]] storage_figures report() const { return log_ ? log_->report() : memory_.report(); }
 
 private:
     memory_storage memory_;

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "dhtkit/cluster/cluster_map.hpp"
+#include "dhtkit/peer/figures.hpp"
 #include "dhtkit/peer/front/resp_commands.hpp"
 #include "dhtkit/protocol/resp.hpp"
 
@@ -143,7 +144,7 @@ inline void client(std::string& o, const args_t& args, client_state c) {
 struct server_facts {
     node_id self = 0;
     std::uint16_t resp_port = 0;
-    std::string_view stats;                         // our `stats` lines, name=value
+    const figures& stats;                           // what our `stats` lists
     const std::function<std::size_t()>& key_count;  // a walk over the table: asked only for # Keyspace
 };
 
@@ -157,18 +158,9 @@ inline void info(std::string& o, const args_t& args, const server_facts& facts) 
                std::find(wanted.begin(), wanted.end(), "default") != wanted.end() ||
                std::find(wanted.begin(), wanted.end(), section) != wanted.end();
     };
-    std::vector<std::pair<std::string_view, std::string_view>> figures;
-    for (std::size_t at = 0; at < facts.stats.size();) {
-        auto end = facts.stats.find('\n', at);
-        if (end == std::string_view::npos) end = facts.stats.size();
-        const auto line = facts.stats.substr(at, end - at);
-        if (auto eq = line.find('='); eq != std::string_view::npos) figures.emplace_back(line.substr(0, eq), line.substr(eq + 1));
-        at = end + 1;
-    }
-    auto figure = [&](std::string_view key) -> std::string_view {
-        for (const auto& [k, v] : figures)
-            if (k == key) return v;
-        return "0";
+    auto figure = [&](std::string_view name) -> std::string {
+        const auto* v = facts.stats.find(name);
+        return v ? figures::text(*v) : "0";
     };
     std::string body;
     auto out = std::back_inserter(body);
@@ -179,8 +171,9 @@ inline void info(std::string& o, const args_t& args, const server_facts& facts) 
     if (want("clients")) fmt::format_to(out, "# Clients\r\nconnected_clients:{}\r\n\r\n", figure("connections_open"));
     if (want("stats")) {
         fmt::format_to(out, "# Stats\r\ntotal_connections_received:{}\r\n", figure("connections_total"));
-        for (const auto& [k, v] : figures)
-            if (v.find_first_of(" \r") == std::string_view::npos) fmt::format_to(out, "dhtkit_{}:{}\r\n", k, v);
+        for (const auto& [name, v] : facts.stats.all())
+            if (auto shown = figures::text(v); shown.find_first_of(" \r\n") == std::string::npos)
+                fmt::format_to(out, "dhtkit_{}:{}\r\n", name, shown);
         body += "\r\n";
     }
     if (want("replication"))

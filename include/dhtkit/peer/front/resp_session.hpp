@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dhtkit/peer/connection.hpp"
+#include "dhtkit/peer/figures.hpp"
 #include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/reply.hpp"
 #include "dhtkit/protocol/frame.hpp"
@@ -22,7 +23,7 @@ namespace dhtkit {
 struct resp_context {
     // Answers one of our requests on the connection, as the binary front does for its clients.
     std::function<void(const protocol::frame_view&, connection&)> answer;
-    std::function<std::string()> stats;      // `stats` lines (name=value), for INFO
+    std::function<figures()> stats;          // the node's figures, for INFO
     std::function<std::size_t()> key_count;  // DBSIZE: live keys held here (a walk over the table)
     std::string appendonly;                  // CONFIG GET appendonly: "yes" with a log
     // With [resp] route = "forward": asks the key's holders (home first) one of our requests and
