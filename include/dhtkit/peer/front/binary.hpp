@@ -227,19 +227,18 @@ private:
                                                            ask->asker, self_));
                         break;
                     case lease_grants::refusal::other_map:
+                    case lease_grants::refusal::settling:
                         // Not "behind": nothing to catch up from here; the maps must agree first.
                         reply.code = status::moved;
-                        protocol::append_frame(c.out, reply, {},
-                                               fmt::format("peer {} follows map {} (placement {:016x}), peer {} another: no "
-                                                           "lease until their maps agree",
-                                                           self_, m.epoch(), grants_->following(), ask->asker));
-                        break;
-                    case lease_grants::refusal::settling:
-                        reply.code = status::moved;
-                        protocol::append_frame(c.out, reply, {},
-                                               fmt::format("peer {} took map {} a moment ago: no lease until the ones it "
-                                                           "granted under its last map have run out",
-                                                           self_, m.epoch()));
+                        protocol::append_frame(
+                            c.out, reply, {},
+                            got.why == lease_grants::refusal::other_map
+                                ? fmt::format("peer {} follows map {} (placement {:016x}), peer {} another: no lease "
+                                              "until their maps agree",
+                                              self_, m.epoch(), grants_->following(), ask->asker)
+                                : fmt::format("peer {} took map {} a moment ago: no lease until the ones it granted "
+                                              "under its last map have run out",
+                                              self_, m.epoch()));
                         break;
                 }
                 return false;
