@@ -6,6 +6,7 @@
 #include <dhtkit/app/config.hpp>
 #include <dhtkit/app/console.hpp>
 #include <dhtkit/app/daemon.hpp>
+#include <dhtkit/app/policy_registry.hpp>
 #include <dhtkit/app/supervisor.hpp>
 #include <dhtkit/peer/peer.hpp>
 
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <type_traits>
 
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -188,7 +190,7 @@ int main(int argc, char** argv) try {
 
     run_context ctx{cluster, id, serve_only, signals.get(), ready, log, ::getpid()};
     auto worker = [&] {
-        return cluster.live_membership ? run<dhtkit::dynamic_backup>(ctx) : run<dhtkit::static_backup>(ctx);
+        return dhtkit::offered_policies::with(cluster.policy, [&]<class P>(std::type_identity<P>) { return run<P>(ctx); });
     };
     if (alone) return worker();
 

@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
 
 #include <dhtkit/app/config.hpp>
+#include <dhtkit/app/policy_registry.hpp>
 
 #include <fstream>
+#include <string_view>
+#include <type_traits>
 
 using namespace dhtkit;
 
@@ -162,17 +165,20 @@ TEST_CASE("[replication] policy and [membership] are read, and wrong values name
     };
     auto plain = with("");
     CHECK_FALSE(plain.live_membership);
+    CHECK(plain.policy == "static");
     CHECK(plain.membership.probe_interval == std::chrono::milliseconds(1000));
     CHECK(plain.membership.probe_timeout == std::chrono::milliseconds(500));
     CHECK(plain.membership.suspicion_mult == 3);
     auto live = with("[membership]\nprobe_interval_ms = 200\nsuspicion_mult = 5\nleave_on_stop = true\n",
                      "policy = \"dynamic\"\n");
     CHECK(live.live_membership);
+    CHECK(live.policy == "dynamic");
     CHECK(live.membership.probe_interval == std::chrono::milliseconds(200));
     CHECK(live.membership.probe_timeout == std::chrono::milliseconds(100));  // half the interval when unset
     CHECK(live.membership.suspicion_mult == 5);
     CHECK(live.leave_on_stop);
     CHECK_THROWS_WITH(with("", "policy = \"elastic\"\n"), Catch::Contains("replication.policy"));
+    CHECK_THROWS_WITH(with("", "policy = \"elastic\"\n"), Catch::Contains("\"static\" or \"dynamic\""));
     // Not capped to the seeds: members that join add room.
     std::string three = good;
     three.replace(three.find("backups = 1"), 11, "backups = 4\npolicy = \"dynamic\"");
@@ -193,4 +199,23 @@ TEST_CASE("[replication] min_copies is read, defaults to 1, and is at most R + 1
     CHECK(with("min_copies = 2\n").min_copies == 2);
     CHECK_THROWS_WITH(with("min_copies = 3\n"), Catch::Contains("replication.min_copies") && Catch::Contains("1 to 2"));
     CHECK_THROWS_WITH(with("min_copies = 0\n"), Catch::Contains("replication.min_copies"));
+}
+
+TEST_CASE("a policy registry finds a policy by its name and makes a type of it") {
+    using three = policy_registry<no_replication, static_backup, dynamic_backup>;
+    static_assert(three::knows("dynamic") && !three::knows("elastic"));
+    CHECK(three::choices() == "\"none\", \"static\" or \"dynamic\"");
+    CHECK(three::follows_membership("dynamic"));
+    CHECK_FALSE(three::follows_membership("static"));
+    CHECK_FALSE(three::follows_membership("elastic"));
+    auto copies = [](std::string_view name) {
+        return three::with(name, []<class P>(std::type_identity<P>) { return P(2, consistency::available).place({{1, "h", 1}, {2, "h", 2}, {3, "h", 3}}).holders(0).size(); });
+    };
+    CHECK(copies("none") == 1);
+    CHECK(copies("static") == 3);
+    CHECK(copies("dynamic") == 3);
+    std::string seen;
+    three::with("static", [&]<class P>(std::type_identity<P>) { seen = P::name; });
+    CHECK(seen == "static");
+    CHECK(offered_policies::choices() == "\"static\" or \"dynamic\"");
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -22,6 +23,7 @@ namespace {
 // Every node holds every slot, and a write counts only once all of them applied it.
 struct every_node {
     static constexpr bool follows_membership = false;
+    static constexpr std::string_view name = "every-node";
     every_node(std::size_t, consistency) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;
@@ -37,6 +39,7 @@ struct every_node {
 // Every slot on the last node alone.
 struct last_node_only {
     static constexpr bool follows_membership = false;
+    static constexpr std::string_view name = "last-node-only";
     last_node_only(std::size_t, consistency) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
         slot_table t;

@@ -27,6 +27,7 @@ namespace {
 class ring_placement {
 public:
     static constexpr bool follows_membership = false;  // a static map: the nodes of the settings
+    static constexpr std::string_view name = "ring";  // what a registry (app/policy_registry.hpp) would call it
     static constexpr int points = 64;
 
     ring_placement(std::size_t backups, consistency rule) : backups_(backups), rule_(rule) {}

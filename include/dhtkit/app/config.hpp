@@ -40,6 +40,7 @@
 
 #include "dhtkit/app/config_reader.hpp"
 #include "dhtkit/app/joining_peer.hpp"
+#include "dhtkit/app/policy_registry.hpp"
 #include "dhtkit/app/secret_files.hpp"
 #include "dhtkit/peer/settings.hpp"
 
@@ -89,8 +90,9 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         view["replication"]["max_clock_skew_ms"], "replication.max_clock_skew_ms", 1, 86'400'000, 60'000));
     if (auto p = view["replication"]["policy"]) {
         auto policy = in.text(p, "replication.policy");
-        if (policy != "static" && policy != "dynamic") in.fail("replication.policy", "\"static\" or \"dynamic\"");
-        c.live_membership = policy == "dynamic";
+        if (!offered_policies::knows(policy)) in.fail("replication.policy", offered_policies::choices());
+        c.policy = policy;
+        c.live_membership = offered_policies::follows_membership(policy);
     }
     c.heal_bytes_per_s = in.integer<std::uint64_t>(view["replication"]["heal_mb_per_s"], "replication.heal_mb_per_s", 0,
                                                    100'000, 50) << 20;

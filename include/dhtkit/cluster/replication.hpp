@@ -39,6 +39,7 @@
 #include <functional>
 #include <map>
 #include <utility>
+#include <string_view>
 #include <vector>
 
 #include "dhtkit/cluster/cluster_map.hpp"
@@ -55,6 +56,7 @@ concept replication_policy = std::constructible_from<R, std::size_t, consistency
         { r.acknowledged(applied, holders) } -> std::same_as<bool>;
         { r.quorum(holders) } -> std::same_as<std::size_t>;
         { R::follows_membership } -> std::convertible_to<bool>;
+        { R::name } -> std::convertible_to<std::string_view>;  // what [replication] policy calls it
     };
 
 // The two rules above, for policies that place slots and leave acknowledgement to the config.
@@ -89,6 +91,7 @@ namespace detail {
 
 struct no_replication : ack_rule {
     static constexpr bool follows_membership = false;
+    static constexpr std::string_view name = "none";
     no_replication() = default;
     no_replication(std::size_t, consistency c) : ack_rule(c) {}
     [[nodiscard]] slot_table place(const std::vector<node>& nodes) const {
@@ -101,6 +104,7 @@ struct no_replication : ack_rule {
 class static_backup : public ack_rule {
 public:
     static constexpr bool follows_membership = false;
+    static constexpr std::string_view name = "static";
     explicit static_backup(std::size_t backups = 2, consistency c = consistency::available) noexcept
         : ack_rule(c), backups_(backups) {}
 
@@ -134,6 +138,7 @@ private:
 class dynamic_backup : public ack_rule {
 public:
     static constexpr bool follows_membership = true;
+    static constexpr std::string_view name = "dynamic";
     explicit dynamic_backup(std::size_t backups = 2, consistency c = consistency::available) noexcept
         : ack_rule(c), backups_(backups) {}
 

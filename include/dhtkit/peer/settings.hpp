@@ -62,8 +62,12 @@ struct cluster_settings {
     // [replication] tombstone_purge_s: tombstones older than this are removed for good; it must
     // outlast any peer's absence (docs/replication.md). Zero: never.
     std::chrono::seconds tombstone_purge{86400};
-    // [replication] policy = "dynamic": membership is live (failure detection, gossip) and the
-    // live members hold the slots (dynamic_backup). "static" (false): the peers of the file do.
+    // [replication] policy: the replication policy's name (replication_policy::name), which the
+    // program's registry (app/policy_registry.hpp) turns into its peer type.
+    std::string policy = "static";
+    // Whether that policy follows live membership (failure detection, gossip; "dynamic"): the
+    // config reader sets it from the registry, for the parts that work from settings alone (a
+    // client's first map, joining). "static" (false): the peers of the file hold the slots.
     bool live_membership = false;
     membership_options membership;  // [membership]: probing and gossip, for the dynamic policy
     bool leave_on_stop = false;     // [membership] leave_on_stop: SIGTERM hands the slots over first
