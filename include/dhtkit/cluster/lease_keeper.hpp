@@ -18,6 +18,11 @@
 // asked for its stream, not when the stream has arrived. While an excused grantor stays out
 // of reach, what it could still acknowledge without this node is a partition's business (see
 // docs/replication.md).
+//
+// Under "majority" with a live map each request names the placement of this node's map; a grantor
+// whose map places slots otherwise (or that took a new map a moment ago) answers `moved`: no
+// lease, no excuse and no catch-up, and it is asked again at the next round, or at once when this
+// node's map changes (renew_now).
 
 #include <algorithm>
 #include <chrono>
