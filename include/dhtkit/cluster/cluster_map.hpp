@@ -173,10 +173,7 @@ private:
             fmt::format_to(out, "|{}@{}:{}/{}", n.id, n.host, n.port, static_cast<int>(n.state));
             if (n.resp_port) fmt::format_to(out, "+{}", n.resp_port);
         }
-        slots_.for_each_range([&](slot_range r, std::span<const node_id> holders) {
-            fmt::format_to(out, "|{}-{}:", r.first, r.last);
-            for (auto id : holders) fmt::format_to(out, "{},", id);
-        });
+        append_slots(text);
         return stable_hash({text.data(), text.size()});
     }
     [[nodiscard]] std::uint64_t compute_placement_digest() const {
@@ -184,12 +181,17 @@ private:
         auto out = std::back_inserter(text);
         for (const auto& n : nodes_)
             fmt::format_to(out, "|{}{}", n.id, placed(n.state) ? 'p' : n.state == node_state::left ? 'l' : 'u');
-        slots_.for_each_range([&](slot_range r, std::span<const node_id> holders) {
-            fmt::format_to(out, "|{}-{}:", r.first, r.last);
-            for (auto id : holders) fmt::format_to(out, "{},", id);
-        });
+        append_slots(text);
         const auto h = stable_hash({text.data(), text.size()});
         return h ? h : 1;  // zero means "no map" on the wire
+    }
+
+    // Each run of slots and its holders, as both digests hash them.
+    void append_slots(fmt::memory_buffer& text) const {
+        slots_.for_each_range([&](slot_range r, std::span<const node_id> holders) {
+            fmt::format_to(std::back_inserter(text), "|{}-{}:", r.first, r.last);
+            for (auto id : holders) fmt::format_to(std::back_inserter(text), "{},", id);
+        });
     }
 
     std::uint64_t epoch_;

@@ -39,11 +39,18 @@
 
 namespace dhtkit {
 
-// The placement digest a lease asked and held under `map` carries: under "majority" with a live
-// map, the map's own (lease_grants::follow); else zero, any.
+// Whether the member-wide rules hold for `map` (docs/replication.md, "Majority across map
+// changes"): "majority" under a live map, whose members may follow different maps for a while.
+template <replication_policy Replication>
+[[nodiscard]] bool majority_across_maps(const cluster_map& map, const Replication& policy) noexcept {
+    return map.live() && policy.quorum(3) >= 2;
+}
+
+// The placement digest a lease asked and held under `map` carries: where the member-wide rules
+// hold, the map's own (lease_grants::follow); else zero, any.
 template <replication_policy Replication>
 [[nodiscard]] std::uint64_t lease_map(const cluster_map& map, const Replication& policy) noexcept {
-    return map.live() && policy.quorum(3) >= 2 ? map.placement_digest() : 0;
+    return majority_across_maps(map, policy) ? map.placement_digest() : 0;
 }
 
 template <replication_policy Replication>
@@ -90,7 +97,7 @@ public:
         // holders in another member's map may not be its holders here. A lease from a member says
         // it acknowledged nothing without this node, so the copy answers only while every member
         // it knows (departed ones aside) leases to it; otherwise the read asks a quorum.
-        if (b.own_copy && map.live() && policy_.quorum(3) >= 2)
+        if (b.own_copy && majority_across_maps(map, policy_))
             for (const auto& n : map.nodes())
                 if (n.id != self_ && n.state != node_state::left && !held_->valid(n.id, now, under)) {
                     b.own_copy = false;
@@ -138,7 +145,7 @@ public:
     // "majority" with a live map, it holds leases from no majority of the members it knows, or
     // a new map is not to be acted on yet (act_after).
     [[nodiscard]] std::optional<std::string> members_short(const cluster_map& map) const {
-        if (!held_ || !map.live() || policy_.quorum(3) < 2) return std::nullopt;
+        if (!held_ || !majority_across_maps(map, policy_)) return std::nullopt;
         const auto now = lease_holdings::clock::now();
         if (now.time_since_epoch().count() < act_after_.load(std::memory_order_acquire))
             return fmt::format("peer {} follows a new map: it acts on it once the leases it granted under the old one "
@@ -188,7 +195,7 @@ private:
 template <replication_policy Replication>
 [[nodiscard]] std::vector<node> lease_grantors(const cluster_map& m, node_id self, const Replication& policy) {
     std::vector<node> out;
-    const bool all_members = m.live() && policy.quorum(3) > 1;
+    const bool all_members = majority_across_maps(m, policy);
     for (const auto& n : m.nodes()) {
         if (n.id == self) continue;
         bool shared = all_members && placed(n.state);

@@ -99,7 +99,7 @@ public:
         const auto now = clock::now();
         if (now < settled_at_) return {refusal::settling, {}};
         g.last = now;
-        latest_ = std::max(latest_, g.last);
+        latest_ = now;  // a steady clock: no grant was later
         return {refusal::none, options_.term};
     }
 
@@ -243,8 +243,8 @@ public:
     void renewed(node_id from, clock::time_point asked_at, std::chrono::milliseconds term, std::uint64_t map = 0) noexcept {
         auto* l = find(from);
         if (!l) return;
-        // The map first: a reader that sees the new term with the old map refuses, and one that
-        // sees the old term with the new map is covered by the new grant, made before now.
+        // The map first: a reader that sees the new term sees the new map too, and one that sees
+        // the old term with the new map is covered by the new grant, made before now.
         l->map.store(map, std::memory_order_release);
         l->until.store((asked_at + term).time_since_epoch().count(), std::memory_order_release);
         l->excused.store(absence::none, std::memory_order_release);

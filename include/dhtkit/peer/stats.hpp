@@ -12,7 +12,6 @@
 #include <string_view>
 #include <utility>
 
-#include <fmt/format.h>
 
 #include "dhtkit/peer/figures.hpp"
 #include "dhtkit/protocol/frame.hpp"

@@ -25,7 +25,6 @@
 #include <string_view>
 #include <type_traits>
 
-
 #include "dhtkit/store/write_ahead_log.hpp"
 
 namespace dhtkit {
