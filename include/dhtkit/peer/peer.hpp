@@ -21,7 +21,6 @@
 // would be missing here. A node asked for a sync first marks the asker up (its writes go straight
 // there), then streams the snapshot.
 
-#include <fcntl.h>
 
 #include <atomic>
 #include <cstdio>
@@ -43,6 +42,7 @@
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
+#include "dhtkit/net/acceptor.hpp"
 #include "dhtkit/net/reactor.hpp"
 #include "dhtkit/net/socket.hpp"
 #include "dhtkit/peer/client.hpp"
@@ -153,7 +153,6 @@ public:
         grants_.start();  // from now on a holder that excused this node as gone can learn it is back
         dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(cluster_.dispatch, reactor_, cluster_.pool_threads,
                                                                       cluster_.limits.idle_timeout, stats_);
-        spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
         if (self_.resp_port) {
             resp_listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.resp_port));
@@ -299,25 +298,10 @@ private:
 
     // On the listener thread.
     void accept_all(bool resp = false) {
-        auto& from = resp ? resp_listener_ : listener_;
-        for (;;) {
-            int error = 0;
-            auto s = from.try_accept(&error);
-            if (!s) {
-                if (error == EMFILE || error == ENFILE) shed_one_connection(from);
-                return;
-            }
-            if (resp) s->enable_receive_stamps();  // a RESP write is stamped when it arrived (front/resp.hpp)
-            dispatch_->adopt(std::move(*s), resp ? static_cast<any_pump&>(resp_pump_) : binary_pump_);
-        }
-    }
-
-    // Out of descriptors: accept the waiting connection on a reserved descriptor and close it at
-    // once, so the client hears a close instead of the listener spinning on it.
-    void shed_one_connection(net::tcp_listener& from) {
-        spare_fd_.reset();
-        if (auto s = from.try_accept()) s->close();
-        spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        intake_.accept_all(resp ? resp_listener_ : listener_, [&](net::tcp_stream s) {
+            if (resp) s.enable_receive_stamps();  // a RESP write is stamped when it arrived (front/resp.hpp)
+            dispatch_->adopt(std::move(s), resp ? static_cast<any_pump&>(resp_pump_) : binary_pump_);
+        });
     }
 
     // Declared in the order they are made; destroyed in reverse.
@@ -357,7 +341,7 @@ private:
                                                      [this] { return started_.load(std::memory_order_acquire); },
                                                      [this](const std::string& line) { log_(line); }}};
     std::atomic<bool> keeper_started_{false};
-    net::unique_fd spare_fd_;
+    net::acceptor intake_;  // the listeners' (shedding a connection when out of descriptors)
     std::thread loop_;
     std::atomic<bool> started_{false};
     table_upkeep<index_service<Table>> upkeep_{keys_.index()};  // the listener loop's
