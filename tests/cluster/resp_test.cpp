@@ -339,6 +339,29 @@ TEST_CASE("reply for reply, a dhtkit peer answers a script of commands as a one-
     }
 }
 
+TEST_CASE("under the dynamic policy CLUSTER SLOTS lists runs of slots, and redis-py maps the cluster from it") {
+    // Placed slot by slot, the reply had ~16,000 entries: megabytes that redis-py, under load,
+    // could not read within its timeout, each time it mapped the cluster.
+    test::local_cluster cluster({.backups = 2, .resp = true, .policy = "dynamic"});
+    cluster.start_all();
+    auto stream = dhtkit::net::tcp_stream::connect(
+        dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.resp_port(0))), 2s);
+    std::string buffer;
+    const auto bytes = encode_command({"CLUSTER", "SLOTS"});
+    REQUIRE(stream.send_all(std::as_bytes(std::span(bytes)), 2s).ok());
+    const auto reply = read_reply(stream, buffer);
+    REQUIRE(reply.starts_with("*"));
+    const auto ranges = std::stoul(reply.substr(1, reply.find("\r\n") - 1));
+    INFO(reply.size() << " bytes");
+    CHECK(ranges >= 3);
+    CHECK(ranges <= 1024 + 2 * 3);
+    auto r = test::run_program(cluster.dir(), {"/usr/bin/python3", DHTKIT_TESTS_DIR "/cluster/redis_py_cluster.py",
+                                               std::to_string(cluster.resp_port(2)), "2000"});
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out == "written 2000 wrong 0 deleted 1 exists 0 nodes 3\n");
+}
+
 TEST_CASE("expiry over RESP: every holder drops the value at its moment, also after its home is killed") {
     test::local_cluster cluster({.backups = 2, .resp = true});
     cluster.start_all();

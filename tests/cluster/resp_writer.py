@@ -16,6 +16,12 @@ nodes = [ClusterNode(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys
 # redis-py logs every error it retries, with its traceback; what failed is counted below instead.
 logging.getLogger("redis").setLevel(logging.CRITICAL)
 errors = collections.Counter()
+said = {}  # the first message of each kind of error: why, when a run fails
+
+
+def count(kind, e):
+    errors[kind] += 1
+    said.setdefault(kind, str(e)[:300])
 
 
 def connect():
@@ -31,7 +37,7 @@ def connect():
             c.RedisClusterRequestTTL = 4
             return c
         except Exception as e:
-            errors[f"connecting: {type(e).__name__}"] += 1
+            count(f"connecting: {type(e).__name__}", e)
             time.sleep(0.2)
     return None
 
@@ -55,7 +61,7 @@ while not os.path.exists(stop):
             acked[k] = round_
             failed_in_a_row = 0
         except Exception as e:  # redis-py's errors, timeouts, a cluster it cannot map for a moment
-            errors[type(e).__name__] += 1
+            count(type(e).__name__, e)
             failed_in_a_row += 1
             if failed_in_a_row >= 2 * n:
                 # redis-py drops each node it timed out on from the nodes it maps the cluster
@@ -64,4 +70,5 @@ while not os.path.exists(stop):
                 failed_in_a_row = 0
 for k in range(n):
     print(f"{prefix}-{k} {acked[k]} {tried[k]}")
-print(f"rounds {round_}, errors: " + ", ".join(f"{name} {count}" for name, count in errors.most_common()), file=sys.stderr)
+print(f"rounds {round_}, errors: " + ", ".join(f"{name} {times} ({said[name]!r})" for name, times in errors.most_common()),
+      file=sys.stderr)
