@@ -106,3 +106,40 @@ TEST_CASE("a peer composed in code serves slots by the default policy, its dispa
         CHECK(c.call(holders[1], protocol::opcode::get, fmt::format("{{user}}.{}", i)).value == std::to_string(i));
     }
 }
+
+TEST_CASE("a peer that cannot start stops what it started: its port is free again, no thread is left running") {
+    const auto dir = std::filesystem::temp_directory_path() / fmt::format("dhtkit-halfstart-{}", ::getpid());
+    std::filesystem::remove_all(dir);
+    auto taken = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));  // the RESP port: someone else's
+    std::uint16_t port = 0;
+    {
+        auto probe = net::tcp_listener::bind(net::endpoint::parse("127.0.0.1:0"));
+        port = probe.local().port();
+    }
+    cluster_settings settings;
+    settings.pool_threads = 1;
+    settings.peers.push_back({7, "127.0.0.1", port, dir / "shared", dir / "data"});
+    settings.peers.back().resp_port = taken.local().port();
+    {
+        peer<> p(settings, 7);
+        p.on_log([](const std::string&) {});
+        // It got as far as its own port, the file service, dispatch and its loop's timers before
+        // the RESP port failed.
+        CHECK_THROWS_WITH(p.start(), Catch::Contains(std::to_string(taken.local().port())));
+        // What it started is stopped before the failure reaches the caller: its port is free.
+        CHECK_NOTHROW(net::tcp_listener::bind(net::endpoint::parse(fmt::format("127.0.0.1:{}", port))));
+        p.stop();  // nothing to stop
+    }
+
+    // Started whole, then stopped: the port is free before the peer goes.
+    settings.peers.back().resp_port = 0;
+    {
+        peer<> p(settings, 7);
+        p.on_log([](const std::string&) {});
+        p.start();
+        p.stop();
+        CHECK_NOTHROW(net::tcp_listener::bind(net::endpoint::parse(fmt::format("127.0.0.1:{}", port))));
+        p.stop();  // again: nothing left to stop
+    }
+    std::filesystem::remove_all(dir);
+}

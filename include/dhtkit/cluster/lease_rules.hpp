@@ -207,4 +207,12 @@ template <replication_policy Replication>
     return out;
 }
 
+// Their ids, for lease_holdings.
+template <replication_policy Replication>
+[[nodiscard]] std::vector<node_id> lease_grantor_ids(const cluster_map& m, node_id self, const Replication& policy) {
+    std::vector<node_id> ids;
+    for (const auto& n : lease_grantors(m, self, policy)) ids.push_back(n.id);
+    return ids;
+}
+
 }  // namespace dhtkit

@@ -7,20 +7,18 @@
 //   Executor     concurrency/thread_pool   the workers of pool dispatch
 //   Table        store/locked_table.hpp    keys and the file registry
 //   Replication  cluster/replication.hpp   which nodes hold each slot; when a write is acknowledged
+//   Storage      store/storage.hpp         what a node keeps beyond its table (the log), and replays
 // Run-time choices come from the settings: the dispatch model, R, the limits, the nodes.
 //
-// A request flows one way: listener -> dispatch (peer/dispatch.hpp) -> the pump of the connection's
-// front (peer/pump.hpp) -> the front (peer/front/binary.hpp) -> key, file or sync service -> table
-// -> replicator -> the reply in the connection's output. With a resp_port, a second listener takes
-// RESP clients: the same pump runs the RESP front (peer/front/resp.hpp), whose commands become the
-// same requests, on the same workers.
+// A request flows one way: listener -> dispatch -> the pump of the connection's front (our frames
+// or RESP) -> key, file or sync service -> table -> replicator -> the reply in the connection's
+// output (docs/architecture.md walks it header by header).
 //
 // At start the peer listens first, then catches up from the other holders of its slots while
 // answering client requests with `unavailable`, then serves. Why listen first: copies of new writes
 // must reach this node from the moment its catch-up snapshot is taken, or a write made in between
 // would be missing here. A node asked for a sync first marks the asker up (its writes go straight
 // there), then streams the snapshot.
-
 
 #include <atomic>
 #include <cstdio>
@@ -41,6 +39,7 @@
 #include "dhtkit/cluster/membership.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
+#include "dhtkit/concurrency/service.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
 #include "dhtkit/net/acceptor.hpp"
 #include "dhtkit/net/reactor.hpp"
@@ -76,7 +75,7 @@ public:
           policy_(cluster_.backups, cluster_.consistency_rule),
           view_(std::make_shared<cluster_view>(initial_cluster_map(cluster_, policy_))),
           client_(view_, cluster_.limits, {}, cluster_.source.string(), cluster_.cluster_key, cluster_.client_password),
-          held_(grantors_ids()),
+          held_(lease_grantor_ids(view_->current(), self_.id, policy_)),
           copies_(frame_limits(), [this](protocol::table_id t, std::string_view key) { return keys_.index().record_of(t, key); },
                   hello(), {}, &grants_, &held_),
           storage_(self_.data_dir, cluster_.storage),
@@ -132,71 +131,18 @@ public:
     ~peer() { stop(); }
 
     // Listens, catches up (answering clients `unavailable` meanwhile), serves; then registers the
-    // files of the shared folder in the background (their homes may not be up yet).
+    // files of the shared folder in the background (their homes may not be up yet). Each part is
+    // noted as it starts (concurrency/service.hpp): stop() stops them in the reverse order, and
+    // so does a start that throws half-way.
     void start() {
-        if (!cluster_.cluster_key)
-            log_("warning: the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
-                 "can replicate, sync and register files here");
-        if (cluster_.storage.log) data_age::refuse_if_older_than(self_.data_dir, cluster_.tombstone_purge, self_.id);
-        // What this node kept beyond its table comes back first; the replicas then fill in the rest.
-        storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record, true); },
-                      [this](const replay_fn& each) { keys_.index().for_each_record(each); });
-        if (const auto* r = storage_.recovery()) {
-            for (const auto& note : r->notes) log_(note);
-            log_(fmt::format("replayed {} records ({} from the snapshot) in {:.3f} s", r->snapshot_records + r->log_records,
-                             r->snapshot_records, r->seconds));
-        }
-        files_.start(log_);
-        listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
-        (void)grants_.follow(lease_map(view_->current(), policy_));  // nothing granted yet: nothing to wait for
-        if constexpr (Replication::follows_membership) membership_.start(listener_.local().port());
-        grants_.start();  // from now on a holder that excused this node as gone can learn it is back
-        dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(cluster_.dispatch, reactor_, cluster_.pool_threads,
-                                                                      cluster_.limits.idle_timeout, stats_);
-        reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
-        if (self_.resp_port) {
-            resp_listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.resp_port));
-            resp_listener_.enable_receive_stamps();
-            reactor_.add(resp_listener_.fd(), net::interest::read, net::trigger::level,
-                         [this](net::readiness) { accept_all(true); });
-        }
-        keys_.index().purge_after(cluster_.tombstone_purge);
-        reactor_.every(std::chrono::milliseconds(100), [this] {  // peer/table_upkeep.hpp
-            const auto& m = map();
-            stats_.reclaimed(upkeep_.tick(m, Table::shard_count, [&, now = stamp_now()](slot_t s) {
-                return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
-            }));
-        });
-        loop_ = std::thread([this] { reactor_.run(); });
-        started_ = true;
-        sync_.catch_up_now(log_);
-        healer_.start();  // healing (live maps) and anti-entropy, from now on
-        // From now on each change of the view is followed; the changes heard while this node
-        // caught up from its first map are taken in one step.
-        membership_.follow_from_now();
-        for (const auto& n : grantors()) held_.add(n.id);
-        keeper_.start(grantors());  // reads and writes wait for the first grants (or excuses)
-        keeper_started_.store(true, std::memory_order_release);
-        membership_.with_view([this](const membership&) { share_leases(); });  // what changed meanwhile
-        keeper_.wait_first_answers(std::chrono::seconds(10));
-        files_.announce_folder();
+        running_.start([this] { start_parts(); });
     }
 
-    // Stops accepting, answers what the clients already sent (their writes copied first), closes.
+    // Stops accepting, answers what the clients already sent (their writes copied first), closes:
+    // the parts in the reverse of the order they started in.
     void stop() {
         if (!started_.exchange(false)) return;
-        membership_.stop();
-        sync_.stop();
-        healer_.stop();
-        keeper_.stop();
-        reactor_.stop();
-        loop_.join();
-        listener_.close();  // new connections are refused, as by a node that is gone
-        resp_listener_.close();
-        dispatch_->stop();
-        files_.stop();
-        copies_.stop();   // the writes answered above were copied through it
-        storage_.stop();  // last: and kept through it
+        running_.stop_all();
     }
 
     [[nodiscard]] const net::endpoint& local() const noexcept { return listener_.local(); }
@@ -223,8 +169,6 @@ public:
     // Every figure of this node: its counters, the map as it sees it, copies, catch-up,
     // membership and storage. The `stats` reply and RESP INFO render them.
     [[nodiscard]] figures stats_figures() const {
-        const auto& c = copies_.counters();
-        auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
         const auto& m = map();
         const auto [home, held] = slots_of(m, self_.id);
         figures f;
@@ -236,14 +180,8 @@ public:
         f.add("slots_home", home);
         f.add("slots_held", held);
         f.add("backups", files_.backups().size());
-        f.add("copies_sent", load(c.sent));
-        f.add("copies_acked", load(c.acked));
-        f.add("copies_missed", load(c.missed));
-        f.add("hints_pending", copies_.hints());
-        f.add("hints_replayed", load(c.replayed));
-        f.add("caught_up_records", sync_.caught_up_records());
-        f.add("caught_up_from", sync_.caught_up_from());
-        f.add("slots_waiting", sync_.waiting());
+        add_copies(f, copies_);
+        add_catch_up(f, sync_);
         f.add("refused_ahead", keys_.index().refused_ahead());
         f.add("min_copies", cluster_.min_copies);
         f.add("single_copy_writes", keys_.single_copy_writes());
@@ -255,6 +193,70 @@ public:
     [[nodiscard]] std::string stats_report() const { return stats_figures().lines(); }
 
 private:
+    void start_parts() {
+        if (!cluster_.cluster_key)
+            log_("warning: the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
+                 "can replicate, sync and register files here");
+        if (cluster_.storage.log) data_age::refuse_if_older_than(self_.data_dir, cluster_.tombstone_purge, self_.id);
+        // What this node kept beyond its table comes back first; the replicas then fill in the rest.
+        storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record, true); },
+                      [this](const replay_fn& each) { keys_.index().for_each_record(each); });
+        running_.started("storage", storage_);
+        running_.started("replicator", copies_);  // every write answered below is copied through it
+        say_recovery(storage_.recovery(), log_);
+        files_.start(log_);
+        running_.started("file service", files_);
+        dispatch_ = std::make_unique<any_dispatch<Reactor, Executor>>(cluster_.dispatch, reactor_, cluster_.pool_threads,
+                                                                      cluster_.limits.idle_timeout, stats_);
+        running_.started("dispatch", *dispatch_);  // answers what the clients sent, their writes copied
+        listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.port));
+        running_.started("listeners", [this] {
+            listener_.close();  // new connections are refused, as by a node that is gone
+            resp_listener_.close();
+        });
+        (void)grants_.follow(lease_map(view_->current(), policy_));  // nothing granted yet: nothing to wait for
+        if constexpr (Replication::follows_membership) membership_.start(listener_.local().port());
+        running_.started("membership", membership_);  // gossips from now on; noted again once followed
+        grants_.start();  // from now on a holder that excused this node as gone can learn it is back
+        reactor_.add(listener_.fd(), net::interest::read, net::trigger::level, [this](net::readiness) { accept_all(); });
+        if (self_.resp_port) {
+            resp_listener_ = net::tcp_listener::bind(net::endpoint::resolve(self_.host, self_.resp_port));
+            resp_listener_.enable_receive_stamps();
+            reactor_.add(resp_listener_.fd(), net::interest::read, net::trigger::level,
+                         [this](net::readiness) { accept_all(true); });
+        }
+        keys_.index().purge_after(cluster_.tombstone_purge);
+        reactor_.every(std::chrono::milliseconds(100), [this] {  // peer/table_upkeep.hpp
+            const auto& m = map();
+            stats_.reclaimed(upkeep_.tick(m, Table::shard_count, [&, now = stamp_now()](slot_t s) {
+                return sync_.agreements().agreed_by_all(s, m.holders(s), self_.id, now);
+            }));
+        });
+        loop_ = std::thread([this] { reactor_.run(); });
+        running_.started("listener loop", [this] {
+            reactor_.stop();
+            loop_.join();
+        });
+        started_ = true;
+        sync_.catch_up_now(log_);
+        healer_.start();  // healing (live maps) and anti-entropy, from now on
+        running_.started("healer", healer_);
+        // From now on each change of the view is followed; the changes heard while this node
+        // caught up from its first map are taken in one step.
+        membership_.follow_from_now();
+        running_.started("membership", membership_);  // stops following before the healer stops
+        for (const auto& n : grantors()) held_.add(n.id);
+        keeper_.start(grantors());  // reads and writes wait for the first grants (or excuses)
+        keeper_started_.store(true, std::memory_order_release);
+        running_.started("lease keeper", keeper_);
+        // Noted last, so stopped first: the healer and the lease keeper each wait for the
+        // catch-up in hand when they stop, and a stopping sync service ends it.
+        running_.started("catch-ups", sync_);
+        membership_.with_view([this](const membership&) { share_leases(); });  // what changed meanwhile
+        keeper_.wait_first_answers(std::chrono::seconds(10));
+        files_.announce_folder();
+    }
+
     // Read leases from every node this one now shares slots with: a member that joined, or this
     // node's co-holders once it joined itself. Entries are only ever added. Asked at once: under
     // "majority" a lease counts only under the map it was asked under.
@@ -280,11 +282,6 @@ private:
 
     // Where this node's read leases come from (cluster/lease_rules.hpp).
     std::vector<node> grantors() const { return lease_grantors(view_->current(), self_.id, policy_); }
-    std::vector<node_id> grantors_ids() const {
-        std::vector<node_id> ids;
-        for (const auto& n : grantors()) ids.push_back(n.id);
-        return ids;
-    }
 
     // What this node says first on every connection it opens.
     // No password: what a node asks of another node is the cluster secret's business, not the password's.
@@ -345,6 +342,7 @@ private:
     std::thread loop_;
     std::atomic<bool> started_{false};
     table_upkeep<index_service<Table>> upkeep_{keys_.index()};  // the listener loop's
+    service_stack running_;  // last: destroyed first, so a start that threw stops what it started
 };
 
 }  // namespace dhtkit

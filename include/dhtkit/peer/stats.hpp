@@ -1,5 +1,6 @@
 #pragma once
-// A peer's counters. Relaxed atomics: each is exact on its own, a report is not one instant.
+// A peer's counters, and the figures of its parts as `stats` lists them. Relaxed atomics: each is
+// exact on its own, a report is not one instant.
 
 #include <unistd.h>
 
@@ -12,7 +13,9 @@
 #include <string_view>
 #include <utility>
 
+#include <fmt/format.h>
 
+#include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/peer/figures.hpp"
 #include "dhtkit/protocol/frame.hpp"
 #include "dhtkit/store/storage.hpp"
@@ -105,6 +108,35 @@ inline void add_storage(figures& f, const storage_figures& s, const log_recovery
     f.add("compactions", s.log->compactions);
     f.add("replayed_records", replay ? replay->snapshot_records + replay->log_records : 0);
     f.add("replay_seconds", replay ? replay->seconds : 0.0, 3);
+}
+
+// What the replay at start found, in the peer's log: each note (a torn tail cut, damage moved
+// aside), then the count and the time.
+template <class Log>
+void say_recovery(const log_recovery* r, const Log& log) {
+    if (!r) return;
+    for (const auto& note : r->notes) log(note);
+    log(fmt::format("replayed {} records ({} from the snapshot) in {:.3f} s", r->snapshot_records + r->log_records,
+                    r->snapshot_records, r->seconds));
+}
+
+// The copies this node sent its co-holders, and those waiting for a holder that was away.
+inline void add_copies(figures& f, const replicator& copies) {
+    const auto& c = copies.counters();
+    auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    f.add("copies_sent", load(c.sent));
+    f.add("copies_acked", load(c.acked));
+    f.add("copies_missed", load(c.missed));
+    f.add("hints_pending", copies.hints());
+    f.add("hints_replayed", load(c.replayed));
+}
+
+// What catching up took in, from whom, and the slots still waiting for it (sync_service).
+template <class Sync>
+void add_catch_up(figures& f, const Sync& sync) {
+    f.add("caught_up_records", sync.caught_up_records());
+    f.add("caught_up_from", sync.caught_up_from());
+    f.add("slots_waiting", sync.waiting());
 }
 
 }  // namespace dhtkit
