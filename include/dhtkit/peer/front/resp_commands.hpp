@@ -106,11 +106,10 @@ static_assert(ids_in_table_order(), "resp_commands: command_id and the table lis
 // The entry of command `name`, written in any case (Redis's command names are case-insensitive);
 // its `name` is the lower-case spelling the rest of the front compares with.
 [[nodiscard]] inline const command_info* find_command(std::string_view name) {
+    // ASCII folding, not std::tolower: command names are ASCII, and this runs for every command.
+    auto same = [](char a, char b) { return (a >= 'A' && a <= 'Z' ? static_cast<char>(a + ('a' - 'A')) : a) == b; };
     for (const auto& c : commands)
-        if (c.name.size() == name.size() &&
-            std::equal(name.begin(), name.end(), c.name.begin(),
-                       [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
-            return &c;
+        if (c.name.size() == name.size() && std::equal(name.begin(), name.end(), c.name.begin(), same)) return &c;
     return nullptr;
 }
 
