@@ -47,7 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     gossip(input);
     // Two deliveries, split where the first byte says: frames cut at any point must reassemble.
     std::size_t cut = size ? static_cast<std::size_t>(data[0]) % (size + 1) : 0;
-    std::string out;
+    dhtkit::outcome out;
     frame_verifier verifier(key, session_nonce{});  // one connection's: ids must rise across frames
     for (std::string_view part : {input.substr(0, cut), input.substr(cut)}) {
         reader.feed(part);
@@ -72,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
             if (dhtkit::index_service<table>::handles(f.h.op)) service.handle(f, out);
             else if (f.h.op == dhtkit::protocol::opcode::replicate) service.apply(f.key, f.value);
-            out.clear();
+            out = {};
         }
         if (reader.buffered() > header_size + lim.max_key_bytes + lim.max_value_bytes) std::abort();
     }

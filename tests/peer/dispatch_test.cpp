@@ -198,7 +198,7 @@ TEST_CASE("a held reply released after its client left closes the connection onc
                 h = std::move(front.held.back());
                 front.held.clear();
             }
-            h.second->frame = "reply";
+            h.second->answer.emplace(protocol::header{}, "reply");
             // The client leaves before, or while, or after the reply is released.
             const int order = static_cast<int>(rng() % 3);
             if (order == 0) client.close();

@@ -21,19 +21,15 @@ struct harness {
     index_service<locked_table<std::string, std::string>> service{keys, files, 3, 64};
 
     frame_view ask(opcode op, std::string_view key, std::string_view value = {}, std::uint8_t flags = 0) {
-        out.clear();
+        out = {};
         wrote = service.handle({{op, flags, status::ok, ++id, 0, 0}, key, value}, out, &record);
-        frame_reader r({1024, 1 << 20});
-        r.feed(out);
-        frame_view f;
-        REQUIRE(r.next(f) == frame_reader::result::frame);
-        REQUIRE(f.h.request_id == id);
-        REQUIRE(r.buffered() == 0);
-        answer = std::string(f.value);
-        f.value = answer;
-        return f;
+        REQUIRE(out.request_id == id);
+        REQUIRE(out.op == op);
+        answer = out.value;
+        return {out.header(), {}, answer};
     }
-    std::string out, answer, record;
+    outcome out;
+    std::string answer, record;
     bool wrote = false;
     std::uint64_t id = 0;
 };
@@ -189,15 +185,10 @@ std::string stamped(const dhtkit::version& v, std::string_view payload = {}) {
     return out;
 }
 frame_view ask_stamped(harness& h, opcode op, std::string_view key, std::string_view value) {
-    h.out.clear();
+    h.out = {};
     h.wrote = h.service.handle({{op, flag_stamped, status::ok, ++h.id, 0, 0}, key, value}, h.out, &h.record);
-    frame_reader r({1024, 1 << 20});
-    r.feed(h.out);
-    frame_view f;
-    REQUIRE(r.next(f) == frame_reader::result::frame);
-    h.answer = std::string(f.value);
-    f.value = h.answer;
-    return f;
+    h.answer = h.out.value;
+    return {h.out.header(), {}, h.answer};
 }
 }  // namespace
 

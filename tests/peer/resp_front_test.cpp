@@ -1,5 +1,5 @@
 // The RESP front's pieces that need no connection: argument parsing, routing words, and the
-// rendering of our frames into RESP replies.
+// rendering of the services' outcomes into RESP replies.
 #include <catch2/catch.hpp>
 
 #include <dhtkit/cluster/cluster_map.hpp>
@@ -15,52 +15,53 @@
 
 using namespace dhtkit;
 using args = std::vector<std::string_view>;
-using kind = protocol::resp_plan::kind;
+using kind = resp_replies::plan::kind;
+using plans_t = std::vector<resp_replies::plan>;
 
 namespace {
 
-// One of our reply frames, as a service writes it.
-void frame(std::string& out, protocol::status code, std::string_view value = {}) {
-    protocol::append_frame(out, {protocol::opcode::get, 0, code, 0, 0, 0}, {}, value);
+// One outcome, as a service records it.
+void frame(std::vector<outcome>& out, protocol::status code, std::string_view value = {}) {
+    out.emplace_back(protocol::header{protocol::opcode::get, 0, code, 0, 0, 0}, value);
 }
 
-std::string render(const std::vector<protocol::resp_plan>& plans, const std::string& frames, std::uint64_t now_ms = 0) {
+std::string render(const plans_t& plans, const std::vector<outcome>& answers, std::uint64_t now_ms = 0) {
     std::string out;
-    resp_replies::render(plans, frames, out, now_ms);
+    resp_replies::render(plans, answers, out, now_ms);
     return out;
 }
 
 }  // namespace
 
-TEST_CASE("RESP replies: each plan takes its own frames, in order") {
-    std::string frames;
+TEST_CASE("RESP replies: each plan takes its own outcomes, in order") {
+    std::vector<outcome> frames;
     frame(frames, protocol::status::ok, "v1");       // MGET a b: a is there,
     frame(frames, protocol::status::not_found);      // b is not
     frame(frames, protocol::status::ok);             // DEL a b c: two deleted,
     frame(frames, protocol::status::not_found);
     frame(frames, protocol::status::ok);
     frame(frames, protocol::status::not_found);      // GET c
-    std::vector<protocol::resp_plan> plans{{kind::values, 2, {}}, {kind::text, 0, "+PONG\r\n"},
+    plans_t plans{{kind::values, 2, {}}, {kind::text, 0, "+PONG\r\n"},
                                            {kind::count_ok, 3, {}}, {kind::bulk, 1, {}}};
     CHECK(render(plans, frames) == "*2\r\n$2\r\nv1\r\n$-1\r\n+PONG\r\n:2\r\n$-1\r\n");
 }
 
 TEST_CASE("RESP replies: an unavailable holder is TRYAGAIN, another failure ERR, with the service's words") {
-    std::string frames;
+    std::vector<outcome> frames;
     frame(frames, protocol::status::ok, "v");
     frame(frames, protocol::status::unavailable, "ask the next holder");
     frame(frames, protocol::status::bad_request, "the key is empty");
-    std::vector<protocol::resp_plan> plans{{kind::values, 2, {}}, {kind::ok, 1, {}}};
+    plans_t plans{{kind::values, 2, {}}, {kind::ok, 1, {}}};
     CHECK(render(plans, frames) == "-TRYAGAIN ask the next holder\r\n-ERR the key is empty\r\n");
 }
 
 TEST_CASE("RESP replies: TTL and PTTL count from the moment given, -1 without expiry, -2 without key") {
-    std::string frames;
+    std::vector<outcome> frames;
     frame(frames, protocol::status::ok, protocol::encode_u64(10'000) + "value");
     frame(frames, protocol::status::ok, protocol::encode_u64(10'000) + "value");
     frame(frames, protocol::status::ok, protocol::encode_u64(0) + "value");
     frame(frames, protocol::status::not_found);
-    std::vector<protocol::resp_plan> plans{{kind::ttl, 1, {}}, {kind::pttl, 1, {}}, {kind::ttl, 1, {}}, {kind::pttl, 1, {}}};
+    plans_t plans{{kind::ttl, 1, {}}, {kind::pttl, 1, {}}, {kind::ttl, 1, {}}, {kind::pttl, 1, {}}};
     CHECK(render(plans, frames, 7'400) == ":3\r\n:2600\r\n:-1\r\n:-2\r\n");
 }
 

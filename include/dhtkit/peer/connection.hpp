@@ -6,11 +6,14 @@
 // takes them, never waited for. What does not fit now is sent on the next writable event, and the
 // connection reads no further request meanwhile, so a client that does not read slows only itself.
 //
+// Services answer with typed outcomes (peer/outcome.hpp), recorded here in request order; the
+// front renders them into `out` in its own words once nothing is held (finish()).
+//
 // A reply can be held: a write's reply waits for its copies, an announce runs on another thread.
-// hold() reserves the reply's place at the current end of the output; whoever completes it fills
-// the frame and calls release(). While anything is held the connection is parked (nothing read,
+// hold() reserves the reply's place after the outcomes recorded so far; whoever completes it fills
+// its outcome and calls release(). While anything is held the connection is parked (nothing read,
 // nothing sent); the last release() asks the dispatcher to serve it again, and settle() then puts
-// the filled frames in their places, in request order.
+// the completed outcomes in their places, in request order.
 //
 // A reply may be followed by a stream (a file's bytes, a sync's records): an output_source, pumped
 // whenever the socket has room, until it ends. Requests after it wait until it has.
@@ -31,6 +34,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -38,6 +42,7 @@
 #include <vector>
 
 #include "dhtkit/net/socket.hpp"
+#include "dhtkit/peer/outcome.hpp"
 
 namespace dhtkit {
 
@@ -56,10 +61,11 @@ protected:
     std::uint64_t sent_directly_ = 0;
 };
 
-// A reply completed elsewhere: the frame, and what streams after it. A reply held with a
-// provisional frame already in the output keeps that frame unless `frame` is set by then.
+// A reply completed elsewhere: its outcome, and what streams after it. A reply held with a
+// provisional outcome already recorded keeps that one unless `answer` is set by then; one held
+// with neither (a stream that says everything itself) adds nothing but its stream.
 struct held_reply {
-    std::string frame;
+    std::optional<outcome> answer;
     std::unique_ptr<output_source> then;
 };
 
@@ -130,15 +136,15 @@ public:
     bool end_batch() noexcept { return awaiting_.fetch_sub(1, std::memory_order_acq_rel) != 1; }
     [[nodiscard]] bool held() const noexcept { return awaiting_.load(std::memory_order_acquire) != 0; }
 
-    // Reserves the place of one reply at the end of `out`.
+    // Reserves the place of one reply after the outcomes recorded so far.
     std::shared_ptr<held_reply> hold() {
         auto h = std::make_shared<held_reply>();
-        hold(h, 0);
+        hold(h, false);
         return h;
     }
-    // The same for `h`, whose provisional frame is the last `provisional` bytes of `out`.
-    void hold(std::shared_ptr<held_reply> h, std::size_t provisional) {
-        holds_.push_back({out.size() - provisional, provisional, std::move(h)});
+    // The same for `h`; `provisional`: the last outcome recorded is its reply unless `h` has one.
+    void hold(std::shared_ptr<held_reply> h, bool provisional) {
+        holds_.push_back({answered_ - (provisional ? 1 : 0), provisional, std::move(h)});
         awaiting_.fetch_add(1, std::memory_order_relaxed);
     }
 
@@ -156,27 +162,59 @@ public:
             awaiting_.wait(n, std::memory_order_acquire);
     }
 
-    // Puts the frames of completed replies in their places. Only once nothing is held.
+    // Puts the outcomes of completed replies in their places. Only once nothing is held.
     void settle() {
         if (holds_.empty()) return;
-        // Most held replies are writes whose provisional frame stands: nothing to move then.
+        // Most held replies are writes whose provisional outcome stands: nothing to move then.
         bool splice = false;
-        for (const auto& h : holds_) splice = splice || !h.reply->frame.empty();
+        for (const auto& h : holds_) splice = splice || h.reply->answer.has_value();
         if (splice) {
-            std::string merged;
+            std::vector<outcome> merged;
+            merged.reserve(answered_ + holds_.size());
             std::size_t from = 0;
-            for (const auto& h : holds_) {
-                merged.append(out, from, h.at - from);
-                merged += h.reply->frame.empty() ? std::string_view(out).substr(h.at, h.provisional)
-                                                 : std::string_view(h.reply->frame);
-                from = h.at + h.provisional;
+            auto keep = [&](std::size_t to) {
+                for (; from < to; ++from) merged.push_back(std::move(answers_[from]));
+            };
+            for (auto& h : holds_) {
+                keep(h.at);
+                if (h.reply->answer) merged.push_back(std::move(*h.reply->answer));
+                else if (h.provisional) merged.push_back(std::move(answers_[h.at]));
+                from = h.at + (h.provisional ? 1 : 0);
             }
-            merged.append(out, from, std::string::npos);
-            out = std::move(merged);
+            keep(answered_);
+            answers_ = std::move(merged);
+            answered_ = answers_.size();
+            counted_ = 0;
+            answer_bytes_ = 0;
         }
         for (auto& h : holds_)
             if (h.reply->then) source_ = std::move(h.reply->then);  // a stream ends a batch: the last hold
         holds_.clear();
+    }
+
+    // --- outcomes (the serving thread's) ----------------------------------------------------------
+
+    // A fresh outcome after those recorded so far, for the caller to fill.
+    outcome& answer() {
+        if (answered_ == answers_.size()) answers_.emplace_back();
+        auto& o = answers_[answered_++];
+        o.assign({});
+        return o;
+    }
+    outcome& answer(const protocol::header& h, std::string_view value) { return answer().assign(h, value); }
+    // How many are recorded: a mark for take_back().
+    [[nodiscard]] std::size_t answered() const noexcept { return answered_; }
+    // Drops the outcomes recorded after `mark` (a read answered, then refused by its lease check).
+    void take_back(std::size_t mark) noexcept {
+        answered_ = mark;
+        if (counted_ > mark) counted_ = answer_bytes_ = 0;
+    }
+    // The batch's outcomes, in request order, for the front to render; then clear_answers().
+    [[nodiscard]] std::span<outcome> answers() noexcept { return std::span(answers_).first(answered_); }
+    void clear_answers() {
+        for (std::size_t i = 0; i < answered_; ++i)  // a large value's memory is not kept for the next batch
+            if (answers_[i].value.capacity() > 64 * 1024) std::string().swap(answers_[i].value);
+        answered_ = counted_ = answer_bytes_ = 0;
     }
 
     enum class flush_result { done, pending, failed };
@@ -206,7 +244,11 @@ public:
             }
         }
     }
-    [[nodiscard]] std::size_t unsent() const noexcept { return out.size() - sent_; }
+    // Bytes not sent yet: of `out`, and the values of outcomes not rendered yet.
+    [[nodiscard]] std::size_t unsent() const noexcept {
+        for (; counted_ < answered_; ++counted_) answer_bytes_ += answers_[counted_].value.size();
+        return out.size() - sent_ + answer_bytes_;
+    }
 
     // For a stopping peer only, off every loop: sends the rest, waiting up to `limit` in all.
     bool flush_within(std::chrono::milliseconds limit) {
@@ -222,6 +264,7 @@ public:
     // Gives back an idle connection's memory.
     void trim() {
         if (out.empty() && out.capacity() > 64 * 1024) std::string().swap(out);
+        if (answered_ == 0 && answers_.size() > 1024) std::vector<outcome>().swap(answers_);
     }
 
     // --- the idle clock --------------------------------------------------------------------------
@@ -254,10 +297,14 @@ private:
     std::atomic<std::chrono::steady_clock::rep> last_moved_{std::chrono::steady_clock::now().time_since_epoch().count()};
     std::atomic<bool> midway_{false};
     struct hold_entry {
-        std::size_t at;           // where its frame goes in `out`
-        std::size_t provisional;  // bytes there that its frame replaces, if it has one
+        std::size_t at;    // where its outcome goes among answers_
+        bool provisional;  // the outcome there is its own, replaced if it gets one
         std::shared_ptr<held_reply> reply;
     };
+    std::vector<outcome> answers_;  // the first answered_ are this batch's; the rest keep their memory
+    std::size_t answered_ = 0;
+    mutable std::size_t counted_ = 0;       // answers_ whose bytes answer_bytes_ holds
+    mutable std::size_t answer_bytes_ = 0;
     std::vector<hold_entry> holds_;  // the serving thread's
     std::size_t sent_ = 0;
     std::unique_ptr<output_source> source_;

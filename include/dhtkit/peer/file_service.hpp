@@ -93,7 +93,7 @@ public:
                 stats_.count_error();
                 reply_header.code = protocol::status::bad_request;
             }
-            protocol::append_frame(c.out, reply_header, {}, {});
+            c.answer(reply_header, {});
             return;
         }
         auto held = c.hold();
@@ -104,13 +104,13 @@ public:
             } else {
                 auto r = op == opcode::announce ? announce(name) : withdraw(name);
                 reply_header.code = r.code;
-                protocol::append_frame(held->frame, reply_header, {}, r.error);
+                held->answer.emplace(reply_header, r.error);
             }
             conn->release();
         };
         if (!workers_->post(job)) {  // stopping
             reply_header.code = protocol::status::unavailable;
-            protocol::append_frame(held->frame, reply_header, {}, "the peer is stopping");
+            held->answer.emplace(reply_header, "the peer is stopping");
             c.release();
         }
     }
@@ -224,6 +224,9 @@ private:
     // On a service thread: opens NAME (its checksum may need a read of the whole file) and fills
     // the reply, with the file to stream after it.
     void open_for_fetch(const std::string& name, protocol::header reply_header, held_reply& out) {
+        auto named = [](held_reply& r, const protocol::header& h, const std::string& file, std::string_view value) {
+            r.answer.emplace(h, value).key = file;
+        };
         std::optional<file_stamp> registered;
         {
             std::lock_guard lock(registered_mutex_);
@@ -236,8 +239,7 @@ private:
         if (!file) {
             stats_.count_error();
             reply_header.code = why == shared_folder::refusal::missing ? protocol::status::not_found : protocol::status::refused;
-            protocol::append_frame(out.frame, reply_header, name,
-                                   known ? shared_folder::describe(why) : std::string_view("not registered by this peer"));
+            named(out, reply_header, name, known ? shared_folder::describe(why) : std::string_view("not registered by this peer"));
             return;
         }
         if (file->stamp != *registered) {
@@ -245,8 +247,7 @@ private:
             // holder), and registered again with what the file holds now.
             stats_.count_error();
             reply_header.code = protocol::status::unavailable;
-            protocol::append_frame(out.frame, reply_header, name,
-                                   fmt::format("'{}' changed on this peer since it was registered (now {} bytes); "
+            named(out, reply_header, name, fmt::format("'{}' changed on this peer since it was registered (now {} bytes); "
                                                "registering it again",
                                                name, file->size));
             (void)workers_->post([this, name] {
@@ -254,7 +255,7 @@ private:
             });
             return;
         }
-        protocol::append_frame(out.frame, reply_header, name, protocol::encode(protocol::file_meta{file->size, file->checksum, file->mode}));
+        named(out, reply_header, name, protocol::encode(protocol::file_meta{file->size, file->checksum, file->mode}));
         out.then = std::make_unique<file_stream>(std::move(file->fd), file->size, stats_);
     }
 

@@ -62,10 +62,9 @@ public:
                op == opcode::unregister_file;
     }
 
-    // Answers one request, appending the reply frame to `out`. Returns true when it changed an
-    // entry; `record` then holds the replication record (the value of a replicate frame whose key
+    // Answers one request: its outcome in `out`. Returns true when it changed an entry; `record` then holds the replication record (the value of a replicate frame whose key
     // is f.key) that the other replicas must apply.
-    bool handle(const protocol::frame_view& f, std::string& out, std::string* record = nullptr) {
+    bool handle(const protocol::frame_view& f, outcome& out, std::string* record = nullptr) {
         using protocol::opcode;
         using protocol::status;
         protocol::header reply{f.h.op, 0, status::ok, f.h.request_id, 0, 0};
@@ -80,13 +79,13 @@ public:
             stamp = read_version(value);
             if (!stamp || (f.h.op == opcode::del && value.size() != version_size)) {
                 reply.code = status::bad_request;
-                protocol::append_frame(out, reply, {}, "a stamped write's value starts with its 24-byte version");
+                out.assign(reply, "a stamped write's value starts with its 24-byte version");
                 return false;
             }
             value.remove_prefix(version_size);
             if (too_far_ahead(*stamp)) {
                 reply.code = status::refused;
-                protocol::append_frame(out, reply, {}, "the write's stamp is ahead of this peer's clock by more than the cluster allows");
+                out.assign(reply, "the write's stamp is ahead of this peer's clock by more than the cluster allows");
                 return false;
             }
         }
@@ -95,7 +94,7 @@ public:
             options = protocol::decode_put_options(value);
             if (!options) {
                 reply.code = status::bad_request;
-                protocol::append_frame(out, reply, {}, "a put's options are a mask (u8, below 32) and an expiry (u64 ms, set when it expires)");
+                out.assign(reply, "a put's options are a mask (u8, below 32) and an expiry (u64 ms, set when it expires)");
                 return false;
             }
             value.remove_prefix(protocol::put_options::size);
@@ -106,13 +105,12 @@ public:
                 // connection stays open, and the reply says why.
                 if (f.key.empty()) {
                     reply.code = status::bad_request;
-                    protocol::append_frame(out, reply, {}, "the key is empty");
+                    out.assign(reply, "the key is empty");
                     return false;
                 }
                 if (value.size() > max_value_bytes_) {
                     reply.code = status::too_large;
-                    protocol::append_frame(out, reply, {},
-                                           fmt::format("the value is {} bytes; this peer's limit is {}", value.size(),
+                    out.assign(reply, fmt::format("the value is {} bytes; this peer's limit is {}", value.size(),
                                                        max_value_bytes_));
                     return false;
                 }
@@ -127,7 +125,7 @@ public:
                 auto at = protocol::decode_u64(value);
                 if (f.key.empty() || !at) {
                     reply.code = status::bad_request;
-                    protocol::append_frame(out, reply, {}, "an expire's value is the moment (u64 ms since the epoch; 0: never)");
+                    out.assign(reply, "an expire's value is the moment (u64 ms since the epoch; 0: never)");
                     return false;
                 }
                 bool had = false;
@@ -157,10 +155,10 @@ public:
                 return false;
             default:
                 reply.code = status::unknown_opcode;
-                protocol::append_frame(out, reply, {}, "not an index operation");
+                out.assign(reply, "not an index operation");
                 return false;
         }
-        protocol::append_frame(out, reply, {}, answer);
+        out.assign(reply, answer);
         return wrote;
     }
 
@@ -174,10 +172,10 @@ public:
 
 private:
     // Another holder's majority read: this node's record of the key, tombstone or not.
-    bool own_copy(const protocol::frame_view& f, protocol::header reply, std::string& out) const {
+    bool own_copy(const protocol::frame_view& f, protocol::header reply, outcome& out) const {
         auto rec = record_of(table_of(f.h.op), f.key);
         if (!rec) reply.code = protocol::status::not_found;
-        protocol::append_frame(out, reply, {}, rec ? std::string_view(*rec) : std::string_view{});
+        out.assign(reply, rec ? std::string_view(*rec) : std::string_view{});
         return false;
     }
 

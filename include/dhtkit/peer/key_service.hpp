@@ -61,7 +61,7 @@ public:
         return index_service<Table>::handles(op) || op == protocol::opcode::replicate;
     }
 
-    // Answers one request on `c`: the reply goes to c.out, or is held until its copies are done.
+    // Answers one request on `c`: its outcome is recorded there, or held until its copies are done.
     // `unversioned`: a RESP write, whose version is its arrival here (see quorum_short).
     void handle(const protocol::frame_view& f, connection& c, bool unversioned = false) {
         protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
@@ -75,12 +75,12 @@ public:
                 auto held = c.hold();
                 storage_->append(f.key, f.value, [held, conn = c.shared_from_this(), reply](bool kept) mutable {
                     if (!kept) reply.code = protocol::status::internal_error;
-                    protocol::append_frame(held->frame, reply, {}, kept ? "" : "this node could not write its log");
+                    held->answer.emplace(reply, kept ? "" : "this node could not write its log");
                     conn->release();
                 });
                 return;
             }
-            protocol::append_frame(c.out, reply, {}, {});
+            c.answer(reply, {});
             return;
         }
         const auto& map = view_.current();
@@ -88,7 +88,7 @@ public:
         if (!(f.h.flags & protocol::flag_own_copy))
             if (auto why = rules_.members_short(map)) {
                 reply.code = protocol::status::unavailable;
-                protocol::append_frame(c.out, reply, {}, *why);
+                c.answer(reply, *why);
                 return;
             }
         if (!map.holds(self_, slot)) {
@@ -96,23 +96,21 @@ public:
             // A live map moves slots: the client's map is older than this node's, and learns the
             // new one here (`map`). A static one never does: the client follows another file.
             reply.code = map.live() ? protocol::status::moved : protocol::status::refused;
-            protocol::append_frame(c.out, reply, {},
-                                   h.empty() ? fmt::format("slot {} has no holder in map epoch {}", slot, map.epoch())
+            c.answer(reply, h.empty() ? fmt::format("slot {} has no holder in map epoch {}", slot, map.epoch())
                                              : fmt::format("slot {} is held by peer {}, not by peer {} (map epoch {})",
                                                            slot, h.front(), self_, map.epoch()));
             return;
         }
         if (!index_service<Table>::is_write(f.h.op)) {
-            const auto mark = c.out.size();
-            index_.handle(f, c.out);  // read first, then ask whether the leases held meanwhile
+            const auto mark = c.answered();
+            index_.handle(f, c.answer());  // read first, then ask whether the leases held meanwhile
             if (f.h.flags & protocol::flag_own_copy) return;
             const auto backing = rules_.vouch(map, slot);
             if (backing.own_copy) return;
-            c.out.resize(mark);
+            c.take_back(mark);
             if (backing.quorum > 1) return read_quorum(f, c, map, backing.quorum);
             reply.code = protocol::status::unavailable;
-            protocol::append_frame(c.out, reply, {},
-                                   fmt::format("peer {} may have missed writes (its read lease from peer {} lapsed): "
+            c.answer(reply, fmt::format("peer {} may have missed writes (its read lease from peer {} lapsed): "
                                                "ask the next holder",
                                                self_, backing.lapsed));
             return;
@@ -120,16 +118,15 @@ public:
         const auto& targets = other_holders(map, f.key);
         if (auto short_of = rules_.quorum_short(map, slot, targets.size() + 1, unversioned)) {
             reply.code = protocol::status::unavailable;
-            protocol::append_frame(c.out, reply, {}, *short_of);
+            c.answer(reply, *short_of);
             return;
         }
         thread_local std::string record;  // sent below: the replicator copies it into its outbox
         if (targets.empty() && !storage_) {  // the only holder, kept in memory: nothing to wait for
-            index_.handle(f, c.out, &record);
+            index_.handle(f, c.answer(), &record);
             return;
         }
-        const auto provisional_at = c.out.size();
-        if (!index_.handle(f, c.out, &record)) return;  // nothing changed: answered as it is
+        if (!index_.handle(f, c.answer(), &record)) return;  // nothing changed: answered as it is
         auto w = std::make_shared<write_wait>();
         w->conn = c.shared_from_this();
         w->service = this;
@@ -141,7 +138,7 @@ public:
         // this node's own copy counts once it is in the log, like another holder's.
         w->left.store(targets.size() + (storage_ ? 1 : 0), std::memory_order_relaxed);
         w->applied.store(storage_ ? 0 : 1, std::memory_order_relaxed);
-        c.hold(w, c.out.size() - provisional_at);
+        c.hold(w, true);
         const auto table = *protocol::record_table(record);
         if (storage_) storage_->append(f.key, record, [w](bool ok) { w->done(ok); });
         for (const node* target : targets) copies_.send(*target, table, f.key, record, [w](bool ok) { w->done(ok); });
@@ -151,9 +148,10 @@ public:
     // copies it, and waits for the copies. Not for an event loop.
     reply write_here(protocol::opcode op, std::string_view key, std::string_view value) {
         protocol::frame_view f{{op, 0, protocol::status::ok, 0, 0, 0}, key, value};
-        std::string frame, record;
-        if (index_.handle(f, frame, &record)) copy_and_wait(view_.current(), key, record);
-        return reply_from_frame(frame);
+        outcome answer;
+        std::string record;
+        if (index_.handle(f, answer, &record)) copy_and_wait(view_.current(), key, record);
+        return reply_from(answer);
     }
 
     // Under "majority" with a live map: requests wait (answer unavailable) until `t`, when every
@@ -195,11 +193,10 @@ private:
             if (answered >= need) {
                 std::optional<versioned_view> v;
                 if (newest.size() > 1) v = read_versioned(std::string_view(newest).substr(1));
-                answer_read(request, v, frame);
+                answer_read(request, v, answer.emplace());
             } else {
                 protocol::header h{request.h.op, 0, protocol::status::unavailable, request.h.request_id, 0, 0};
-                protocol::append_frame(frame, h, {},
-                                       fmt::format("only {} of the {} holders answered; a read needs {}", answered,
+                answer.emplace(h, fmt::format("only {} of the {} holders answered; a read needs {}", answered,
                                                    holders, need));
             }
             lock.unlock();
@@ -225,7 +222,7 @@ private:
         const auto targets = other_holders(map, f.key);  // a copy: an answer may come before the loop ends
         w->holders = targets.size() + 1;
         w->left = targets.size() + 1;  // one held back until every ask is out
-        c.hold(w, 0);
+        c.hold(w, false);
         for (const node* target : targets)
             copies_.ask(*target, f.h.op, f.key, [w](bool ok, std::string_view rec) { w->take(ok, rec); });
         w->take(false, {});  // the hold-back above
@@ -249,14 +246,14 @@ private:
             const auto n = applied.load(std::memory_order_relaxed);
             if (!policy->acknowledged(n, holders) || n < service->rules_.copy_floor(holders)) {
                 header.code = protocol::status::unavailable;
-                protocol::append_frame(frame, header, {}, fmt::format("only {} of the {} holders applied the write", n, holders));
+                answer.emplace(header, fmt::format("only {} of the {} holders applied the write", n, holders));
             } else if (n < holders) {
                 // Asked again now, not only when the write came: a node that was paused while
                 // its copies were under way must not count them as done without holders it
                 // has not heard from since.
                 if (auto why = service->rules_.quorum_short(service->view_.current(), slot, holders)) {
                     header.code = protocol::status::unavailable;
-                    protocol::append_frame(frame, header, {}, *why);
+                    answer.emplace(header, *why);
                 } else if (n == 1) {
                     service->single_copy_.fetch_add(1, std::memory_order_relaxed);
                 }

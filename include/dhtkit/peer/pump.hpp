@@ -57,7 +57,7 @@ concept front = requires(F& f, const F& cf, typename F::session& s, const typena
     { cf.needs_password(r) } -> std::convertible_to<bool>;
     f.unauthenticated(r, s, c);                     // refuses a request for want of the password
     { f.handle(r, s, c) } -> std::same_as<handled>;
-    f.finish(s, c);                                 // nothing held: the batch's output in its final form
+    f.finish(s, c);                                 // nothing held: renders the batch's outcomes into c.out
 };
 
 // [limits] max_in_flight and max_output_bytes (peer/settings.hpp).

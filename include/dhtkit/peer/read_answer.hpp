@@ -5,8 +5,8 @@
 // record of a quorum (peer/key_service.hpp).
 
 #include <optional>
-#include <string>
 
+#include "dhtkit/peer/outcome.hpp"
 #include "dhtkit/protocol/codec.hpp"
 #include "dhtkit/protocol/frame.hpp"
 #include "dhtkit/protocol/messages.hpp"
@@ -18,41 +18,31 @@ namespace dhtkit {
 // tombstone, or expired), or none. A stamped get that finds a tombstone or an expired value
 // hears not_found with that entry's version, so that a client can tell a delete newer than its
 // own write from a holder that has not seen its write yet.
-inline void answer_read(const protocol::frame_view& f, const std::optional<versioned_view>& e, std::string& out) {
+inline void answer_read(const protocol::frame_view& f, const std::optional<versioned_view>& e, outcome& out) {
     protocol::header reply{f.h.op, 0, protocol::status::ok, f.h.request_id, 0, 0};
     const auto* v = e && !e->tombstone && !e->expired(unix_ms_now()) ? &*e : nullptr;
     if (!v || (f.h.op == protocol::opcode::search && v->payload.empty())) {
         reply.code = protocol::status::not_found;
         if (e && f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_stamped)) {
             reply.flags = protocol::flag_stamped;
-            thread_local std::string gone;
-            gone.clear();
-            append_version(gone, e->version);
-            protocol::append_frame(out, reply, {}, gone);
+            append_version(out.assign(reply).value, e->version);
             return;
         }
-        protocol::append_frame(out, reply, {}, {});
+        out.assign(reply, {});
         return;
     }
     if (f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_stamped)) {  // the version too, for the client's clock
         reply.flags = protocol::flag_stamped;
-        thread_local std::string with_version;
-        with_version.clear();
-        append_version(with_version, v->version);
-        with_version += v->payload;
-        protocol::append_frame(out, reply, {}, with_version);
+        append_version(out.assign(reply).value, v->version);
+        out.value += v->payload;
         return;
     }
     if (f.h.op == protocol::opcode::get && (f.h.flags & protocol::flag_options)) {  // its expiry too (TTL)
         reply.flags = protocol::flag_options;
-        thread_local std::string with_expiry;
-        with_expiry.clear();
-        with_expiry += protocol::encode_u64(v->expires_at_ms);
-        with_expiry += v->payload;
-        protocol::append_frame(out, reply, {}, with_expiry);
+        out.assign(reply, protocol::encode_u64(v->expires_at_ms)).value += v->payload;
         return;
     }
-    protocol::append_frame(out, reply, {}, v->payload);
+    out.assign(reply, v->payload);
 }
 
 }  // namespace dhtkit

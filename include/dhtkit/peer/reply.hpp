@@ -7,7 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "dhtkit/protocol/codec.hpp"
+#include "dhtkit/peer/outcome.hpp"
+#include "dhtkit/protocol/frame.hpp"
 
 namespace dhtkit {
 
@@ -21,14 +22,10 @@ struct reply {
     [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };
 
-// The reply that one whole frame carries (a request answered in this process).
-[[nodiscard]] inline reply reply_from_frame(std::string_view frame) {
-    protocol::frame_reader reader({protocol::frame_allowance, frame.size()});
-    reader.feed(frame);
-    protocol::frame_view f;
-    if (reader.next(f) != protocol::frame_reader::result::frame)
-        return {protocol::status::internal_error, {}, "not a whole reply frame", false};
-    reply r{f.h.code, std::string(f.value), {}};
+// The reply that an outcome recorded in this process says (a request answered here).
+[[nodiscard]] inline reply reply_from(const outcome& o) {
+    reply r{o.code, o.value, {}};
+    r.flags = o.flags;
     if (!r.ok()) r.error = fmt::format("{}{}{}", to_string(r.code), r.value.empty() ? "" : ": ", r.value);
     return r;
 }

@@ -175,15 +175,14 @@ public:
         auto ask = protocol::decode_sync_request(f.value, f.h.flags & protocol::flag_digests);
         if (!ask || ask->ranges.empty()) {
             reply.code = protocol::status::bad_request;
-            protocol::append_frame(c.out, reply, {}, "a sync request is the asker's node id, then slot ranges");
+            c.answer(reply, "a sync request is the asker's node id, then slot ranges");
             return;
         }
         // A live cluster's new member asks before this node has heard of it: it could not copy
         // later writes there (no address), so the stream would not be complete. It asks again.
         if (handing_ && ask->asker != self_ && !view_.current().find(ask->asker)) {
             reply.code = protocol::status::unavailable;
-            protocol::append_frame(c.out, reply, {},
-                                   fmt::format("peer {} has not heard of node {} yet: ask again", self_, ask->asker));
+            c.answer(reply, fmt::format("peer {} has not heard of node {} yet: ask again", self_, ask->asker));
             return;
         }
         // The asker is up again: copies go to it directly from now on, and what it missed before

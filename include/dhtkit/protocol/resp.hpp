@@ -236,32 +236,6 @@ private:
 
 namespace dhtkit::protocol {
 
-// How to answer one RESP command once the requests it became (our frames, answered by the same
-// services as a binary client's) have their replies: a batch's replies are our frames, in order,
-// and each plan turns the next `frames` of them into one RESP reply.
-struct resp_plan {
-    enum class kind : std::uint8_t {
-        text,      // `text` is the whole reply; no frame
-        ok,        // +OK when every frame is ok
-        bulk,      // the value of an ok frame, a null bulk for not found
-        count_ok,  // how many frames are ok (DEL, EXISTS)
-        values,    // an array of bulk-or-null, one per frame (MGET)
-        type,      // +string or +none (TYPE)
-        holders,   // the holder records of a search, as an array of "id host:port" (DHT.SEARCH)
-        set,       // a put with options: +OK or a null bulk when it was not made (NX, XX)
-        set_get,   // the same with GET: the old value, or a null bulk
-        first_bulk,  // the value of the first frame (GETDEL: a get, then a del)
-        expire,    // :1 when the key was there, :0 when not (EXPIRE, PEXPIRE)
-        persist,   // :1 when an expiry was removed, else :0
-        ttl,       // seconds left (-1 never, -2 no key), from a get with options
-        pttl,      // the same in milliseconds
-    };
-    kind how = kind::text;
-    std::uint32_t frames = 0;
-    std::string text;
-};
-
-// What a RESP connection keeps between reads.
 // When the bytes of a connection arrived, so that a command is stamped with the moment it reached
 // this host, not the moment it ran (it may wait behind a held reply, or in a stopped process's
 // socket, while its client gives up and writes again elsewhere).

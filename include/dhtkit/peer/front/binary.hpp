@@ -85,7 +85,7 @@ public:
         std::string why(to_string(e));
         if (size)
             why += fmt::format(" (limits: key {} bytes, value {} bytes)", limits_.max_key_bytes, limits_.max_value_bytes);
-        protocol::append_frame(c.out, h, {}, why);
+        c.answer(h, why);
     }
 
     // A client's request needs the password, but ping, auth and hello (and a signed request
@@ -103,7 +103,11 @@ public:
         if (f.h.op != protocol::opcode::hello && !admit(f, s, c)) return handled::next;
         return run(f, &s, c, false) ? handled::stream_follows : handled::next;
     }
-    void finish(session&, connection&) noexcept {}
+    // Renders the batch's outcomes as our frames.
+    void finish(session&, connection& c) {
+        for (const auto& o : c.answers()) append_frame(c.out, o);
+        c.clear_answers();
+    }
 
     // Answers one request on `c` as if it had come in our frames: the RESP front's commands, which
     // that front has admitted. `unversioned`: a write versioned by its arrival here.
@@ -132,7 +136,7 @@ private:
     void refuse(const protocol::frame_view& f, connection& c, std::string_view why) {
         stats_.count_error();
         protocol::header reply{f.h.op, 0, protocol::status::refused, f.h.request_id, 0, 0};
-        protocol::append_frame(c.out, reply, {}, why);
+        c.answer(reply, why);
         if (refusal_log_.allow())
             log_(fmt::format("refused {} from {}: {}", static_cast<unsigned>(f.h.op), c.stream.remote().to_string(), why));
     }
@@ -157,8 +161,7 @@ private:
                                   (f.h.op == opcode::put && !(f.h.flags & protocol::flag_options));
             if (!any_copy && !sync_.ready(key_slot(f.key))) {
                 reply.code = status::unavailable;
-                protocol::append_frame(c.out, reply, {},
-                                       sync_.serving() ? "catching up after a lapsed read lease: ask the next holder"
+                c.answer(reply, sync_.serving() ? "catching up after a lapsed read lease: ask the next holder"
                                                        : "catching up after a restart: ask the next holder");
                 return false;
             }
@@ -171,21 +174,21 @@ private:
         }
         switch (f.h.op) {
             case opcode::ping:
-                protocol::append_frame(c.out, reply, {}, fmt::format("peer {}", self_));
+                c.answer(reply, fmt::format("peer {}", self_));
                 return false;
             case opcode::stats:
-                protocol::append_frame(c.out, reply, {}, report_());
+                c.answer(reply, report_());
                 return false;
             case opcode::leave: {
                 auto r = leave_ ? leave_()
                                 : dhtkit::reply{status::unknown_opcode, {}, "this peer cannot leave: its membership is static", true};
                 reply.code = r.code;
-                protocol::append_frame(c.out, reply, {}, r.ok() ? r.value : r.error);
+                c.answer(reply, r.ok() ? r.value : r.error);
                 return false;
             }
             case opcode::map: {
                 const auto& m = view_.current();
-                protocol::append_frame(c.out, reply, {}, protocol::encode_map(m));
+                c.answer(reply, protocol::encode_map(m));
                 return false;
             }
             case opcode::sync:
@@ -196,8 +199,7 @@ private:
                 if (!ask || !grants_) {
                     stats_.count_error();
                     reply.code = ask ? status::unknown_opcode : status::bad_request;
-                    protocol::append_frame(c.out, reply, {},
-                                           ask ? "this peer grants no read leases"
+                    c.answer(reply, ask ? "this peer grants no read leases"
                                                : "a lease request is the asker's node id and its map's placement digest (u64 each)");
                     return false;
                 }
@@ -209,8 +211,7 @@ private:
                     const node* n = m.find(ask->asker);
                     if (!n || n->state == node_state::failed || n->state == node_state::left) {
                         reply.code = status::unavailable;
-                        protocol::append_frame(c.out, reply, {},
-                                               fmt::format("peer {} takes node {} for {}: no lease until it is back", self_,
+                        c.answer(reply, fmt::format("peer {} takes node {} for {}: no lease until it is back", self_,
                                                            ask->asker, n ? to_string(n->state) : "unknown"));
                         return false;
                     }
@@ -218,21 +219,18 @@ private:
                 const auto got = grants_->grant(ask->asker, ask->map);
                 switch (got.why) {
                     case lease_grants::refusal::none:
-                        protocol::append_frame(c.out, reply, {}, protocol::encode_u64(static_cast<std::uint64_t>(got.term.count())));
+                        c.answer(reply, protocol::encode_u64(static_cast<std::uint64_t>(got.term.count())));
                         break;
                     case lease_grants::refusal::behind:
                         reply.code = status::unavailable;
-                        protocol::append_frame(c.out, reply, {},
-                                               fmt::format("peer {} missed writes acknowledged by peer {}: catch up first",
+                        c.answer(reply, fmt::format("peer {} missed writes acknowledged by peer {}: catch up first",
                                                            ask->asker, self_));
                         break;
                     case lease_grants::refusal::other_map:
                     case lease_grants::refusal::settling:
                         // Not "behind": nothing to catch up from here; the maps must agree first.
                         reply.code = status::moved;
-                        protocol::append_frame(
-                            c.out, reply, {},
-                            got.why == lease_grants::refusal::other_map
+                        c.answer(reply, got.why == lease_grants::refusal::other_map
                                 ? fmt::format("peer {} follows map {} (placement {:016x}), peer {} another: no lease "
                                               "until their maps agree",
                                               self_, m.epoch(), grants_->following(), ask->asker)
@@ -246,7 +244,7 @@ private:
             case opcode::auth: {
                 if (password_.empty()) {
                     reply.code = status::bad_request;
-                    protocol::append_frame(c.out, reply, {}, "this peer has no client password");
+                    c.answer(reply, "this peer has no client password");
                     return false;
                 }
                 // Compared in constant time: how long a wrong guess takes says nothing.
@@ -256,7 +254,7 @@ private:
                     return false;
                 }
                 c.authenticated = true;
-                protocol::append_frame(c.out, reply, {}, {});
+                c.answer(reply, {});
                 return false;
             }
             case opcode::hello: {
@@ -268,26 +266,24 @@ private:
                     stats_.count_error();
                     reply.code = them ? status::refused : status::bad_request;
                     log_(fmt::format("refused {}: {}", c.stream.remote().to_string(), refusal));
-                    protocol::append_frame(c.out, reply, {}, refusal);
+                    c.answer(reply, refusal);
                     return false;
                 }
                 if (!secret_) {
-                    protocol::append_frame(c.out, reply, {}, {});
+                    c.answer(reply, {});
                     return false;
                 }
                 // A fresh nonce: what the other side signs from now on is good on this connection only.
                 const auto nonce = protocol::new_nonce();
                 s->verifier.emplace(*secret_, nonce);
-                protocol::append_frame(c.out, reply, {},
-                                       std::string_view(reinterpret_cast<const char*>(nonce.data()), nonce.size()));
+                c.answer(reply, std::string_view(reinterpret_cast<const char*>(nonce.data()), nonce.size()));
                 return false;
             }
             default: break;
         }
         stats_.count_error();
         reply.code = status::unknown_opcode;
-        protocol::append_frame(c.out, reply, {},
-                               fmt::format("opcode {} is not an operation of this peer", static_cast<unsigned>(f.h.op)));
+        c.answer(reply, fmt::format("opcode {} is not an operation of this peer", static_cast<unsigned>(f.h.op)));
         return false;
     }
 

@@ -2,7 +2,7 @@
 // Work that waits on the network (a request forwarded to a key's holders, this peer's own
 // registration of a file), run on a few threads of its own instead of a worker's event loop. Its
 // reply is held in its place in the connection's output until the work is done (connection.hpp),
-// as our frame of the request's opcode.
+// as the outcome of the request's opcode.
 
 #include <cstddef>
 #include <memory>
@@ -29,11 +29,11 @@ public:
             const reply r = work();
             const auto code = r.answered ? r.code : protocol::status::unavailable;
             std::string_view why = r.value.empty() ? std::string_view(r.error) : std::string_view(r.value);
-            protocol::append_frame(held->frame, {op, 0, code, 0, 0, 0}, {}, r.ok() ? std::string_view(r.value) : why);
+            held->answer.emplace(protocol::header{op, 0, code, 0, 0, 0}, r.ok() ? std::string_view(r.value) : why);
             conn->release();
         };
         if (!pool_->post(std::move(job))) {  // stopping
-            protocol::append_frame(held->frame, {op, 0, protocol::status::unavailable, 0, 0, 0}, {}, "this peer is stopping");
+            held->answer.emplace(protocol::header{op, 0, protocol::status::unavailable, 0, 0, 0}, "this peer is stopping");
             conn->release();
         }
     }

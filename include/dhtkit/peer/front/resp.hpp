@@ -2,9 +2,9 @@
 // The RESP front: connections that speak RESP2 (protocol/resp.hpp), in the same pump
 // (peer/pump.hpp) and on the same workers as our frames. Each command becomes the requests a
 // binary client would send (a SET is a put, an MGET one get per key) and goes to the same
-// services, replication and log: a SET is acknowledged exactly when a put would be. The replies
-// of a batch are our frames, in order; once none is held, each command's plan turns its share of
-// them into one RESP reply (resp_replies.hpp). Commands that ask no service are answered in
+// services, replication and log: a SET is acknowledged exactly when a put would be. The services'
+// outcomes are recorded on the connection in order; once none is held, each command's plan turns
+// its share of them into one RESP reply (resp_replies.hpp). Commands that ask no service are answered in
 // resp_admin.hpp (HELLO, AUTH, CLIENT, INFO, CONFIG) and resp_cluster.hpp (CLUSTER, DHT.WHERE).
 //
 // Cluster mode as Redis Cluster clients expect it: CLUSTER SLOTS / SHARDS / NODES / INFO / MYID /
@@ -77,18 +77,16 @@ public:
 
     handled handle(const request& args, session&, connection& c) { return execute(args, c) ? handled::next : handled::close; }
 
-    // Once nothing is held: c.out is this batch's frames; each plan turns its share into RESP.
+    // Once nothing is held: each plan turns its share of the batch's outcomes into one RESP reply.
     void finish(session& s, connection& c) {
         if (s.plans.empty()) return;
-        thread_local std::string out;  // becomes c.out; the old c.out is the next batch's buffer
-        out.clear();
-        resp_replies::render(s.plans, c.out, out, unix_ms_now());
+        resp_replies::render(s.plans, c.answers(), c.out, unix_ms_now());
         s.plans.clear();
-        c.out.swap(out);
+        c.clear_answers();
     }
 
 private:
-    using kind = protocol::resp_plan::kind;
+    using kind = resp_replies::plan::kind;
     using args_t = std::vector<std::string_view>;
 
     static resp_session& session_of(connection& c) noexcept { return pump<resp_front>::of(c); }
@@ -97,7 +95,7 @@ private:
 
     template <class F>
     static void text(connection& c, F&& write) {
-        protocol::resp_plan p;
+        resp_replies::plan p;
         write(p.text);
         session_of(c).plans.push_back(std::move(p));
     }
@@ -139,8 +137,8 @@ private:
         });
     }
 
-    void plan(connection& c, kind how, std::size_t frames) {
-        session_of(c).plans.push_back({how, static_cast<std::uint32_t>(frames), {}});
+    void plan(connection& c, kind how, std::size_t answers) {
+        session_of(c).plans.push_back({how, static_cast<std::uint32_t>(answers), {}});
     }
 
     // --- commands -------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 #pragma once
-// The RESP front's replies to commands that ran as our requests: each plan (protocol/resp.hpp)
-// turns its share of the batch's frames, in order, into one RESP reply (an MGET's frames into
-// one array, a DEL's into a count). A frame that is neither ok nor "not found" makes its
-// command's reply an error: TRYAGAIN when the holder was unavailable, ERR otherwise.
+// The RESP front's replies to commands that ran as requests to the services: each plan turns its
+// share of the batch's outcomes (peer/outcome.hpp), in order, into one RESP reply (an MGET's
+// answers into one array, a DEL's into a count). An outcome that is neither ok nor "not found"
+// makes its command's reply an error: TRYAGAIN when the holder was unavailable, ERR otherwise.
 
 #include <cstddef>
 #include <cstdint>
@@ -14,28 +14,41 @@
 
 #include <fmt/format.h>
 
-#include "dhtkit/protocol/codec.hpp"
-#include "dhtkit/protocol/frame.hpp"
+#include "dhtkit/peer/outcome.hpp"
 #include "dhtkit/protocol/messages.hpp"
 #include "dhtkit/protocol/resp.hpp"
 
 namespace dhtkit::resp_replies {
 
-// Appends to `out` the reply of each of `plans`, reading the frames they planned from `frames`
-// in order. `now_ms` (milliseconds since the epoch) is what TTL and PTTL count from.
-inline void render(const std::vector<protocol::resp_plan>& plans, std::string_view frames, std::string& out,
-                   std::uint64_t now_ms) {
-    using kind = protocol::resp_plan::kind;
-    std::size_t at = 0;
-    const auto any = protocol::frame_limits(~std::size_t{0}, ~std::size_t{0});  // our own frames
-    auto next_frame = [&](protocol::header& h, std::string_view& value) {
-        const auto d = protocol::decode(std::span<const std::byte, protocol::header_size>(
-                                            reinterpret_cast<const std::byte*>(frames.data() + at), protocol::header_size),
-                                        any);
-        h = d.h;
-        value = frames.substr(at + protocol::header_size + h.key_length, h.value_length);
-        at += protocol::header_size + h.payload_size();
+// How to answer one command once the requests it became have their outcomes: the next `answers`
+// of the batch's outcomes make its reply, or `text` is the whole reply.
+struct plan {
+    enum class kind : std::uint8_t {
+        text,        // `text` is the whole reply; no outcome
+        ok,          // +OK when every outcome is ok
+        bulk,        // the value of an ok outcome, a null bulk for not found
+        count_ok,    // how many outcomes are ok (DEL, EXISTS)
+        values,      // an array of bulk-or-null, one per outcome (MGET)
+        type,        // +string or +none (TYPE)
+        holders,     // the holder records of a search, as an array of "id host:port" (DHT.SEARCH)
+        set,         // a put with options: +OK or a null bulk when it was not made (NX, XX)
+        set_get,     // the same with GET: the old value, or a null bulk
+        first_bulk,  // the value of the first outcome (GETDEL: a get, then a del)
+        expire,      // :1 when the key was there, :0 when not (EXPIRE, PEXPIRE)
+        persist,     // :1 when an expiry was removed, else :0
+        ttl,         // seconds left (-1 never, -2 no key), from a get with options
+        pttl,        // the same in milliseconds
     };
+    kind how = kind::text;
+    std::uint32_t answers = 0;
+    std::string text;
+};
+
+// Appends to `out` the reply of each of `plans`, reading the outcomes they planned from `answers`
+// in order. `now_ms` (milliseconds since the epoch) is what TTL and PTTL count from.
+inline void render(const std::vector<plan>& plans, std::span<const outcome> answers, std::string& out, std::uint64_t now_ms) {
+    using kind = plan::kind;
+    std::size_t at = 0;
     for (const auto& p : plans) {
         if (p.how == kind::text) {
             out += p.text;
@@ -46,18 +59,16 @@ inline void render(const std::vector<protocol::resp_plan>& plans, std::string_vi
         std::int64_t count = 0;
         thread_local std::vector<std::optional<std::string_view>> values;
         values.clear();
-        for (std::uint32_t i = 0; i < p.frames; ++i) {
-            protocol::header h;
-            std::string_view value;
-            next_frame(h, value);
-            if (h.code == protocol::status::ok) {
+        for (std::uint32_t i = 0; i < p.answers; ++i) {
+            const auto& o = answers[at++];
+            if (o.code == protocol::status::ok) {
                 ++count;
-                values.emplace_back(value);
-            } else if (h.code == protocol::status::not_found) {
+                values.emplace_back(o.value);
+            } else if (o.code == protocol::status::not_found) {
                 values.emplace_back(std::nullopt);
-                if (not_found.empty()) not_found = value.empty() ? std::string_view("not found") : value;
+                if (not_found.empty()) not_found = o.value.empty() ? std::string_view("not found") : std::string_view(o.value);
             } else if (failed.empty()) {
-                failed = fmt::format("{} {}", h.code == protocol::status::unavailable ? "TRYAGAIN" : "ERR", value);
+                failed = fmt::format("{} {}", o.code == protocol::status::unavailable ? "TRYAGAIN" : "ERR", o.value);
             }
         }
         if (!failed.empty()) {
@@ -66,7 +77,7 @@ inline void render(const std::vector<protocol::resp_plan>& plans, std::string_vi
         }
         switch (p.how) {
             case kind::ok:  // writes are never "not found"; a registry change can be
-                if (count == static_cast<std::int64_t>(p.frames)) protocol::resp::simple(out, "OK");
+                if (count == static_cast<std::int64_t>(p.answers)) protocol::resp::simple(out, "OK");
                 else protocol::resp::error(out, fmt::format("ERR {}", not_found));
                 break;
             case kind::bulk:

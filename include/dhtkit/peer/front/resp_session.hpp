@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dhtkit/peer/connection.hpp"
+#include "dhtkit/peer/front/resp_replies.hpp"
 #include "dhtkit/peer/figures.hpp"
 #include "dhtkit/peer/pump.hpp"
 #include "dhtkit/peer/reply.hpp"
@@ -40,7 +41,7 @@ struct resp_session {
     protocol::resp_reader reader;
     protocol::arrival_stamps arrivals;
     std::uint64_t command_arrived_us = 0;  // of the command being run
-    std::vector<protocol::resp_plan> plans;  // of the batch being answered, in order
+    std::vector<resp_replies::plan> plans;  // of the batch being answered, in order
     std::string name;                        // CLIENT SETNAME
 
     // `arrived_us`: the kernel's moment when it gave one; else now, which is no earlier than arrival.
