@@ -11,7 +11,8 @@
 #                  over the run / N.
 # With BINS="dirA dirB" (the build/examples of two commits) the rounds alternate between their
 # peers; the load generator is always BENCH (default build/examples/dhtkit-bench).
-# Prints one line per run: build, front, op, requests, server CPU s, us/request.
+# Prints one line per run: build, front, op, requests, server CPU s, us/request, and of those
+# us/request the part spent in user space (the rest is the kernel's: sockets, wake-ups).
 # Usage: benchmarks/cpu_per_request.sh [ROUNDS (default 3)]; N (default 300000), SECONDS_RUN
 #        (default 4)
 set -euo pipefail
@@ -33,8 +34,11 @@ stop_peer() {
 trap 'stop_peer; rm -rf "$work"' EXIT
 ticks=$(getconf CLK_TCK)
 
-cpu_seconds() {  # PID: user + system time of all its threads, in seconds
-  awk -v t="$ticks" '{ sub(/.*\) /, ""); printf "%.3f\n", ($12 + $13) / t }' "/proc/$1/stat"
+cpu_seconds() {  # PID: "user+system user" time of all its threads, in seconds
+  awk -v t="$ticks" '{ sub(/.*\) /, ""); printf "%.3f %.3f\n", ($12 + $13) / t, $12 / t }' "/proc/$1/stat"
+}
+minus() {  # "A1 A2" "B1 B2": "A1-B1 A2-B2"
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.3f %.3f\n", x[1] - y[1], x[2] - y[2] }'
 }
 
 start_peer() {  # BIN: one peer with a binary port and a RESP port; sets pid, port, resp_port
@@ -54,9 +58,9 @@ print(' '.join(str(x.getsockname()[1]) for x in s))")
   return 1
 }
 
-report() {  # BUILD FRONT TEST REQUESTS CPU
+report() {  # BUILD FRONT TEST REQUESTS "CPU USER"
   awk -v b="$1" -v f="$2" -v t="$3" -v r="$4" -v c="$5" \
-    'BEGIN { printf "%-28s %-11s %-3s %9d %7.2f %7.2f\n", b, f, t, r, c, c * 1e6 / r }'
+    'BEGIN { split(c, x, " "); printf "%-28s %-11s %-3s %9d %7.2f %7.2f %7.2f\n", b, f, t, r, x[1], x[1] * 1e6 / r, x[2] * 1e6 / r }'
 }
 
 resp_run() {  # BUILD TEST
@@ -64,7 +68,7 @@ resp_run() {  # BUILD TEST
   before=$(cpu_seconds "$pid")
   redis-benchmark -p "$resp_port" -t "$2" -n "$n" -c 50 -d 100 -r 100000 -q > /dev/null 2>&1
   after=$(cpu_seconds "$pid")
-  report "$1" redis-bench "$2" "$n" "$(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
+  report "$1" redis-bench "$2" "$n" "$(minus "$after" "$before")"
 }
 
 bench_ops() {  # MIX SECONDS [--resp]: prints "requests cpu"
@@ -73,7 +77,7 @@ bench_ops() {  # MIX SECONDS [--resp]: prints "requests cpu"
   ops=$("$bench_bin" --config "$work/d/cluster.toml" --mix "$1" --connections 50 --seconds "$2" --json ${3:-} |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])')
   after=$(cpu_seconds "$pid")
-  echo "$ops $(awk -v a="$after" -v b="$before" 'BEGIN { print a - b }')"
+  echo "$ops $(minus "$after" "$before")"
 }
 
 bench_run() {  # BUILD FRONT TEST
@@ -82,10 +86,10 @@ bench_run() {  # BUILD FRONT TEST
   [[ $2 == resp ]] && flag=--resp
   long=($(bench_ops "$mix" "$seconds" $flag))
   short=($(bench_ops "$mix" 1 $flag))
-  report "$1" "$2" "$3" "$((long[0] - short[0]))" "$(awk -v a="${long[1]}" -v b="${short[1]}" 'BEGIN { print a - b }')"
+  report "$1" "$2" "$3" "$((long[0] - short[0]))" "$(minus "${long[1]} ${long[2]}" "${short[1]} ${short[2]}")"
 }
 
-printf '%-28s %-11s %-3s %9s %7s %7s\n' build front op requests cpu_s us/req
+printf '%-28s %-11s %-3s %9s %7s %7s %7s\n' build front op requests cpu_s us/req user_us
 for ((r = 1; r <= rounds; r++)); do
   for bin in "${bins[@]}"; do
     start_peer "$bin"
