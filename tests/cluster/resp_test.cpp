@@ -330,6 +330,16 @@ TEST_CASE("reply for reply, a dhtkit peer answers a script of commands as a one-
         {"EXPIRE", "{t}e", "100"}, {"PERSIST", "{t}e"}, {"GETDEL", "{t}e"}, {"GETDEL", "{t}e"},
         {"SET", "{t}gone", "1"}, {"EXPIRE", "{t}gone", "-1"}, {"EXISTS", "{t}gone"}, {"PEXPIREAT", "{t}x", "1"},
         {"GET", "{t}x"},
+        // Times past a signed 64-bit count of milliseconds are refused, and the key kept: none
+        // wraps round into the past (which deleted the key) or into a wrong future.
+        {"SET", "{t}keep", "v"}, {"EXPIRE", "{t}keep", "9223372036854775807"},
+        {"PEXPIRE", "{t}keep", "9223372036854775807"}, {"EXPIREAT", "{t}keep", "9223372036854775807"},
+        {"EXPIRE", "{t}keep", "9223372036854775"}, {"EXPIRE", "{t}keep", "100000000000000000"},
+        {"EXPIRE", "{t}keep", "-9223372036854775808"}, {"SET", "{t}keep", "w", "EX", "9223372036854775807"},
+        {"SET", "{t}keep", "w", "PX", "9223372036854775807"}, {"SET", "{t}keep", "w", "EXAT", "9223372036854775807"},
+        {"SETEX", "{t}keep", "9223372036854775807", "w"}, {"PSETEX", "{t}keep", "9223372036854775807", "w"},
+        {"GET", "{t}keep"}, {"TTL", "{t}keep"}, {"SET", "{t}far", "v", "PXAT", "9223372036854775807"}, {"GET", "{t}far"},
+        {"PEXPIREAT", "{t}keep", "9223372036854775807"}, {"GET", "{t}keep"},
     };
     for (const auto& command : script) {
         INFO(fmt::format("{}", fmt::join(command, " ")));

@@ -290,6 +290,20 @@ TEST_CASE("put options: if absent, if present, keep the expiry, answer the old v
     CHECK(h.ask(opcode::put, "k", "bad options", flag_options).h.code == status::bad_request);
 }
 
+TEST_CASE("an expire past a signed 64-bit count of milliseconds is refused and the key kept") {
+    harness h;
+    h.ask(opcode::put, "k", "v");
+    auto f = h.ask(opcode::expire, "k", encode_u64(latest_expiry_ms + 1));
+    CHECK(f.h.code == status::bad_request);
+    CHECK_FALSE(h.wrote);
+    CHECK(h.ask(opcode::get, "k").h.code == status::ok);
+    CHECK(h.answer == "v");
+    f = h.ask(opcode::expire, "k", encode_u64(~std::uint64_t{0}));
+    CHECK(f.h.code == status::bad_request);
+    CHECK(h.ask(opcode::expire, "k", encode_u64(latest_expiry_ms)).h.code == status::ok);
+    CHECK(h.ask(opcode::get, "k").h.code == status::ok);
+}
+
 TEST_CASE("expire sets, removes or runs out a key's expiry, reclaiming frees expired values and digests still agree") {
     harness h;
     CHECK(h.ask(opcode::expire, "none", encode_u64(unix_ms_now() + 1000)).h.code == status::not_found);

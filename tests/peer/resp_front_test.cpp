@@ -96,6 +96,42 @@ TEST_CASE("EXPIRE's four forms give the moment the key goes; one due already is 
           "ERR Unsupported option NX");
 }
 
+TEST_CASE("a time past a signed 64-bit count of milliseconds is refused on every path, never wrapped round") {
+    const std::int64_t now = 1'765'000'000'000;
+    auto expire_error = [&](std::string_view name, std::string_view t) {
+        auto r = resp_commands::parse_expire(name, args{name, "k", t}, now);
+        return std::holds_alternative<std::string>(r) ? std::get<std::string>(r) : std::string("accepted");
+    };
+    const std::string biggest = "9223372036854775807";
+    CHECK(expire_error("expire", biggest) == "ERR invalid expire time in 'expire' command");
+    CHECK(expire_error("pexpire", biggest) == "ERR invalid expire time in 'pexpire' command");
+    CHECK(expire_error("expireat", biggest) == "ERR invalid expire time in 'expireat' command");
+    CHECK(expire_error("expire", "9223372036854775") == "ERR invalid expire time in 'expire' command");  // x1000 + now
+    CHECK(expire_error("expire", "100000000000000000") == "ERR invalid expire time in 'expire' command");
+    CHECK(expire_error("expire", "-9223372036854775808") == "ERR invalid expire time in 'expire' command");
+    CHECK(expire_error("pexpireat", biggest) == "accepted");  // the latest moment there is, as in Redis
+    CHECK(std::get<std::uint64_t>(resp_commands::parse_expire("pexpireat", args{"PEXPIREAT", "k", biggest}, now)) ==
+          protocol::latest_expiry_ms);
+
+    auto set_error = [&](args a) {
+        auto r = resp_commands::parse_set(a[0], a, now);
+        return std::holds_alternative<std::string>(r) ? std::get<std::string>(r) : std::string("accepted");
+    };
+    for (std::string_view unit : {"EX", "PX", "EXAT"})
+        CHECK(set_error({"set", "k", "v", unit, biggest}) == "ERR invalid expire time in 'set' command");
+    CHECK(set_error({"setex", "k", biggest, "v"}) == "ERR invalid expire time in 'setex' command");
+    CHECK(set_error({"psetex", "k", biggest, "v"}) == "ERR invalid expire time in 'psetex' command");
+    CHECK(set_error({"set", "k", "v", "PXAT", biggest}) == "accepted");
+
+    // Our own frames: the expire opcode's moment and a put's expiry above it are malformed.
+    std::string options;
+    protocol::append(options, protocol::put_options{protocol::put_options::expires, protocol::latest_expiry_ms + 1});
+    CHECK_FALSE(protocol::decode_put_options(options));
+    options.clear();
+    protocol::append(options, protocol::put_options{protocol::put_options::expires, protocol::latest_expiry_ms});
+    CHECK(protocol::decode_put_options(options));
+}
+
 TEST_CASE("a command is found in any case, by its lower-case entry; an unknown one is not") {
     for (std::string_view spelled : {"get", "GET", "Get", "gEt"}) {
         const auto* ci = resp_commands::find_command(spelled);

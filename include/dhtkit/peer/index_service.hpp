@@ -94,7 +94,7 @@ public:
             options = protocol::decode_put_options(value);
             if (!options) {
                 reply.code = status::bad_request;
-                out.assign(reply, "a put's options are a mask (u8, below 32) and an expiry (u64 ms, set when it expires)");
+                out.assign(reply, "a put's options are a mask (u8, below 32) and an expiry (u64 ms, at most 2^63 - 1, set when it expires)");
                 return false;
             }
             value.remove_prefix(protocol::put_options::size);
@@ -123,9 +123,9 @@ public:
                 return false;
             case opcode::expire: {
                 auto at = protocol::decode_u64(value);
-                if (f.key.empty() || !at) {
+                if (f.key.empty() || !at || *at > protocol::latest_expiry_ms) {
                     reply.code = status::bad_request;
-                    out.assign(reply, "an expire's value is the moment (u64 ms since the epoch; 0: never)");
+                    out.assign(reply, "an expire's value is the moment (u64 ms since the epoch, at most 2^63 - 1; 0: never)");
                     return false;
                 }
                 bool had = false;

@@ -241,6 +241,10 @@ inline std::optional<lease_request> decode_lease_request(std::string_view in) {
     return l;
 }
 
+// The latest moment a value may expire at, in ms since the Unix epoch: what a signed 64-bit count
+// holds, as in Redis. A later one is refused (an expire, a put's options), never wrapped round.
+inline constexpr std::uint64_t latest_expiry_ms = 0x7fff'ffff'ffff'ffff;
+
 // The options of a put with flag_options (SET's EX/PX/EXAT/PXAT, NX, XX, KEEPTTL and GET): a mask
 // and an expiry (u64 ms since the Unix epoch), 9 bytes after the version of a stamped put.
 struct put_options {
@@ -257,7 +261,8 @@ inline void append(std::string& out, const put_options& o) {
 inline std::optional<put_options> decode_put_options(std::string_view in) {
     detail::reader r(in);
     put_options o;
-    if (!r.integer(o.mask) || !r.integer(o.expires_at_ms) || o.mask > 31 || ((o.mask & put_options::expires) && o.expires_at_ms == 0))
+    if (!r.integer(o.mask) || !r.integer(o.expires_at_ms) || o.mask > 31 || o.expires_at_ms > latest_expiry_ms ||
+        ((o.mask & put_options::expires) && o.expires_at_ms == 0))
         return std::nullopt;
     return o;
 }

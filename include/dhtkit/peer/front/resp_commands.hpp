@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdint>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -190,6 +191,21 @@ inline bool command_reply(std::string& o, std::string_view sub, const std::vecto
     return slot;
 }
 
+// A time argument as a moment in milliseconds since the epoch: `t` in seconds or milliseconds,
+// from `now_ms` or from the epoch. None when that moment is past what a signed 64-bit count of
+// milliseconds holds (Redis's bound, so that no expiry wraps round into the past).
+[[nodiscard]] inline std::optional<std::int64_t> moment_ms(std::int64_t t, bool seconds, bool absolute, std::int64_t now_ms) {
+    constexpr auto most = std::numeric_limits<std::int64_t>::max();
+    constexpr auto least = std::numeric_limits<std::int64_t>::min();
+    if (seconds) {
+        if (t > most / 1000 || t < least / 1000) return std::nullopt;
+        t *= 1000;
+    }
+    const std::int64_t base = absolute ? 0 : now_ms;
+    if (t > most - base) return std::nullopt;
+    return t + base;
+}
+
 // EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT key time (`name` lower case): the moment the key goes, in
 // milliseconds since the epoch (1 when it is due already), or Redis's error. No NX/XX/GT/LT.
 [[nodiscard]] inline std::variant<std::uint64_t, std::string> parse_expire(std::string_view name,
@@ -198,10 +214,9 @@ inline bool command_reply(std::string& o, std::string_view sub, const std::vecto
     if (args.size() > 3) return "ERR Unsupported option " + std::string(args[3]);
     auto t = integer_arg(args[2]);
     if (!t) return std::string("ERR value is not an integer or out of range");
-    const bool ms = name[0] == 'p';
-    const bool absolute = name.ends_with("at");
-    const std::int64_t at = absolute ? (ms ? *t : *t * 1000) : now_ms + (ms ? *t : *t * 1000);
-    return static_cast<std::uint64_t>(std::max<std::int64_t>(at, 1));
+    const auto at = moment_ms(*t, name[0] != 'p', name.ends_with("at"), now_ms);
+    if (!at) return "ERR invalid expire time in '" + std::string(name) + "' command";
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(*at, 1));
 }
 
 // What SET, SETEX and PSETEX ask: a put of `value` with `options`.
@@ -225,15 +240,15 @@ struct set_request {
             error = "ERR value is not an integer or out of range";
             return false;
         }
-        const bool ms = unit == "PX" || unit == "PXAT";
+        const bool seconds = unit == "EX" || unit == "EXAT";
         const bool absolute = unit == "EXAT" || unit == "PXAT";
-        if (*t <= 0 || *t > (ms ? 1'000'000'000'000'000 : 1'000'000'000'000'000 / 1000)) {
+        const auto at = *t > 0 ? moment_ms(*t, seconds, absolute, now_ms) : std::nullopt;
+        if (!at) {
             error = "ERR invalid expire time in '" + std::string(name) + "' command";
             return false;
         }
-        const std::int64_t at = absolute ? (ms ? *t : *t * 1000) : now_ms + (ms ? *t : *t * 1000);
         r.options.mask |= put_options::expires;
-        r.options.expires_at_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(at, 1));
+        r.options.expires_at_ms = static_cast<std::uint64_t>(*at);
         return true;
     };
     if (name != "set") {  // SETEX / PSETEX key time value
