@@ -269,7 +269,7 @@ int main(int argc, char** argv) try {
     options o;
     std::string mix = "read90";
     app.add_option("--config", config, "the cluster's TOML file")->required();
-    app.add_option("--peer", peer, "load only peer N");
+    app.add_option("--peer", peer, "load only peer N")->check(examples::peer_id);
     app.add_option("--connections", o.connections, "connections in all")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--pipeline", o.pipeline, "requests in flight per connection")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--mix", mix, "the operations")->check(CLI::IsMember({"read90", "read50", "read100", "write100"}))

@@ -39,7 +39,8 @@ int main(int argc, char** argv) try {
     app.add_option("--config", config, "the cluster's TOML file")->required();
     app.add_option("--peer", peer,
                    "send the command to peer N itself: its ping and stats, and register / unregister of a file in "
-                   "N's own shared folder");
+                   "N's own shared folder")
+        ->check(examples::peer_id);
     app.add_option("--timeout", timeout_ms, "how long to wait for a peer's answer before trying the next holder (ms)")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();

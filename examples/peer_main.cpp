@@ -132,7 +132,7 @@ int main(int argc, char** argv) try {
     bool serve_only = false, alone = false, daemon = false, stop = false;
     std::optional<std::string> pid_flag, log_flag;
     app.add_option("--config", config, "the cluster's TOML file (peers, folders, pool size, limits)")->required();
-    auto* id_flag = app.add_option("--id", id, "which peer of the file this process is");
+    auto* id_flag = app.add_option("--id", id, "which peer of the file this process is")->check(examples::peer_id);
     std::string listen, dir, join;
     auto* join_flag = app.add_option("--join", join,
                                      "with [replication] policy = \"dynamic\": join the running cluster through the "

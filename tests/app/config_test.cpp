@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include <dhtkit/app/config.hpp>
 #include <dhtkit/app/policy_registry.hpp>
 
@@ -111,6 +113,53 @@ TEST_CASE("a cluster secret file must be readable by its owner only, and long en
     std::filesystem::remove(file);
     CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("cannot read") && Catch::Contains("secret"));
     std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a client password without a cluster secret is refused, and says why") {
+    const auto dir = std::filesystem::temp_directory_path() / ("dhtkit-password-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    using std::filesystem::perms;
+    for (const char* name : {"password", "secret"}) {
+        std::ofstream(dir / name) << "sixteen bytes or more of " << name;
+        std::filesystem::permissions(dir / name, perms::owner_read | perms::owner_write);
+    }
+    const std::string peer = "[[peers]]\nid = 0\nhost = \"127.0.0.1\"\nport = 7400\nshared = \"s\"\ndata = \"d\"\n";
+    CHECK_THROWS_WITH(parse_config("[security]\nclient_password_file = \"password\"\n" + peer, dir / "c.toml"),
+                      Catch::Contains("'security.cluster_secret_file'") && Catch::Contains("pose as a node"));
+    auto c = parse_config("[security]\nclient_password_file = \"password\"\ncluster_secret_file = \"secret\"\n" + peer,
+                          dir / "c.toml");
+    CHECK(c.client_password == "sixteen bytes or more of password");
+    CHECK(c.cluster_key);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("every port of the file is its own on its host, and limits have ceilings") {
+    auto fails = [](std::string text) {
+        try {
+            parse_config(text, "/x/c.toml");
+        } catch (const config_error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    auto peer = [](int id, const char* host, int port, int resp_port) {
+        return fmt::format("[[peers]]\nid = {}\nhost = \"{}\"\nport = {}\n{}shared = \"s\"\ndata = \"d\"\n", id, host,
+                           port, resp_port ? fmt::format("resp_port = {}\n", resp_port) : "");
+    };
+    // Peer 0's RESP port is peer 1's port: peer 0 would bind it first.
+    CHECK_THAT(fails(peer(0, "h", 7400, 7401) + peer(1, "h", 7401, 0)),
+               Catch::Contains("'peers[1].port'") && Catch::Contains("h:7401 is peers[0]'s too"));
+    CHECK_THAT(fails(peer(0, "h", 7400, 0) + peer(1, "h", 7401, 7400)), Catch::Contains("'peers[1].resp_port'"));
+    CHECK_THAT(fails(peer(0, "h", 7400, 6379) + peer(1, "h", 7401, 6379)), Catch::Contains("'peers[1].resp_port'"));
+    CHECK_THAT(fails(peer(0, "h", 7400, 7400)), Catch::Contains("'peers[0].resp_port'"));
+    CHECK(fails(peer(0, "h", 7400, 7401) + peer(1, "other", 7401, 7400)) == "no error");  // another host
+    CHECK(fails(peer(0, "h", 7400, 6379) + peer(1, "h", 7401, 6380)) == "no error");
+
+    CHECK_THAT(fails("[limits]\nmax_value_bytes = 10000000000\n" + peer(0, "h", 1, 0)),
+               Catch::Contains("'limits.max_value_bytes'") && Catch::Contains("0 to 536870912"));
+    CHECK(fails("[limits]\nmax_value_bytes = 536870912\n" + peer(0, "h", 1, 0)) == "no error");
+    CHECK_THAT(fails("[limits]\nmax_output_bytes = 10000000000\n" + peer(0, "h", 1, 0)),
+               Catch::Contains("'limits.max_output_bytes'"));
 }
 
 TEST_CASE("an unknown table or key is an error that names the nearest known one") {

@@ -129,6 +129,11 @@ TEST_CASE("dhtkit-cli checks its flags and its command's words") {
     auto fraction = run_cli(cluster, {"--peer", "1.7", "ping"});
     CHECK(fraction.status == 2);
     CHECK_THAT(fraction.err, Catch::Contains("--peer"));
+    // A negative id is refused as written, not wrapped round to 18446744073709551615.
+    auto negative = run_cli(cluster, {"--peer", "-1", "ping"});
+    CHECK(negative.status == 2);
+    CHECK_THAT(negative.err, Catch::Contains("--peer") && Catch::Contains("not '-1'") &&
+                                 !Catch::Contains("18446744073709551615"));
     auto unknown = run_cli(cluster, {"--bogus", "ping"});
     CHECK(unknown.status == 2);
     CHECK_THAT(unknown.err, Catch::Contains("--bogus"));

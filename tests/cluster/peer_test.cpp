@@ -369,7 +369,7 @@ TEST_CASE("a client or a peer started with another cluster file is refused on bo
 }
 
 TEST_CASE("obtain skips a holder whose file changed since it was registered, and names it, the holder registers it again") {
-    test::local_cluster cluster({.backups = 0, .password = "files too"});  // only the holders the test makes
+    test::local_cluster cluster({.backups = 0, .secret = true, .password = "files too"});  // only the holders the test makes
     write_file(cluster.shared(1) / "doc.bin", 4096, 5);
     std::filesystem::copy_file(cluster.shared(1) / "doc.bin", cluster.shared(2) / "doc.bin");
     const auto original = read_file(cluster.shared(1) / "doc.bin");

@@ -178,7 +178,7 @@ TEST_CASE("RESP bad input: a clear error, the connection closed, nothing allocat
 }
 
 TEST_CASE("with a client password, RESP clients authenticate first") {
-    test::local_cluster cluster({.peers = 1, .backups = 0, .password = "pw-of-this-test", .resp = true});
+    test::local_cluster cluster({.peers = 1, .backups = 0, .secret = true, .password = "pw-of-this-test", .resp = true});
     cluster.start_all();
     CHECK(redis_cli(cluster, 0, {"get", "k"}).find("NOAUTH") != std::string::npos);
     CHECK(redis_cli(cluster, 0, {"auth", "wrong"}).find("WRONGPASS") != std::string::npos);

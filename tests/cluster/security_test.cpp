@@ -137,7 +137,7 @@ TEST_CASE("a signed request is good once, on its own connection") {
 }
 
 TEST_CASE("with a client password, a connection sends it before anything but ping") {
-    test::local_cluster cluster({.password = "open sesame"});
+    test::local_cluster cluster({.secret = true, .password = "open sesame"});
     REQUIRE(cluster.config().client_password == "open sesame");
     cluster.start_all();
     auto c = cluster.client(2000ms);  // has the password from the cluster file

@@ -62,7 +62,6 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     cluster_settings c;
     c.source = source;
     toml::node_view<const toml::node> view{root};
-    constexpr auto size_max = std::numeric_limits<std::size_t>::max() / 2;
 
     c.pool_threads = in.integer<std::size_t>(view["pool"]["threads"], "pool.threads", 1, 1024, 4);
     if (auto d = view["pool"]["dispatch"]) {
@@ -72,12 +71,14 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
     }
     c.limits.max_key_bytes = in.integer<std::size_t>(view["limits"]["max_key_bytes"],
                                                      "limits.max_key_bytes", 1, 65535, 1024);
+    // Ceilings a host can honour: a value up to 512 MiB (Redis's largest bulk string), an output
+    // bound per connection up to 1 GiB.
     c.limits.max_value_bytes = in.integer<std::size_t>(view["limits"]["max_value_bytes"],
-                                                       "limits.max_value_bytes", 0, size_max, 1 << 20);
+                                                       "limits.max_value_bytes", 0, std::size_t{512} << 20, 1 << 20);
     c.limits.max_in_flight = in.integer<std::size_t>(view["limits"]["max_in_flight"],
                                                      "limits.max_in_flight", 1, 65536, 128);
     c.limits.max_output_bytes = in.integer<std::size_t>(view["limits"]["max_output_bytes"],
-                                                        "limits.max_output_bytes", 4096, size_max, 1 << 20);
+                                                        "limits.max_output_bytes", 4096, std::size_t{1} << 30, 1 << 20);
     c.limits.idle_timeout = std::chrono::seconds(
         in.integer<std::int64_t>(view["limits"]["idle_timeout_s"], "limits.idle_timeout_s", 0, 86'400, 30));
     c.backups = in.integer<unsigned>(view["replication"]["backups"], "replication.backups", 0, 16, 2);
@@ -135,6 +136,12 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         c.cluster_key = detail::read_cluster_secret(in.path(s, "security.cluster_secret_file"), source);
     if (auto s = view["security"]["client_password_file"])
         c.client_password = detail::read_client_password(in.path(s, "security.client_password_file"), source);
+    // A password alone would keep clients out and let anyone in as a node: the requests only nodes
+    // make (replicate, sync, lease, leave) and membership's datagrams are proved by the secret.
+    if (!c.client_password.empty() && !c.cluster_key)
+        in.fail("security.cluster_secret_file",
+                "a cluster secret beside client_password_file: without one, a connection that skips the password "
+                "could still pose as a node (copy records in, stream every key out)");
     c.max_restarts = in.integer<unsigned>(view["supervisor"]["max_restarts"], "supervisor.max_restarts", 0, 1000, 5);
     c.restart_window_s = in.integer<unsigned>(view["supervisor"]["window_s"], "supervisor.window_s", 1, 86400, 60);
 
@@ -153,13 +160,19 @@ inline cluster_settings parse_config(std::string_view text, const std::filesyste
         if (p["resp_port"]) pc.resp_port = in.integer<std::uint16_t>(p["resp_port"], at + ".resp_port", 1, 65535, std::nullopt);
         pc.shared_dir = in.path(p["shared"], at + ".shared");
         pc.data_dir = in.path(p["data"], at + ".data");
-        for (std::size_t j = 0; j < c.peers.size(); ++j)
-            if (c.peers[j].host == pc.host && c.peers[j].port == pc.port)
-                in.fail(at + ".port", fmt::format("an address of its own ({}:{} is peers[{}]'s too)", pc.host, pc.port, j));
-            else if (c.peers[j].host == pc.host && pc.resp_port &&
-                     (c.peers[j].port == pc.resp_port || c.peers[j].resp_port == pc.resp_port || c.peers[j].resp_port == pc.port))
-                in.fail(at + ".resp_port", fmt::format("a port no other peer on {} uses", pc.host));
+        // Every port of the file is its own on its host: a peer's port and its resp_port, against
+        // each other and against every other peer's.
         if (pc.resp_port && pc.resp_port == pc.port) in.fail(at + ".resp_port", "a port other than its own port");
+        for (std::size_t j = 0; j < c.peers.size(); ++j) {
+            const auto& o = c.peers[j];
+            if (o.host != pc.host) continue;
+            auto taken = [&](std::uint16_t port) { return port && (port == o.port || port == o.resp_port); };
+            if (taken(pc.port))
+                in.fail(at + ".port", fmt::format("a port of its own ({}:{} is peers[{}]'s too)", pc.host, pc.port, j));
+            if (taken(pc.resp_port))
+                in.fail(at + ".resp_port",
+                        fmt::format("a port of its own ({}:{} is peers[{}]'s too)", pc.host, pc.resp_port, j));
+        }
         c.peers.push_back(std::move(pc));
     }
     // More backups than other peers would only copy a key onto the same peers again. (Not with
