@@ -303,6 +303,108 @@ private:
 
 }  // namespace
 
+namespace {
+
+// The resident memory of process `pid` (VmRSS), in bytes.
+std::size_t resident_bytes(pid_t pid) {
+    std::ifstream in(fmt::format("/proc/{}/status", pid));
+    std::string line;
+    while (std::getline(in, line))
+        if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6)) * 1024;
+    return 0;
+}
+
+// Sends `chunks` on `s` until the peer stops taking them (closed, or nothing moves for 2 s).
+void send_while_taken(dhtkit::net::tcp_stream& s, std::string_view head, std::string_view chunk, int chunks) {
+    if (!s.send_all(std::as_bytes(std::span(head)), 2s).ok()) return;
+    for (int i = 0; i < chunks; ++i)
+        if (!s.send_all(std::as_bytes(std::span(chunk)), 2s).ok()) return;
+}
+
+// Everything the peer answered on `s` until it closed; `closed` false when it did not within 6 s.
+std::string answer_until_closed(dhtkit::net::tcp_stream& s, bool& closed) {
+    std::string got;
+    std::array<std::byte, 4096> buf;
+    closed = false;
+    const auto until = std::chrono::steady_clock::now() + 6s;
+    while (std::chrono::steady_clock::now() < until) {
+        if (!s.wait_readable(200ms)) continue;
+        auto in = s.receive_some(buf);
+        if (!in.ok() || in.bytes == 0) {
+            closed = true;
+            break;
+        }
+        got.append(reinterpret_cast<const char*>(buf.data()), in.bytes);
+    }
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("before the password no connection makes the peer hold megabytes, and half a request meets the idle clock") {
+    test::local_cluster cluster(
+        {.peers = 1, .idle_timeout_s = 2, .backups = 0, .secret = true, .password = "pw-of-this-test", .resp = true});
+    cluster.start_all();
+    const auto resp_at = dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.resp_port(0)));
+    const auto binary_at = dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.config().peers[0].port));
+    const std::string mib(1 << 20, 'x');
+    const std::string bulk = "$1048576\r\n" + mib + "\r\n";
+
+    // 12 RESP connections start a 59 MiB SET, 12 binary ones a put of a 1 MiB value, none with
+    // the password; each sends as long as the peer takes it.
+    std::vector<dhtkit::net::tcp_stream> resp, binary;
+    for (int i = 0; i < 12; ++i) {
+        resp.push_back(dhtkit::net::tcp_stream::connect(resp_at, 2s));
+        send_while_taken(resp.back(), "*61\r\n$3\r\nSET\r\n$1\r\nk\r\n", bulk, 59);
+        binary.push_back(dhtkit::net::tcp_stream::connect(binary_at, 2s));
+        std::array<std::byte, dhtkit::protocol::header_size> raw;
+        dhtkit::protocol::encode({dhtkit::protocol::opcode::put, 0, dhtkit::protocol::status::ok, 1, 1, 1 << 20}, raw);
+        const auto head = std::string(reinterpret_cast<const char*>(raw.data()), raw.size()) + "k";  // the value follows
+        send_while_taken(binary.back(), head, std::string_view(mib).substr(0, (1 << 20) - 1), 1);
+    }
+    CHECK(resident_bytes(cluster.pid(0)) < 64u << 20);
+    for (auto& s : resp) {
+        bool closed = false;
+        CHECK(answer_until_closed(s, closed) == "-ERR Protocol error: unauthenticated request longer than 16384 bytes\r\n");
+        CHECK(closed);
+    }
+    for (auto& s : binary) {
+        bool closed = false;
+        const auto got = answer_until_closed(s, closed);
+        dhtkit::protocol::frame_reader reader({1024, 1 << 20});
+        reader.feed(got);
+        dhtkit::protocol::frame_view f;
+        REQUIRE(reader.next(f) == dhtkit::protocol::frame_reader::result::frame);
+        CHECK(f.h.code == dhtkit::protocol::status::too_large);
+        CHECK_THAT(std::string(f.value), Catch::Contains("before the client password"));
+        CHECK(closed);
+    }
+
+    // Half a command, with or without the password, is closed once it has stalled for
+    // idle_timeout_s (2 s here), as half a frame is; a connection that waits between whole
+    // commands is not.
+    auto half = dhtkit::net::tcp_stream::connect(resp_at, 2s);
+    auto half_authenticated = dhtkit::net::tcp_stream::connect(resp_at, 2s);
+    auto idle = dhtkit::net::tcp_stream::connect(resp_at, 2s);
+    const std::string auth = encode_command({"AUTH", "pw-of-this-test"});
+    const std::string half_set = "*3\r\n$3\r\nSET\r\n", auth_then_half = auth + half_set;
+    REQUIRE(half.send_all(std::as_bytes(std::span(half_set)), 2s).ok());
+    REQUIRE(half_authenticated.send_all(std::as_bytes(std::span(auth_then_half)), 2s).ok());
+    REQUIRE(idle.send_all(std::as_bytes(std::span(auth)), 2s).ok());
+    const auto sent = std::chrono::steady_clock::now();
+    bool closed = false;
+    CHECK(answer_until_closed(half, closed).empty());
+    CHECK(closed);
+    CHECK(answer_until_closed(half_authenticated, closed) == "+OK\r\n");
+    CHECK(closed);
+    CHECK(std::chrono::steady_clock::now() - sent >= 2s);
+    std::string buffer;
+    const std::string ping = encode_command({"PING"});
+    REQUIRE(idle.send_all(std::as_bytes(std::span(ping)), 2s).ok());
+    CHECK(read_reply(idle, buffer) == "+OK\r\n");
+    CHECK(read_reply(idle, buffer) == "+PONG\r\n");
+}
+
 TEST_CASE("reply for reply, a dhtkit peer answers a script of commands as a one-node Redis Cluster does") {
     test::local_cluster cluster({.peers = 1, .backups = 0, .resp = true});
     cluster.start_all();

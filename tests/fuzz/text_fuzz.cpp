@@ -51,7 +51,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 auto drain = [&] {
                     for (;;) {
                         auto res = r.next(args);
-                        if (res == dhtkit::protocol::resp_reader::result::need_more) return true;
+                        if (res == dhtkit::protocol::resp_reader::result::need_more) {
+                            // What is not yet a command counts as buffered, parts already read
+                            // included (the pump's bound before the password and idle clock
+                            // rely on it), and never more than what was fed.
+                            if (r.buffered() < r.fed() - r.consumed() || r.buffered() > r.fed()) std::abort();
+                            return true;
+                        }
                         if (res == dhtkit::protocol::resp_reader::result::error) {
                             out.push_back("error: " + r.last_error());
                             return false;

@@ -78,6 +78,7 @@ struct holding_front {
     void malformed(session&, connection&) {}
     [[nodiscard]] bool needs_password(char) const noexcept { return false; }
     void unauthenticated(char, session&, connection&) {}
+    void too_long_before_auth(session&, connection&) {}
     handled handle(char, session&, connection& c) {
         auto h = c.hold();
         std::lock_guard lock(held_mutex);
@@ -118,6 +119,7 @@ struct echo_front {
     void malformed(session&, connection& c) { c.out += "ERR line too long\n"; }
     [[nodiscard]] bool needs_password(const request& r) const { return !r.starts_with("AUTH "); }
     void unauthenticated(const request&, session&, connection& c) { c.out += "NOAUTH\n"; }
+    void too_long_before_auth(session&, connection& c) { c.out += "TOO LONG\n"; }
     handled handle(const request& r, session&, connection& c) {
         answered.fetch_add(1, std::memory_order_relaxed);
         if (r.starts_with("AUTH ")) {

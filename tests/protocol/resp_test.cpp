@@ -75,4 +75,18 @@ TEST_CASE("RESP input over a limit or malformed is an error worded as Redis word
     std::vector<std::string_view> args;
     CHECK(r.next(args) == resp_reader::result::need_more);
     CHECK(r.buffered() < 32);
+    // What of a command has been read counts as buffered until the command is whole: the idle
+    // clock and the bound before the password see a command sent half-way.
+    resp_reader half(lim);
+    half.feed("*3\r\n$3\r\nSET\r\n");
+    CHECK(half.next(args) == resp_reader::result::need_more);
+    CHECK(half.buffered() == 13);
+    half.feed("$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nPI");
+    CHECK(half.next(args) == resp_reader::result::command);
+    CHECK(half.buffered() == 10);
+    CHECK(half.next(args) == resp_reader::result::need_more);
+    CHECK(half.buffered() == 10);
+    half.feed("NG\r\n");
+    CHECK(half.next(args) == resp_reader::result::command);
+    CHECK(half.buffered() == 0);
 }

@@ -9,7 +9,10 @@
 //               cannot keep a worker from the others, and when the output passes max_output_bytes,
 //               so a client that does not read stops being read until it has taken it;
 //   the gate    with a client password, a request that needs it on a connection that has not
-//               sent it is refused (each front words the refusal);
+//               sent it is refused (each front words the refusal); and until it has, a request
+//               may hold at most before_auth_bytes unparsed (an AUTH, a HELLO), so that an
+//               outsider cannot make the peer buffer megabytes for it (Redis bounds the same
+//               after CVE-2021-32675): past that the connection is answered and closed;
 //   held        replies held for copies or other threads park the connection; the last release
 //               serves it again, and the front finishes the batch (settle, then its own rendering);
 //   send        as much as the socket takes, never waiting; a stream after a reply ends the batch;
@@ -56,9 +59,13 @@ concept front = requires(F& f, const F& cf, typename F::session& s, const typena
     f.malformed(s, c);                              // answers the error next() found
     { cf.needs_password(r) } -> std::convertible_to<bool>;
     f.unauthenticated(r, s, c);                     // refuses a request for want of the password
+    f.too_long_before_auth(s, c);                   // refuses a request too long for a connection without it
     { f.handle(r, s, c) } -> std::same_as<handled>;
     f.finish(s, c);                                 // nothing held: renders the batch's outcomes into c.out
 };
+
+// What a connection without the password may hold of a request not yet whole.
+inline constexpr std::size_t before_auth_bytes = 16 * 1024;
 
 // [limits] max_in_flight and max_output_bytes (peer/settings.hpp).
 struct pump_limits {
@@ -86,7 +93,7 @@ public:
         if (c.closing) return next_step::close;  // its last reply has gone
         bool more = false;
         c.begin_batch();
-        const bool open = receive(c, s) && run(c, s, more);
+        const bool open = receive(c, s, gated(c)) && run(c, s, more);
         c.closing = c.closing || !open;
         c.note_progress(s.buffered() > 0);  // before end_batch: once it returns, a release may serve c elsewhere
         if (c.end_batch()) return next_step::park;
@@ -120,10 +127,14 @@ private:
         return std::nullopt;
     }
 
+    // Whether `c` still owes the password.
+    [[nodiscard]] bool gated(const connection& c) const noexcept { return !password_.empty() && !c.authenticated; }
+
     // Reads what has arrived. False when the client has gone. Bytes land in a per-worker buffer
     // and only what they hold is copied into the session's reader, which keeps an idle
-    // connection's memory small.
-    static bool receive(connection& c, session& s) {
+    // connection's memory small. `gated`: reads stop once before_auth_bytes are buffered (the
+    // rest waits in the socket until what is here has been answered).
+    static bool receive(connection& c, session& s, bool gated) {
         thread_local std::array<std::byte, read_chunk> scratch;
         for (;;) {
             std::uint64_t arrived_ns = 0;
@@ -133,7 +144,7 @@ private:
             if (in.bytes == 0) return true;
             s.feed({reinterpret_cast<const char*>(scratch.data()), in.bytes}, arrived_ns / 1000);
             // A short read drained the socket; the level-triggered re-arm catches anything later.
-            if (in.bytes < read_chunk) return true;
+            if (in.bytes < read_chunk || (gated && s.buffered() > before_auth_bytes)) return true;
         }
     }
 
@@ -143,7 +154,12 @@ private:
         for (std::size_t n = 0; n < limits_.max_in_flight; ++n) {
             if (c.unsent() > limits_.max_output_bytes) break;
             switch (s.next(r)) {
-                case parsed::need_more: return true;
+                case parsed::need_more:
+                    if (gated(c) && s.buffered() > before_auth_bytes) {
+                        front_.too_long_before_auth(s, c);
+                        return false;
+                    }
+                    return true;
                 case parsed::error: front_.malformed(s, c); return false;
                 case parsed::request: break;
             }

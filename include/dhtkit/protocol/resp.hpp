@@ -124,7 +124,11 @@ public:
     }
 
     [[nodiscard]] const std::string& last_error() const noexcept { return error_; }
-    [[nodiscard]] std::size_t buffered() const noexcept { return buffer_.size() - pos_; }
+    // Bytes not yet returned as a command: from the start of the one being read, whose parts
+    // already read count too (a command sent half-way is not "nothing buffered").
+    [[nodiscard]] std::size_t buffered() const noexcept {
+        return buffer_.size() - (state_ == state::start ? pos_ : command_start_);
+    }
     // Bytes fed so far, and bytes read past (the end of the last command returned), counted from
     // the reader's first byte: where a command ended in the stream.
     [[nodiscard]] std::uint64_t fed() const noexcept { return dropped_ + buffer_.size(); }

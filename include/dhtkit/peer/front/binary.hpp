@@ -98,6 +98,12 @@ public:
     void unauthenticated(const request& f, session&, connection& c) {
         refuse(f, c, "authentication required: send the client password first (auth)");
     }
+    void too_long_before_auth(session&, connection& c) {
+        stats_.count_error();
+        c.answer(protocol::header{protocol::opcode::auth, 0, protocol::status::too_large, 0, 0, 0},
+                 fmt::format("authentication required: before the client password a request may be at most {} bytes",
+                             before_auth_bytes));
+    }
 
     handled handle(request& f, session& s, connection& c) {
         if (f.h.op != protocol::opcode::hello && !admit(f, s, c)) return handled::next;

@@ -74,6 +74,11 @@ public:
         return ci && resp_commands::arity_ok(*ci, args.size()) && ci->id != auth && ci->id != hello && ci->id != quit;
     }
     void unauthenticated(const request&, session&, connection& c) { error(c, "NOAUTH Authentication required."); }
+    // Redis's words for the same bound (CVE-2021-32675), which names the multibulk or bulk length.
+    void too_long_before_auth(session&, connection& c) {
+        error(c, fmt::format("ERR Protocol error: unauthenticated request longer than {} bytes",
+                             before_auth_bytes));
+    }
 
     handled handle(const request& args, session&, connection& c) { return execute(args, c) ? handled::next : handled::close; }
 
