@@ -368,6 +368,26 @@ TEST_CASE("a client or a peer started with another cluster file is refused on bo
     CHECK(c.put("after", "fine").ok());
 }
 
+TEST_CASE("a protected peer tells a stranger's hello neither its map nor where its cluster file is") {
+    test::local_cluster cluster({.peers = 1, .backups = 0, .secret = true, .password = "pw-of-this-test"});
+    cluster.start_all();
+    test::raw_session raw{dhtkit::net::tcp_stream::connect(
+        dhtkit::net::endpoint::parse(fmt::format("127.0.0.1:{}", cluster.config().peers[0].port)), 2s)};
+    std::string hello;
+    append_frame(hello, {opcode::hello, 0, status::ok, 1, 0, 0}, {},
+                 encode(hello_request{0x1234, "/somewhere/else.toml"}));
+    raw.send(hello);
+    auto got = raw.read(1);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].first.code == status::refused);
+    CHECK_THAT(got[0].second, Catch::Contains("cluster map mismatch") && Catch::Contains("/somewhere/else.toml") &&
+                                  !Catch::Contains(cluster.config_file().string()) &&
+                                  !Catch::Contains(fmt::format("{:016x}", cluster.client().map().hello_digest())));
+    // The peer's log has the whole story.
+    std::string said;
+    CHECK(test::eventually([&] { return (said += cluster.pending_stderr(0)).find(cluster.config_file().string()) != std::string::npos; }, 5s));
+}
+
 TEST_CASE("obtain skips a holder whose file changed since it was registered, and names it, the holder registers it again") {
     test::local_cluster cluster({.backups = 0, .secret = true, .password = "files too"});  // only the holders the test makes
     write_file(cluster.shared(1) / "doc.bin", 4096, 5);

@@ -2,7 +2,13 @@
 
 #include <dhtkit/peer/shared_folder.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <fstream>
+#include <future>
 
 using namespace dhtkit;
 
@@ -48,5 +54,30 @@ TEST_CASE("a changed file gets a new checksum") {
     auto first = folder.open("f")->checksum;
     { std::ofstream(base / "f") << "two, longer"; }
     CHECK(folder.open("f")->checksum != first);
+    std::filesystem::remove_all(base);
+}
+
+TEST_CASE("a FIFO, a device or a folder in the shared folder is refused at once, never waited on") {
+    auto base = std::filesystem::temp_directory_path() / ("dhtkit-fifo-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(base);
+    std::filesystem::create_directories(base);
+    REQUIRE(::mkfifo((base / "pipe").c_str(), 0600) == 0);
+    shared_folder folder(base);
+    auto opening = std::async(std::launch::async, [&] {
+        shared_folder::refusal why{};
+        const bool opened = folder.open("pipe", &why).has_value();
+        return std::pair(opened, why);
+    });
+    if (opening.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+        // Blocked waiting for a writer: be one, so that the test ends, and fail.
+        const int w = ::open((base / "pipe").c_str(), O_RDWR);
+        opening.wait();
+        ::close(w);
+        FAIL("opening a FIFO in the shared folder waited for a writer");
+    }
+    const auto [opened, why] = opening.get();
+    CHECK_FALSE(opened);
+    CHECK(why == shared_folder::refusal::unreadable);
+    CHECK(shared_folder::describe(why) == "not a readable regular file");
     std::filesystem::remove_all(base);
 }

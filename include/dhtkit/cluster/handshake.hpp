@@ -55,13 +55,20 @@ inline hello_result say_hello(protocol::rpc_stream& rpc, const protocol::hello_r
 }
 
 // The answering side: empty when `them` follows the same map, else the refusal's words.
+// `tell_mine`: name this node's own map digest and the file it came from; a protected node (a
+// password or a secret) says them only in its own log, since the hello comes before either.
 [[nodiscard]] inline std::string hello_refusal(const protocol::hello_request& them, std::uint64_t my_digest,
-                                              std::string_view my_source, std::uint64_t my_node) {
+                                              std::string_view my_source, std::uint64_t my_node, bool tell_mine = true) {
     if (them.map_digest == my_digest) return {};
-    return fmt::format("cluster map mismatch: peer {} follows map {:016x} (from {}), the connecting side {:016x} "
-                       "(from {}): start every peer and client with the same cluster file",
-                       my_node, my_digest, my_source.empty() ? "settings made in code" : my_source, them.map_digest,
-                       them.source.empty() ? "settings made in code" : them.source);
+    const auto theirs = fmt::format("{:016x} (from {})", them.map_digest,
+                                    them.source.empty() ? "settings made in code" : them.source);
+    if (!tell_mine)
+        return fmt::format("cluster map mismatch: peer {} follows another map than the connecting side's {}: start "
+                           "every peer and client with the same cluster file (the peer's log names its own)",
+                           my_node, theirs);
+    return fmt::format("cluster map mismatch: peer {} follows map {:016x} (from {}), the connecting side {}: start "
+                       "every peer and client with the same cluster file",
+                       my_node, my_digest, my_source.empty() ? "settings made in code" : my_source, theirs);
 }
 
 }  // namespace dhtkit

@@ -93,7 +93,9 @@ public:
         std::error_code ec;
         auto path = std::filesystem::weakly_canonical(root_ / std::string(name), ec);
         if (ec || path.parent_path() != root_) return fail(refusal::outside);
-        net::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        // Without blocking: opening a FIFO for reading would wait for a writer, and hold the file
+        // service's thread meanwhile. Anything but a regular file is refused below.
+        net::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
         if (!fd) return fail(errno == ENOENT ? refusal::missing : refusal::unreadable);
         struct stat st {};
         if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return fail(refusal::unreadable);

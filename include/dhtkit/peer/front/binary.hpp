@@ -266,13 +266,16 @@ private:
             case opcode::hello: {
                 if (!s) break;
                 auto them = protocol::decode_hello(f.value);
-                std::string refusal = them ? hello_refusal(*them, view_.current().hello_digest(), source_, self_)
+                const auto digest = view_.current().hello_digest();
+                std::string refusal = them ? hello_refusal(*them, digest, source_, self_)
                                            : std::string("a hello is a map digest (u64), then its source");
                 if (!refusal.empty()) {
                     stats_.count_error();
                     reply.code = them ? status::refused : status::bad_request;
                     log_(fmt::format("refused {}: {}", c.stream.remote().to_string(), refusal));
-                    c.answer(reply, refusal);
+                    // A protected peer tells a stranger neither its map nor where its file is.
+                    const bool open_cluster = !secret_ && password_.empty();
+                    c.answer(reply, them && !open_cluster ? hello_refusal(*them, digest, source_, self_, false) : refusal);
                     return false;
                 }
                 if (!secret_) {
