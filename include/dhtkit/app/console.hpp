@@ -15,8 +15,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -28,6 +30,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "dhtkit/net/unique_fd.hpp"
 #include "dhtkit/net/wakeup.hpp"
@@ -48,6 +51,39 @@ inline net::unique_fd block_stop_signals() {
     return fd;
 }
 
+// Cuts bytes into lines as they come ('\n', a '\r' before it dropped), looking at each byte once:
+// a line of many megabytes (a value put from a pipe) costs its length, not its length times the
+// number of reads it took.
+class line_splitter {
+public:
+    template <class F>
+    void feed(std::string_view bytes, F&& line) {
+        std::size_t from = pending_.size();  // what is pending holds no newline
+        pending_.append(bytes);
+        std::size_t start = 0;
+        for (;;) {
+            const auto nl = pending_.find('\n', from);
+            examined_ += (nl == std::string::npos ? pending_.size() : nl + 1) - from;
+            if (nl == std::string::npos) break;
+            std::string one = pending_.substr(start, nl - start);
+            if (!one.empty() && one.back() == '\r') one.pop_back();
+            start = from = nl + 1;
+            line(std::move(one));
+        }
+        pending_.erase(0, start);
+    }
+    // The unfinished last line, if any (at the end of input).
+    [[nodiscard]] bool has_rest() const noexcept { return !pending_.empty(); }
+    std::string take_rest() { return std::exchange(pending_, {}); }
+    void clear() noexcept { pending_.clear(); }
+    // Bytes looked at for newlines so far: the input's length, give or take nothing.
+    [[nodiscard]] std::uint64_t examined() const noexcept { return examined_; }
+
+private:
+    std::string pending_;
+    std::uint64_t examined_ = 0;
+};
+
 // Where the console's lines come from. This one reads stdin as it comes (a pipe, a file, a
 // terminal in its own line mode), showing `prompt` before each line when stdin is a terminal.
 class line_input {
@@ -65,28 +101,20 @@ public:
     // Stdin is readable: takes what is there and passes each whole line to `line`; false at end
     // of input. Called only between start_line() and the next line.
     virtual bool read_some(const std::function<void(std::string)>& line) {
-        char buf[4096];
+        thread_local std::array<char, 64 * 1024> buf;
         ssize_t got;
-        do got = ::read(0, buf, sizeof buf);
+        do got = ::read(0, buf.data(), buf.size());
         while (got < 0 && errno == EINTR);
         if (got <= 0) {
-            if (!pending_.empty()) line(std::exchange(pending_, {}));
+            if (lines_.has_rest()) line(lines_.take_rest());
             return false;
         }
-        pending_.append(buf, static_cast<std::size_t>(got));
-        std::size_t start = 0;
-        for (auto nl = pending_.find('\n'); nl != std::string::npos; nl = pending_.find('\n', start)) {
-            std::string one = pending_.substr(start, nl - start);
-            if (!one.empty() && one.back() == '\r') one.pop_back();
-            start = nl + 1;
-            line(std::move(one));
-        }
-        pending_.erase(0, start);
+        lines_.feed({buf.data(), static_cast<std::size_t>(got)}, line);
         return true;
     }
     // Ctrl-C at the prompt: drops what was typed.
     virtual void discard_line() {
-        pending_.clear();
+        lines_.clear();
         std::fputs("\n", stdout);
     }
     // A command is about to run: the terminal is the command's again.
@@ -94,7 +122,7 @@ public:
 
 protected:
     std::string prompt_;
-    std::string pending_;
+    line_splitter lines_;
 };
 
 enum class console_end { input_closed, quit, signal };
