@@ -182,6 +182,13 @@ TEST_CASE("with a client password, RESP clients authenticate first") {
     cluster.start_all();
     CHECK(redis_cli(cluster, 0, {"get", "k"}).find("NOAUTH") != std::string::npos);
     CHECK(redis_cli(cluster, 0, {"auth", "wrong"}).find("WRONGPASS") != std::string::npos);
+    // A wrong password closes the connection once answered: no second guess on it.
+    auto guesses = send_raw(cluster, 0, "AUTH one\r\nAUTH two\r\nPING\r\n", false);
+    CHECK(guesses.answer == "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    CHECK(guesses.closed);
+    auto hello = send_raw(cluster, 0, "HELLO 2 AUTH default three\r\nPING\r\n", false);
+    CHECK(hello.answer == "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+    CHECK(hello.closed);
     CHECK(redis_cli(cluster, 0, {"-a", "pw-of-this-test", "--no-auth-warning", "set", "k", "v"}) == "OK\n");
     CHECK(redis_cli(cluster, 0, {"-a", "pw-of-this-test", "--no-auth-warning", "get", "k"}) == "v\n");
 }

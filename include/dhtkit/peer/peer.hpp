@@ -119,7 +119,7 @@ public:
                                              })
                                        : nullptr,
                  [this](std::string_view name) { return files_.announce(name); },
-                 [this](std::string_view name) { return files_.withdraw(name); }}),
+                 [this](std::string_view name) { return files_.withdraw(name); }, [this] { stats_.wrong_password(); }}),
           binary_pump_(binary_, pump_limits{cluster_.limits.max_in_flight, cluster_.limits.max_output_bytes},
                        cluster_.client_password),
           resp_pump_(resp_, pump_limits{cluster_.limits.max_in_flight, cluster_.limits.max_output_bytes},

@@ -29,6 +29,8 @@ public:
         if (i < ops_.size()) ops_[i].fetch_add(1, std::memory_order_relaxed);
     }
     void count_error() noexcept { errors_.fetch_add(1, std::memory_order_relaxed); }
+    // A wrong client password (either front): the connection is closed after the answer.
+    void wrong_password() noexcept { wrong_passwords_.fetch_add(1, std::memory_order_relaxed); }
     void opened() noexcept {
         open_.fetch_add(1, std::memory_order_relaxed);
         accepted_.fetch_add(1, std::memory_order_relaxed);
@@ -64,6 +66,7 @@ public:
         };
         for (const auto& [name, o] : counted) f.add(name, op(o));
         f.add("errors", errors_.load(std::memory_order_relaxed));
+        f.add("auth_failures", wrong_passwords_.load(std::memory_order_relaxed));
         f.add("file_bytes_served", file_bytes_.load(std::memory_order_relaxed));
         f.add("expired_reclaimed", reclaimed_.load(std::memory_order_relaxed));
         f.add("pid", ::getpid());
@@ -86,6 +89,7 @@ private:
     std::int64_t last_restart_ = 0;  // set before serving starts
     std::array<std::atomic<std::uint64_t>, protocol::max_opcode + 1> ops_{};
     std::atomic<std::uint64_t> errors_{0};
+    std::atomic<std::uint64_t> wrong_passwords_{0};
     std::atomic<std::int64_t> open_{0};
     std::atomic<std::uint64_t> accepted_{0};
     std::atomic<std::uint64_t> timed_out_{0};

@@ -107,7 +107,8 @@ public:
 
     handled handle(request& f, session& s, connection& c) {
         if (f.h.op != protocol::opcode::hello && !admit(f, s, c)) return handled::next;
-        return run(f, &s, c, false) ? handled::stream_follows : handled::next;
+        if (run(f, &s, c, false)) return handled::stream_follows;
+        return c.closing ? handled::close : handled::next;  // a wrong password: no second guess here
     }
     // Renders the batch's outcomes as our frames.
     void finish(session&, connection& c) {
@@ -256,7 +257,10 @@ private:
                 // Compared in constant time: how long a wrong guess takes says nothing.
                 if (f.value.size() != password_.size() ||
                     sodium_memcmp(f.value.data(), password_.data(), password_.size()) != 0) {
+                    // Closed once it is answered: each guess costs a connection, and is counted.
+                    stats_.wrong_password();
                     refuse(f, c, "wrong password");
+                    c.closing = true;
                     return false;
                 }
                 c.authenticated = true;

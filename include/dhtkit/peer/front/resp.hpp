@@ -2,10 +2,10 @@
 // The RESP front: connections that speak RESP2 (protocol/resp.hpp), in the same pump
 // (peer/pump.hpp) and on the same workers as our frames. Each command becomes the requests a
 // binary client would send (a SET is a put, an MGET one get per key) and goes to the same
-// services, replication and log: a SET is acknowledged exactly when a put would be. The services'
-// outcomes are recorded on the connection in order; once none is held, each command's plan turns
-// its share of them into one RESP reply (resp_replies.hpp). Commands that ask no service are answered in
-// resp_admin.hpp (HELLO, AUTH, CLIENT, INFO, CONFIG) and resp_cluster.hpp (CLUSTER, DHT.WHERE).
+// services, replication and log: a SET is acknowledged exactly when a put would be. Once no outcome
+// is held, each command's plan turns its share of them into one RESP reply (resp_replies.hpp).
+// Commands that ask no service: resp_admin.hpp (HELLO, AUTH, CLIENT, INFO, CONFIG) and
+// resp_cluster.hpp (CLUSTER, DHT.WHERE).
 //
 // Cluster mode as Redis Cluster clients expect it: CLUSTER SLOTS / SHARDS / NODES / INFO / MYID /
 // KEYSLOT describe the cluster map with each node's resp_port; a key that this node does not hold
@@ -15,9 +15,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <functional>
-#include <memory>
-#include <optional>
 #include <variant>
 #include <string>
 #include <string_view>
@@ -35,7 +32,6 @@
 #include "dhtkit/peer/front/resp_replies.hpp"
 #include "dhtkit/peer/front/resp_session.hpp"
 #include "dhtkit/peer/pump.hpp"
-#include "dhtkit/peer/reply.hpp"
 #include "dhtkit/peer/settings.hpp"
 #include "dhtkit/protocol/frame.hpp"
 #include "dhtkit/protocol/messages.hpp"
@@ -56,13 +52,12 @@ public:
         randombytes_buf(&writer_, sizeof writer_);
     }
 
-    [[nodiscard]] protocol::resp_limits wire_limits() const noexcept {
+    // A bulk string up to the larger of the key and value limits; the reader's other bounds as they are.
+    [[nodiscard]] session open() const {
         protocol::resp_limits l;
         l.max_bulk_bytes = std::max(limits_.max_key_bytes, limits_.max_value_bytes);
-        return l;
+        return session(l);
     }
-
-    [[nodiscard]] session open() const { return session(wire_limits()); }
 
     void malformed(session& s, connection& c) { error(c, "ERR " + s.reader.last_error()); }
 
@@ -189,8 +184,17 @@ private:
                 break;
             case echo: text(c, [&](std::string& o) { protocol::resp::bulk(o, args[1]); }); break;
             case quit: ok(c); return false;
-            case hello: text(c, [&](std::string& o) { resp_admin::hello(o, args, password_, client_state(c)); }); break;
-            case auth: text(c, [&](std::string& o) { resp_admin::auth(o, args.back(), password_, client_state(c)); }); break;
+            case hello:
+            case auth: {
+                bool right = true;
+                text(c, [&](std::string& o) {
+                    right = ci->id == hello ? resp_admin::hello(o, args, password_, client_state(c))
+                                            : resp_admin::auth(o, args.back(), password_, client_state(c));
+                });
+                if (right) break;
+                if (ctx_.wrong_password) ctx_.wrong_password();  // counted; closed once answered (resp_admin.hpp)
+                return false;
+            }
             case client: text(c, [&](std::string& o) { resp_admin::client(o, args, client_state(c)); }); break;
             case select:
                 if (args[1] == "0") ok(c);
@@ -263,7 +267,14 @@ private:
             case dbsize:
                 text(c, [&](std::string& o) { protocol::resp::integer(o, static_cast<std::int64_t>(ctx_.key_count())); });
                 break;
-            case info: this->info(args, c); break;
+            case info: {
+                const auto* me = view_.current().find(self_);
+                const auto stats = ctx_.stats();
+                text(c, [&](std::string& o) {
+                    resp_admin::info(o, args, {self_, me ? me->resp_port : std::uint16_t{0}, stats, ctx_.key_count});
+                });
+                break;
+            }
             case config: text(c, [&](std::string& o) { resp_admin::config(o, args, ctx_.appendonly); }); break;
             case command: text(c, [&](std::string& o) { resp_admin::command(o, args); }); break;
             case cluster: {
@@ -309,8 +320,7 @@ private:
             return;
         }
         thread_local std::string with;
-        with.clear();
-        protocol::append(with, o);
+        protocol::append(with = {}, o);
         with += value;
         plan(c, (o.mask & put_options::return_old) ? kind::set_get : kind::set, 1);
         issue(c, protocol::opcode::put, args[1], with, protocol::flag_options);
@@ -318,14 +328,6 @@ private:
 
     [[nodiscard]] resp_admin::client_state client_state(connection& c) const {
         return {c.authenticated, session_of(c).name, c.stream.fd()};
-    }
-
-    void info(const args_t& args, connection& c) {
-        const auto stats = ctx_.stats();
-        const auto* me = view_.current().find(self_);
-        text(c, [&](std::string& o) {
-            resp_admin::info(o, args, {self_, me ? me->resp_port : std::uint16_t{0}, stats, ctx_.key_count});
-        });
     }
 
     // Forwarded requests wait on these (one request at a time per holder, as the peer's client

@@ -55,7 +55,8 @@ struct client_state {
 };
 
 // HELLO [2 [AUTH user pass] [SETNAME name]]: RESP2 only.
-inline void hello(std::string& o, const args_t& args, std::string_view password, client_state c) {
+// False when it carried a wrong password.
+inline bool hello(std::string& o, const args_t& args, std::string_view password, client_state c) {
     std::size_t i = 1;
     if (args.size() > 1) {
         if (args[1] != "2") {
@@ -63,7 +64,7 @@ inline void hello(std::string& o, const args_t& args, std::string_view password,
                 protocol::resp::error(o, "NOPROTO unsupported protocol version");
             else
                 protocol::resp::error(o, "ERR Protocol version is not an integer or out of range");
-            return;
+            return true;
         }
         i = 2;
     }
@@ -72,7 +73,7 @@ inline void hello(std::string& o, const args_t& args, std::string_view password,
         if (opt == "AUTH" && i + 2 < args.size()) {
             if (!password_matches(args[i + 2], password)) {
                 protocol::resp::error(o, "WRONGPASS invalid username-password pair or user is disabled.");
-                return;
+                return false;
             }
             c.authenticated = true;
             i += 2;
@@ -80,14 +81,14 @@ inline void hello(std::string& o, const args_t& args, std::string_view password,
             c.name = std::string(args[++i]);
         } else {
             protocol::resp::error(o, fmt::format("ERR Syntax error in HELLO option '{}'", args[i]));
-            return;
+            return true;
         }
     }
     if (!password.empty() && !c.authenticated) {
         protocol::resp::error(o, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
                                  "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
                                  "select the RESP protocol version at the same time");
-        return;
+        return true;
     }
     protocol::resp::array(o, 14);
     protocol::resp::bulk(o, "server");
@@ -104,18 +105,24 @@ inline void hello(std::string& o, const args_t& args, std::string_view password,
     protocol::resp::bulk(o, "master");
     protocol::resp::bulk(o, "modules");
     protocol::resp::array(o, 0);
+    return true;
 }
 
-inline void auth(std::string& o, std::string_view given, std::string_view password, client_state c) {
+// False when `given` is a wrong password: the front then closes the connection once it has
+// answered, so that each guess costs a connection (Redis lets one connection try thousands a
+// second).
+inline bool auth(std::string& o, std::string_view given, std::string_view password, client_state c) {
     if (password.empty()) {
         protocol::resp::error(o, "ERR AUTH <password> called without any password configured for the default user. "
                                  "Are you sure your configuration is correct?");
     } else if (!password_matches(given, password)) {
         protocol::resp::error(o, "WRONGPASS invalid username-password pair or user is disabled.");
+        return false;
     } else {
         c.authenticated = true;
         protocol::resp::simple(o, "OK");
     }
+    return true;
 }
 
 // CLIENT SETNAME / GETNAME / ID / SETINFO.

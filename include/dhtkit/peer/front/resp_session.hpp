@@ -33,6 +33,8 @@ struct resp_context {
     // DHT.REGISTER / DHT.UNREGISTER: this peer registers a file of its shared folder (or withdraws
     // it), as the prompt's register does. They wait on the network: run on the front's threads.
     std::function<reply(std::string_view name)> announce, withdraw;
+    // A wrong password came (AUTH, HELLO ... AUTH): counted; the connection closes after its answer.
+    std::function<void()> wrong_password;
 };
 
 // A RESP connection's state: its reader, when its bytes arrived, and the batch being answered.
