@@ -110,6 +110,11 @@ TEST_CASE("a cluster secret file must be readable by its owner only, and long en
 
     std::ofstream(file, std::ios::trunc) << "short";
     CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("at least 16"));
+    std::ofstream(file, std::ios::trunc) << std::string(16, 'a');  // long enough, and guessed at once
+    CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("only 1 different bytes") &&
+                                                              Catch::Contains("/dev/urandom"));
+    std::ofstream(file, std::ios::trunc) << "abcabcabcabcabcabcabc";
+    CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("only 3 different bytes"));
     std::filesystem::remove(file);
     CHECK_THROWS_WITH(parse_config(text, dir / "c.toml"), Catch::Contains("cannot read") && Catch::Contains("secret"));
     std::filesystem::remove_all(dir);

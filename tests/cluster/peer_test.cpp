@@ -187,14 +187,18 @@ TEST_CASE("bad input gets an error for it, nothing is lost and other clients are
     SECTION("a whole frame with an empty key or a value over the limit: the reason, and the connection stays open") {
         raw_session s{test::raw_connect(cluster, 0)};
         s.send(frame(opcode::put, 1, "", "v") + frame(opcode::put, 2, "kept", std::string(4097, 'x')) +
-               frame(opcode::get, 3, "kept"));
-        auto r = s.read(3);
-        REQUIRE(r.size() == 3);
+               frame(opcode::get, 3, "kept") + frame(opcode::get, 4, "") + frame(opcode::del, 5, ""));
+        auto r = s.read(5);
+        REQUIRE(r.size() == 5);
         CHECK(r[0].first.code == status::bad_request);
         CHECK(r[0].second == "the key is empty");
         CHECK(r[1].first.code == status::too_large);
         CHECK(r[1].second == "the value is 4097 bytes; this peer's limit is 4096");
         CHECK(r[2].second == "safe");
+        for (std::size_t i : {3, 4}) {  // reads and deletes as puts: docs/protocol.md
+            CHECK(r[i].first.code == status::bad_request);
+            CHECK(r[i].second == "the key is empty");
+        }
     }
     SECTION("an unknown opcode: answered as such, and the connection stays usable") {
         raw_session s{test::raw_connect(cluster, 0)};

@@ -87,6 +87,12 @@ TEST_CASE("a value over the limit is refused and the key keeps its old value") {
     auto empty = h.ask(opcode::put, "", "v");
     CHECK(empty.h.code == status::bad_request);
     CHECK(empty.value == "the key is empty");
+    for (auto op : {opcode::get, opcode::del, opcode::expire, opcode::search, opcode::register_file}) {
+        INFO("opcode " << static_cast<int>(op));
+        auto f = h.ask(op, "", op == opcode::expire ? encode_u64(1) : std::string());
+        CHECK(f.h.code == status::bad_request);  // as docs/protocol.md says; a get said not_found
+        CHECK(f.value == "the key is empty");
+    }
     CHECK(h.ask(opcode::get, "k").value == "small");
 }
 

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -46,6 +48,16 @@ inline std::shared_ptr<const protocol::cluster_key> read_cluster_secret(const st
     if (secret.size() < 16)
         throw config_error(fmt::format("{}: security.cluster_secret_file: {} holds {} bytes; a secret needs at least 16",
                                        source.string(), file.string(), secret.size()));
+    // Long but made of a few bytes over and over (16 times 'a') is a secret a guess finds.
+    std::array<bool, 256> seen{};
+    std::size_t distinct = 0;
+    for (unsigned char ch : secret) distinct += !std::exchange(seen[ch], true);
+    if (distinct < 8) {
+        sodium_memzero(secret.data(), secret.size());
+        throw config_error(fmt::format("{}: security.cluster_secret_file: {} holds only {} different bytes; make a "
+                                       "secret that cannot be guessed, e.g. head -c 32 /dev/urandom > {}",
+                                       source.string(), file.string(), distinct, file.string()));
+    }
     auto key = std::make_shared<protocol::cluster_key>(protocol::derive_key(secret));
     sodium_memzero(secret.data(), secret.size());
     return key;

@@ -99,15 +99,15 @@ public:
             }
             value.remove_prefix(protocol::put_options::size);
         }
+        // A whole frame whose payload is refused: the stream is still in step, so the connection
+        // stays open, and the reply says why.
+        if (f.key.empty() && handles(f.h.op)) {
+            reply.code = status::bad_request;
+            out.assign(reply, "the key is empty");
+            return false;
+        }
         switch (f.h.op) {
             case opcode::put:
-                // A whole frame whose payload is refused: the stream is still in step, so the
-                // connection stays open, and the reply says why.
-                if (f.key.empty()) {
-                    reply.code = status::bad_request;
-                    out.assign(reply, "the key is empty");
-                    return false;
-                }
                 if (value.size() > max_value_bytes_) {
                     reply.code = status::too_large;
                     out.assign(reply, fmt::format("the value is {} bytes; this peer's limit is {}", value.size(),
@@ -123,7 +123,7 @@ public:
                 return false;
             case opcode::expire: {
                 auto at = protocol::decode_u64(value);
-                if (f.key.empty() || !at || *at > protocol::latest_expiry_ms) {
+                if (!at || *at > protocol::latest_expiry_ms) {
                     reply.code = status::bad_request;
                     out.assign(reply, "an expire's value is the moment (u64 ms since the epoch, at most 2^63 - 1; 0: never)");
                     return false;

@@ -83,6 +83,11 @@ public:
             c.answer(reply, {});
             return;
         }
+        if (f.key.empty()) {  // on every node alike, before its slot is asked about
+            reply.code = protocol::status::bad_request;
+            c.answer(reply, "the key is empty");
+            return;
+        }
         const auto& map = view_.current();
         const slot_t slot = key_slot(f.key);
         if (!(f.h.flags & protocol::flag_own_copy))
