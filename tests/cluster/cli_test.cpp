@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 using namespace std::chrono_literals;
@@ -264,4 +265,32 @@ TEST_CASE("the peer's own prompt: Ctrl-C cancels a stuck command and the peer ke
     REQUIRE(t.wait_for("slot "));
     CHECK(c.call(0, dhtkit::protocol::opcode::ping, {}).ok());
     CHECK(t.quit() == 0);
+}
+
+TEST_CASE("obtain checks DEST before the first byte: a name that is no file, a read-only file without --force") {
+    test::local_cluster cluster({.backups = 0});
+    { std::ofstream(cluster.shared(1) / "doc.txt") << "the shared text"; }
+    cluster.start_all();
+    auto c = cluster.client();
+    REQUIRE(test::eventually([&] { return c.search("doc.txt").first.ok(); }));
+    auto read_all = [](const std::filesystem::path& p) {
+        std::ifstream in(p);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+
+    auto nameless = run_cli(cluster, {"obtain", "doc.txt", ""});
+    CHECK(nameless.status != 0);
+    CHECK_THAT(nameless.err, Catch::Contains("names no file"));
+
+    const auto dest = cluster.dir() / "copy.txt";
+    { std::ofstream(dest) << "mine"; }
+    std::filesystem::permissions(dest, std::filesystem::perms::owner_read);
+    auto kept = run_cli(cluster, {"obtain", "doc.txt", dest.string()});
+    CHECK(kept.status != 0);
+    CHECK_THAT(kept.err, Catch::Contains("read-only") && Catch::Contains("--force"));
+    CHECK(read_all(dest) == "mine");
+
+    auto forced = run_cli(cluster, {"obtain", "doc.txt", dest.string(), "--force"});
+    CHECK(forced.status == 0);
+    CHECK(read_all(dest) == "the shared text");
 }

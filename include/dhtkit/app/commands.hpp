@@ -38,7 +38,9 @@ inline constexpr std::string_view command_help =
     "  register NAME        register file NAME from the peer's shared folder\n"
     "  unregister NAME      withdraw the peer's copy of NAME from the registry\n"
     "  search NAME          list the peers that hold NAME\n"
-    "  obtain NAME [DEST]   download NAME from a holder, verified, to DEST (Ctrl-C cancels)\n"
+    "  obtain NAME [DEST] [--force]\n"
+    "                       download NAME from a holder, verified, to DEST (Ctrl-C cancels); a\n"
+    "                       read-only DEST is replaced only with --force\n"
     "  peers                the cluster, and which peers answer\n"
     "  leave                (dynamic policy) hand this peer's slots over, then stop it (dhtkit-cli: --peer N)\n"
     "  stats [ID]           a peer's counters (every peer without ID)\n"
@@ -271,15 +273,17 @@ inline command_status run_command(const std::vector<std::string>& words, command
         return detail::report(r, err, fmt::format("file '{}'", arg));
     }
     if (cmd == "obtain") {
-        if (args != 1 && args != 2) return need("obtain NAME [DEST]");
-        std::filesystem::path dest = args == 1 ? ctx.download_folder / std::string(arg) : std::filesystem::path(words[2]);
-        if (std::filesystem::is_directory(dest)) dest /= std::string(arg);
+        const bool force = args >= 2 && words.back() == "--force";
+        const auto given = args - (force ? 1 : 0);
+        if (given != 1 && given != 2) return need("obtain NAME [DEST] [--force]");
+        std::filesystem::path dest = given == 1 ? ctx.download_folder / std::string(arg) : std::filesystem::path(words[2]);
+        if (given == 2 && !words[2].empty() && std::filesystem::is_directory(dest)) dest /= std::string(arg);
         download_progress bar;
         if (ctx.progress_bar)
             bar = [stop = ctx.stop](std::uint64_t done, std::uint64_t total) {
                 if (!stop.stop_requested()) detail::draw_progress(done, total);
             };
-        auto result = ctx.cluster.obtain(arg, dest, bar, ctx.stop);
+        auto result = ctx.cluster.obtain(arg, dest, bar, ctx.stop, force);
         if (result.ok()) {
             fmt::print(out, "obtained {} ({} bytes, checksum {:016x}) from peer {} -> {}\n", arg, result.size,
                        result.checksum, result.from_peer, dest.string());

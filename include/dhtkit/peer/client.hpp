@@ -220,11 +220,11 @@ public:
     // Downloads NAME to `dest` from the first holder that delivers it whole and verified.
     // Checks first that DEST can be written; tries no other holder once the failure is this side's
     // (the destination, or a stop requested through `stop`).
+    // `replace_read_only`: a file at DEST that this user may not write is replaced too.
     download_result obtain(std::string_view name, const std::filesystem::path& dest,
-                           const download_progress& progress = {}, std::stop_token stop = {}) {
-        if (auto folder = dest.parent_path(); !folder.empty() && !std::filesystem::is_directory(folder))
-            return {protocol::status::refused,
-                    fmt::format("obtain '{}': cannot write {}: no such folder {}", name, dest.string(), folder.string())};
+                           const download_progress& progress = {}, std::stop_token stop = {}, bool replace_read_only = false) {
+        if (auto why = destination_refusal(dest, replace_read_only))
+            return {protocol::status::refused, fmt::format("obtain '{}': cannot write {}: {}", name, dest.string(), *why)};
         auto [found, holders] = search(name);
         if (!found.ok()) return {found.code, found.code == protocol::status::not_found
                                                  ? fmt::format("no peer has registered '{}'", name)

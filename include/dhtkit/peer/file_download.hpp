@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <stop_token>
@@ -43,6 +44,29 @@ struct download_result {
 
     [[nodiscard]] bool ok() const noexcept { return code == protocol::status::ok; }
 };
+
+// Why a download must not go to `dest`, said before the first byte moves; none when it may. A
+// file that is there already is replaced only when it is writable (by this user), or when
+// `replace_read_only` says so (the prompt's `obtain ... --force`).
+[[nodiscard]] inline std::optional<std::string> destination_refusal(const std::filesystem::path& dest,
+                                                                    bool replace_read_only = false) {
+    if (dest.empty() || !dest.has_filename()) return fmt::format("'{}' names no file to write", dest.string());
+    const auto folder = dest.parent_path().empty() ? std::filesystem::path(".") : dest.parent_path();
+    std::error_code ec;
+    if (!std::filesystem::is_directory(folder, ec)) return fmt::format("no such folder {}", folder.string());
+    if (::access(folder.c_str(), W_OK | X_OK) != 0) return fmt::format("cannot write in folder {}", folder.string());
+    const auto st = std::filesystem::symlink_status(dest, ec);
+    if (ec || !std::filesystem::exists(st)) return std::nullopt;
+    if (std::filesystem::is_directory(st)) return fmt::format("{} is a folder", dest.string());
+    if (!std::filesystem::is_regular_file(st)) return fmt::format("{} is there and is not a regular file", dest.string());
+    // Read-only: no one may write it (root too, whom access() would let), or not this user.
+    const bool read_only = (st.permissions() & (std::filesystem::perms::owner_write | std::filesystem::perms::group_write |
+                                                std::filesystem::perms::others_write)) == std::filesystem::perms::none ||
+                           ::access(dest.c_str(), W_OK) != 0;
+    if (read_only && !replace_read_only)
+        return fmt::format("{} is there and read-only: not replaced (--force replaces it)", dest.string());
+    return std::nullopt;
+}
 
 // A file that is removed unless commit() renames it into place.
 class temp_file {
