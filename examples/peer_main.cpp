@@ -38,6 +38,16 @@ constexpr const char* about =
 // The worker's exit status when it cannot start (bad config, address in use): not restarted.
 constexpr int cannot_start = 3;
 
+spdlog::level::level_enum spdlog_level(dhtkit::log_level l) {
+    switch (l) {
+        case dhtkit::log_level::debug: return spdlog::level::debug;
+        case dhtkit::log_level::info: return spdlog::level::info;
+        case dhtkit::log_level::warning: return spdlog::level::warn;
+        case dhtkit::log_level::error: return spdlog::level::err;
+    }
+    return spdlog::level::info;
+}
+
 struct run_context {
     const dhtkit::cluster_settings& cluster;
     std::uint64_t id;
@@ -57,7 +67,10 @@ int run(const run_context& ctx_in) {
     std::optional<peer_type> peer;
     try {
         peer.emplace(ctx_in.cluster, ctx_in.id);
-        peer->on_log([log = ctx_in.log](const std::string& line) { log->warn(line); });
+        // The library's lines keep their levels, under its own name.
+        peer->on_log([log = ctx_in.log](dhtkit::log_level l, std::string_view line) {
+            log->log(spdlog_level(l), "dhtkit: {}", line);
+        });
         // Asked to leave (`dhtkit-cli --peer N leave`): once the slots are handed over, stop as
         // SIGTERM stops it (the supervisor sees a clean exit and restarts nothing).
         peer->on_left([log = ctx_in.log](const dhtkit::reply& r) {
@@ -107,17 +120,20 @@ int run(const run_context& ctx_in) {
     return 0;
 }
 
-std::shared_ptr<spdlog::logger> make_logger(std::uint64_t id, const std::optional<std::filesystem::path>& file) {
+// Lines from `at_least` up, each with its level: "dhtkit-peer N: warning: ..." on stderr, or
+// with the time and pid in the daemon's file.
+std::shared_ptr<spdlog::logger> make_logger(std::uint64_t id, const std::optional<std::filesystem::path>& file,
+                                            dhtkit::log_level at_least) {
     std::shared_ptr<spdlog::logger> log;
     if (file) {
         log = spdlog::rotating_logger_mt(fmt::format("peer{}", id), file->string(), 5u << 20, 3);
-        log->set_pattern("%Y-%m-%dT%H:%M:%S.%e [pid %P] %l: %v");
+        log->set_pattern("%Y-%m-%dT%H:%M:%S.%e [pid %P] %^%l%$: %v");
         log->flush_on(spdlog::level::info);
     } else {
-        // The foreground keeps the plain "dhtkit-peer N: ..." lines on stderr.
         log = spdlog::stderr_logger_mt(fmt::format("peer{}", id));
-        log->set_pattern(fmt::format("dhtkit-peer {}: %v", id));
+        log->set_pattern(fmt::format("dhtkit-peer {}: %^%l%$: %v", id));
     }
+    log->set_level(spdlog_level(at_least));
     return log;
 }
 
@@ -149,6 +165,10 @@ int main(int argc, char** argv) try {
     app.add_option("--log-file", log_flag,
                    "the daemon's log, rotated at 5 MiB, 3 kept (default: dhtkit-peer-N.log in the data folder)");
     app.add_flag("--stop", stop, "stop the daemon of this pid file (SIGTERM) and wait for it to exit");
+    std::string log_level = "info";
+    app.add_option("--log-level", log_level, "the least a line must be to be logged: debug, info, warning or error")
+        ->check(CLI::IsMember({"debug", "info", "warning", "error"}))
+        ->capture_default_str();
     bool repair = false;
     app.add_flag("--repair", repair,
                  "with [storage] mode = \"log\": start from a damaged log, keeping every record before the damage "
@@ -186,7 +206,7 @@ int main(int argc, char** argv) try {
         });
     }
     if (pid) pid->write_self();
-    auto log = make_logger(id, log_path);
+    auto log = make_logger(id, log_path, *dhtkit::log_level_named(log_level));
 
     run_context ctx{cluster, id, serve_only, signals.get(), ready, log, ::getpid()};
     auto worker = [&] {

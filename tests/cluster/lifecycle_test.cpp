@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 using namespace dhtkit;
@@ -262,4 +263,39 @@ TEST_CASE("SIGTERM during a load answers what it took, loses no acknowledged wri
                 REQUIRE(own);
                 CHECK(own->value == keys[i]);
             }
+}
+
+TEST_CASE("the log says each line's level once, the library's lines under its own name, and --log-level filters") {
+    test::local_cluster cluster({.peers = 1});  // no secret: the peer warns that the cluster is open
+    const auto cfg = cluster.config_file().string();
+    const auto data = cluster.dir() / "peer0" / "data";
+    const auto pid_path = data / "dhtkit-peer-0.pid";
+    const auto log_path = data / "dhtkit-peer-0.log";
+    auto read_log = [&] {
+        std::ifstream in(log_path);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    {
+        daemon_guard guard{pid_path};
+        auto started = run_peer_program({"--config", cfg, "--id", "0", "--daemon"});
+        INFO(started.output);
+        REQUIRE(started.status == 0);
+        REQUIRE(eventually([&] { return read_log().find("serving on") != std::string::npos; }));
+        const auto text = read_log();
+        INFO(text);
+        CHECK_THAT(text, Catch::Contains("info: serving on") && Catch::Contains("warning: dhtkit: the cluster is open") &&
+                             !Catch::Contains("warning: warning") && !Catch::Contains("warning: dhtkit: caught up"));
+    }
+    std::filesystem::remove(log_path);
+    {
+        daemon_guard guard{pid_path};
+        auto started = run_peer_program({"--config", cfg, "--id", "0", "--daemon", "--log-level", "warning"});
+        INFO(started.output);
+        REQUIRE(started.status == 0);
+        REQUIRE(eventually([&] { return read_log().find("the cluster is open") != std::string::npos; }));
+        CHECK_THAT(read_log(), !Catch::Contains("info:"));
+    }
+    auto refused = run_peer_program({"--config", cfg, "--id", "0", "--log-level", "loud"});
+    CHECK(refused.status == 2);
+    CHECK_THAT(refused.output, Catch::Contains("--log-level"));
 }

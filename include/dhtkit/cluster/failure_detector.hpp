@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "dhtkit/cluster/membership.hpp"
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/net/datagram.hpp"
 #include "dhtkit/cluster/gossip.hpp"
 
@@ -34,7 +35,7 @@ class failure_detector {
 public:
     using clock = std::chrono::steady_clock;
     using change_fn = std::function<void(const membership&)>;
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
 
     struct counters {
         std::atomic<std::uint64_t> probes{0}, indirect_probes{0}, suspicions{0}, refused{0}, datagrams_in{0},
@@ -167,7 +168,7 @@ private:
                     receive(*from, buffer);
                 } catch (const std::exception& e) {
                     counters_.refused.fetch_add(1, std::memory_order_relaxed);
-                    log_(fmt::format("membership: a datagram from {} could not be handled: {}", from->to_string(), e.what()));
+                    log_.warning(fmt::format("membership: a datagram from {} could not be handled: {}", from->to_string(), e.what()));
                 }
             }
         }
@@ -211,7 +212,7 @@ private:
             const auto now = clock::now();
             if (now - last_refusal_log_ > std::chrono::seconds(1)) {
                 last_refusal_log_ = now;
-                log_(fmt::format("membership: refused a datagram from {}: {}", from.to_string(),
+                log_.warning(fmt::format("membership: refused a datagram from {}: {}", from.to_string(),
                                  m ? std::string_view("another cluster's") : protocol::to_string(why)));
             }
             return;

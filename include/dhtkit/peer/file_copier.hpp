@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/peer/file_download.hpp"
 #include "dhtkit/peer/shared_folder.hpp"
 #include "dhtkit/protocol/codec.hpp"
@@ -26,7 +27,7 @@ namespace dhtkit {
 class file_copier {
 public:
     using announce_fn = std::function<void(std::string_view name)>;
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
 
     // `announce` registers a copy that landed; `log` hears of copies that failed; `hello` is what
     // a download says first.
@@ -89,7 +90,7 @@ private:
         if (j.from.peer_id == self_) return;
         if (auto have = shared_.open(j.name)) {
             if (have->checksum != j.from.checksum) {
-                log_(fmt::format("not copying '{}' from peer {}: a different file of that name is here", j.name,
+                log_.warning(fmt::format("not copying '{}' from peer {}: a different file of that name is here", j.name,
                                  j.from.peer_id));
                 return;
             }
@@ -97,7 +98,7 @@ private:
             auto r = download_file(j.from, j.name, shared_.root() / j.name, std::chrono::milliseconds(250),
                                    std::chrono::seconds(5), {}, hello_);
             if (!r.ok()) {
-                log_(fmt::format("copying '{}' from peer {} failed: {}", j.name, j.from.peer_id, r.error));
+                log_.warning(fmt::format("copying '{}' from peer {} failed: {}", j.name, j.from.peer_id, r.error));
                 return;
             }
         }

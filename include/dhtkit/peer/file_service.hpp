@@ -29,6 +29,7 @@
 
 #include "dhtkit/cluster/cluster_map.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/peer/client.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/file_copier.hpp"
@@ -42,7 +43,7 @@ namespace dhtkit {
 
 class file_service {
 public:
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
     // A registry write on this node, for names whose home it is (the key service's write_here).
     using local_write_fn = std::function<reply(protocol::opcode, std::string_view, std::string_view)>;
 
@@ -251,7 +252,7 @@ private:
                                                "registering it again",
                                                name, file->size));
             (void)workers_->post([this, name] {
-                if (auto r = announce(name); !r.ok()) log_(fmt::format("registering changed '{}' again: {}", name, r.error));
+                if (auto r = announce(name); !r.ok()) log_.warning(fmt::format("registering changed '{}' again: {}", name, r.error));
             });
             return;
         }

@@ -26,13 +26,14 @@
 #include <vector>
 
 #include "dhtkit/cluster/map_diff.hpp"
+#include "dhtkit/log/logger.hpp"
 
 namespace dhtkit {
 
 template <class Sync>
 class healer {
 public:
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
 
     // What one new map asks of this node (cluster/map_diff.hpp).
     struct job {

@@ -31,6 +31,7 @@
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replication.hpp"
 #include "dhtkit/cluster/replicator.hpp"
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/index_service.hpp"
 #include "dhtkit/peer/log_limiter.hpp"
@@ -44,7 +45,7 @@ namespace dhtkit {
 template <string_table Table, replication_policy Replication, storage_policy Storage = any_storage>
 class key_service {
 public:
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
 
     // `held`: this node's read leases; null for a node that answers every read from its own copy.
     // `min_copies`: a write counts only once at least this many holders applied it (at most all of
@@ -271,7 +272,7 @@ private:
     // A record stamped too far ahead was refused: said at most once a second, naming the sender.
     void note_refused(std::string_view key, const connection& c) {
         if (!refusal_log_.allow()) return;
-        log_(fmt::format("refused a record of '{}' from {}: stamped more than the allowed clock skew ahead "
+        log_.warning(fmt::format("refused a record of '{}' from {}: stamped more than the allowed clock skew ahead "
                          "({} refused so far)",
                          key.substr(0, 64), c.stream.remote().to_string(), index_.refused_ahead()));
     }

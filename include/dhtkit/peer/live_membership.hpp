@@ -32,6 +32,7 @@
 #include "dhtkit/cluster/map_diff.hpp"
 #include "dhtkit/cluster/membership.hpp"
 #include "dhtkit/cluster/replication.hpp"
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/net/address.hpp"
 #include "dhtkit/peer/client.hpp"
 #include "dhtkit/peer/figures.hpp"
@@ -47,7 +48,7 @@ namespace dhtkit {
 template <string_table Table, replication_policy Replication, storage_policy Storage = any_storage>
 class live_membership {
 public:
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
 
     // What it acts on: the peer's parts, which outlive it.
     struct parts {
@@ -86,7 +87,7 @@ public:
                         p_.cluster.membership);
         detector_ = std::make_unique<failure_detector>(
             std::move(view), std::move(seed_addresses), p_.view.current().hello_digest(), p_.cluster.cluster_key,
-            [this](const membership& v) { follow(v); }, [this](const std::string& line) { p_.log(line); });
+            [this](const membership& v) { follow(v); }, [this](log_level l, std::string_view line) { p_.log(l, line); });
         p_.sync.pace_healing(p_.cluster.heal_bytes_per_s);
         detector_->start(net::endpoint::resolve(p_.self.host, port));
     }
@@ -203,7 +204,8 @@ private:
         for (const auto& m : v.members()) {
             const node* was = before.find(m.at.id);
             if (!was || was->state != m.at.state)
-                p_.log(fmt::format("membership: peer {} ({}:{}) is {} (incarnation {})", m.at.id, m.at.host, m.at.port,
+                p_.log(m.at.state == node_state::failed ? log_level::warning : log_level::info,  // dead needs a look
+                       fmt::format("membership: peer {} ({}:{}) is {} (incarnation {})", m.at.id, m.at.host, m.at.port,
                                    to_string(m.at.state), m.incarnation));
         }
         auto nodes = v.nodes();

@@ -41,6 +41,7 @@
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/concurrency/service.hpp"
 #include "dhtkit/concurrency/thread_pool.hpp"
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/net/acceptor.hpp"
 #include "dhtkit/net/reactor.hpp"
 #include "dhtkit/net/socket.hpp"
@@ -80,7 +81,7 @@ public:
                   hello(), {}, &grants_, &held_),
           storage_(self_.data_dir, cluster_.storage),
           keys_(key_table_, file_table_, self_.id, cluster_.limits, cluster_.max_clock_skew, *view_, policy_, copies_,
-                [this](const std::string& line) { log_(line); }, &held_, &storage_,
+                [this](log_level l, std::string_view line) { log_(l, line); }, &held_, &storage_,
                 Replication::follows_membership ? &hand_offs_ : nullptr, cluster_.min_copies),
           sync_(keys_.index(), self_.id, *view_, copies_, frame_limits(), hello(), &grants_, &storage_,
                 Replication::follows_membership ? &hand_offs_ : nullptr),
@@ -106,7 +107,7 @@ public:
                  [this](protocol::opcode op, std::string_view k, std::string_view v) { return keys_.write_here(op, k, v); },
                  stats_),
           binary_(keys_, files_, sync_, self_.id, *view_, cluster_.source.string(), cluster_.limits, stats_,
-                  [this] { return stats_report(); }, [this](const std::string& line) { log_(line); }, &grants_,
+                  [this] { return stats_report(); }, [this](log_level l, std::string_view line) { log_(l, line); }, &grants_,
                   cluster_.cluster_key, cluster_.client_password,
                   Replication::follows_membership ? std::function<reply()>([this] { return begin_leave(); }) : nullptr),
           resp_(self_.id, *view_, cluster_.limits, cluster_.client_password,
@@ -150,8 +151,9 @@ public:
     [[nodiscard]] const cluster_map& map() const noexcept { return view_->current(); }
     [[nodiscard]] client& cluster_client() noexcept { return client_; }
     [[nodiscard]] peer_stats& stats() noexcept { return stats_; }
-    // Where the peer's own messages go (a failed file copy, say); stderr by default. Before start().
-    void on_log(std::function<void(const std::string&)> log) { log_ = std::move(log); }
+    // Where the peer's own lines go, with their levels (log/logger.hpp); stderr under the
+    // library's name by default. Before start().
+    void on_log(logger log) { log_ = std::move(log); }
 
     // Leaves a live cluster (peer/live_membership.hpp): its slots go to their new holders, and
     // this waits up to `limit` until every member caught them up. Stop the peer after. The
@@ -195,8 +197,8 @@ public:
 private:
     void start_parts() {
         if (!cluster_.cluster_key)
-            log_("warning: the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
-                 "can replicate, sync and register files here");
+            log_.warning("the cluster is open (no [security] cluster_secret_file): any host that reaches this port "
+                         "can replicate, sync and register files here");
         if (cluster_.storage.log) data_age::refuse_if_older_than(self_.data_dir, cluster_.tombstone_purge, self_.id);
         // What this node kept beyond its table comes back first; the replicas then fill in the rest.
         storage_.open([this](std::string_view key, std::string_view record) { keys_.index().apply(key, record, true); },
@@ -323,20 +325,18 @@ private:
     resp_front resp_;
     pump<binary_front<Table, Replication, Storage>> binary_pump_;
     pump<resp_front> resp_pump_;
-    std::function<void(const std::string&)> log_ = [id = self_.id](const std::string& line) {
-        std::fprintf(stderr, "dhtkit-peer %llu: %s\n", static_cast<unsigned long long>(id), line.c_str());
-    };
+    logger log_ = logger::to_stderr(fmt::format("dhtkit peer {}", self_.id));
 
     Reactor reactor_;
     net::tcp_listener listener_;
     net::tcp_listener resp_listener_;  // open when this node has a resp_port
     std::unique_ptr<any_dispatch<Reactor, Executor>> dispatch_;
     healer<sync_service<Table, Storage>> healer_{sync_, [this] { files_.recopy(); }, [this] { note_confirmed(); },
-                                        cluster_.membership.anti_entropy, [this](const std::string& line) { log_(line); }};
+                                        cluster_.membership.anti_entropy, [this](log_level l, std::string_view line) { log_(l, line); }};
     live_membership<Table, Replication, Storage> membership_{{cluster_, self_, policy_, *view_, sync_, keys_, grants_, healer_,
                                                      hand_offs_, client_, [this] { share_leases(); },
                                                      [this] { return started_.load(std::memory_order_acquire); },
-                                                     [this](const std::string& line) { log_(line); }}};
+                                                     [this](log_level l, std::string_view line) { log_(l, line); }}};
     std::atomic<bool> keeper_started_{false};
     net::acceptor intake_;  // the listeners' (shedding a connection when out of descriptors)
     std::thread loop_;

@@ -29,6 +29,7 @@
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/replicator.hpp"
 #include "dhtkit/cluster/slot_agreements.hpp"
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/cluster/slot_readiness.hpp"
 #include "dhtkit/peer/heal_pacer.hpp"
@@ -43,7 +44,7 @@ namespace dhtkit {
 template <string_table Table, storage_policy Storage = any_storage>
 class sync_service {
 public:
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
 
     // `grants`: the read leases this node grants; a node that asks for a sync has caught up.
     // `storage`: where records applied by a catch-up are kept beyond the table (null: nowhere).
@@ -77,7 +78,7 @@ public:
         const auto unsure = catch_up(log, std::nullopt, alone_after);
         unconfirmed_.store(unsure, std::memory_order_relaxed);
         if (unsure > 0)
-            log(fmt::format("serving {} slots without a complete copy from their other holders (they were down or "
+            log.warning(fmt::format("serving {} slots without a complete copy from their other holders (they were down or "
                             "starting): caught up again as soon as they serve",
                             unsure));
         ready_.set({0, slot_count - 1}, true);
@@ -298,7 +299,7 @@ private:
                 s.tried = true;
                 s.broke_off = s.broke_off || s.last.how == sync_outcome::ended::cut_short;
                 records_.fetch_add(s.last.records, std::memory_order_relaxed);  // stats are served meanwhile
-                if (!s.last.complete()) log(fmt::format("catching up: peer {}: {}", s.at.id, s.last.why));
+                if (!s.last.complete()) log.warning(fmt::format("catching up: peer {}: {}", s.at.id, s.last.why));
                 settle(false);
             }
             if (settle(std::chrono::steady_clock::now() >= alone_at)) break;

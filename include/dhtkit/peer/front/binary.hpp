@@ -21,6 +21,7 @@
 #include "dhtkit/cluster/handshake.hpp"
 #include "dhtkit/cluster/leases.hpp"
 #include "dhtkit/cluster/map_codec.hpp"
+#include "dhtkit/log/logger.hpp"
 #include "dhtkit/peer/connection.hpp"
 #include "dhtkit/peer/file_service.hpp"
 #include "dhtkit/peer/key_service.hpp"
@@ -62,7 +63,7 @@ public:
     using request = protocol::frame_view;
     static constexpr bool stamps_arrivals = false;
 
-    using log_fn = std::function<void(const std::string&)>;
+    using log_fn = logger;
 
     binary_front(key_service<Table, Replication, Storage>& keys, file_service& files, sync_service<Table, Storage>& sync, node_id self,
            const cluster_view& view, std::string source, limits_settings lim, peer_stats& stats,
@@ -145,7 +146,7 @@ private:
         protocol::header reply{f.h.op, 0, protocol::status::refused, f.h.request_id, 0, 0};
         c.answer(reply, why);
         if (refusal_log_.allow())
-            log_(fmt::format("refused {} from {}: {}", static_cast<unsigned>(f.h.op), c.stream.remote().to_string(), why));
+            log_.warning(fmt::format("refused {} from {}: {}", static_cast<unsigned>(f.h.op), c.stream.remote().to_string(), why));
     }
 
     // One admitted request; `s`: its connection's session, null for the RESP front's. True when a
@@ -276,7 +277,7 @@ private:
                 if (!refusal.empty()) {
                     stats_.count_error();
                     reply.code = them ? status::refused : status::bad_request;
-                    log_(fmt::format("refused {}: {}", c.stream.remote().to_string(), refusal));
+                    log_.warning(fmt::format("refused {}: {}", c.stream.remote().to_string(), refusal));
                     // A protected peer tells a stranger neither its map nor where its file is.
                     const bool open_cluster = !secret_ && password_.empty();
                     c.answer(reply, them && !open_cluster ? hello_refusal(*them, digest, source_, self_, false) : refusal);
