@@ -49,15 +49,19 @@ TEST_CASE("a cluster file is read, with relative paths taken from the file's fol
     CHECK_THROWS_WITH(c.peer(9), Catch::Contains("no peer with id 9"));
 }
 
+namespace {
+// The error that parsing `text` (as /x/c.toml) raises, or "no error".
+std::string fails(const std::string& text) {
+    try {
+        parse_config(text, "/x/c.toml");
+    } catch (const config_error& e) {
+        return std::string(e.what());
+    }
+    return std::string("no error");
+}
+}  // namespace
+
 TEST_CASE("config errors name the file, the key and what was expected") {
-    auto fails = [](std::string text) {
-        try {
-            parse_config(text, "/x/c.toml");
-        } catch (const config_error& e) {
-            return std::string(e.what());
-        }
-        return std::string("no error");
-    };
     std::string peer = "[[peers]]\nid=0\nhost=\"h\"\nport=1\nshared=\"s\"\ndata=\"d\"\n";
     CHECK_THAT(fails(""), Catch::Contains("/x/c.toml") && Catch::Contains("'peers'"));
     CHECK_THAT(fails("[pool]\nthreads = \"four\"\n" + peer),
@@ -139,14 +143,6 @@ TEST_CASE("a client password without a cluster secret is refused, and says why")
 }
 
 TEST_CASE("every port of the file is its own on its host, and limits have ceilings") {
-    auto fails = [](std::string text) {
-        try {
-            parse_config(text, "/x/c.toml");
-        } catch (const config_error& e) {
-            return std::string(e.what());
-        }
-        return std::string("no error");
-    };
     auto peer = [](int id, const char* host, int port, int resp_port) {
         return fmt::format("[[peers]]\nid = {}\nhost = \"{}\"\nport = {}\n{}shared = \"s\"\ndata = \"d\"\n", id, host,
                            port, resp_port ? fmt::format("resp_port = {}\n", resp_port) : "");
