@@ -359,6 +359,7 @@ TEST_CASE("before the password no connection makes the peer hold megabytes, and 
 
     // 12 RESP connections start a 59 MiB SET, 12 binary ones a put of a 1 MiB value, none with
     // the password; each sends as long as the peer takes it.
+    const auto before = resident_bytes(cluster.pid(0));
     std::vector<dhtkit::net::tcp_stream> resp, binary;
     for (int i = 0; i < 12; ++i) {
         resp.push_back(dhtkit::net::tcp_stream::connect(resp_at, 2s));
@@ -369,7 +370,13 @@ TEST_CASE("before the password no connection makes the peer hold megabytes, and 
         const auto head = std::string(reinterpret_cast<const char*>(raw.data()), raw.size()) + "k";  // the value follows
         send_while_taken(binary.back(), head, std::string_view(mib).substr(0, (1 << 20) - 1), 1);
     }
-    CHECK(resident_bytes(cluster.pid(0)) < 64u << 20);
+    // What they could make it hold: a few read buffers, where 12 x 59 MiB went in before. (A
+    // sanitizer's shadow memory adds to the whole, so the bound on the whole is for plain builds.)
+    const auto after = resident_bytes(cluster.pid(0));
+    CHECK(after < before + (24u << 20));
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    CHECK(after < 64u << 20);
+#endif
     for (auto& s : resp) {
         bool closed = false;
         CHECK(answer_until_closed(s, closed) == "-ERR Protocol error: unauthenticated request longer than 16384 bytes\r\n");
